@@ -1,0 +1,82 @@
+"""The KV cache of a looped model: one slot per prelude layer, per (iteration, core layer), per coda layer.
+
+Slot layout (P prelude, C core, K coda layers, D = the cache's `max_depth`):
+
+    0 .. P-1                    prelude layer l
+    P + (t-1) * C + l           core layer l at iteration t (t = 1..D)
+    P + D * C + k               coda layer k
+
+Every slot holds keys/values for every position seen so far, including tokens that halted before that
+iteration: by DESIGN.md's reuse rule those are the keys/values of the token's frozen state at that core
+layer, the same at every later iteration, so they are computed once and written into each later slot.
+That is what makes incremental decoding equal one full forward.
+
+The cache also records the depth of every position it has processed (`depths`, [batch, seen]), which is
+how `generate()` reports per-token depth: transformers' decoding loop keeps only the cache from a
+forward's outputs. Beam reordering, batch expansion and cropping keep that record aligned.
+"""
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+
+from .configuration_anira import AniraConfig
+
+
+class AniraCache(Cache):
+    def __init__(self, config: AniraConfig, max_depth: int | None = None):
+        self.num_prelude_layers = config.num_prelude_layers
+        self.num_core_layers = config.num_core_layers
+        self.num_coda_layers = config.num_coda_layers
+        self.max_depth = config.max_depth if max_depth is None else max_depth
+        slots = self.num_prelude_layers + self.num_core_layers * self.max_depth + self.num_coda_layers
+        super().__init__(layers=[DynamicLayer() for _ in range(slots)])
+        self._depths: torch.LongTensor | None = None
+
+    # slot arithmetic -------------------------------------------------------------------------------
+    def prelude_slot(self, layer: int) -> int:
+        return layer
+
+    def core_slot(self, iteration: int, layer: int) -> int:
+        """Slot of core layer `layer` (0-based) at iteration `iteration` (1-based, as in DESIGN.md)."""
+        return self.num_prelude_layers + (iteration - 1) * self.num_core_layers + layer
+
+    def coda_slot(self, layer: int) -> int:
+        return self.num_prelude_layers + self.max_depth * self.num_core_layers + layer
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        # Slot 0 is always written (there is at least one core layer), so it counts every position seen.
+        return super().get_seq_length(layer_idx)
+
+    # depth record ----------------------------------------------------------------------------------
+    @property
+    def depths(self) -> torch.LongTensor | None:
+        """[batch, positions seen]: iterations each cached position ran (-1 at padding)."""
+        return self._depths
+
+    def record_depths(self, depths: torch.LongTensor) -> None:
+        self._depths = depths if self._depths is None else torch.cat([self._depths, depths], dim=-1)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(beam_idx)
+        if self._depths is not None:
+            self._depths = self._depths.index_select(0, beam_idx.to(self._depths.device))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        super().batch_repeat_interleave(repeats)
+        if self._depths is not None:
+            self._depths = self._depths.repeat_interleave(repeats, dim=0)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        super().batch_select_indices(indices)
+        if self._depths is not None:
+            self._depths = self._depths[indices]
+
+    def crop(self, tokens_to_remove: int) -> None:
+        """Remove the last `-tokens_to_remove` positions (transformers 5.x passes a negative count)."""
+        super().crop(tokens_to_remove)
+        if self._depths is not None and tokens_to_remove != 0:
+            self._depths = self._depths[:, : -abs(tokens_to_remove)]
+
+    def reset(self) -> None:
+        super().reset()
+        self._depths = None
