@@ -1,0 +1,67 @@
+"""DEPO: k-hop lookup on a directed cycle; the knob is the number of hops k.
+
+`<bos> a b c d ... <hop=k> a <ans> succ^k(a) <eos>` (TASKS.md). Decisions where it is silent:
+- Node symbols `v0` .. `v59` (POOL_SIZE = 60): the n nodes of a sample are a random draw from the
+  pool, so 2 <= num_nodes <= 60; the context lists the n edges `a succ(a)` in shuffled order.
+- k ranges over 1..MAX_HOPS = 16 (the `<hop=k>` vocabulary); k may exceed n (the walk wraps).
+- `num_queries` (default 1) queries per sample, from distinct start nodes, all with the same k.
+  Only the last one is the answer: the earlier ones appear solved in the prompt. This keeps the
+  answer one contiguous span (`answer_start`, `answer_length`) like every other task. With
+  `supervise_all_queries=True` the solved queries' targets also get labels (listed in
+  `Sample.prompt_label_positions`), for more training signal per sample; scoring, annotations
+  and `answer_start` still refer to the last query.
+- Annotations: `hops` (k) and `num_nodes` (n) for the answer symbol.
+"""
+
+import random
+
+from .common import BOS, Sample, check_bool, check_int
+
+POOL_SIZE = 60
+NODE_SYMBOLS = [f"v{i}" for i in range(POOL_SIZE)]
+MIN_NODES = 2
+MAX_HOPS = 16
+DEFAULT_NUM_NODES = 8
+ANSWER = "<ans>"
+
+
+def hop_marker(hops: int) -> str:
+    return f"<hop={hops}>"
+
+
+def check_params(complexity: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False) -> None:
+    check_int("hops (complexity)", complexity, 1, MAX_HOPS)
+    check_int("num_nodes", num_nodes, MIN_NODES)
+    if num_nodes > POOL_SIZE:
+        raise ValueError(f"num_nodes = {num_nodes} exceeds the DEPO node pool of {POOL_SIZE} symbols")
+    check_int("num_queries", num_queries, 1, num_nodes)
+    check_bool("supervise_all_queries", supervise_all_queries)
+
+
+def generate(complexity: int, seed: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False) -> Sample:
+    check_params(complexity, num_nodes, num_queries, supervise_all_queries)
+    rng = random.Random(seed)
+    hops = complexity
+    cycle = rng.sample(NODE_SYMBOLS, num_nodes)  # cycle[i] -> cycle[i + 1 mod n]
+    edges = [(cycle[i], cycle[(i + 1) % num_nodes]) for i in range(num_nodes)]
+    rng.shuffle(edges)
+    starts = rng.sample(range(num_nodes), num_queries)
+    prompt = [BOS] + [s for edge in edges for s in edge]
+    solved_targets = []
+    for start in starts[:-1]:
+        prompt += [hop_marker(hops), cycle[start], ANSWER, cycle[(start + hops) % num_nodes]]
+        solved_targets.append(len(prompt) - 1)
+    prompt += [hop_marker(hops), cycle[starts[-1]], ANSWER]
+    return Sample(
+        task="depo",
+        complexity=complexity,
+        seed=seed,
+        prompt=" ".join(prompt),
+        answer=cycle[(starts[-1] + hops) % num_nodes],
+        annotations={"hops": [hops], "num_nodes": [num_nodes]},
+        prompt_label_positions=solved_targets if supervise_all_queries else [],
+    )
+
+
+def vocabulary() -> list[str]:
+    return [hop_marker(k) for k in range(1, MAX_HOPS + 1)] + [ANSWER] + NODE_SYMBOLS

@@ -1,0 +1,61 @@
+"""DEPO: the context is one directed cycle and every answer follows it k steps."""
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from anira_tasks import generate_sample, score_answer, valid_next_tokens
+from anira_tasks.depo import MAX_HOPS, POOL_SIZE
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**62), hops=st.integers(1, MAX_HOPS), num_nodes=st.integers(2, POOL_SIZE), data=st.data())
+def test_answers_follow_the_cycle(seed, hops, num_nodes, data):
+    num_queries = data.draw(st.integers(1, min(num_nodes, 5)))
+    sample = generate_sample("depo", hops, seed, num_nodes=num_nodes, num_queries=num_queries)
+    symbols = sample.text.split()
+    assert symbols[0] == "<bos>" and symbols[-1] == "<eos>"
+    edge_symbols = symbols[1 : 1 + 2 * num_nodes]
+    successor = dict(zip(edge_symbols[0::2], edge_symbols[1::2]))
+    # One cycle through all n nodes.
+    assert len(successor) == num_nodes and set(successor.values()) == set(successor)
+    node, walk = edge_symbols[0], []
+    for _ in range(num_nodes):
+        node = successor[node]
+        walk.append(node)
+    assert len(set(walk)) == num_nodes
+    queries = symbols[1 + 2 * num_nodes : -1]
+    assert len(queries) == 4 * num_queries
+    for i in range(num_queries):
+        marker, start, ans, target = queries[4 * i : 4 * i + 4]
+        assert (marker, ans) == (f"<hop={hops}>", "<ans>")
+        node = start
+        for _ in range(hops):
+            node = successor[node]
+        assert target == node
+    assert len({queries[4 * i + 1] for i in range(num_queries)}) == num_queries  # distinct starts
+    assert sample.answer == queries[-1]
+    assert sample.annotations == {"hops": [hops], "num_nodes": [num_nodes]}
+    assert score_answer(sample, [sample.answer]) and valid_next_tokens(sample, 0) == {sample.answer}
+    wrong = next(v for v in successor if v != sample.answer)
+    assert not score_answer(sample, [wrong])
+
+
+@pytest.mark.parametrize(
+    "hops, params, name",
+    [(0, {}, "hops"), (MAX_HOPS + 1, {}, "hops"), (1, {"num_nodes": 1}, "num_nodes"),
+     (1, {"num_nodes": POOL_SIZE + 1}, "num_nodes"), (1, {"num_queries": 0}, "num_queries"),
+     (1, {"num_nodes": 4, "num_queries": 5}, "num_queries"), (1, {"supervise_all_queries": "all"}, "supervise_all_queries")],
+)
+def test_bad_parameters_raise_value_error_naming_them(hops, params, name):
+    with pytest.raises(ValueError, match=name):
+        generate_sample("depo", hops, 0, **params)
+
+
+def test_supervise_all_queries_marks_the_solved_targets():
+    plain = generate_sample("depo", 3, 9, num_nodes=8, num_queries=4)
+    supervised = generate_sample("depo", 3, 9, num_nodes=8, num_queries=4, supervise_all_queries=True)
+    assert plain.text == supervised.text and plain.prompt_label_positions == []
+    symbols = supervised.prompt.split()
+    answer_markers = [i for i, s in enumerate(symbols) if s == "<ans>"]
+    assert answer_markers[-1] == len(symbols) - 1  # the last query is the answer
+    assert supervised.prompt_label_positions == [i + 1 for i in answer_markers[:-1]]  # the 3 solved targets

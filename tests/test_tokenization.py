@@ -1,0 +1,77 @@
+"""Shipped tokenizers: up to date, loadable with no custom code, lossless, strict on unknown symbols."""
+
+import fnmatch
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from transformers import AutoTokenizer
+
+from anira_tasks import TASKS, generate_sample
+from tokenization import FAMILIES, TOKENIZATION_DIR, build_all, encode_text, encode_texts, family_vocabulary, load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+# Largest complexity each task's tokenizer must cover (the documented maxima).
+MAX_COMPLEXITY = {"mano": 32, "brevo": 60, "depo": 16, **{name: 64 for name in TASKS if TASKS[name].family == "clrs"}}
+
+
+def test_shipped_folders_equal_a_fresh_build(tmp_path):
+    build_all(tmp_path)
+    for family in FAMILIES:
+        fresh = sorted(p.name for p in (tmp_path / family).iterdir())
+        shipped = sorted(p.name for p in (TOKENIZATION_DIR / family).iterdir())
+        assert fresh == shipped, f"tokenization/{family}: run `python -m tokenization.build`"
+        for name in fresh:
+            assert (tmp_path / family / name).read_bytes() == (TOKENIZATION_DIR / family / name).read_bytes(), (
+                f"tokenization/{family}/{name} is out of date: run `python -m tokenization.build`"
+            )
+
+
+def test_shipped_files_are_package_data():
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tokenization"]
+    for family in FAMILIES:
+        for path in (TOKENIZATION_DIR / family).iterdir():
+            assert any(fnmatch.fnmatch(f"{family}/{path.name}", pattern) for pattern in patterns), path
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_auto_tokenizer_loads_with_special_tokens_set(family):
+    tokenizer = AutoTokenizer.from_pretrained(str(ROOT / "tokenization" / family))
+    assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (0, 1, 2, 3)
+    assert tokenizer.get_vocab() == {s: i for i, s in enumerate(family_vocabulary(family))}
+    assert load_tokenizer(family).get_vocab() == tokenizer.get_vocab()
+
+
+@settings(max_examples=60, deadline=None)
+@given(task=st.sampled_from(sorted(TASKS)), seed=st.integers(0, 2**62), fraction=st.floats(0, 1))
+def test_encode_then_decode_gives_back_the_text(task, seed, fraction):
+    minimum = {"mano": 1, "brevo": 3, "depo": 1}.get(task, 2)
+    complexity = minimum + round(fraction * (MAX_COMPLEXITY[task] - minimum))
+    sample = generate_sample(task, complexity, seed)
+    tokenizer = load_tokenizer(task)
+    ids = tokenizer(sample.text)["input_ids"]
+    assert ids == encode_text(tokenizer, sample.text)
+    assert ids[0] == tokenizer.bos_token_id and tokenizer.unk_token_id not in ids
+    assert len(ids) == len(sample.text.split())
+    assert tokenizer.decode(ids) == sample.text
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_vocabulary_covers_the_largest_sizes(task):
+    tokenizer = load_tokenizer(task)
+    texts = [generate_sample(task, MAX_COMPLEXITY[task], seed).text for seed in range(20)]
+    assert all(len(ids) == len(text.split()) for ids, text in zip(encode_texts(tokenizer, texts), texts))
+
+
+def test_unknown_symbol_is_an_error_not_unk():
+    tokenizer = load_tokenizer("brevo")
+    with pytest.raises(ValueError, match="v60"):
+        encode_text(tokenizer, "<bos> v1 v60 <query> v1 <ans> v1 <eos>")
+    with pytest.raises(ValueError, match="vocabulary"):
+        encode_texts(tokenizer, ["<bos> v1", "<bos> 7"])
+
+
+def test_unknown_task_or_family_raises():
+    with pytest.raises(ValueError, match="task_or_family"):
+        load_tokenizer("sudoku")

@@ -1,0 +1,108 @@
+"""One word-level Hugging Face fast tokenizer per task family: `mano`, `brevo`, `depo`, `clrs`.
+
+Each folder `tokenization/<family>` is plain data (tokenizer.json + tokenizer_config.json) that
+`AutoTokenizer.from_pretrained("tokenization/<family>")` loads with no custom code; they are
+built from the task vocabularies by `python -m tokenization.build`, and a test fails when the
+shipped folders differ from a fresh build.
+
+Decisions:
+- ids 0..3 are `<pad>`, `<bos>`, `<eos>`, `<unk>` in every family, then the family's symbols.
+- No post-processor: samples carry `<bos>` (and `<eos>`) in their text, so `tokenizer(text)`
+  then `tokenizer.decode(ids)` gives back exactly `text`. `clean_up_tokenization_spaces` is off
+  (it would glue CLRS's `,` to the previous symbol).
+- `<unk>` exists only because WordLevel needs one: `encode_text` raises a ValueError on any
+  symbol outside the vocabulary instead of silently mapping it to `<unk>`.
+- MANO's vocabulary covers values 0..96 (moduli up to 97) and `<l=1>` .. `<l=32>`, so one
+  tokenizer serves every modulus.
+"""
+
+from pathlib import Path
+
+TOKENIZATION_DIR = Path(__file__).resolve().parent
+FAMILIES = ("mano", "brevo", "depo", "clrs")
+
+
+def family_of(task_or_family: str) -> str:
+    if task_or_family in FAMILIES:
+        return task_or_family
+    from anira_tasks.registry import TASKS  # lazy: anira_tasks imports this package
+
+    if task_or_family not in TASKS:
+        raise ValueError(f"task_or_family must be one of {sorted(set(FAMILIES) | set(TASKS))}, got {task_or_family!r}")
+    return TASKS[task_or_family].family
+
+
+def family_vocabulary(family: str) -> list[str]:
+    from anira_tasks import brevo, clrs, depo, mano
+    from anira_tasks.common import SPECIAL_SYMBOLS
+
+    symbols = {"mano": mano, "brevo": brevo, "depo": depo, "clrs": clrs}[family_of(family)].vocabulary()
+    assert len(set(symbols)) == len(symbols) and not set(symbols) & set(SPECIAL_SYMBOLS), family
+    return SPECIAL_SYMBOLS + symbols
+
+
+def build_tokenizer(family: str):
+    """A fresh `PreTrainedTokenizerFast` over the family's symbols (see the module docstring)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from anira_tasks.common import BOS, EOS, PAD, SPECIAL_SYMBOLS, UNK
+
+    vocabulary = family_vocabulary(family)
+    backend = Tokenizer(models.WordLevel({s: i for i, s in enumerate(vocabulary)}, unk_token=UNK))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.add_special_tokens(SPECIAL_SYMBOLS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+        clean_up_tokenization_spaces=False,
+        model_max_length=8192,
+    )
+
+
+def build_all(output_dir: str | Path = TOKENIZATION_DIR) -> list[Path]:
+    """Writes every family's tokenizer folder under `output_dir`; returns the folders."""
+    folders = []
+    for family in FAMILIES:
+        folder = Path(output_dir) / family
+        build_tokenizer(family).save_pretrained(folder)
+        folders.append(folder)
+    return folders
+
+
+def load_tokenizer(task_or_family: str):
+    """The shipped tokenizer of a task (e.g. "bfs") or family (e.g. "clrs").
+
+    The same object `AutoTokenizer.from_pretrained` gives, loaded through the class directly:
+    AutoTokenizer would import torch first, seconds that a data-only process does not need.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(str(TOKENIZATION_DIR / family_of(task_or_family)))
+
+
+def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of many sample texts; a ValueError names any symbol outside the vocabulary.
+
+    For our word-level tokenizers this is a vocabulary lookup per whitespace-separated symbol,
+    which is exactly what WordLevel + WhitespaceSplit compute, and about ten times faster than
+    the Rust `encode_batch` (whose offsets and added-token matching we do not need). Any other
+    tokenizer goes through `encode_batch`, with `<unk>` detection.
+    """
+    backend = tokenizer.backend_tokenizer
+    if type(backend.model).__name__ == "WordLevel" and type(backend.pre_tokenizer).__name__ == "WhitespaceSplit":
+        vocabulary = tokenizer.get_vocab()
+        try:
+            return [[vocabulary[symbol] for symbol in text.split()] for text in texts]
+        except KeyError as error:
+            raise ValueError(f"symbol {error.args[0]!r} is not in the tokenizer's vocabulary") from None
+    unk_id = tokenizer.unk_token_id
+    ids = [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
+    for text, text_ids in zip(texts, ids):
+        if unk_id is not None and unk_id in text_ids:
+            raise ValueError(f"a symbol of {text[:80]!r}... is not in the tokenizer's vocabulary")
+    return ids
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Token ids of one sample text; a ValueError names any unknown symbol."""
+    return encode_texts(tokenizer, [text])[0]
