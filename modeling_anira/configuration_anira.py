@@ -138,11 +138,11 @@ class AniraConfig(PreTrainedConfig):
         self.gumbel_temperature = gumbel_temperature
         self.compute_penalty = compute_penalty
         self.depth_init_bias = depth_init_bias
-        super().__init__(**kwargs)
-        if self.head_dim is None and isinstance(hidden_size, int) and isinstance(num_attention_heads, int):
-            if num_attention_heads > 0:
-                self.head_dim = hidden_size // num_attention_heads
+        if head_dim is None and isinstance(hidden_size, int) and isinstance(num_attention_heads, int):
+            self.head_dim = hidden_size // num_attention_heads if num_attention_heads > 0 else 0
+        # Our checks first: they name the field, where transformers' own validators would not.
         self.validate()
+        super().__init__(**kwargs)
 
     @property
     def num_hidden_layers(self) -> int:

@@ -52,6 +52,12 @@ class AniraRMSNorm(nn.Module):
         return self.weight * hidden_states.to(input_dtype)
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Decisions are made in float32 under bf16/fp16 (a threshold on a half-precision sigmoid is coarse);
+    float64 models keep float64 so that the reference computations stay exact."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _real(token_mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return torch.where(token_mask, values, torch.full_like(values, -1))
 
@@ -116,7 +122,10 @@ class EarlyPlan:
         return self.tail[..., max(t - self.min_depth, 0)]
 
     def any_active(self, t: int) -> bool:
-        return t <= self.deepest
+        # Training runs all D iterations: the straight-through gradient reaches every z_d through the masks
+        # a^t (t > d_i) of the iterations the token skipped, and stopping at the batch's deepest token
+        # would make a token's gradient depend on the other sequences in its batch.
+        return t <= (self.max_depth if self.choice.requires_grad else self.deepest)
 
     def observe(self, t: int, hidden: torch.Tensor) -> None:
         pass
@@ -151,7 +160,7 @@ class EarlyDepth(nn.Module):
                 f"max_depth={max_depth} was requested, but an early-mode model's router only knows depths "
                 f"{self.min_depth}..{self.max_depth}; the depth budget can be raised only in fixed and online modes."
             )
-        logits = self.router(self.norm(prelude_states)).float()
+        logits = _at_least_float32(self.router(self.norm(prelude_states)))
         probs = logits.softmax(-1)
         if self.training:
             choice = F.gumbel_softmax(logits, tau=self.temperature, hard=True)
@@ -178,7 +187,11 @@ class OnlinePlan:
         return self.running
 
     def any_active(self, t: int) -> bool:
-        return t <= self.max_depth and self.any_running
+        # In training one more iteration runs after the last token halted: the straight-through gradient of a
+        # halting decision at d is "what iteration d + 1 would have changed", and every token must get it
+        # whatever the other sequences of its batch do (gradient accumulation must equal one large batch).
+        ran_last = self.training and bool(self.ran) and bool(self.ran[-1].any())
+        return t <= self.max_depth and (self.any_running or ran_last)
 
     def halt(self, t: int, lam: torch.Tensor) -> torch.Tensor:
         """Straight-through threshold: forward hard (the inference rule), backward through lambda."""
@@ -198,12 +211,14 @@ class OnlinePlan:
         self.running = self.running * (1 - halt)
         self.any_running = bool((self.running > 0.5).any())
 
-    def effective_lambdas(self) -> torch.Tensor:
-        """lambda~ [B, S, D]: 0 before min_depth, 1 at D, a frozen token's own lambda after the loop stopped."""
+    def effective_lambdas(self, depths: torch.Tensor) -> torch.Tensor:
+        """lambda~ [B, S, D]: 0 before min_depth, 1 at D, and after a token's halt its lambda at the halting
+        iteration (its frozen state's, taken from that iteration's graph so that the gradient does not depend
+        on how long the loop ran for the rest of the batch)."""
         lams = torch.stack(self.lambdas, dim=-1)
-        if lams.shape[-1] < self.max_depth:  # the loop stopped early: every token is frozen from here on
-            lams = torch.cat([lams, lams[..., -1:].expand(*lams.shape[:-1], self.max_depth - lams.shape[-1])], -1)
         steps = torch.arange(1, self.max_depth + 1, device=lams.device)
+        last = depths.clamp(min=1).unsqueeze(-1) - 1
+        lams = lams.gather(-1, torch.minimum(steps - 1, last))
         lams = torch.where(steps < self.min_depth, torch.zeros_like(lams), lams)
         return torch.where(steps == self.max_depth, torch.ones_like(lams), lams)
 
@@ -218,11 +233,10 @@ class OnlinePlan:
     def report(self) -> DepthReport:
         ran = torch.stack(self.ran, dim=-1)
         depths = _real(self.token_mask, ran.sum(-1).long())
-        lams = self.effective_lambdas()
+        lams = self.effective_lambdas(depths)
         depth_probs, survive = self.halting_distribution(lams)
         expected = survive.sum(-1)  # E[d] = sum_t prod_{s<t} (1 - lambda_s)
-        halting = torch.stack(self.lambdas, -1) * ran
-        halting = F.pad(halting, (0, self.max_depth - halting.shape[-1]))
+        halting = F.pad(torch.stack(self.lambdas, -1) * ran, (0, self.max_depth - ran.shape[-1]))
         cost = self.compute_cost(lams, depth_probs, expected)
         return DepthReport(depths, depth_probs, expected, cost, halting)
 
@@ -245,7 +259,7 @@ class ACTPlan(OnlinePlan):
 
     def report(self) -> DepthReport:
         report = super().report()
-        lams = self.effective_lambdas()
+        lams = self.effective_lambdas(report.depths)
         steps = torch.arange(1, self.max_depth + 1, device=lams.device)
         n = report.depths.clamp(min=1).unsqueeze(-1)
         before = (steps < n).to(lams.dtype)
@@ -284,7 +298,7 @@ class OnlineDepth(nn.Module):
         self.halting_head = HaltingHead(config.hidden_size, 1)
 
     def halting_prob(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.halting_head(self.norm(hidden)).squeeze(-1).float())
+        return torch.sigmoid(_at_least_float32(self.halting_head(self.norm(hidden)).squeeze(-1)))
 
     def plan(self, prelude_states: torch.Tensor, token_mask: torch.Tensor, max_depth: int) -> OnlinePlan:
         return self.plan_class(self, token_mask, max_depth, self.training)
