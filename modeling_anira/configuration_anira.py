@@ -144,6 +144,19 @@ class AniraConfig(PreTrainedConfig):
         self.validate()
         super().__init__(**kwargs)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "AniraConfig":
+        """As `PreTrainedConfig.from_pretrained`, but a checkpoint of another model type is an error, not a
+        warning followed by a silently default-initialised model."""
+        config_dict, _ = cls.get_config_dict(pretrained_model_name_or_path, **dict(kwargs))
+        model_type = config_dict.get("model_type")
+        if model_type is not None and model_type != cls.model_type:
+            raise ValueError(
+                f"{pretrained_model_name_or_path} holds a '{model_type}' checkpoint, not an '{cls.model_type}' one; "
+                "load it with its own class (or AutoModelForCausalLM)."
+            )
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
     @property
     def num_hidden_layers(self) -> int:
         """Layer applications of a token at full depth: prelude + core x max_depth + coda."""

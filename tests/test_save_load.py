@@ -1,0 +1,71 @@
+"""save_pretrained / from_pretrained: identical outputs, Auto classes, and remote code in a fresh process."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from conftest import tiny_model
+from modeling_anira import AniraForCausalLM, AniraModel
+
+
+@pytest.mark.parametrize("mode", ["fixed", "early", "online"])
+def test_save_and_load_give_identical_outputs(tmp_path, mode):
+    model = tiny_model(depth_mode=mode, injection="concat")
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float64).eval()
+    loaded.model.recurrence = "dense"
+    assert isinstance(loaded, AniraForCausalLM)
+    ids = torch.randint(3, 40, (2, 9), generator=torch.Generator().manual_seed(0))
+    a, b = model(ids), loaded(ids)
+    assert torch.equal(a.logits, b.logits)
+    assert torch.equal(a.depths, b.depths)
+
+
+def test_auto_model_builds_the_base_model():
+    model = AutoModel.from_config(AutoConfig.for_model("anira", hidden_size=32, num_attention_heads=4,
+                                                       intermediate_size=64, vocab_size=40))
+    assert isinstance(model, AniraModel)
+
+
+def test_saved_folder_loads_with_remote_code_in_a_process_that_never_imported_the_package(tmp_path):
+    model = tiny_model(depth_mode="online")
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForCausalLM"].endswith("AniraForCausalLM")
+    assert (tmp_path / "modeling_anira.py").exists() and (tmp_path / "configuration_anira.py").exists()
+    ids = [[5, 9, 13, 7, 21]]
+    expected = model(torch.tensor(ids))
+    script = textwrap.dedent(
+        f"""
+        import json, sys, torch
+        sys.path = [p for p in sys.path if p not in ("", ".")]
+        from transformers import AutoModelForCausalLM
+        model = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r}, trust_remote_code=True, dtype=torch.float64).eval()
+        model.model.recurrence = "dense"
+        out = model(torch.tensor({ids}))
+        assert "modeling_anira" not in sys.modules, "the installed package must not be needed"
+        print(json.dumps({{"module": type(model).__module__, "logits": out.logits.tolist(), "depths": out.depths.tolist()}}))
+        """
+    )
+    # Run from an empty folder so neither the repository nor its package is importable by path.
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path.parent, capture_output=True, text=True,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path.parent),
+                                 "PYTHONNOUSERSITE": "1", "HF_MODULES_CACHE": str(tmp_path.parent / "modules")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    assert remote["module"].startswith("transformers_modules")
+    torch.testing.assert_close(torch.tensor(remote["logits"], dtype=torch.float64), expected.logits)
+    assert remote["depths"] == expected.depths.tolist()
+
+
+def test_loading_a_checkpoint_of_another_model_type_is_a_clear_error(tmp_path):
+    LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                 num_hidden_layers=1, vocab_size=40)).save_pretrained(tmp_path)
+    with pytest.raises((ValueError, TypeError), match="(?i)llama|anira"):
+        AniraForCausalLM.from_pretrained(tmp_path)
