@@ -309,7 +309,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for checkpointing in (False, True):
         model = tiny_model(depth_mode="online").train()
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model(ids, attention_mask=mask, labels=labels).loss.backward()
         grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
     for plain, checkpointed in zip(*grads, strict=True):
