@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 from .cache_anira import AniraCache
 from .configuration_anira import AniraConfig
 from .depth_control import DEPTH_CONTROLLERS, DepthReport, EarlyDepth, FixedDepth, OnlineDepth
+from .generation_anira import AniraGenerateBeamOutput, AniraGenerateOutput, AniraGenerationMixin, DepthStreamer
 from .modeling_anira import (
     AniraCausalLMOutput,
     AniraForCausalLM,
@@ -33,11 +34,15 @@ __all__ = [
     "AniraCausalLMOutput",
     "AniraConfig",
     "AniraForCausalLM",
+    "AniraGenerateBeamOutput",
+    "AniraGenerateOutput",
+    "AniraGenerationMixin",
     "AniraModel",
     "AniraModelOutput",
     "AniraPreTrainedModel",
     "DEPTH_CONTROLLERS",
     "DepthReport",
+    "DepthStreamer",
     "EarlyDepth",
     "FixedDepth",
     "OnlineDepth",

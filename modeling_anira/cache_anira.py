@@ -22,6 +22,47 @@ from transformers.cache_utils import Cache, DynamicLayer
 from .configuration_anira import AniraConfig
 
 
+class GrowingLayer(DynamicLayer):
+    """A `DynamicLayer` that appends into a buffer with spare room, so adding a chunk costs the chunk, not the
+    whole history (`DynamicLayer` concatenates, copying every cached position on every update). A looped model
+    updates max_depth x core slots per token, most of them for frozen tokens, so that copy would be a per-token
+    cost that no halting could save. `keys`/`values` are views of the buffer's filled part; when another method
+    replaces them (beam reordering, cropping, batch selection, offloading), the next update rebuilds the buffer."""
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self._key_buffer = self._value_buffer = self._keys_view = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        if torch.is_grad_enabled() and (key_states.requires_grad or value_states.requires_grad):
+            self._key_buffer = None  # autograd needs the earlier views intact: concatenate as DynamicLayer does
+            return super().update(key_states, value_states, *args, **kwargs)
+        length, new = self.get_seq_length(), key_states.shape[-2]
+        if self._key_buffer is None or self.keys is not self._keys_view or length + new > self._key_buffer.shape[-2]:
+            self._grow(key_states, value_states, length, capacity=2 * (length + new))
+        self._key_buffer[..., length : length + new, :] = key_states
+        self._value_buffer[..., length : length + new, :] = value_states
+        self.keys = self._keys_view = self._key_buffer[..., : length + new, :]
+        self.values = self._value_buffer[..., : length + new, :]
+        return self.keys, self.values
+
+    def _grow(self, key_states, value_states, length: int, capacity: int) -> None:
+        def buffer(states, old):
+            grown = states.new_empty(*states.shape[:-2], capacity, states.shape[-1])
+            if length:
+                grown[..., :length, :] = old
+            return grown
+
+        self._key_buffer = buffer(key_states, self.keys)
+        self._value_buffer = buffer(value_states, self.values)
+
+    def reset(self) -> None:
+        super().reset()
+        self._key_buffer = self._value_buffer = self._keys_view = None
+
+
 class AniraCache(Cache):
     def __init__(self, config: AniraConfig, max_depth: int | None = None):
         self.num_prelude_layers = config.num_prelude_layers
@@ -29,7 +70,7 @@ class AniraCache(Cache):
         self.num_coda_layers = config.num_coda_layers
         self.max_depth = config.max_depth if max_depth is None else max_depth
         slots = self.num_prelude_layers + self.num_core_layers * self.max_depth + self.num_coda_layers
-        super().__init__(layers=[DynamicLayer() for _ in range(slots)])
+        super().__init__(layers=[GrowingLayer() for _ in range(slots)])
         self._depths: torch.LongTensor | None = None
 
     # slot arithmetic -------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
-from transformers.generation import GenerationMixin
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
@@ -36,6 +35,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from .cache_anira import AniraCache
 from .configuration_anira import AniraConfig
 from .depth_control import DEPTH_CONTROLLERS, AniraRMSNorm, DepthReport, DepthRouter, HaltingHead
+from .fast_path import fast_recur
+from .generation_anira import AniraGenerationMixin
 
 
 class AniraRotaryEmbedding(nn.Module):
@@ -107,7 +108,9 @@ def eager_attention_forward(
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         weights = weights + attention_mask
-    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    # float32 at least (bf16/fp16 safety), float64 kept: a fully masked row (a left-pad query) must stay finite,
+    # which a float64 mask minimum cast to float32 (-inf) would not give.
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.promote_types(query.dtype, torch.float32)).to(query.dtype)
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
@@ -299,6 +302,9 @@ class AniraModel(AniraPreTrainedModel):
         self.norm = AniraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = AniraRotaryEmbedding(config)
         self.gradient_checkpointing = False
+        # "fast": at inference (eval mode) only active tokens are computed (fast_path.py); "dense": always the
+        # masked reference `recur`. Training and output_attentions always use the reference.
+        self.recurrence = "fast"
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -415,7 +421,11 @@ class AniraModel(AniraPreTrainedModel):
         prelude_states = hidden
 
         plan = self.depth_controller.plan(prelude_states, token_mask, max_depth)
-        hidden = self.recur(hidden, prelude_states, plan, max_depth, cache, layer_kwargs, all_hidden)
+        if self.recurrence not in ("fast", "dense"):
+            raise ValueError(f"AniraModel.recurrence must be 'fast' or 'dense', got {self.recurrence!r}.")
+        fast = self.recurrence == "fast" and not self.training and not output_attentions
+        recur = self.recur_fast if fast else self.recur
+        hidden = recur(hidden, prelude_states, plan, max_depth, cache, layer_kwargs, all_hidden)
         report: DepthReport = plan.report()
         if cache is not None:
             cache.record_depths(report.depths)
@@ -436,6 +446,10 @@ class AniraModel(AniraPreTrainedModel):
             expected_depth=report.expected_depth,
             compute_cost=report.compute_cost,
         )
+
+    def recur_fast(self, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
+        """The same recurrence computing only the active tokens (fast_path.py); tested equal to `recur`."""
+        return fast_recur(self, hidden, prelude_states, plan, max_depth, cache, layer_kwargs, all_hidden)
 
     def recur(self, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
         """The dense reference recurrence: every token through every layer, frozen ones masked back."""
@@ -474,7 +488,7 @@ class AniraModel(AniraPreTrainedModel):
                 cache.update(key, value, cache.core_slot(t, index))
 
 
-class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
+class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: AniraConfig):

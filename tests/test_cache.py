@@ -1,0 +1,106 @@
+"""AniraCache: slot layout, the depth record, and exact incremental decoding (float64)."""
+
+import pytest
+import torch
+
+from conftest import tiny_config, tiny_model
+from modeling_anira import AniraCache
+
+MODES = ["fixed", "early", "online"]
+
+
+def test_slot_layout_covers_every_layer_application_once():
+    config = tiny_config(num_prelude_layers=2, num_core_layers=3, num_coda_layers=2, max_depth=4)
+    cache = AniraCache(config)
+    slots = [cache.prelude_slot(i) for i in range(2)]
+    slots += [cache.core_slot(t, l) for t in range(1, 5) for l in range(3)]
+    slots += [cache.coda_slot(i) for i in range(2)]
+    assert slots == list(range(len(cache.layers))) == list(range(config.num_hidden_layers))
+    assert len(AniraCache(config, max_depth=6).layers) == 2 + 3 * 6 + 2
+
+
+def filled_cache(batch: int = 3, seen: int = 5) -> AniraCache:
+    cache = AniraCache(tiny_config(max_depth=2))
+    for slot in range(len(cache.layers)):
+        key = torch.arange(batch, dtype=torch.float).view(batch, 1, 1, 1).expand(batch, 2, seen, 4)
+        cache.update(key, key + 100, slot)
+    cache.record_depths(torch.arange(batch).view(batch, 1).expand(batch, seen).clone())
+    return cache
+
+
+def test_depth_record_follows_beam_reordering_expansion_selection_and_cropping():
+    cache = filled_cache()
+    beam_idx = torch.tensor([2, 0, 0])
+    cache.reorder_cache(beam_idx)
+    assert cache.depths[:, 0].tolist() == [2, 0, 0]
+    assert cache.layers[3].keys[:, 0, 0, 0].tolist() == [2, 0, 0], "keys and depths move together"
+    cache.batch_repeat_interleave(2)
+    assert cache.depths[:, 0].tolist() == [2, 2, 0, 0, 0, 0]
+    cache.batch_select_indices(torch.tensor([0, 2]))
+    assert cache.depths[:, 0].tolist() == [2, 0]
+    cache.crop(-2)
+    assert cache.depths.shape == (2, 3) and cache.get_seq_length() == 3
+    cache.reset()
+    assert cache.depths is None
+
+
+def test_slots_append_in_place_and_survive_reordering_and_cropping():
+    cache = AniraCache(tiny_config(max_depth=1))
+    expected = torch.zeros(2, 2, 0, 4)
+    for step, length in enumerate((3, 1, 1, 2, 1)):
+        chunk = torch.randn(2, 2, length, 4)
+        keys, values = cache.update(chunk, -chunk, 0)
+        expected = torch.cat([expected, chunk], dim=-2)
+        assert torch.equal(keys, expected) and torch.equal(values, -expected)
+        if step == 2:  # beam reordering and cropping replace the stored tensors; appending goes on from them
+            cache.reorder_cache(torch.tensor([1, 1]))
+            cache.crop(-1)
+            expected = expected[[1, 1], :, :-1]
+    assert cache.get_seq_length() == expected.shape[-2] == 7
+
+
+def padded_batch(batch: int, seq: int = 10, seed: int = 2):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 40, (batch, seq), generator=generator)
+    mask = torch.ones_like(ids)
+    for row in range(1, batch):
+        mask[row, : 3 * row] = 0  # left padding of different lengths
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+@pytest.mark.parametrize("recurrence", ["dense", "fast"])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("mode", MODES)
+def test_incremental_decoding_equals_one_full_forward(mode, batch, recurrence):
+    model = tiny_model(depth_mode=mode)
+    model.model.recurrence = recurrence
+    ids, mask = padded_batch(batch)
+    full = model(ids, attention_mask=mask, use_cache=False)
+    cache = AniraCache(model.config)
+    steps = [model(ids[:, :4], attention_mask=mask[:, :4], cache=cache).logits]
+    for i in range(4, ids.shape[1]):
+        steps.append(model(ids[:, i : i + 1], attention_mask=mask[:, : i + 1], cache=cache).logits)
+    real = mask.bool()
+    torch.testing.assert_close(torch.cat(steps, 1)[real], full.logits[real], rtol=1e-10, atol=1e-10)
+    assert torch.equal(cache.depths, full.depths), "every token's depth is identical"
+    assert (cache.depths[~real] == -1).all()
+    if mode != "fixed":
+        assert full.depths[real].unique().numel() > 1, "the test must exercise freezing"
+    assert all(layer.keys.shape[-2] == ids.shape[1] for layer in cache.layers), "all slots stay the same length"
+
+
+def test_generate_replaces_transformers_default_cache():
+    from transformers import DynamicCache
+
+    model = tiny_model()
+    out = model(torch.randint(3, 40, (1, 5)), cache=DynamicCache(config=model.config))
+    assert isinstance(out.cache, AniraCache)
+    assert len(out.cache.layers) == model.config.num_hidden_layers
+
+
+def test_raising_max_depth_on_a_filled_cache_is_an_error():
+    model = tiny_model(depth_mode="online", max_depth=4)
+    ids = torch.randint(3, 40, (1, 6))
+    cache = model(ids[:, :5]).cache
+    with pytest.raises(ValueError, match="max_depth=4.*max_depth=6"):
+        model(ids[:, 5:], cache=cache, max_depth=6)

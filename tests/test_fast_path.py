@@ -1,0 +1,152 @@
+"""The fast recurrence (modeling_anira/fast_path.py) against the dense masked reference `AniraModel.recur`."""
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from modeling_anira import AniraCache
+
+MODES = ["fixed", "early", "online"]
+
+
+def padded_batch(batch: int = 3, seq: int = 11, seed: int = 1):
+    """Left-padded rows of different lengths (row 0 unpadded)."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 40, (batch, seq), generator=generator)
+    mask = torch.ones_like(ids)
+    for row in range(1, batch):
+        mask[row, : 2 * row + 1] = 0
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+def run(model, recurrence: str, ids, mask, **kwargs):
+    model.model.recurrence = recurrence
+    return model(ids, attention_mask=mask, **kwargs)
+
+
+def decode(model, recurrence: str, ids, mask, prefill: int = 4, max_depth=None):
+    """Prefill `prefill` tokens, then one token at a time; returns (logits [B, S, V], cache)."""
+    model.model.recurrence = recurrence
+    cache = AniraCache(model.config, max_depth=max_depth)
+    logits = [model(ids[:, :prefill], attention_mask=mask[:, :prefill], cache=cache, max_depth=max_depth).logits]
+    for i in range(prefill, ids.shape[1]):
+        out = model(ids[:, i : i + 1], attention_mask=mask[:, : i + 1], cache=cache, max_depth=max_depth)
+        logits.append(out.logits)
+    return torch.cat(logits, dim=1), cache
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("mode", MODES)
+def test_fast_forward_equals_dense_forward(mode, batch, attn_implementation):
+    model = tiny_model(depth_mode=mode, attn_implementation=attn_implementation)
+    ids, mask = padded_batch(batch)
+    dense = run(model, "dense", ids, mask, use_cache=False, output_hidden_states=True)
+    fast = run(model, "fast", ids, mask, use_cache=False, output_hidden_states=True)
+    real = mask.bool()
+    torch.testing.assert_close(fast.logits[real], dense.logits[real], rtol=1e-10, atol=1e-10)
+    assert torch.equal(fast.depths, dense.depths)
+    for fast_state, dense_state in zip(fast.hidden_states, dense.hidden_states, strict=True):
+        torch.testing.assert_close(fast_state[real], dense_state[real], rtol=1e-10, atol=1e-10)
+    if mode != "fixed":
+        assert dense.depths[real].unique().numel() > 1, "the test must exercise freezing"
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("mode", MODES)
+def test_fast_decoding_equals_dense_full_forward(mode, batch, attn_implementation):
+    model = tiny_model(depth_mode=mode, attn_implementation=attn_implementation)
+    ids, mask = padded_batch(batch)
+    reference = run(model, "dense", ids, mask, use_cache=False)
+    logits, cache = decode(model, "fast", ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], reference.logits[real], rtol=1e-10, atol=1e-10)
+    assert torch.equal(cache.depths, reference.depths)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fast_and_dense_caches_hold_the_same_keys_values(mode):
+    # The reuse rule: a frozen token's slot entries are its frozen state's keys/values in both paths.
+    model = tiny_model(depth_mode=mode)
+    ids, mask = padded_batch(3)
+    _, dense = decode(model, "dense", ids, mask)
+    _, fast = decode(model, "fast", ids, mask)
+    real = mask.bool()
+    for dense_layer, fast_layer in zip(dense.layers, fast.layers, strict=True):
+        assert fast_layer.keys.shape == dense_layer.keys.shape
+        for a, b in ((fast_layer.keys, dense_layer.keys), (fast_layer.values, dense_layer.values)):
+            torch.testing.assert_close(a.transpose(1, 2)[real], b.transpose(1, 2)[real], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("options", [dict(injection="concat"), dict(min_depth=2), dict(halting_objective="act")])
+def test_fast_path_equals_dense_with_other_model_options(options):
+    model = tiny_model(depth_mode="online", **options)
+    ids, mask = padded_batch(3)
+    reference = run(model, "dense", ids, mask, use_cache=False)
+    logits, cache = decode(model, "fast", ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], reference.logits[real], rtol=1e-10, atol=1e-10)
+    assert torch.equal(cache.depths, reference.depths)
+
+
+def count_core_rows(model) -> list[int]:
+    """Token rows that enter each core layer's MLP (the bulk of a layer's compute)."""
+    rows = []
+    for layer in model.model.core:
+        layer.mlp.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[:-1].numel()))
+    return rows
+
+
+@pytest.mark.parametrize("mode", ["early", "online"])
+def test_fast_path_computes_only_active_tokens(mode):
+    model = tiny_model(depth_mode=mode, max_depth=6)
+    ids = torch.randint(3, 40, (2, 16), generator=torch.Generator().manual_seed(5))
+    rows = count_core_rows(model)
+    out = run(model, "fast", ids, None, use_cache=True)
+    assert sum(rows) == model.config.num_core_layers * int(out.depths.sum())
+    rows.clear()
+    run(model, "dense", ids, None, use_cache=True)
+    assert sum(rows) > model.config.num_core_layers * int(out.depths.sum()), "dense runs frozen tokens too"
+
+
+def test_fast_path_stops_when_no_token_is_active():
+    model = tiny_model(depth_mode="online", max_depth=8)
+    torch.nn.init.constant_(model.model.depth_controller.halting_head.bias, 50.0)  # every token halts at t = 1
+    rows = count_core_rows(model)
+    out = run(model, "fast", torch.randint(3, 40, (2, 7)), None)
+    assert (out.depths == 1).all()
+    assert sum(rows) == model.config.num_core_layers * 2 * 7
+
+
+@pytest.mark.parametrize("mode", ["fixed", "online"])
+def test_fast_path_with_raised_depth_budget_equals_dense(mode):
+    model = tiny_model(depth_mode=mode, max_depth=4)
+    ids, mask = padded_batch(3)
+    reference = run(model, "dense", ids, mask, use_cache=False, max_depth=7)
+    logits, cache = decode(model, "fast", ids, mask, max_depth=7)
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], reference.logits[real], rtol=1e-10, atol=1e-10)
+    assert torch.equal(cache.depths, reference.depths)
+    assert reference.depths.max() > 4 or mode == "online"
+
+
+def test_training_and_attention_maps_use_the_dense_path(monkeypatch):
+    import modeling_anira.modeling_anira as modeling
+
+    calls = []
+    monkeypatch.setattr(modeling, "fast_recur", lambda *args: calls.append(1) or pytest.fail("fast path used"))
+    model = tiny_model(depth_mode="online", attn_implementation="eager")
+    ids = torch.randint(3, 40, (1, 6))
+    model.train()(ids)
+    model.eval()(ids, output_attentions=True)
+    model.model.recurrence = "dense"
+    model(ids)
+    assert not calls
+
+
+def test_unknown_recurrence_is_an_error():
+    model = tiny_model()
+    model.model.recurrence = "sparse"
+    with pytest.raises(ValueError, match="recurrence"):
+        model(torch.randint(3, 40, (1, 4)))
