@@ -1,0 +1,61 @@
+"""Spearman rank correlation between allocated depth and task complexity, with mean depth per complexity."""
+
+from collections import defaultdict
+
+import datasets
+import evaluate
+from scipy.stats import spearmanr
+
+_DESCRIPTION = """
+Does the model spend more iterations where the task is harder? Spearman's rho between the depth a
+recurrent model allocated (per token: the iterations at the position that predicts an answer token)
+and the complexity of the sample the token belongs to, with its two-sided p-value and the mean
+depth per complexity value. rho is NaN when either input is constant (e.g. a fixed-depth model).
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (`list[float]`): allocated depths (one per answer token, or per-sample means).
+    references (`list[int]`): the complexity each depth belongs to.
+Returns:
+    spearman (`float`), p_value (`float`), mean_depth_per_complexity (`dict[int, float]`).
+Examples:
+    >>> metric = evaluate.load("anira_tasks/metrics/depth_complexity_spearman/depth_complexity_spearman.py")
+    >>> metric.compute(predictions=[2, 3, 5], references=[1, 2, 3])["spearman"]
+    1.0
+"""
+
+_CITATION = """
+@inproceedings{moosa2026anira,
+  title={Understanding Dynamic Compute Allocation in Recurrent Transformers},
+  author={Moosa, Ibraheem Muhammad and Lohit, Suhas and Wang, Ye and Chatterjee, Moitreya and Yin, Wenpeng},
+  booktitle={ICML}, year={2026}, note={arXiv:2602.08864}
+}
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class DepthComplexitySpearman(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features({
+                "predictions": datasets.Value("float64"),
+                "references": datasets.Value("int64"),
+            }),
+        )
+
+    def _compute(self, predictions, references):
+        sums, counts = defaultdict(float), defaultdict(int)
+        for depth, complexity in zip(predictions, references):
+            sums[complexity] += depth
+            counts[complexity] += 1
+        constant = len(set(predictions)) < 2 or len(set(references)) < 2
+        rho, p_value = (float("nan"), float("nan")) if constant else spearmanr(predictions, references)
+        return {
+            "spearman": float(rho),
+            "p_value": float(p_value),
+            "mean_depth_per_complexity": {int(c): sums[c] / counts[c] for c in sorted(counts)},
+        }

@@ -1,0 +1,89 @@
+"""Where does the compute go? Training dynamics and depth feature importance of trained ANIRA models.
+
+    # training dynamics from the probe logs train.py wrote (learning phase, then compute reduction)
+    python examples/analyze.py dynamics --models outputs/anira-e-brevo outputs/anira-o-brevo --output_dir outputs/analysis
+
+    # per-token depth regressed on static vs algorithmic-state features (BREVO, topological_sort)
+    python examples/analyze.py importance --models outputs/anira-e-brevo outputs/anira-o-brevo --output_dir outputs/analysis
+
+`importance` evaluates each model on its held-out test splits, then regresses the depth at each position
+that predicts an answer token on one-hot encoded features in two groups: static structure (graph size,
+node in/out degree) and the algorithm's state (frontier size, newly enabled nodes, DFS / node depth).
+It reports each group's share of explained variance (Shapley split of R^2) per model.
+"""
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# examples/evaluate.py would shadow the `evaluate` library for the scripts of this folder.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser  # noqa: E402
+
+import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
+from anira_tasks.analysis import (EVAL_SPLITS, FEATURE_GROUPS, cap_per_size, depth_feature_importance,  # noqa: E402
+                                  evaluation_report, load_eval_data, plot_training_dynamics, read_probe_log,
+                                  training_phases)
+
+
+@dataclass
+class AnalysisArguments:
+    models: list[str] = field(metadata={"help": "Folders saved by examples/train.py."})
+    names: list[str] = field(default_factory=list)
+    output_dir: str = field(default="outputs/analysis")
+    dataset_path: str | None = field(default=None)
+    max_per_size: int | None = field(default=200)
+    batch_size: int = field(default=64)
+
+
+def dynamics(args: AnalysisArguments, names: list[str]) -> dict:
+    logs = {name: read_probe_log(Path(model) / "probe_log.jsonl") for name, model in zip(names, args.models)}
+    path = plot_training_dynamics(logs, Path(args.output_dir) / "training_dynamics.png")
+    phases = {name: training_phases(records) for name, records in logs.items()}
+    for name, p in phases.items():
+        print(f"{name}: learned (90% of final seen-size accuracy) at step {p.get('learned_step')} with answer depth "
+              f"{p.get('depth_when_learned', float('nan')):.2f}; final depth {p.get('final_depth', float('nan')):.2f}, "
+              f"final accuracy {p.get('final_accuracy', float('nan')):.2f}")
+    print(f"wrote {path}")
+    return phases
+
+
+def importance(args: AnalysisArguments, names: list[str]) -> dict:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    results = {}
+    for name, model_dir in zip(names, args.models):
+        data, _ = load_eval_data(model_dir, args.dataset_path)
+        data = cap_per_size(data, args.max_per_size)
+        task = data["train"][0]["task"]
+        if task not in FEATURE_GROUPS:
+            raise ValueError(f"feature importance needs per-token algorithmic annotations: tasks {sorted(FEATURE_GROUPS)}, got {task!r}")
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
+        report = evaluation_report(model, data, tokenizer, EVAL_SPLITS, args.batch_size, generate=False, keep_records=True)
+        records = [r for split in EVAL_SPLITS if split in report for r in report[split]["records"]]
+        results[name] = depth_feature_importance(records, FEATURE_GROUPS[task])
+        result = results[name]
+        shares = ", ".join(f"{group} {share:.3f}" for group, share in result["share"].items())
+        print(f"{name} ({task}, {result['tokens']} answer tokens): R^2 of depth on all features {result['r2_full']:.3f}; "
+              f"share of explained variance: {shares}")
+    path = Path(args.output_dir) / "feature_importance.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+    return results
+
+
+def main(argv: list[str] | None = None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("dynamics", "importance"):
+        raise SystemExit("usage: analyze.py {dynamics,importance} --models DIR [DIR ...] [--output_dir DIR]")
+    (args,) = HfArgumentParser(AnalysisArguments).parse_args_into_dataclasses(args=argv[1:])
+    names = args.names or [Path(m).name for m in args.models]
+    return (dynamics if argv[0] == "dynamics" else importance)(args, names)
+
+
+if __name__ == "__main__":
+    main()

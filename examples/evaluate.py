@@ -1,0 +1,67 @@
+"""Evaluate trained ANIRA models per split and per complexity; write a JSON report and figures.
+
+    python examples/evaluate.py --models outputs/anira-e-depo outputs/anira-o-depo --output_dir outputs/eval
+
+For each model: teacher-forced per-token and per-answer accuracy, accuracy of the greedily generated
+answer (the task's scorer), mean depth at the positions that predict answer tokens, and Spearman's rho
+between that depth and complexity, on every test split (seen sizes, interpolation, extrapolation).
+The data is rebuilt from the `anira_data.json` that `examples/train.py` saved (or `--dataset_path`), so
+the test samples are the ones held out from training. Writes `report.json`, `complexity.png` and prints
+the table. Several models are drawn side by side (name them with `--names`).
+"""
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# This file's name would shadow the `evaluate` library (which the metrics use): drop its folder from the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser  # noqa: E402
+
+import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
+from anira_tasks.analysis import (EVAL_SPLITS, cap_per_size, evaluation_report, format_table,  # noqa: E402
+                                  load_eval_data, plot_complexity)
+
+
+@dataclass
+class EvaluationArguments:
+    models: list[str] = field(metadata={"help": "Folders saved by examples/train.py."})
+    names: list[str] = field(default_factory=list, metadata={"help": "Display names (default: folder names)."})
+    output_dir: str = field(default="outputs/eval")
+    dataset_path: str | None = field(default=None, metadata={"help": "A saved DatasetDict (default: rebuild from anira_data.json)."})
+    splits: list[str] = field(default_factory=lambda: list(EVAL_SPLITS))
+    batch_size: int = field(default=64)
+    generate: bool = field(default=True, metadata={"help": "Also score greedily generated answers."})
+    max_per_size: int | None = field(default=None, metadata={"help": "Evaluate at most this many samples per complexity."})
+    device: str | None = field(default=None, metadata={"help": "Default: cuda when available, else cpu."})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    (args,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    names = args.names or [Path(m).name for m in args.models]
+    if len(names) != len(args.models):
+        raise ValueError(f"--names gives {len(names)} names for {len(args.models)} models")
+    reports, train_sizes = {}, []
+    for name, model_dir in zip(names, args.models):
+        data, train_sizes = load_eval_data(model_dir, args.dataset_path)
+        data = cap_per_size(data, args.max_per_size)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
+        reports[name] = evaluation_report(model, data, tokenizer, args.splits, args.batch_size, args.generate)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    table = format_table(reports)
+    (output_dir / "report.json").write_text(json.dumps({"models": dict(zip(names, args.models)), "reports": reports,
+                                                        "train_sizes": train_sizes, "table": table}, indent=2))
+    plot_complexity(reports, train_sizes, output_dir / "complexity.png")
+    print(table)
+    print(f"wrote {output_dir / 'report.json'} and {output_dir / 'complexity.png'}")
+    return reports
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,106 @@
+"""anira_tasks.analysis and examples/analyze.py: feature importance, training dynamics, figures."""
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from anira_tasks.analysis import (FEATURE_GROUPS, depth_feature_importance, plot_complexity, plot_training_dynamics,
+                                  read_probe_log, token_table, training_phases)
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUPS = {"static": ["num_nodes", "out_degree"], "algorithmic_state": ["frontier_size", "newly_enabled"]}
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def synthetic_records(depth_of, samples: int = 300, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    records = []
+    for _ in range(samples):
+        length = rng.randint(1, 4)
+        record = {name: [rng.randint(0, 4) for _ in range(length)] for name in ("num_nodes", "out_degree", "frontier_size", "newly_enabled")}
+        record["depths"] = [depth_of({k: record[k][i] for k in record}) for i in range(length)]
+        records.append(record)
+    return records
+
+
+def test_depth_driven_by_static_features_gets_the_static_share():
+    result = depth_feature_importance(synthetic_records(lambda f: 1 + f["num_nodes"] + (f["out_degree"] > 2)), GROUPS)
+    assert result["r2_full"] == pytest.approx(1.0)
+    assert result["share"]["static"] == pytest.approx(1.0, abs=0.02)
+    assert abs(result["share"]["algorithmic_state"]) < 0.02
+    assert sum(result["share"].values()) == pytest.approx(result["r2_full"])
+
+
+def test_depth_driven_by_algorithmic_state_gets_the_state_share_and_categorical_encoding_fits_nonlinear_maps():
+    # a non-monotone map of frontier size: a linear fit on the raw value would miss it, one-hot does not
+    result = depth_feature_importance(synthetic_records(lambda f: [1, 5, 2, 6, 3][f["frontier_size"]]), GROUPS)
+    assert result["share"]["algorithmic_state"] == pytest.approx(1.0, abs=0.02)
+    assert result["r2_feature"]["frontier_size"] == pytest.approx(1.0)
+
+
+def test_constant_depth_has_nothing_to_explain():
+    result = depth_feature_importance(synthetic_records(lambda f: 3), GROUPS)
+    assert result["tokens"] > 0 and result["depth_variance"] == 0.0
+    assert all(value != value for value in result["share"].values())  # NaN
+
+
+def test_structure_symbols_marked_minus_one_are_left_out():
+    records = [{"size": [5, -1, 5], "node_degree": [2, -1, 3], "dfs_depth": [0, -1, 1], "depths": [2, 9, 3]}]
+    X, y = token_table(records, ["size", "node_degree", "dfs_depth"])
+    assert X.tolist() == [[5, 2, 0], [5, 3, 1]] and y.tolist() == [2.0, 3.0]
+    assert set(FEATURE_GROUPS) == {"brevo", "topological_sort"}
+
+
+def probe_log(tmp_path) -> Path:
+    lines = []
+    for step, (acc, depth) in enumerate([(0.2, 4.0), (0.6, 4.0), (0.95, 3.9), (1.0, 3.0), (1.0, 2.5)], start=1):
+        lines.append({"step": 10 * step, "probe/token_accuracy": acc, "probe/answer_depth": depth, "probe/compute_penalty": 0.01 * step,
+                      "probe/accuracy@1": min(1.0, acc + 0.2), "probe/accuracy@2": acc, "probe/depth@1": depth - 0.5, "probe/depth@2": depth})
+    lines.append(dict(lines[-1], **{"probe/answer_depth": 2.0}))  # a resumed run repeats step 50: the last record wins
+    path = tmp_path / "probe_log.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def test_training_phases_find_the_learning_phase_then_the_compute_reduction(tmp_path):
+    records = read_probe_log(probe_log(tmp_path))
+    assert [r["step"] for r in records] == [10, 20, 30, 40, 50]
+    phases = training_phases(records)
+    assert phases["learned_step"] == 30 and phases["depth_when_learned"] == 3.9
+    assert phases["final_depth"] == 2.0 and phases["depth_reduction"] == pytest.approx(1.9)
+
+
+def test_figures_are_written(tmp_path):
+    records = read_probe_log(probe_log(tmp_path))
+    assert plot_training_dynamics({"ANIRA-E": records, "ANIRA-O": records}, tmp_path / "dyn.png").stat().st_size > 0
+    per = {"per_complexity": {1: {"generated_accuracy": 1.0, "token_accuracy": 1.0, "mean_depth": 2.0}}}
+    report = {"test_seen": per, "test_extrapolation": {"per_complexity": {3: {"generated_accuracy": 0.1, "token_accuracy": 0.2, "mean_depth": 3.0}}},
+              "all": {"spearman": 1.0}}
+    assert plot_complexity({"ANIRA-E": report, "ANIRA-O": report}, [1, 2], tmp_path / "c.png").stat().st_size > 0
+
+
+def test_analyze_script_runs_dynamics_and_importance_on_a_trained_brevo_model(tmp_path):
+    output_dir = tmp_path / "anira-e-brevo"
+    load_script("train").main([
+        "--model_name_or_path", str(ROOT / "hub_configs/anira-e-brevo"), "--config_overrides",
+        "hidden_size=32,intermediate_size=64,num_core_layers=1,max_depth=3,depth_init_bias=0.0",
+        "--task", "brevo", "--train_sizes", "3", "4", "--extrapolation_sizes", "5", "--num_train", "32", "--num_validation", "4",
+        "--num_test_per_size", "6", "--output_dir", str(output_dir), "--per_device_train_batch_size", "8", "--max_steps", "2",
+        "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no", "--probe_steps", "1", "--probe_per_size", "2",
+        "--disable_tqdm", "true"])
+    analyze = load_script("analyze")
+    phases = analyze.main(["dynamics", "--models", str(output_dir), "--output_dir", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "training_dynamics.png").exists() and "learned_step" in phases["anira-e-brevo"]
+    results = analyze.main(["importance", "--models", str(output_dir), "--output_dir", str(tmp_path / "out")])
+    result = results["anira-e-brevo"]
+    assert result["tokens"] > 0 and set(result["r2_alone"]) == {"static", "algorithmic_state"}
+    assert json.loads((tmp_path / "out" / "feature_importance.json").read_text())["anira-e-brevo"]["tokens"] == result["tokens"]

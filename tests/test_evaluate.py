@@ -1,0 +1,143 @@
+"""Per-complexity evaluation: the metric modules, teacher-forced and generated accuracy, depth, examples/evaluate.py."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from anira_tasks import TaskSpec, build_dataset_dict, load_tokenizer
+from anira_tasks.analysis import evaluation_report, format_table
+from anira_tasks.metrics import METRIC_NAMES, load_metric, metric_path
+from anira_tasks.training import answer_records, generated_correct, summarize_by_complexity
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_metric_modules_load_by_path_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in METRIC_NAMES:
+        assert Path(metric_path(name)).is_file()
+        assert load_metric(name) is not None
+
+
+def test_spearman_metric_is_one_for_monotone_depth_and_nan_for_constant_depth():
+    metric = load_metric("depth_complexity_spearman")
+    result = metric.compute(predictions=[1, 1, 2, 3, 3], references=[1, 1, 2, 3, 3])
+    assert result["spearman"] == pytest.approx(1.0)
+    assert result["mean_depth_per_complexity"] == {1: 1.0, 2: 2.0, 3: 3.0}
+    assert math.isnan(metric.compute(predictions=[4, 4, 4], references=[1, 2, 3])["spearman"])
+    assert metric.compute(predictions=[3, 2, 1], references=[1, 2, 3])["spearman"] == pytest.approx(-1.0)
+
+
+def test_accuracy_metric_groups_by_complexity():
+    result = load_metric("complexity_accuracy").compute(predictions=[5, 6, 7, 7], references=[5, 0, 7, 1], complexities=[1, 1, 2, 2])
+    assert result["accuracy"] == 0.5
+    assert result["accuracy_per_complexity"] == {1: 0.5, 2: 0.5}
+    assert result["count_per_complexity"] == {1: 2, 2: 2}
+
+
+class OracleModel(torch.nn.Module):
+    """Predicts every next token of the rows it was built for, with depth = position's complexity."""
+
+    def __init__(self, rows, vocab_size):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.rows, self.vocab_size = rows, vocab_size
+
+    def forward(self, input_ids, attention_mask, labels=None, **kwargs):
+        batch, length = input_ids.shape
+        logits = torch.zeros(batch, length, self.vocab_size)
+        depths = torch.full((batch, length), -1)
+        for i in range(batch):
+            row = next(r for r in self.rows if r["input_ids"] == input_ids[i][attention_mask[i].bool()].tolist())
+            ids = row["input_ids"]
+            for p in range(len(ids) - 1):
+                logits[i, p, ids[p + 1]] = 1.0
+            depths[i, : len(ids)] = row["complexity"]
+        return type("Out", (), {"logits": logits, "depths": depths, "compute_loss": torch.tensor(0.5)})()
+
+
+def test_answer_records_score_teacher_forced_tokens_and_read_depth_at_predicting_positions():
+    tokenizer = load_tokenizer("brevo")
+    data = build_dataset_dict(TaskSpec(task="brevo", train_sizes=[4, 6], num_train=8, num_validation=2, num_test_per_size=3), tokenizer)
+    rows = data["test_seen"].to_list()
+    records = answer_records(OracleModel(rows, len(tokenizer)), rows, tokenizer, batch_size=4)
+    assert all(r["answer_correct"] and len(r["token_correct"]) == row["answer_length"] for r, row in zip(records, rows))
+    assert all(r["depths"] == [row["complexity"]] * row["answer_length"] for r, row in zip(records, rows))
+    summary = summarize_by_complexity(records)
+    assert summary["per_complexity"][6]["mean_depth"] == 6.0 and summary["overall"]["token_accuracy"] == 1.0
+
+
+def test_a_different_valid_brevo_order_counts_as_correct_under_teacher_forcing():
+    tokenizer = load_tokenizer("brevo")
+    data = build_dataset_dict(TaskSpec(task="brevo", train_sizes=[8], num_train=8, num_validation=2, num_test_per_size=30), tokenizer)
+    from anira_tasks import valid_next_tokens
+    row = next(r for r in data["test_seen"].to_list() if len(valid_next_tokens(r, 0)) > 1)
+    alternative = sorted(valid_next_tokens(row, 0) - {row["answer"].split()[0]})[0]
+    swapped = dict(row, input_ids=list(row["input_ids"]))
+    swapped["input_ids"][row["answer_start"]] = tokenizer.convert_tokens_to_ids(alternative)
+    # the oracle predicts the swapped first token: valid, though it differs from the reference
+    records = answer_records(OracleModel([swapped], len(tokenizer)), [dict(row, input_ids=swapped["input_ids"])], tokenizer)
+    assert records[0]["token_correct"][0]
+
+
+@pytest.fixture(scope="module")
+def tiny_depo_run(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("evaluate") / "anira-o"
+    train = load_script("train")
+    train.main(["--model_name_or_path", str(ROOT / "hub_configs/anira-o-depo"), "--config_overrides",
+                "hidden_size=32,intermediate_size=64,num_core_layers=1,max_depth=3,depth_init_bias=0.0",
+                "--task", "depo", "--train_sizes", "1", "2", "--extrapolation_sizes", "3", "--task_params", '{"num_nodes": 4}',
+                "--num_train", "64", "--num_validation", "8", "--num_test_per_size", "6", "--output_dir", str(output_dir),
+                "--per_device_train_batch_size", "8", "--max_steps", "2", "--report_to", "none", "--use_cpu", "true",
+                "--save_strategy", "no", "--probe_steps", "1", "--probe_per_size", "2", "--disable_tqdm", "true"])
+    return output_dir
+
+
+def test_generated_answers_are_scored_for_every_row(tiny_depo_run):
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(tiny_depo_run)
+    tokenizer = load_tokenizer("depo")
+    data = build_dataset_dict(TaskSpec(task="depo", train_sizes=[1, 2], num_train=8, num_validation=2, num_test_per_size=4,
+                                       task_params={"num_nodes": 4}), tokenizer)
+    rows = data["test_seen"].to_list()
+    correct = generated_correct(model, rows, tokenizer, batch_size=3)
+    assert len(correct) == len(rows) and all(isinstance(c, bool) for c in correct)
+    # greedy generation's first token is the teacher-forced argmax: the two accuracies agree on one-token answers
+    records = answer_records(model, rows, tokenizer)
+    assert [r["answer_correct"] for r in records] == correct
+
+
+def test_evaluate_script_writes_a_report_with_every_split_and_complexity(tiny_depo_run, tmp_path):
+    evaluate_script = load_script("evaluate")
+    reports = evaluate_script.main(["--models", str(tiny_depo_run), "--names", "ANIRA-O", "--output_dir", str(tmp_path)])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (tmp_path / "complexity.png").stat().st_size > 0
+    per = report["reports"]["ANIRA-O"]
+    assert set(per["test_seen"]["per_complexity"]) == {"1", "2"} and set(per["test_extrapolation"]["per_complexity"]) == {"3"}
+    for values in per["test_seen"]["per_complexity"].values():
+        assert {"token_accuracy", "answer_accuracy", "generated_accuracy", "mean_depth", "samples"} <= set(values)
+        assert 1.0 <= values["mean_depth"] <= 3.0
+    assert "spearman" in per["all"] and report["train_sizes"] == [1, 2]
+    assert "rho(depth, c)" in format_table(reports)
+
+
+def test_evaluation_report_on_two_models_gives_one_table_column_each(tiny_depo_run):
+    from transformers import AutoModelForCausalLM
+    from anira_tasks.analysis import load_eval_data
+    data, _ = load_eval_data(tiny_depo_run)
+    model = AutoModelForCausalLM.from_pretrained(tiny_depo_run)
+    tokenizer = load_tokenizer("depo")
+    report = evaluation_report(model, data, tokenizer, generate=False)
+    table = format_table({"A": report, "B": report})
+    assert table.count("rho(depth, c)") == 2 * 3  # seen, unseen, all

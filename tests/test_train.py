@@ -1,0 +1,170 @@
+"""examples/train.py and anira_tasks.training: collator, probe and penalty callbacks, saving, resuming, torchrun."""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig, Trainer, TrainingArguments
+
+from anira_tasks import TaskSpec, build_dataset_dict, load_tokenizer
+from anira_tasks.training import (AnswerCollator, ComputePenaltyCallback, DepthProbeCallback, TimeBudgetCallback,
+                                  unwrap_model)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "hidden_size=32,intermediate_size=64,num_attention_heads=4,num_core_layers=1,max_depth=3,depth_init_bias=0.0"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train_argv(output_dir, *extra, task="depo", mode="online") -> list[str]:
+    return [
+        "--model_name_or_path", str(ROOT / f"hub_configs/anira-{'o' if mode == 'online' else 'e'}-{task}"),
+        "--config_overrides", TINY, "--task", task, "--train_sizes", "1", "2", "--extrapolation_sizes", "3",
+        "--task_params", '{"num_nodes": 4}', "--num_train", "128", "--num_validation", "16", "--num_test_per_size", "8",
+        "--output_dir", str(output_dir), "--per_device_train_batch_size", "8", "--report_to", "none",
+        "--probe_steps", "2", "--probe_per_size", "4", "--logging_steps", "1", "--use_cpu", "true",
+        "--disable_tqdm", "true", *extra,
+    ]
+
+
+def test_collator_right_pads_and_keeps_labels_only_on_answers():
+    rows = [{"input_ids": [1, 5, 6, 7], "labels": [-100, -100, 6, 7]}, {"input_ids": [1, 8], "labels": [-100, 8]}]
+    batch = AnswerCollator(pad_token_id=0)(rows)
+    assert batch["input_ids"].tolist() == [[1, 5, 6, 7], [1, 8, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, -100, 6, 7], [-100, 8, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert AnswerCollator(0, pad_to_multiple_of=8)(rows)["input_ids"].shape == (2, 8)
+
+
+class _Probe:
+    def __init__(self):
+        self.latest, self.trainer = {}, None
+
+
+def test_penalty_is_zero_until_warmup_and_gate_then_ramps_linearly():
+    probe = _Probe()
+    schedule = ComputePenaltyCallback(target=0.2, warmup_steps=3, ramp_steps=4, gate_accuracy=0.8, probe=probe)
+    model = torch.nn.Module()
+    model.config = type("Config", (), {"compute_penalty": 0.2})()
+    state = type("State", (), {"global_step": 0, "log_history": []})()
+    seen = []
+    for step in range(12):
+        state.global_step = step
+        probe.latest = {"probe/token_accuracy": 0.9 if step >= 5 else 0.1}
+        schedule.on_step_begin(None, state, None, model=model)
+        seen.append(model.config.compute_penalty)
+    assert seen[:6] == [0.0] * 6  # warm-up over at 3, but the gate opens only at step 5
+    assert seen[6:] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
+    with pytest.raises(ValueError, match="gate_accuracy"):
+        ComputePenaltyCallback(target=0.1, gate_accuracy=0.5)
+
+
+def test_penalty_schedule_reaches_the_model_inside_a_ddp_style_wrapper():
+    inner = torch.nn.Linear(2, 2)
+    inner.config = type("Config", (), {"compute_penalty": 1.0})()
+    wrapper = torch.nn.Module()
+    wrapper.module = inner
+    assert unwrap_model(wrapper) is inner
+    state = type("State", (), {"global_step": 10, "log_history": []})()
+    ComputePenaltyCallback(target=0.3, warmup_steps=0, ramp_steps=0).on_step_begin(None, state, None, model=wrapper)
+    assert inner.config.compute_penalty == 0.3
+
+
+def test_probe_callback_logs_through_the_trainer_and_to_a_json_file(tmp_path):
+    tokenizer = load_tokenizer("depo")
+    data = build_dataset_dict(TaskSpec(task="depo", train_sizes=[1, 2], extrapolation_sizes=[3], num_train=64,
+                                       num_validation=8, num_test_per_size=4, task_params={"num_nodes": 4}), tokenizer)
+    from transformers import AutoConfig, TrainerCallback
+
+    config = AutoConfig.from_pretrained(ROOT / "hub_configs/anira-o-depo")
+    config.update_from_string(TINY)
+    model = AutoModelForCausalLM.from_config(config)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=8, report_to="none",
+                             use_cpu=True, save_strategy="no", disable_tqdm=True, logging_steps=1)
+    trainer = Trainer(model=model, args=args, train_dataset=data["train"].select_columns(["input_ids", "labels"]),
+                      data_collator=AnswerCollator(tokenizer.pad_token_id))
+    reported = []
+
+    class Recorder(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            reported.append(dict(logs))
+
+    trainer.add_callback(Recorder())
+    rows = data["test_seen"].to_list() + data["test_extrapolation"].to_list()
+    DepthProbeCallback(rows, tokenizer, probe_steps=2, log_path=str(tmp_path / "probe.jsonl"), seen_sizes=[1, 2]).attach(trainer)
+    trainer.train()
+    probes = [logs for logs in reported if "probe/mean_depth" in logs]
+    assert len(probes) == 2  # steps 2 and 4
+    for key in ("probe/compute_loss", "probe/token_accuracy", "probe/accuracy@1", "probe/depth@3", "probe/compute_penalty"):
+        assert key in probes[-1]
+    assert 1.0 <= probes[-1]["probe/depth@3"] <= 3.0
+    lines = [json.loads(line) for line in (tmp_path / "probe.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4]
+    assert any("probe/mean_depth" in entry for entry in trainer.state.log_history)
+
+
+def test_time_budget_stops_training():
+    control = type("Control", (), {"should_training_stop": False})()
+    args = type("Args", (), {"device": torch.device("cpu")})()
+    budget = TimeBudgetCallback(minutes=0.0)
+    budget.on_step_end(args, None, control)
+    assert control.should_training_stop
+
+
+def test_train_script_saves_a_folder_that_loads_with_from_pretrained(tmp_path):
+    output_dir = tmp_path / "run"
+    train = load_script("train")
+    train.main(train_argv(output_dir, "--max_steps", "4", "--save_strategy", "no",
+                          "--compute_penalty", "0.1", "--penalty_warmup_steps", "1", "--penalty_ramp_steps", "2"))
+    for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "README.md",
+                 "anira_data.json", "probe_log.jsonl", "train_rank0.json"):
+        assert (output_dir / name).exists(), name
+    model = AutoModelForCausalLM.from_pretrained(output_dir)
+    assert model.config.depth_mode == "online" and model.config.hidden_size == 32
+    assert model.config.compute_penalty == 0.1
+    assert GenerationConfig.from_pretrained(output_dir).eos_token_id == load_tokenizer("depo").eos_token_id
+    card = (output_dir / "README.md").read_text()
+    assert card.startswith("---\n") and "depth-mode-online" in card and "examples/evaluate.py" in card
+    probes = [json.loads(line) for line in (output_dir / "probe_log.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in probes] == [2, 4]
+    assert probes[-1]["probe/compute_penalty"] > 0.0  # the ramp started after the 1-step warm-up
+
+
+def test_train_resumes_from_its_last_checkpoint(tmp_path):
+    output_dir = tmp_path / "run"
+    train = load_script("train")
+    train.main(train_argv(output_dir, "--max_steps", "4", "--save_steps", "2"))
+    assert (output_dir / "checkpoint-4").exists()
+    trainer = train.main(train_argv(output_dir, "--max_steps", "6", "--save_steps", "2", "--resume_from_checkpoint", "last"))
+    assert trainer.state.global_step == 6
+    steps = [entry["step"] for entry in trainer.state.log_history if "loss" in entry]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the history of the first run carried over, then steps 5 and 6
+
+
+def test_torchrun_two_processes_both_train_and_rank_zero_saves(tmp_path):
+    output_dir = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    with socket.socket() as probe:  # a free port, so parallel test runs do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+               str(ROOT / "examples/train.py"), *train_argv(output_dir, "--max_steps", "3", "--save_strategy", "no",
+                                                               "--ddp_backend", "gloo")]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((output_dir / f"train_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert all(r["world_size"] == 2 and r["global_step"] == 3 for r in ranks)
+    model = AutoModelForCausalLM.from_pretrained(output_dir)
+    assert model.config.depth_mode == "online"
