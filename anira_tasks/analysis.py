@@ -133,6 +133,17 @@ def format_table(reports: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _save_figure(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_complexity(reports: dict[str, dict], train_sizes, path: str | Path, title: str = "") -> Path:
     """Two panels: accuracy (generated, or teacher-forced tokens) and mean answer depth against complexity."""
     import matplotlib
@@ -159,12 +170,7 @@ def plot_complexity(reports: dict[str, dict], train_sizes, path: str | Path, tit
     ax_depth.set_ylabel("mean depth at answer-predicting positions")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- training dynamics
@@ -234,12 +240,7 @@ def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path) -> Pat
         axes[2, column].set_ylabel("rho(depth, c)")
         axes[2, column].set_xlabel("training step")
         axes[0, column].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- feature importance

@@ -136,7 +136,7 @@ def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer
         if active is None or bool(active.all()):  # every token runs: the dense iteration
             hidden = model.injection(hidden_flat.view(batch, seq, width), prelude_states)
             for index, layer in enumerate(model.core):
-                hidden = layer(hidden, cache_slot=cache and cache.core_slot(t, index), **layer_kwargs)
+                hidden = layer(hidden, cache_slot=None if cache is None else cache.core_slot(t, index), **layer_kwargs)
             hidden_flat = hidden.reshape(-1, width)
             running = torch.ones_like(running)
         else:

@@ -415,7 +415,7 @@ class AniraModel(AniraPreTrainedModel):
 
         hidden = inputs_embeds
         for index, layer in enumerate(self.prelude):
-            hidden = layer(hidden, cache_slot=cache and cache.prelude_slot(index), **layer_kwargs)
+            hidden = layer(hidden, cache_slot=None if cache is None else cache.prelude_slot(index), **layer_kwargs)
             if all_hidden is not None:
                 all_hidden.append(hidden)
         prelude_states = hidden
@@ -431,7 +431,7 @@ class AniraModel(AniraPreTrainedModel):
             cache.record_depths(report.depths)
 
         for index, layer in enumerate(self.coda):
-            hidden = layer(hidden, cache_slot=cache and cache.coda_slot(index), **layer_kwargs)
+            hidden = layer(hidden, cache_slot=None if cache is None else cache.coda_slot(index), **layer_kwargs)
             if all_hidden is not None:
                 all_hidden.append(hidden)
 
@@ -462,12 +462,12 @@ class AniraModel(AniraPreTrainedModel):
             if active is None:  # every token runs: no masking work
                 hidden = x
                 for index, layer in enumerate(self.core):
-                    hidden = layer(hidden, cache_slot=cache and cache.core_slot(t, index), **layer_kwargs)
+                    hidden = layer(hidden, cache_slot=None if cache is None else cache.core_slot(t, index), **layer_kwargs)
             else:
                 a = active.to(hidden.dtype).unsqueeze(-1)
                 hidden = a * x + (1 - a) * hidden  # exact: a is 0 or 1 in the forward pass
                 for index, layer in enumerate(self.core):
-                    out = layer(hidden, cache_slot=cache and cache.core_slot(t, index), **layer_kwargs)
+                    out = layer(hidden, cache_slot=None if cache is None else cache.core_slot(t, index), **layer_kwargs)
                     hidden = a * out + (1 - a) * hidden
             plan.observe(t, hidden)
             ran = t
