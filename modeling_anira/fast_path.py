@@ -9,9 +9,10 @@ ones back; here, at iteration t:
     frozen tokens                     no compute: their keys/values at core layer l are those of their
                                       frozen state (DESIGN.md's reuse rule), computed once, when they freeze
                                       (in the same k/v projection as the next iteration's active tokens)
-    attention                         the active queries of each batch row are packed into [B, A, ...]
-                                      (A = most active tokens in a row) and attend to the keys/values of
-                                      every position of the slot: cached past + the whole current chunk
+    attention                         the active queries of each batch row that has any are packed into
+                                      [R, A, ...] (A = most active tokens in a row) and attend to the
+                                      keys/values of every position of their row's slot: cached past +
+                                      the whole current chunk; rows with no active token read nothing
 
 and the loop stops when no token is active. Every cache slot (t, l) still receives exactly one
 `cache.update` per call with the whole chunk's keys/values (fresh for active tokens, reused for frozen
@@ -35,6 +36,7 @@ long as one token of the batch runs it; benchmarks/inference/RESULTS.md measures
 import torch
 
 _DENSE_LAYER_ARGS = ("attention_mask", "position_embeddings", "cache", "attention_sink")
+QUERY_BLOCK = 256  # packed queries per attention call in a long chunk (see ActivePacking.attend)
 
 
 class FrozenKeyValues:
@@ -73,22 +75,28 @@ class FrozenKeyValues:
 
 class ActivePacking:
     """Where the N active tokens of an iteration go: flat rows for the projections and the MLP, packed
-    [B, A] slots for attention, and the packed queries' mask rows."""
+    [R, A] slots for attention (R = batch rows with an active token, A = most active tokens in a row), and
+    the packed queries' mask rows. Batch rows without an active token take no part in attention at all:
+    their cached keys/values are not read (in long-context decoding that read is most of an iteration)."""
 
     def __init__(self, active: torch.Tensor, mask: torch.Tensor | None):
         batch, seq = active.shape
+        self.seq = seq
         self.index = active.reshape(-1).nonzero().squeeze(-1)  # flat (b * S + p) of the active tokens
         counts = active.sum(-1)
+        self.rows = counts.nonzero().squeeze(-1)  # batch rows taking part, ascending
         self.width = int(counts.max())  # A
         rank = (active.cumsum(-1) - 1).reshape(-1)[self.index]  # j: the token's rank among its row's active ones
         row = torch.div(self.index, seq, rounding_mode="floor")
-        self.slot = row * self.width + rank  # flat (b * A + j)
-        positions = torch.full((batch * self.width,), seq - 1, dtype=torch.long, device=active.device)
+        packed_row = ((counts > 0).cumsum(0) - 1)[row]  # r: the token's row among the R taking part
+        self.slot = packed_row * self.width + rank  # flat (r * A + j)
+        positions = torch.full((self.rows.numel() * self.width,), seq - 1, dtype=torch.long, device=active.device)
         positions[self.slot] = self.index - row * seq
-        self.positions = positions.view(batch, self.width)
-        self.mask = self._mask_rows(mask, seq)
+        self.positions = positions.view(-1, self.width)
+        self.runs = _contiguous_runs(self.rows.tolist())
+        self.mask = self._mask_rows(mask, batch, seq)
 
-    def _mask_rows(self, mask: torch.Tensor | None, seq: int) -> torch.Tensor | None:
+    def _mask_rows(self, mask: torch.Tensor | None, batch: int, seq: int) -> torch.Tensor | None:
         if mask is None:
             # The dense path needed no mask: no padding, and either one query (it sees every key) or the
             # causal default, which the packed queries must get explicitly.
@@ -97,10 +105,53 @@ class ActivePacking:
             raise ValueError("the fast path needs the 4D causal mask for a multi-token chunk")
         if mask.dim() != 4:
             raise ValueError(f"the fast path expects a 4D attention mask, got shape {tuple(mask.shape)}")
-        batch = self.positions.shape[0]
-        mask = mask.expand(batch, -1, -1, -1)
-        index = self.positions.view(batch, 1, -1, 1).expand(-1, mask.shape[1], -1, mask.shape[-1])
+        mask = mask.expand(batch, -1, -1, -1)[self.rows]
+        index = self.positions.view(len(mask), 1, -1, 1).expand(-1, mask.shape[1], -1, mask.shape[-1])
         return mask.gather(2, index)
+
+    def attend(self, attention, packed: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Attention of the packed queries [R, heads, A, head_dim] to their own batch rows' keys/values
+        [B, kv_heads, L, head_dim]; returns the active tokens' outputs [N, heads * head_dim], before o_proj.
+
+        One backend call per run of consecutive batch rows (slices are views: the cache is not copied), and
+        within a run per block of QUERY_BLOCK packed queries, which attend only to the keys up to the block's
+        latest position: an explicit mask makes the kernel compute every query-key pair, so without the
+        blocks a long prompt's attention would cost the full square instead of the causal triangle."""
+        blocks = self._query_blocks(key.shape[-2])
+        outputs, start = [], 0
+        for first, last in self.runs:
+            stop = start + last - first
+            row_outputs = []
+            for q0, q1, keys in blocks:
+                mask = None if self.mask is None else self.mask[start:stop, :, q0:q1, :keys]
+                out, _ = attention.mix_heads(packed[start:stop, :, q0:q1], key[first:last, :, :keys],
+                                             value[first:last, :, :keys], mask, **kwargs)
+                row_outputs.append(out)
+            outputs.append(row_outputs[0] if len(row_outputs) == 1 else torch.cat(row_outputs, dim=1))
+            start = stop
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        return out.reshape(-1, out.shape[-1])[self.slot]
+
+    def _query_blocks(self, keys: int) -> list[tuple[int, int, int]]:
+        """(first, last, keys needed) per block of packed queries. Packed positions ascend along a row, so a
+        block's queries see no key beyond its latest position (the mask hides them; dropping them is exact)."""
+        if self.mask is None or self.width <= QUERY_BLOCK:
+            return [(0, self.width, keys)]
+        past = keys - self.seq
+        starts = list(range(0, self.width, QUERY_BLOCK))
+        latest = torch.stack([self.positions[:, q0 : q0 + QUERY_BLOCK].amax() for q0 in starts]).tolist()
+        return [(q0, min(q0 + QUERY_BLOCK, self.width), past + p + 1) for q0, p in zip(starts, latest)]
+
+
+def _contiguous_runs(rows: list[int]) -> list[tuple[int, int]]:
+    """[first, last) ranges of consecutive integers: [0, 1, 2, 5, 6] -> [(0, 3), (5, 7)]."""
+    runs = []
+    for row in rows:
+        if runs and runs[-1][1] == row:
+            runs[-1] = (runs[-1][0], row + 1)
+        else:
+            runs.append((row, row + 1))
+    return runs
 
 
 def _full_mask(layer_kwargs: dict, batch: int, seq: int, past: int, device, dtype, config) -> torch.Tensor | None:
@@ -194,9 +245,10 @@ def _sparse_iteration(model, t, active, freezing, hidden_flat, prelude_flat, fro
         if cache is not None:
             key, value = cache.update(key, value, cache.core_slot(t, position))
         heads, head_dim = query.shape[1], query.shape[-1]
-        packed = query.new_zeros(batch * packing.width, heads, head_dim).index_copy_(0, packing.slot, query[0].transpose(0, 1))
-        packed = packed.view(batch, packing.width, heads, head_dim).transpose(1, 2)
-        out, _ = attention.attend(packed, key, value, packing.mask, **attend_kwargs)  # [B, A, H]
-        states = states + out.reshape(batch * packing.width, -1)[packing.slot].unsqueeze(0)
+        packed = query.new_zeros(packing.positions.numel(), heads, head_dim)
+        packed = packed.index_copy_(0, packing.slot, query[0].transpose(0, 1))
+        packed = packed.view(-1, packing.width, heads, head_dim).transpose(1, 2)  # [R, heads, A, head_dim]
+        out = packing.attend(attention, packed, key, value, **attend_kwargs)  # [N, heads * head_dim]
+        states = states + attention.o_proj(out).unsqueeze(0)
         states = states + layer.mlp(layer.post_attention_layernorm(states))
     return hidden_flat.index_copy(0, index, states[0])

@@ -145,6 +145,12 @@ class AniraAttention(nn.Module):
         return apply_rotary(k, *position_embeddings), v
 
     def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask, **kwargs):
+        """Attention and the output projection: [batch, seq, hidden] and the attention weights (eager only)."""
+        output, weights = self.mix_heads(query, key, value, attention_mask, **kwargs)
+        return self.o_proj(output), weights
+
+    def mix_heads(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask, **kwargs):
+        """Attention through the chosen backend, before the output projection: [batch, seq, heads * head_dim]."""
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
@@ -158,7 +164,7 @@ class AniraAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        return self.o_proj(output.reshape(*output.shape[:2], -1).contiguous()), weights
+        return output.reshape(*output.shape[:2], -1).contiguous(), weights
 
     def forward(
         self,

@@ -5,6 +5,8 @@ import torch
 
 from conftest import tiny_model
 from modeling_anira import AniraCache
+from modeling_anira import fast_path
+from modeling_anira.fast_path import _contiguous_runs
 
 MODES = ["fixed", "early", "online"]
 
@@ -108,6 +110,75 @@ def test_fast_path_computes_only_active_tokens(mode):
     rows.clear()
     run(model, "dense", ids, None, use_cache=True)
     assert sum(rows) > model.config.num_core_layers * int(out.depths.sum()), "dense runs frozen tokens too"
+
+
+def test_contiguous_runs():
+    assert _contiguous_runs([0, 1, 2, 5, 6, 9]) == [(0, 3), (5, 7), (9, 10)]
+    assert _contiguous_runs([3]) == [(3, 4)]
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_batch_rows_without_active_tokens_read_no_keys_values(attn_implementation):
+    """In decoding, a sequence whose token halted takes no part in later iterations' attention (its cache rows
+    are not read), and the logits still equal the dense reference, also when the rows taking part are not
+    consecutive (one backend call per run of consecutive rows)."""
+    model = tiny_model(depth_mode="online", max_depth=6, attn_implementation=attn_implementation)
+    ids, mask = padded_batch(6, seq=12)
+    key_rows = []
+    for layer in model.model.core:
+        original = layer.self_attn.mix_heads
+
+        def recording(query, key, value, attention_mask, original=original, **kwargs):
+            key_rows.append(key.shape[0])
+            return original(query, key, value, attention_mask, **kwargs)
+
+        layer.self_attn.mix_heads = recording
+    reference = run(model, "dense", ids, mask, use_cache=False)
+    model.model.recurrence = "fast"
+    cache = AniraCache(model.config)
+    model(ids[:, :4], attention_mask=mask[:, :4], cache=cache)
+    for i in range(4, ids.shape[1]):
+        key_rows.clear()
+        logits = model(ids[:, i : i + 1], attention_mask=mask[:, : i + 1], cache=cache).logits
+        real = mask[:, i].bool()
+        torch.testing.assert_close(logits[real, 0], reference.logits[real, i], rtol=1e-10, atol=1e-10)
+        depths = reference.depths[:, i]
+        assert torch.equal(cache.depths[:, i], depths)
+        active_rows = [int((depths >= t).sum()) for t in range(1, int(depths.max()) + 1)]
+        assert sum(key_rows) == model.config.num_core_layers * sum(active_rows)
+    decoded = reference.depths[:, 4:]
+    steps_with_gaps = [step for step in range(decoded.shape[1]) for t in range(2, 7)
+                       if len(_contiguous_runs((decoded[:, step] >= t).nonzero().squeeze(-1).tolist())) > 1]
+    assert steps_with_gaps, "the test must exercise non-consecutive rows"
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("mode", ["early", "online"])
+def test_query_blocks_of_a_long_chunk_equal_dense(monkeypatch, mode, attn_implementation):
+    """A long chunk's packed queries attend block by block, each block to the keys up to its latest position
+    only (QUERY_BLOCK lowered so that an 11-token prompt has several blocks); the result is unchanged."""
+    monkeypatch.setattr(fast_path, "QUERY_BLOCK", 2)
+    model = tiny_model(depth_mode=mode, attn_implementation=attn_implementation)
+    key_lengths = []
+    for layer in model.model.core:
+        original = layer.self_attn.mix_heads
+
+        def recording(query, key, value, attention_mask, original=original, **kwargs):
+            key_lengths.append(key.shape[-2])
+            return original(query, key, value, attention_mask, **kwargs)
+
+        layer.self_attn.mix_heads = recording
+    ids, mask = padded_batch(3)
+    dense = run(model, "dense", ids, mask, use_cache=False)
+    key_lengths.clear()
+    fast = run(model, "fast", ids, mask, use_cache=False)
+    real = mask.bool()
+    torch.testing.assert_close(fast.logits[real], dense.logits[real], rtol=1e-10, atol=1e-10)
+    assert torch.equal(fast.depths, dense.depths)
+    assert min(key_lengths) < ids.shape[1], "early blocks must read fewer keys than the whole chunk"
+    logits, cache = decode(model, "fast", ids, mask, prefill=7)
+    torch.testing.assert_close(logits[real], dense.logits[real], rtol=1e-10, atol=1e-10)
+    assert torch.equal(cache.depths, dense.depths)
 
 
 def test_fast_path_stops_when_no_token_is_active():

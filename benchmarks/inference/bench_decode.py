@@ -1,7 +1,8 @@
 """Does skipping halted tokens really save time? Decoding and prefill time against mean depth.
 
     python benchmarks/inference/bench_decode.py [--steps 32] [--prompt 32] [--repeats 5] [--threads 1] [--clock cpu]
-    python benchmarks/inference/bench_decode.py --replot     # redraw the figure from results.json
+    python benchmarks/inference/bench_decode.py --context 8192 --steps 16 --repeats 3   # long-context decoding
+    python benchmarks/inference/bench_decode.py --replot [--context N]   # redraw the figure from results.json
 
 One online-mode model (width 512, 1 prelude, 2 core, 1 coda layer, max_depth 8, fp32, SDPA) with a
 random halting head: sweeping its `halting_threshold` on the same weights gives several mean depths d,
@@ -14,6 +15,13 @@ token of the batch is active), it times
 
 and reports the measured time ratio t(d) / t(max_depth) next to the ideal ratio of layer applications
 (prelude + coda + core x d) / (prelude + coda + core x max_depth), d measured on the tokens timed.
+
+Long-context mode (`--context N`): decoding after an N-token context, where reading every sequence's cached
+keys/values, work that grows with the number of active rows, outweighs reading the layer weights, work that
+does not. Prefilling 8 x N tokens per setting would take most of an hour on a CPU, so for each threshold one
+N-token context is prefilled once (batch size 1, fast path: that prefill is the batch-1 prefill row) and its
+cache is copied into every row of the batch; the `steps` decoded tokens differ between rows, so their depths
+do. Only decoding is timed per setting. Results go to `context_<N>/` next to this file.
 
 Every run is repeated `repeats` times, interleaved over all settings so that other load on the machine
 hits them alike; prefill time is the minimum over the repeats and decoding time the sum over steps of
@@ -40,10 +48,10 @@ HERE = Path(__file__).resolve().parent
 FULL_DEPTH = 1 - 1e-7  # a threshold no halting probability reaches in fp32: every token runs max_depth
 
 
-def build_model(seed: int = 0) -> AniraForCausalLM:
+def build_model(seed: int = 0, max_positions: int = 512) -> AniraForCausalLM:
     config = AniraConfig(vocab_size=256, hidden_size=512, intermediate_size=2048, num_attention_heads=8,
                          num_key_value_heads=8, num_prelude_layers=1, num_core_layers=2, num_coda_layers=1,
-                         max_depth=8, depth_mode="online", depth_init_bias=0.0, max_position_embeddings=512,
+                         max_depth=8, depth_mode="online", depth_init_bias=0.0, max_position_embeddings=max_positions,
                          attn_implementation="sdpa")
     torch.manual_seed(seed)
     model = AniraForCausalLM(config).eval()
@@ -80,13 +88,37 @@ def prefill_and_decode(model, prompt: torch.Tensor, continuation: torch.Tensor):
     with Clock() as prefill:
         out = model(prompt, cache=cache, logits_to_keep=1)
         out.logits[:, -1].argmax(-1)
+    return prefill, *decode(model, cache, continuation)
+
+
+@torch.no_grad()
+def decode(model, cache: AniraCache, continuation: torch.Tensor):
+    """One token per step from `cache` on; returns (one Clock per step, depths of every cached position)."""
     steps = []
     for step in range(continuation.shape[1]):
         with Clock() as clock:
             out = model(continuation[:, step : step + 1], cache=cache, logits_to_keep=1)
             out.logits[:, -1].argmax(-1)
         steps.append(clock)
-    return prefill, steps, cache.depths
+    return steps, cache.depths
+
+
+class SharedContext:
+    """A prefilled context's keys/values (batch size 1), copied into every row of a fresh cache on demand."""
+
+    def __init__(self, model, context: torch.Tensor):
+        cache = AniraCache(model.config)
+        with torch.no_grad(), Clock() as self.prefill:
+            model(context, cache=cache, logits_to_keep=1).logits[:, -1].argmax(-1)
+        self.keys_values = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+        self.depths = cache.depths.clone()
+
+    def cache(self, config, batch: int) -> AniraCache:
+        cache = AniraCache(config)
+        for slot, (key, value) in enumerate(self.keys_values):
+            cache.update(key.expand(batch, -1, -1, -1), value.expand(batch, -1, -1, -1), slot)
+        cache.record_depths(self.depths.expand(batch, -1))
+        return cache
 
 
 def ideal_ratio(config, depth: float) -> float:
@@ -103,29 +135,47 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     parser.add_argument("--recurrences", nargs="+", default=["fast", "dense"])
-    parser.add_argument("--output", default=str(HERE))
+    parser.add_argument("--context", type=int, default=0,
+                        help="Long-context mode: decode after a prefilled context of this many tokens (see above).")
+    parser.add_argument("--output", default=None, help="Default: next to this file (context_<N>/ with --context).")
     parser.add_argument("--replot", action="store_true", help="Only redraw the figure from results.json.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    args.output = args.output or str(HERE / f"context_{args.context}" if args.context else HERE)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
     if args.replot:
         rows = add_ratios(json.loads((Path(args.output) / "results.json").read_text())["rows"])
         print_table(rows)
-        plot(rows, build_model().config, Path(args.output) / "depth_vs_time.png")
+        plot(rows, build_model().config, Path(args.output) / "depth_vs_time.png", plot_title(args))
         return
 
-    model = build_model()
+    model = build_model(max_positions=max(512, args.context + args.steps))
     controller = model.model.depth_controller
     thresholds = [FULL_DEPTH, *args.thresholds]
-    tokens = {b: torch.randint(3, model.config.vocab_size, (b, args.prompt + args.steps),
-                               generator=torch.Generator().manual_seed(b)) for b in args.batch_sizes}
+    length = (args.context or args.prompt) + args.steps
+    tokens = {b: torch.randint(3, model.config.vocab_size, (b, length), generator=torch.Generator().manual_seed(b))
+              for b in args.batch_sizes}
+    contexts = {}
+    if args.context:  # one prefill per threshold, shared by every setting (see the module docstring)
+        model.model.recurrence = "fast"
+        for threshold in thresholds:
+            controller.threshold = threshold
+            contexts[threshold] = SharedContext(model, tokens[1][:1, : args.context])
+            print(f"context of {args.context} tokens prefilled at threshold {threshold:.3f} "
+                  f"in {contexts[threshold].prefill.cpu:.1f} s", flush=True)
     settings = [(b, r, th) for b in args.batch_sizes for r in args.recurrences for th in thresholds]
     best: dict = {}
     for repeat in range(args.repeats + 1):  # the first round warms up and is discarded
         for batch, recurrence, threshold in settings:
             controller.threshold, model.model.recurrence = threshold, recurrence
-            prompt, continuation = tokens[batch][:, : args.prompt], tokens[batch][:, args.prompt :]
-            prefill, steps, depths = prefill_and_decode(model, prompt, continuation)
-            prefill_depths, decode_depths = depths[:, : args.prompt], depths[:, args.prompt :]
+            if args.context:
+                start = args.context
+                steps, depths = decode(model, contexts[threshold].cache(model.config, batch), tokens[batch][:, start:])
+                prefill = contexts[threshold].prefill if batch == 1 and recurrence == "fast" else None
+            else:
+                start = args.prompt
+                prefill, steps, depths = prefill_and_decode(model, tokens[batch][:, :start], tokens[batch][:, start:])
+            prefill_depths, decode_depths = depths[:, :start], depths[:, start:]
             if repeat == 0:
                 continue
             key = (batch, recurrence, threshold)
@@ -133,7 +183,8 @@ def main() -> None:
                                           "steps_cpu": [float("inf")] * args.steps,
                                           "steps_wall": [float("inf")] * args.steps})
             for kind in ("cpu", "wall"):
-                entry[f"prefill_{kind}"] = min(entry[f"prefill_{kind}"], getattr(prefill, kind))
+                if prefill is not None:
+                    entry[f"prefill_{kind}"] = min(entry[f"prefill_{kind}"], getattr(prefill, kind))
                 entry[f"steps_{kind}"] = [min(a, getattr(b, kind)) for a, b in zip(entry[f"steps_{kind}"], steps)]
                 entry[f"decode_{kind}"] = sum(entry[f"steps_{kind}"])
             for phase in ("prefill", "decode"):
@@ -147,6 +198,8 @@ def main() -> None:
     rows = []
     for (batch, recurrence, threshold), entry in best.items():
         for phase in ("prefill", "decode"):
+            if entry[f"{phase}_s"] == float("inf"):  # long-context mode times one prefill per threshold
+                continue
             depth = entry[f"{phase}_depth"]
             rows.append(dict(batch=batch, recurrence=recurrence, threshold=threshold, phase=phase, depth=depth,
                              seconds=entry[f"{phase}_s"], wall_seconds=entry[f"{phase}_wall"],
@@ -159,7 +212,11 @@ def main() -> None:
     output = Path(args.output)
     (output / "results.json").write_text(json.dumps({"machine": machine, "setup": setup, "rows": rows}, indent=1))
     print_table(rows)
-    plot(rows, model.config, output / "depth_vs_time.png")
+    plot(rows, model.config, output / "depth_vs_time.png", plot_title(args))
+
+
+def plot_title(args) -> str:
+    return f"\nafter a {args.context}-token context (decoding; prefill: that context at batch size 1)" if args.context else ""
 
 
 def add_ratios(rows: list[dict]) -> list[dict]:
@@ -188,7 +245,7 @@ def print_table(rows) -> None:
               f"{r['wall_ratio']:>11.3f}")
 
 
-def plot(rows, config, path: Path) -> None:
+def plot(rows, config, path: Path, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,7 +277,7 @@ def plot(rows, config, path: Path) -> None:
             ax.set_ylim(0, 1.35)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    fig.suptitle("ANIRA inference time vs mean depth (same weights; width 512, 1+2x d+1 layers, max_depth 8)")
+    fig.suptitle(f"ANIRA inference time vs mean depth (same weights; width 512, 1+2x d+1 layers, max_depth 8){title}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
