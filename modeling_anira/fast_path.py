@@ -27,10 +27,12 @@ When every token of an iteration is active (fixed mode, min_depth, batch size 1 
 iteration is the dense one: gathering would only cost time. Attention weights are not returned here:
 `output_attentions=True` runs the dense path.
 
-What it saves: the rows of every matmul of an iteration are the active tokens only, and whole iterations
-are skipped once no token of the batch is active. Where a matmul of a few rows costs about as much as one
-of many (reading the weights dominates: small batches in decoding), an iteration costs nearly the same as
-long as one token of the batch runs it; benchmarks/inference/RESULTS.md measures both regimes.
+What it saves: the rows of every matmul of an iteration are the active tokens only, a batch row with no
+active token reads none of its cached keys/values, and whole iterations are skipped once no token of the
+batch is active. So time follows the mean depth where an iteration's cost grows with its active tokens (long
+prompts; decoding after a long context, where each sequence's attention over its cache dominates) and the
+deepest token of the batch where it does not (decoding a few sequences after a short context: a matmul of
+1-8 rows costs about what reading its weights costs); benchmarks/inference/RESULTS.md measures both regimes.
 """
 
 import torch

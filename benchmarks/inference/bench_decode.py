@@ -139,13 +139,14 @@ def main() -> None:
                         help="Long-context mode: decode after a prefilled context of this many tokens (see above).")
     parser.add_argument("--output", default=None, help="Default: next to this file (context_<N>/ with --context).")
     parser.add_argument("--replot", action="store_true", help="Only redraw the figure from results.json.")
+    parser.add_argument("--markdown", action="store_true", help="With --replot: print RESULTS.md's tables.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.output = args.output or str(HERE / f"context_{args.context}" if args.context else HERE)
     Path(args.output).mkdir(parents=True, exist_ok=True)
     if args.replot:
         rows = add_ratios(json.loads((Path(args.output) / "results.json").read_text())["rows"])
-        print_table(rows)
+        print_markdown(rows) if args.markdown else print_table(rows)
         plot(rows, build_model().config, Path(args.output) / "depth_vs_time.png", plot_title(args))
         return
 
@@ -215,6 +216,32 @@ def main() -> None:
     plot(rows, model.config, output / "depth_vs_time.png", plot_title(args))
 
 
+def print_markdown(rows) -> None:
+    """One table per (phase, batch size): both paths side by side at each threshold."""
+    for phase in ("decode", "prefill"):
+        for batch in sorted({r["batch"] for r in rows}):
+            table = {(r["recurrence"], r["threshold"]): r for r in rows if r["phase"] == phase and r["batch"] == batch}
+            if not table:
+                continue
+            paths = [p for p in ("fast", "dense") if any(k[0] == p for k in table)]
+            print(f"\n### {phase}, batch size {batch}\n")
+            header = ["threshold", "d"] + [f"{p} t(d)/t(8)" for p in paths] + ["ideal"] + [f"{p} / ideal" for p in paths]
+            deepest = phase == "decode" and batch > 1
+            if deepest:
+                header.append("deepest token per step")
+            print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+            for threshold in sorted({k[1] for k in table}, reverse=True):
+                first = table[(paths[0], threshold)]
+                cells = ["~1 (max_depth)" if threshold == FULL_DEPTH else f"{threshold:g}", f"{first['depth']:.2f}"]
+                cells += [f"{table[(p, threshold)]['ratio']:.3f}" for p in paths] + [f"{first['ideal']:.3f}"]
+                cells += [f"{table[(p, threshold)]['ratio_over_ideal']:.2f}" for p in paths]
+                if deepest:
+                    cells.append(f"{first['batch_max_depth']:.2f}")
+                print("| " + " | ".join(cells) + " |")
+            reference = min(r["seconds"] for r in table.values() if r["threshold"] == FULL_DEPTH)
+            print(f"\nt(max_depth) = {1000 * reference:.0f} ms CPU time.")
+
+
 def plot_title(args) -> str:
     return f"\nafter a {args.context}-token context (decoding; prefill: that context at batch size 1)" if args.context else ""
 
@@ -257,6 +284,9 @@ def plot(rows, config, path: Path, title: str = "") -> None:
     for i, phase in enumerate(("decode", "prefill")):
         for j, batch in enumerate(batches):
             ax = axes[i][j]
+            if not any(r["phase"] == phase and r["batch"] == batch for r in rows):
+                ax.set_visible(False)  # long-context mode times no 8-row prefill
+                continue
             ax.plot(depths, [ideal_ratio(config, d) for d in depths], "k-", label="ideal (layer applications)")
             ax.plot(depths, [1.2 * ideal_ratio(config, d) for d in depths], "k:", label="1.2 x ideal")
             for recurrence, style in (("fast", "o-"), ("dense", "s--")):
