@@ -221,3 +221,26 @@ def test_unknown_recurrence_is_an_error():
     model.model.recurrence = "sparse"
     with pytest.raises(ValueError, match="recurrence"):
         model(torch.randint(3, 40, (1, 4)))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_fast_path_in_lower_precision_runs_and_agrees_with_dense(monkeypatch, dtype):
+    """bf16/fp32 inference through the packed, per-run and per-block attention (blocks forced small): finite
+    logits, depths in range, and the dense path's logits wherever the two made the same depth decisions
+    (gathered and full matmuls may round differently, so a threshold can flip in low precision)."""
+    monkeypatch.setattr(fast_path, "QUERY_BLOCK", 3)
+    model = tiny_model(dtype=dtype, depth_mode="online")
+    ids, mask = padded_batch(4, seq=12)
+    dense = run(model, "dense", ids, mask, use_cache=False)
+    logits, cache = decode(model, "fast", ids, mask, prefill=8)
+    real = mask.bool()
+    assert torch.isfinite(logits[real]).all()
+    assert ((cache.depths[real] >= 1) & (cache.depths[real] <= model.config.max_depth)).all()
+    assert (cache.depths[~real] == -1).all()
+    same = cache.depths == dense.depths
+    assert same[real].float().mean() > 0.9
+    tolerance = 5e-2 if dtype == torch.bfloat16 else 1e-4
+    rows_agree = (same | ~real).all(-1)  # a flipped decision changes later positions of that row
+    assert rows_agree.any()
+    torch.testing.assert_close(logits[rows_agree][real[rows_agree]].float(),
+                               dense.logits[rows_agree][real[rows_agree]].float(), rtol=tolerance, atol=tolerance)
