@@ -2,7 +2,7 @@
 
     python benchmarks/inference/bench_decode.py [--steps 32] [--prompt 32] [--repeats 5] [--threads 1] [--clock cpu]
     python benchmarks/inference/bench_decode.py --context 8192 --steps 16 --repeats 3   # long-context decoding
-    python benchmarks/inference/bench_decode.py --replot [--context N]   # redraw the figure from results.json
+    python benchmarks/inference/bench_decode.py --replot [--context N] [--markdown]   # figure / tables from results.json
 
 One online-mode model (width 512, 1 prelude, 2 core, 1 coda layer, max_depth 8, fp32, SDPA) with a
 random halting head: sweeping its `halting_threshold` on the same weights gives several mean depths d,
