@@ -222,14 +222,14 @@ def _sparse_iteration(model, t, active, freezing, hidden_flat, prelude_flat, fro
     stopped after the previous iteration: their frozen keys/values are computed here, in the same
     projection as the active tokens' (one pass over the k/v weights per layer, not two)."""
     batch = active.shape[0]
-    packing = ActivePacking(active, dense_mask)
-    index = packing.index
-    if index.numel() == 0:  # nothing runs, but every slot still gets the chunk's (frozen) keys/values
+    if not bool(active.any()):  # nothing runs, but every slot still gets the chunk's (frozen) keys/values
         frozen.freeze(hidden_flat, freezing, cos, sin)
         for position in range(len(model.core)):
             if cache is not None:
                 cache.update(*frozen.chunk(position, batch), cache.core_slot(t, position))
         return hidden_flat
+    packing = ActivePacking(active, dense_mask)
+    index = packing.index
     n = index.numel()
     rows = torch.cat([index, freezing])  # active tokens first, then the freezing ones
     rope = (cos[rows].unsqueeze(0), sin[rows].unsqueeze(0))
