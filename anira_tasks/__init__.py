@@ -1,4 +1,4 @@
-"""Complexity-controlled synthetic tasks (see TASKS.md): generators, scorers, tokenizers, datasets.
+"""Complexity-controlled synthetic tasks (see docs/tasks.md): generators, scorers, tokenizers, datasets.
 
     from anira_tasks import TaskSpec, build_dataset_dict, generate_sample, load_tokenizer, score_answer
 

@@ -1,9 +1,16 @@
 """BREVO: the dependency closure of a query node in topological order; the knob is graph size n.
 
-`<bos> p1 c1 p2 c2 ... <query> q <ans> a1 a2 ... q <eos>` (TASKS.md). Decisions where it is silent:
+`<bos> p1 c1 p2 c2 ... <query> q <ans> a1 a2 ... q <eos>` (docs/tasks.md). Decisions where it is silent:
 - Node symbols `v0` .. `v59`: one pool of POOL_SIZE = 60 for every n, so 3 <= n <= 60; the n
   symbols of a sample are a random draw from the pool, so a symbol says nothing about its place.
-- The edge list holds every edge of the DAG, each as `parent child`, in shuffled order.
+- The edge list holds every edge of the DAG, each as `parent child`, in shuffled order. The
+  prompt lists edges only, so a node without an edge would be invisible while `n` (complexity,
+  `num_nodes`) counts it. docs/tasks.md's recipe leaves one in about 2 % of its DAGs (a root that no
+  later node picks as a parent: 2.5 % at n = 5, 0.4-1 % at n = 8-16, 5 % at n = 60). Decision: keep
+  the recipe and redraw the whole DAG until every node has an edge (`random_dag_without_isolated_nodes`),
+  i.e. sample the recipe's distribution conditioned on every node appearing in the prompt. The
+  redraw continues the same random stream, so every seed whose first DAG already had no isolated
+  node gives exactly the sample it gave before; n counts exactly the nodes the prompt shows.
 - Annotations per answer symbol a_t (t = 0 .. len-1, the query is the last one):
   `frontier_size` (nodes that were valid choices at step t, a_t among them), `newly_enabled`
   (how many of those became valid through the emission of a_{t-1}; at t = 0 every valid node
@@ -38,7 +45,7 @@ def draw(rand, items: list, k: int) -> list:
 
 
 def random_dag(rand, num_nodes: int) -> list[list[int]]:
-    """parents[v] for a DAG whose node order 0..n-1 is a topological order (TASKS.md's recipe)."""
+    """parents[v] for a DAG whose node order 0..n-1 is a topological order (docs/tasks.md's recipe)."""
     num_roots = 1 + int(rand() * ((num_nodes - 1) // 4 + 1))
     parents: list[list[int]] = [[] for _ in range(num_nodes)]
     open_parents = list(range(num_roots))  # earlier nodes with fewer than MAX_CHILDREN children
@@ -63,6 +70,20 @@ def random_dag(rand, num_nodes: int) -> list[list[int]]:
     return parents
 
 
+def random_dag_without_isolated_nodes(rand, num_nodes: int) -> list[list[int]]:
+    """random_dag, redrawn until every node has a parent or a child (see the module docstring).
+
+    Only roots can be isolated (every other node has a parent); the redraw rate is at most ~5 %."""
+    while True:
+        parents = random_dag(rand, num_nodes)
+        has_edge = [bool(node_parents) for node_parents in parents]
+        for node_parents in parents:
+            for parent in node_parents:
+                has_edge[parent] = True
+        if all(has_edge):
+            return parents
+
+
 def ancestors(parents: dict | list, node) -> set:
     seen, stack = set(), [node]
     while stack:
@@ -83,7 +104,7 @@ def generate(complexity: int, seed: int) -> Sample:
     check_params(complexity)
     rand = random.Random(seed).random
     num_nodes = complexity
-    parents = random_dag(rand, num_nodes)
+    parents = random_dag_without_isolated_nodes(rand, num_nodes)
     symbols = draw(rand, NODE_SYMBOLS, num_nodes)
     children: list[list[int]] = [[] for _ in range(num_nodes)]
     depth = [0] * num_nodes  # longest path from a parentless node; node order is topological

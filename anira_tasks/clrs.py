@@ -2,7 +2,7 @@
 
 `<bos> topological_sort : nodes : [ 3 17 40 ] , A : [ [ 0 1 1 ] [ 0 0 1 ] [ 0 0 0 ] ] outputs : topo : [ 17 40 40 ] , topo_head : 3 <eos>`
 
-Decisions where TASKS.md is silent:
+Decisions where docs/tasks.md is silent:
 - Every number is a symbol from one pool `0` .. `63` (MAX_SIZE = 64): sizes 2 <= n <= 64, keys in
   0..max_key (array tasks only; max_key <= 63, default 63), adjacency entries 0/1.
 - Graph tasks (`topological_sort`, `dfs`, `bfs`) name their n nodes by a random sorted draw from

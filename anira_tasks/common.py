@@ -3,12 +3,12 @@
 A task generator is a pure function of (complexity, seed, task parameters) returning a `Sample`
 of plain Python data; tokenizers and `datasets` sit on top of it (see `anira_tasks.dataset`).
 
-Text conventions (decisions where TASKS.md is silent):
+Text conventions (decisions where docs/tasks.md is silent):
 - Every sample is one line of space-separated symbols that starts with `<bos>`.
 - `prompt` is everything up to and including the symbol after which the answer starts
   (`=` for MANO, `<ans>` for BREVO and DEPO, the first output name's `:` for CLRS).
 - `answer` is the answer symbols only. Every format except MANO then ends with `<eos>` so that
-  free generation knows where to stop; MANO keeps the exact TASKS.md format (its answer is always a
+  free generation knows where to stop; MANO keeps the exact docs/tasks.md format (its answer is always a
   single symbol, no `<eos>`). `text = prompt + " " + answer (+ " <eos>")`.
 - `annotations[name][k]` belongs to answer symbol k, i.e. to the position that *predicts* it.
 """
@@ -55,6 +55,11 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
+
+
+def check_seed(seed: Any) -> int:
+    """A sample seed: a non-negative integer (None would draw a fresh sample each call, a float is not a seed)."""
+    return check_int("seed", seed, 0)
 
 
 def check_bool(name: str, value: Any) -> bool:

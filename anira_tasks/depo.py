@@ -1,6 +1,6 @@
 """DEPO: k-hop lookup on a directed cycle; the knob is the number of hops k.
 
-`<bos> a b c d ... <hop=k> a <ans> succ^k(a) <eos>` (TASKS.md). Decisions where it is silent:
+`<bos> a b c d ... <hop=k> a <ans> succ^k(a) <eos>` (docs/tasks.md). Decisions where it is silent:
 - Node symbols `v0` .. `v59` (POOL_SIZE = 60): the n nodes of a sample are a random draw from the
   pool, so 2 <= num_nodes <= 60; the context lists the n edges `a succ(a)` in shuffled order.
 - k ranges over 1..MAX_HOPS = 16 (the `<hop=k>` vocabulary); k may exceed n (the walk wraps).
@@ -11,6 +11,15 @@
   `Sample.prompt_label_positions`), for more training signal per sample; scoring, annotations
   and `answer_start` still refer to the last query.
 - Annotations: `hops` (k) and `num_nodes` (n) for the answer symbol.
+- `edge_format`: `"pair"` (default, the format above: each edge is two node symbols) or `"token"`
+  (each edge is one symbol `a>b`, e.g. `v3>v7`). With pairs, every node appears twice in the edge
+  list (as a source and as a target), so even one hop needs the model to tell the two roles apart
+  from position (an induction-like circuit that a small model on CPU did not form in 9,400 steps).
+  With edge symbols one hop is a single content lookup (find the edge whose source is the current
+  node, read its target), so the k hops of a query are k dependent lookups: the complexity knob
+  counts sequential steps and nothing else. The price is a vocabulary of EDGE_POOL_SIZE^2 - EDGE_POOL_SIZE
+  edge symbols, so this format draws nodes from the first EDGE_POOL_SIZE = 12 node symbols
+  (2 <= num_nodes <= 12); every size draws from the same pool, so no size has unseen symbols.
 """
 
 import random
@@ -23,30 +32,42 @@ MIN_NODES = 2
 MAX_HOPS = 16
 DEFAULT_NUM_NODES = 8
 ANSWER = "<ans>"
+EDGE_FORMATS = ("pair", "token")
+EDGE_POOL_SIZE = 12
+EDGE_SYMBOLS = [f"{a}>{b}" for a in NODE_SYMBOLS[:EDGE_POOL_SIZE] for b in NODE_SYMBOLS[:EDGE_POOL_SIZE] if a != b]
 
 
 def hop_marker(hops: int) -> str:
     return f"<hop={hops}>"
 
 
-def check_params(complexity: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False) -> None:
+def check_params(complexity: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False,
+                 edge_format: str = "pair") -> None:
     check_int("hops (complexity)", complexity, 1, MAX_HOPS)
     check_int("num_nodes", num_nodes, MIN_NODES)
-    if num_nodes > POOL_SIZE:
-        raise ValueError(f"num_nodes = {num_nodes} exceeds the DEPO node pool of {POOL_SIZE} symbols")
+    if edge_format not in EDGE_FORMATS:
+        raise ValueError(f"edge_format must be one of {EDGE_FORMATS}, got {edge_format!r}")
+    pool = EDGE_POOL_SIZE if edge_format == "token" else POOL_SIZE
+    if num_nodes > pool:
+        raise ValueError(f"num_nodes = {num_nodes} exceeds the DEPO node pool of {pool} symbols (edge_format {edge_format!r})")
     check_int("num_queries", num_queries, 1, num_nodes)
     check_bool("supervise_all_queries", supervise_all_queries)
 
 
-def generate(complexity: int, seed: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False) -> Sample:
-    check_params(complexity, num_nodes, num_queries, supervise_all_queries)
+def generate(complexity: int, seed: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False,
+             edge_format: str = "pair") -> Sample:
+    check_params(complexity, num_nodes, num_queries, supervise_all_queries, edge_format)
     rng = random.Random(seed)
     hops = complexity
-    cycle = rng.sample(NODE_SYMBOLS, num_nodes)  # cycle[i] -> cycle[i + 1 mod n]
+    pool = NODE_SYMBOLS[:EDGE_POOL_SIZE] if edge_format == "token" else NODE_SYMBOLS
+    cycle = rng.sample(pool, num_nodes)  # cycle[i] -> cycle[i + 1 mod n]
     edges = [(cycle[i], cycle[(i + 1) % num_nodes]) for i in range(num_nodes)]
     rng.shuffle(edges)
     starts = rng.sample(range(num_nodes), num_queries)
-    prompt = [BOS] + [s for edge in edges for s in edge]
+    if edge_format == "token":
+        prompt = [BOS] + [f"{a}>{b}" for a, b in edges]
+    else:
+        prompt = [BOS] + [s for edge in edges for s in edge]
     solved_targets = []
     for start in starts[:-1]:
         prompt += [hop_marker(hops), cycle[start], ANSWER, cycle[(start + hops) % num_nodes]]
@@ -64,4 +85,4 @@ def generate(complexity: int, seed: int, num_nodes: int = DEFAULT_NUM_NODES, num
 
 
 def vocabulary() -> list[str]:
-    return [hop_marker(k) for k in range(1, MAX_HOPS + 1)] + [ANSWER] + NODE_SYMBOLS
+    return [hop_marker(k) for k in range(1, MAX_HOPS + 1)] + [ANSWER] + NODE_SYMBOLS + EDGE_SYMBOLS

@@ -1,6 +1,6 @@
 """MANO: modular arithmetic in prefix notation; the knob is the number of operators l.
 
-`<bos> <l=3> - 12 * 2 * 11 18 = 7` (TASKS.md). Decisions where TASKS.md is silent:
+`<bos> <l=3> - 12 * 2 * 11 18 = 7` (docs/tasks.md). Decisions where docs/tasks.md is silent:
 - The modulus is a task parameter (default 23), 2 <= modulus <= MAX_MODULUS = 97, so that one
   tokenizer (values 0..96) serves every modulus; values >= modulus simply never occur.
 - l is at most MAX_OPERATIONS = 32 (the length-marker vocabulary `<l=1>` .. `<l=32>`).

@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, Callable, Sequence
 
 from . import brevo, clrs, depo, mano
-from .common import EOS, Sample
+from .common import EOS, Sample, check_seed
 
 
 def _field(sample, name: str):
@@ -34,7 +34,7 @@ def _uniform_weights(sizes: Sequence[int]) -> list[float]:
 
 
 def _brevo_weights(sizes: Sequence[int]) -> list[float]:
-    # TASKS.md: P(n) proportional to 1 / (n + sqrt(N)), N the largest training size.
+    # docs/tasks.md: P(n) proportional to 1 / (n + sqrt(N)), N the largest training size.
     largest = max(sizes)
     return [1.0 / (n + math.sqrt(largest)) for n in sizes]
 
@@ -95,7 +95,7 @@ TASKS: dict[str, Task] = {
         "depo", "depo", "number of hops k",
         "DEPO: follow k edges of a directed cycle listed in shuffled order.",
         depo.generate, depo.check_params,
-        default_params={"num_nodes": depo.DEFAULT_NUM_NODES, "num_queries": 1, "supervise_all_queries": False},
+        default_params={"num_nodes": depo.DEFAULT_NUM_NODES, "num_queries": 1, "supervise_all_queries": False, "edge_format": "pair"},
     ),
     **{
         name: Task(
@@ -121,10 +121,12 @@ def _check_task_params(task: Task, task_params: dict) -> None:
 
 
 def generate_sample(task: str, complexity: int, seed: int, **task_params) -> Sample:
-    """The sample of `task` at difficulty `complexity` drawn with `seed`: same inputs, same sample."""
+    """The sample of `task` at difficulty `complexity` drawn with `seed`: same inputs, same sample.
+
+    `seed` must be a non-negative integer (a ValueError names it otherwise)."""
     spec = get_task(task)
     _check_task_params(spec, task_params)
-    return spec.generate(complexity, seed, **task_params)
+    return spec.generate(complexity, check_seed(seed), **task_params)
 
 
 def _generated(tokens) -> list[str]:

@@ -8,8 +8,9 @@
 
 `importance` evaluates each model on its held-out test splits, then regresses the depth at each position
 that predicts an answer token on one-hot encoded features in two groups: static structure (graph size,
-node in/out degree) and the algorithm's state (frontier size, newly enabled nodes, DFS / node depth).
-It reports each group's share of explained variance (Shapley split of R^2) per model.
+node in/out degree, node depth in the DAG) and the algorithm's execution state (frontier size, newly enabled
+nodes, DFS stack depth). It reports each group's share of explained variance (Shapley split of R^2) per
+model, with 95 % bootstrap intervals over items.
 """
 
 import json
@@ -24,9 +25,9 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser  # noqa: E402
 
 import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
-from anira_tasks.analysis import (EVAL_SPLITS, FEATURE_GROUPS, cap_per_size, depth_feature_importance,  # noqa: E402
-                                  evaluation_report, load_eval_data, plot_training_dynamics, read_probe_log,
-                                  training_phases)
+from anira_study.analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log, training_phases  # noqa: E402
+from anira_study.evaluation import EVAL_SPLITS, cap_per_size, evaluation_report, load_eval_data  # noqa: E402
+from anira_study.figures import plot_training_dynamics  # noqa: E402
 
 
 @dataclass
@@ -66,7 +67,8 @@ def importance(args: AnalysisArguments, names: list[str]) -> dict:
         records = [r for split in EVAL_SPLITS if split in report for r in report[split]["records"]]
         results[name] = depth_feature_importance(records, FEATURE_GROUPS[task])
         result = results[name]
-        shares = ", ".join(f"{group} {share:.3f}" for group, share in result["share"].items())
+        shares = ", ".join(f"{group} {share:.3f} [{result['share_interval'][group][0]:.3f}, {result['share_interval'][group][1]:.3f}]"
+                           for group, share in result["share"].items())
         print(f"{name} ({task}, {result['tokens']} answer tokens): R^2 of depth on all features {result['r2_full']:.3f}; "
               f"share of explained variance: {shares}")
     path = Path(args.output_dir) / "feature_importance.json"

@@ -22,8 +22,8 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser  # noqa: E402
 
 import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
-from anira_tasks.analysis import (EVAL_SPLITS, cap_per_size, evaluation_report, format_table,  # noqa: E402
-                                  load_eval_data, plot_complexity)
+from anira_study.evaluation import EVAL_SPLITS, cap_per_size, evaluation_report, format_table, load_eval_data  # noqa: E402
+from anira_study.figures import plot_complexity  # noqa: E402
 
 
 @dataclass

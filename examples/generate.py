@@ -9,7 +9,8 @@ as an HTML file. By default a token is coloured by the depth *spent on predictin
 iterations run at the position before it (`depths[i - 1]` in the forward's convention, where `depths[i]`
 is the compute at position i that predicts token i + 1), so a completion token shows what it cost; the
 first prompt token has none. `--depth_on position` colours each token by the depth of its own position.
-`--stream` also prints the tokens as they are generated (`DepthStreamer`).
+`--stream` also prints the tokens as they are generated (`DepthStreamer`). A prompt symbol outside the
+tokenizer's vocabulary is a ValueError that names it (`tokenization.encode_text`), never a silent `<unk>`.
 """
 
 import html
@@ -22,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 import modeling_anira  # noqa: F401  (registers the Auto classes)
 from modeling_anira import DepthStreamer
 from modeling_anira.generation_anira import depth_color, paint
+from tokenization import encode_text
 
 
 @dataclass
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model).to(device).eval()
     max_depth = args.max_depth or model.config.max_depth
+    encode_text(tokenizer, args.prompt)  # a ValueError naming any symbol outside the vocabulary, before generating
     inputs = tokenizer(args.prompt, return_tensors="pt").to(device)
     streamer = DepthStreamer(tokenizer, color=True) if args.stream else None
     extra = {"max_depth": args.max_depth} if args.max_depth is not None else {}
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         out = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
                              return_dict_in_generate=True, streamer=streamer, **extra)
     ids = out.sequences[0].tolist()
-    tokens = [tokenizer.decode([i]) for i in ids]
+    tokens = [tokenizer.decode([i]).strip() for i in ids]  # word-level tokenizers decode a token as " symbol"
     depths = token_depths(out.depths[0].tolist(), args.depth_on)
     prompt_length = inputs["input_ids"].shape[1]
 

@@ -2,34 +2,74 @@
 
     python hub_configs/build.py [output_dir]
 
-Each folder holds `config.json`, `generation_config.json`, the task family's tokenizer and a model card
-(`README.md` with YAML metadata): everything but weights, so `AutoConfig.from_pretrained(folder)` works
-and `examples/train.py --model_name_or_path hub_configs/anira-o-brevo` trains it. A test rebuilds the
-folders and fails when the shipped ones differ (edit this file, then rerun it).
+Each folder is a Hub repository in miniature: `config.json`, `generation_config.json`, the task family's
+tokenizer, a model card (`README.md` with YAML metadata) and, for the models with a training recipe,
+`recipe.json` (the `examples/train.py` arguments that train it; `python examples/reproduce.py <name>`
+runs them and writes the weights, card and report into the folder). A folder that holds trained weights
+belongs to `examples/reproduce.py`: this script leaves it alone. A test rebuilds the folders and fails
+when the shipped untrained ones differ (edit this file, then rerun it).
+
+Sizes: the DEPO models are the trained ones (width 64, one core layer, max_depth 6: big enough to learn
+k <= 3 hops on a CPU within an hour, small enough for git at ~0.5 MB). The other families keep a
+GPU-sized width-256 configuration with two core layers, untrained.
 """
 
+import json
 import shutil
 import sys
 from pathlib import Path
 
 HUB_CONFIGS_DIR = Path(__file__).resolve().parent
 VARIANTS = {"e": "early", "o": "online", "fixed": "fixed"}
-# Sizes per family: small enough to train on one GPU in minutes, positions enough for the sizes the
-# family's generators allow at the evaluation sizes of TASKS.md.
+# Sizes per family: positions enough for the sizes the family's generators allow at the evaluation sizes.
 FAMILY_SIZES = {
-    "mano": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=4, max_position_embeddings=256),
-    "depo": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=4, max_position_embeddings=256),
-    "brevo": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=4, max_position_embeddings=1024),
-    "clrs": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=4, max_position_embeddings=2048),
+    "mano": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=4, max_position_embeddings=256,
+                 num_core_layers=2, max_depth=8, compute_penalty=0.01),
+    "depo": dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, max_position_embeddings=256,
+                 num_core_layers=1, max_depth=6, compute_penalty=0.003),
+    "brevo": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=4, max_position_embeddings=1024,
+                  num_core_layers=2, max_depth=8, compute_penalty=0.01),
+    "clrs": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=4, max_position_embeddings=2048,
+                 num_core_layers=2, max_depth=8, compute_penalty=0.01),
 }
+# ANIRA-E's router starts neutral for DEPO (measured: with every token at max_depth the core must learn to
+# count hops; a router that samples depths lets the depth itself do the counting); elsewhere, and for the
+# halting head, the controllers start at max_depth (docs/design.md, initialisation).
+DEPTH_INIT_BIAS = {("e", "depo"): 0.0}
 FAMILY_TASKS = {
     "mano": ("mano", "number of operators l", "--train_sizes 1 2 3 4 --extrapolation_sizes 5 6 --task_params '{\"modulus\": 23}'"),
-    "depo": ("depo", "number of hops k", "--train_sizes 1 2 3 4 --extrapolation_sizes 5 6 --task_params '{\"num_nodes\": 8}'"),
+    "depo": ("depo", "number of hops k", "--train_sizes 1 2 3 --extrapolation_sizes 4 5 "
+             "--task_params '{\"num_nodes\": 8, \"num_queries\": 6, \"supervise_all_queries\": true, \"edge_format\": \"token\"}'"),
     "brevo": ("brevo", "graph size n", "--train_sizes 3 4 5 6 7 8 9 10 11 12 --extrapolation_sizes 14 16"),
     "clrs": ("topological_sort", "input size n", "--train_sizes 4 5 7 10 12 --interpolation_sizes 6 8 9 11 --extrapolation_sizes 14 16"),
 }
-CORE = dict(num_prelude_layers=1, num_core_layers=2, num_coda_layers=1, max_depth=8, min_depth=1,
-            injection="add", compute_penalty=0.01, depth_init_bias=3.0)
+CORE = dict(num_prelude_layers=1, num_coda_layers=1, min_depth=1, injection="add")
+DEPO_TASK_PARAMS = '{"num_nodes": 8, "num_queries": 6, "supervise_all_queries": true, "edge_format": "token"}'
+
+
+def depo_recipe(variant: str) -> dict:
+    """What trained the shipped DEPO models (examples/train.py arguments, output folder and device aside)."""
+    return {
+        "knob": "number of hops k",
+        "example_prompt": "<bos> v6>v3 v4>v11 v11>v6 v8>v2 v2>v5 v3>v9 v5>v4 v9>v8 <hop=2> v2 <ans>",
+        "checkpoint_steps": 2000,
+        "train_args": [
+            "--model_name_or_path", f"hub_configs/anira-{variant}-depo", "--from_scratch", "true",
+            "--task", "depo", "--task_params", DEPO_TASK_PARAMS,
+            "--train_sizes", "1", "2", "3", "--extrapolation_sizes", "4", "5", "--num_train", "100000", "--num_test_per_size", "500",
+            "--max_steps", "15000", "--per_device_train_batch_size", "64", "--learning_rate", "3e-3", "--warmup_steps", "200",
+            "--lr_scheduler_type", "cosine", "--weight_decay", "0.0", "--max_grad_norm", "1.0", "--seed", "0",
+            "--curriculum_accuracy", "0.8", "--compute_penalty", "0.003", "--penalty_gate_accuracy", "0.9", "--penalty_ramp_steps", "1000",
+            "--probe_steps", "200", "--probe_per_size", "64", "--logging_steps", "200", "--save_steps", "2000",
+            "--report_to", "none", "--disable_tqdm", "true",
+        ],
+        "notes": "The curriculum (k = 1 first, the next k once validation accuracy reaches 0.8 on every unlocked k) and the "
+                 "penalty gate (0 until validation accuracy 0.9) read the validation split only. Because the curriculum "
+                 "unlocks sizes in order, 'easy before hard' in this model's training dynamics is the schedule's doing.",
+    }
+
+
+RECIPES = {f"anira-{variant}-depo": depo_recipe(variant) for variant in VARIANTS}
 
 
 def model_name(variant: str, family: str) -> str:
@@ -42,15 +82,20 @@ def build_config(variant: str, family: str, tokenizer):
     return AniraConfig(
         vocab_size=len(tokenizer), depth_mode=VARIANTS[variant],
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        **FAMILY_SIZES[family], **CORE,
+        depth_init_bias=DEPTH_INIT_BIAS.get((variant, family), 3.0), **FAMILY_SIZES[family], **CORE,
     )
 
 
+def is_trained(folder: Path) -> bool:
+    return (folder / "model.safetensors").exists()
+
+
 def build_all(output_dir: str | Path = HUB_CONFIGS_DIR) -> list[Path]:
+    """Writes every untrained named folder (and the recipes); returns the folders written."""
     from transformers import GenerationConfig
 
     import modeling_anira  # noqa: F401  (registers the Auto classes)
-    from anira_tasks.training import model_card
+    from anira_study.model_cards import model_card
     from tokenization import TOKENIZATION_DIR, load_tokenizer
 
     folders = []
@@ -59,6 +104,8 @@ def build_all(output_dir: str | Path = HUB_CONFIGS_DIR) -> list[Path]:
         for variant in VARIANTS:
             name = model_name(variant, family)
             folder = Path(output_dir) / name
+            if is_trained(HUB_CONFIGS_DIR / name) and Path(output_dir).resolve() == HUB_CONFIGS_DIR:
+                continue  # trained: examples/reproduce.py wrote it
             config = build_config(variant, family, tokenizer)
             # Plain data, no code copy: these folders are used with the installed package (`import modeling_anira`);
             # the folders `examples/train.py` saves carry the modeling files for `trust_remote_code=True`.
@@ -70,8 +117,13 @@ def build_all(output_dir: str | Path = HUB_CONFIGS_DIR) -> list[Path]:
             ).save_pretrained(folder)
             for tokenizer_file in sorted((TOKENIZATION_DIR / family).iterdir()):  # the shipped files, as they are
                 shutil.copyfile(tokenizer_file, folder / tokenizer_file.name)
-            train_args = f"--task {task} {sizes}"
-            (folder / "README.md").write_text(model_card(name, config, task, knob, f"hub_configs/{name}", train_args))
+            card = model_card(name, config, task, knob, f"hub_configs/{name}", f"--task {task} {sizes}")
+            card += ("\n**Untrained configuration**: this folder holds no weights. "
+                     + (f"`python examples/reproduce.py {name}` trains it with its stored recipe (`recipe.json`).\n"
+                        if name in RECIPES else "Train it with the command above.\n"))
+            (folder / "README.md").write_text(card)
+            if name in RECIPES:
+                (folder / "recipe.json").write_text(json.dumps(RECIPES[name], indent=2) + "\n")
             folders.append(folder)
     return folders
 

@@ -1,15 +1,22 @@
-"""The KV cache of a looped model: one slot per prelude layer, per (iteration, core layer), per coda layer.
+"""The KV cache of a looped model: one slot per prelude layer, per coda layer, per (iteration, core layer).
 
-Slot layout (P prelude, C core, K coda layers, D = the cache's `max_depth`):
+Slot layout (P prelude, C core, K coda layers):
 
     0 .. P-1                    prelude layer l
-    P + (t-1) * C + l           core layer l at iteration t (t = 1..D)
-    P + D * C + k               coda layer k
+    P + k                       coda layer k
+    P + K + (t-1) * C + l       core layer l at iteration t (t = 1, 2, ...)
 
 Every slot holds keys/values for every position seen so far, including tokens that halted before that
-iteration: by DESIGN.md's reuse rule those are the keys/values of the token's frozen state at that core
+iteration: by docs/design.md's reuse rule those are the keys/values of the token's frozen state at that core
 layer, the same at every later iteration, so they are computed once and written into each later slot.
 That is what makes incremental decoding equal one full forward.
+
+Iteration slots exist only for iterations that ran, plus one: after each forward the slots of iteration
+(deepest iteration run so far) + 1 hold every position's frozen keys/values. So the cache grows with the
+depth the tokens actually took, not with the budget (a budget of 64 whose tokens all halt after one
+iteration costs two iteration slots, not 64), and a later forward that runs deeper than any before (a
+raised budget, or a harder token) adds the slots it needs: the positions before it are all frozen there,
+so a new slot starts as a copy of the last one's entries for them (`AniraCache.update`).
 
 The cache also records the depth of every position it has processed (`depths`, [batch, seen]), which is
 how `generate()` reports per-token depth: transformers' decoding loop keeps only the cache from a
@@ -64,12 +71,15 @@ class GrowingLayer(DynamicLayer):
 
 
 class AniraCache(Cache):
+    """`max_depth` is the largest depth budget the cache has served (generate and the forward raise it); it
+    sizes nothing: iteration slots are added as iterations run (see the module docstring)."""
+
     def __init__(self, config: AniraConfig, max_depth: int | None = None):
         self.num_prelude_layers = config.num_prelude_layers
         self.num_core_layers = config.num_core_layers
         self.num_coda_layers = config.num_coda_layers
         self.max_depth = config.max_depth if max_depth is None else max_depth
-        slots = self.num_prelude_layers + self.num_core_layers * self.max_depth + self.num_coda_layers
+        slots = self.num_prelude_layers + self.num_coda_layers + self.num_core_layers  # iteration 1's only
         super().__init__(layers=[GrowingLayer() for _ in range(slots)])
         self._depths: torch.LongTensor | None = None
 
@@ -77,16 +87,41 @@ class AniraCache(Cache):
     def prelude_slot(self, layer: int) -> int:
         return layer
 
-    def core_slot(self, iteration: int, layer: int) -> int:
-        """Slot of core layer `layer` (0-based) at iteration `iteration` (1-based, as in DESIGN.md)."""
-        return self.num_prelude_layers + (iteration - 1) * self.num_core_layers + layer
-
     def coda_slot(self, layer: int) -> int:
-        return self.num_prelude_layers + self.max_depth * self.num_core_layers + layer
+        return self.num_prelude_layers + layer
+
+    def core_slot(self, iteration: int, layer: int) -> int:
+        """Slot of core layer `layer` (0-based) at iteration `iteration` (1-based, as in docs/design.md)."""
+        return self.num_prelude_layers + self.num_coda_layers + (iteration - 1) * self.num_core_layers + layer
+
+    @property
+    def iterations(self) -> int:
+        """Iterations that have slots."""
+        return (len(self.layers) - self.num_prelude_layers - self.num_coda_layers) // self.num_core_layers
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        # Slot 0 is always written (there is at least one core layer), so it counts every position seen.
+        # Between forwards every slot holds every position seen, so slot 0 counts them (the model reads this
+        # before a forward writes anything).
         return super().get_seq_length(layer_idx)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        while layer_idx >= len(self.layers):
+            self._add_iteration(new=key_states.shape[-2])
+        return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+    def _add_iteration(self, new: int) -> None:
+        """Slots for the first iteration that runs deeper than every earlier forward. The positions before this
+        chunk (all but the `new` ones) are frozen there: their keys/values are those the last existing slot of
+        the same core layer holds for them (the one-past-the-deepest slot, see the module docstring). That
+        slot has already received this chunk, since iterations run in order."""
+        iteration = self.iterations + 1
+        for layer in range(self.num_core_layers):
+            last = self.layers[self.core_slot(iteration - 1, layer)]
+            slot = GrowingLayer()
+            past = last.get_seq_length() - new
+            if past > 0:
+                slot.update(last.keys[..., :past, :], last.values[..., :past, :])
+            self.layers.append(slot)
 
     # depth record ----------------------------------------------------------------------------------
     @property

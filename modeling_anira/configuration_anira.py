@@ -1,15 +1,146 @@
 """Configuration of ANIRA, a recurrent (weight-tied) Transformer in which every token gets its own depth.
 
 The sizes follow Llama's configuration (same names, same meaning); the recurrence adds the three stacks
-(prelude, core, coda), the depth budget and the depth controller. Every value is validated when the
-config is made, and a bad one raises a `ValueError` that names the field and what is allowed.
+(prelude, core, coda), the depth budget and the depth controller. Every value is validated, and a bad one
+raises a `ValueError` that names the field and what is allowed:
+
+- when the config is made (so also when a config.json is loaded), and again by `update` /
+  `update_from_string` and when a model is built from it: every field's own rule and the rules between
+  fields (min_depth <= max_depth, heads dividing the width, special tokens inside the vocabulary, ...);
+- when a field is set on an existing config (`config.max_depth = 0`): that field's own rule, at once, so a
+  bad value is never stored. Rules between fields wait for the next full check, so that fields which move
+  together can be set one after the other.
+
+A key of a config.json that no part of the configuration knows (a typo such as `max_dept`) is kept, as
+transformers does, but warned about: it would otherwise silently leave the field it meant at its default.
 """
 
-from transformers import PreTrainedConfig
+import dataclasses
+import math
+import numbers
+import warnings
+
+from transformers import GenerationConfig, PreTrainedConfig
+from transformers.activations import ACT2FN
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 DEPTH_MODES = ("fixed", "early", "online")
 INJECTIONS = ("concat", "add")
 HALTING_OBJECTIVES = ("straight_through", "act", "pondernet")
+# The most iterations a config or a call may ask for. Every token's depth distribution is a
+# [batch, seq, max_depth] tensor and an early model's router has max_depth outputs, so an unbounded budget
+# (a typo, 10**9) would hang or exhaust memory instead of failing; 1024 is far beyond any trained budget.
+MAX_DEPTH_LIMIT = 1024
+
+# Keys that PreTrainedConfig itself consumes or writes, on top of its dataclass fields and AniraConfig's own.
+_BASE_KEYS = {
+    "auto_map", "model_type", "transformers_version", "torch_dtype", "num_labels", "rope_scaling", "rope_theta",
+    "name_or_path", "_name_or_path", "_commit_hash", "output_attentions", "attn_implementation",
+    "experts_implementation", "per_layer_config", "tie_last_hidden_states", "num_hidden_layers",
+    "_attn_implementation_internal", "_experts_implementation_internal", "quantization_config",
+}
+
+
+def _check_integer(name: str, value, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum or (
+        maximum is not None and value > maximum
+    ):
+        allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"AniraConfig.{name} must be an integer {allowed}, got {value!r}.")
+
+
+def _check_real(name: str, value, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """A finite number (not a bool, a string or None) in the given interval."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if low is None and high is None:
+            allowed = "a finite number"
+        elif high is None:
+            allowed = f"a finite number {'>' if low_open else '>='} {low}"
+        else:
+            allowed = f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"AniraConfig.{name} must be {allowed}, got {value!r}.")
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"AniraConfig.{name} must be one of {tuple(choices)}, got {value!r}.")
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):  # "false" is a non-empty string, i.e. True: refuse it rather than guess
+        raise ValueError(f"AniraConfig.{name} must be True or False, got {value!r}.")
+
+
+def _check_token_id(name: str, value, vocab_size) -> None:
+    ids = value if isinstance(value, (list, tuple)) and name == "eos_token_id" else [value]
+    if value is None:
+        return
+    for token in ids:
+        if isinstance(token, bool) or not isinstance(token, numbers.Integral):
+            raise ValueError(f"AniraConfig.{name} must be None or a token id (an integer), got {value!r}.")
+        if isinstance(vocab_size, numbers.Integral) and not 0 <= token < vocab_size:
+            raise ValueError(f"AniraConfig.{name} must be in [0, vocab_size={vocab_size}), got {value!r}.")
+
+
+def _check_rope(value) -> None:
+    if value is None:
+        return  # standardized to the default rotary embedding when the config is made
+    if not isinstance(value, dict):
+        raise ValueError(f"AniraConfig.rope_parameters must be a dict (rope_type, rope_theta, ...), got {value!r}.")
+    rope_type = value.get("rope_type", value.get("type", "default"))
+    types = ("default", *ROPE_INIT_FUNCTIONS)
+    if rope_type not in types:
+        raise ValueError(f"AniraConfig.rope_parameters['rope_type'] must be one of {types}, got {rope_type!r}.")
+    for key in ("rope_theta", "factor", "attention_factor", "beta_fast", "beta_slow", "low_freq_factor",
+                "high_freq_factor", "mscale", "mscale_all_dim"):
+        if value.get(key) is not None:
+            _check_real(f"rope_parameters['{key}']", value[key], 0.0, low_open=key in ("rope_theta", "factor"))
+    if rope_type in ("linear", "dynamic", "yarn", "llama3") and value.get("factor") is None:
+        raise ValueError(f"AniraConfig.rope_parameters['factor'] is required for rope_type={rope_type!r}.")
+    if value.get("partial_rotary_factor", 1.0) != 1.0 and rope_type != "proportional":
+        # The rotation is applied to the whole head (Llama's apply_rotary_pos_emb); only "proportional" pads
+        # its frequencies to the full head dimension.
+        raise ValueError(
+            "AniraConfig.rope_parameters['partial_rotary_factor'] must be 1.0 (rotary embeddings cover the whole "
+            f"head) except with rope_type='proportional', got {value['partial_rotary_factor']!r}."
+        )
+    if value.get("original_max_position_embeddings") is not None:
+        _check_integer("rope_parameters['original_max_position_embeddings']", value["original_max_position_embeddings"], 1)
+
+
+# Each field's own rule: (name, value, config) -> None or ValueError. Run on every set and by `validate`.
+_FIELD_RULES = {
+    **{name: (lambda name, value, config: _check_integer(name, value, 1))
+       for name in ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+                    "head_dim", "max_position_embeddings", "num_core_layers", "min_depth")},
+    "max_depth": lambda name, value, config: _check_integer(name, value, 1, MAX_DEPTH_LIMIT),
+    "num_prelude_layers": lambda name, value, config: _check_integer(name, value, 0),
+    "num_coda_layers": lambda name, value, config: _check_integer(name, value, 0),
+    "initializer_range": lambda name, value, config: _check_real(name, value, 0.0, low_open=True),
+    "rms_norm_eps": lambda name, value, config: _check_real(name, value, 0.0, low_open=True),
+    "attention_dropout": lambda name, value, config: _check_real(name, value, 0.0, 1.0, high_open=True),
+    "halting_threshold": lambda name, value, config: _check_real(name, value, 0.0, 1.0, low_open=True, high_open=True),
+    "act_epsilon": lambda name, value, config: _check_real(name, value, 0.0, 1.0, low_open=True, high_open=True),
+    "pondernet_prior_depth": lambda name, value, config: _check_real(name, value, 1.0),
+    "gumbel_temperature": lambda name, value, config: _check_real(name, value, 0.0, low_open=True),
+    "compute_penalty": lambda name, value, config: _check_real(name, value, 0.0),
+    "depth_init_bias": lambda name, value, config: _check_real(name, value),
+    **{name: (lambda name, value, config: _check_bool(name, value))
+       for name in ("attention_bias", "mlp_bias", "tie_word_embeddings", "use_cache")},
+    "hidden_act": lambda name, value, config: _check_choice(name, value, sorted(ACT2FN)),
+    "depth_mode": lambda name, value, config: _check_choice(name, value, DEPTH_MODES),
+    "injection": lambda name, value, config: _check_choice(name, value, INJECTIONS),
+    "halting_objective": lambda name, value, config: _check_choice(name, value, HALTING_OBJECTIVES),
+    "rope_parameters": lambda name, value, config: _check_rope(value),
+    **{name: (lambda name, value, config: _check_token_id(name, value, getattr(config, "vocab_size", None)))
+       for name in ("pad_token_id", "bos_token_id", "eos_token_id")},
+}
 
 
 class AniraConfig(PreTrainedConfig):
@@ -29,7 +160,8 @@ class AniraConfig(PreTrainedConfig):
             K untied layers over each token's final recurrent state, before the final norm and the head.
         max_depth (`int`, defaults to 8):
             D, the most iterations of the core a token can get in training. Fixed and online models can
-            be given a larger budget at inference (`forward(..., max_depth=...)`).
+            be given a larger budget at inference (`forward(..., max_depth=...)`). At most `MAX_DEPTH_LIMIT`
+            (1024), for the config and for a call's budget alike.
         min_depth (`int`, defaults to 1):
             Iterations that always run, whatever the controller decides.
         injection (`str`, defaults to `"add"`):
@@ -53,7 +185,7 @@ class AniraConfig(PreTrainedConfig):
             Early mode: temperature of the straight-through Gumbel-softmax used in training.
         compute_penalty (`float`, defaults to 0.01):
             Weight of the compute loss (expected depth / max_depth) in the training loss. Small by default:
-            DESIGN.md's prototype showed that a large early penalty collapses every token to depth 1 before
+            docs/design.md's prototype showed that a large early penalty collapses every token to depth 1 before
             the task is learned. Training scripts can schedule it (see `examples/train.py`).
         depth_init_bias (`float`, defaults to 3.0):
             How strongly the untrained controllers favour running to `max_depth`: the early router's
@@ -102,9 +234,10 @@ class AniraConfig(PreTrainedConfig):
         depth_init_bias: float = 3.0,
         **kwargs,
     ):
-        # Derived, so never taken from a saved config.json: the number of layer applications at full
-        # depth (= cache slots; transformers' generate sizes a default cache by it).
+        # Derived, so never taken from a saved config.json: the number of layer applications at full depth
+        # (transformers' generate sizes a default cache by it).
         kwargs.pop("num_hidden_layers", None)
+        self._warn_unknown_keys(kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size
@@ -143,6 +276,36 @@ class AniraConfig(PreTrainedConfig):
         # Our checks first: they name the field, where transformers' own validators would not.
         self.validate()
         super().__init__(**kwargs)
+        _check_rope(self.rope_parameters)  # once more, as transformers standardized it (rope_scaling, rope_theta)
+
+    def __setattr__(self, key, value):
+        # After construction (`_post_init_done` is set last by PreTrainedConfig) every set is checked against
+        # the field's own rule before the value is stored.
+        rule = _FIELD_RULES.get(key)
+        if rule is not None and self.__dict__.get("_post_init_done", False):
+            rule(key, value, self)
+        super().__setattr__(key, value)
+
+    def update(self, config_dict: dict) -> None:
+        super().update(config_dict)
+        self.validate()
+
+    def update_from_string(self, update_str: str) -> None:
+        super().update_from_string(update_str)
+        self.validate()
+
+    @staticmethod
+    def _warn_unknown_keys(kwargs: dict) -> None:
+        known = _BASE_KEYS | {field.name for field in dataclasses.fields(PreTrainedConfig)}
+        known |= set(GenerationConfig._get_default_generation_params())
+        unknown = sorted(key for key in kwargs if key not in known)
+        if unknown:
+            warnings.warn(
+                f"AniraConfig got unknown keys {unknown}: they are kept as attributes but no part of the model reads "
+                "them. Is one of them a misspelt field (e.g. 'max_dept' for 'max_depth')?",
+                UserWarning,
+                stacklevel=3,
+            )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "AniraConfig":
@@ -166,19 +329,10 @@ class AniraConfig(PreTrainedConfig):
         return self.num_prelude_layers + self.num_core_layers * depth + self.num_coda_layers
 
     def validate(self) -> None:
-        """Raise a `ValueError` naming the first field whose value is not allowed."""
-
-        def positive_int(name: str, minimum: int = 1) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"AniraConfig.{name} must be an integer >= {minimum}, got {value!r}.")
-
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads",
-                     "num_key_value_heads", "head_dim", "max_position_embeddings", "num_core_layers",
-                     "max_depth", "min_depth"):
-            positive_int(name)
-        positive_int("num_prelude_layers", 0)
-        positive_int("num_coda_layers", 0)
+        """Raise a `ValueError` naming the first field whose value is not allowed: each field's own rule, then the
+        rules between fields."""
+        for name, rule in _FIELD_RULES.items():
+            rule(name, getattr(self, name), self)
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"AniraConfig.num_attention_heads ({self.num_attention_heads}) must divide "
@@ -195,40 +349,11 @@ class AniraConfig(PreTrainedConfig):
             raise ValueError(
                 f"AniraConfig.min_depth ({self.min_depth}) must be in [1, max_depth={self.max_depth}]."
             )
-        if self.depth_mode not in DEPTH_MODES:
-            raise ValueError(f"AniraConfig.depth_mode must be one of {DEPTH_MODES}, got {self.depth_mode!r}.")
-        if self.injection not in INJECTIONS:
-            raise ValueError(f"AniraConfig.injection must be one of {INJECTIONS}, got {self.injection!r}.")
-        if self.halting_objective not in HALTING_OBJECTIVES:
-            raise ValueError(
-                f"AniraConfig.halting_objective must be one of {HALTING_OBJECTIVES}, "
-                f"got {self.halting_objective!r}."
-            )
-        if not 0.0 < self.halting_threshold < 1.0:
-            raise ValueError(
-                f"AniraConfig.halting_threshold must be in the open interval (0, 1), got {self.halting_threshold}."
-            )
-        if not 0.0 < self.act_epsilon < 1.0:
-            raise ValueError(f"AniraConfig.act_epsilon must be in (0, 1), got {self.act_epsilon}.")
-        if self.halting_objective == "pondernet" and not 1.0 <= self.pondernet_prior_depth <= self.max_depth:
+        if self.halting_objective == "pondernet" and not self.pondernet_prior_depth <= self.max_depth:
             raise ValueError(
                 f"AniraConfig.pondernet_prior_depth must be in [1, max_depth={self.max_depth}], "
                 f"got {self.pondernet_prior_depth}."
             )
-        if not self.gumbel_temperature > 0.0:
-            raise ValueError(f"AniraConfig.gumbel_temperature must be > 0, got {self.gumbel_temperature}.")
-        if not self.compute_penalty >= 0.0:
-            raise ValueError(f"AniraConfig.compute_penalty must be >= 0, got {self.compute_penalty}.")
-        if not self.rms_norm_eps > 0.0:
-            raise ValueError(f"AniraConfig.rms_norm_eps must be > 0, got {self.rms_norm_eps}.")
-        if not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError(f"AniraConfig.attention_dropout must be in [0, 1), got {self.attention_dropout}.")
-        if not self.initializer_range > 0.0:
-            raise ValueError(f"AniraConfig.initializer_range must be > 0, got {self.initializer_range}.")
-        for name in ("pad_token_id", "bos_token_id"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(f"AniraConfig.{name} must be in [0, vocab_size={self.vocab_size}), got {value}.")
 
 
 __all__ = ["AniraConfig"]

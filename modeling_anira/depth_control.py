@@ -8,9 +8,10 @@ about it (a new mechanism is a new controller, not a new branch in the loop):
     plan.observe(t, h)    # the states after iteration t (the online head reads them here)
     plan.report()         # depths, distributions, expected depth and the per-token compute cost
 
-Masks are float tensors whose values are exactly 0 or 1 in the forward pass; in training they may carry
-a straight-through gradient (early: Gumbel-softmax; online: the halting probability), which is how the
-language-modelling loss reaches the depth decision.
+Masks are float tensors whose values are exactly 0 or 1 in the forward pass; in training they carry a
+straight-through gradient (early: Gumbel-softmax; online: the halting probability, or for ACT the cumulative
+halting probability), which is how the language-modelling loss reaches the depth decision. Every objective
+has that path: the compute loss alone would only ever teach a controller to stop sooner.
 
 `token_mask` marks real tokens: padding is never active, so it never keeps the loop running, and its
 depth is reported as -1.
@@ -196,7 +197,7 @@ class OnlinePlan:
     def halt(self, t: int, lam: torch.Tensor) -> torch.Tensor:
         """Straight-through threshold: forward hard (the inference rule), backward through lambda."""
         hard = (lam >= self.threshold).to(lam.dtype)
-        return hard + lam - lam.detach() if self.training else hard
+        return hard + (lam - lam.detach()) if self.training else hard  # the bracket is exactly 0: masks stay 0/1
 
     def observe(self, t: int, hidden: torch.Tensor) -> None:
         lam = self.head.halting_prob(hidden)
@@ -231,6 +232,9 @@ class OnlinePlan:
         return expected / self.max_depth
 
     def report(self) -> DepthReport:
+        if not self.ran:  # no iteration ran: every token is padding; depths -1, distributions as if never halting
+            zeros = self.token_mask.new_zeros(*self.token_mask.shape, 1, dtype=self.running.dtype)
+            self.lambdas, self.ran = [zeros[..., 0]], [zeros[..., 0]]
         ran = torch.stack(self.ran, dim=-1)
         depths = _real(self.token_mask, ran.sum(-1).long())
         lams = self.effective_lambdas(depths)
@@ -245,8 +249,10 @@ class ACTPlan(OnlinePlan):
     """Graves' ACT: halt once the cumulative halting probability reaches 1 - epsilon; cost N + R.
 
     The forward is hard (the token's state is its state at the halting iteration, as in the other
-    objectives, so the cache and the fast path are unchanged); the gradient reaches the halting head
-    through the remainder R = 1 - sum_{t<N} lambda_t, as in ACT.
+    objectives, so the cache and the fast path are unchanged). Two gradient paths reach the halting head:
+    the ponder cost, through the remainder R = 1 - sum_{t<N} lambda_t as in ACT, and the language-modelling
+    loss, straight through the halting decision to the cumulative probability it thresholds (the hard
+    forward replaces ACT's weighted mean of states, so without this the LM loss would not reach the head).
     """
 
     def __init__(self, *args, **kwargs):
@@ -254,8 +260,9 @@ class ACTPlan(OnlinePlan):
         self.cumulative = torch.zeros_like(self.running)
 
     def halt(self, t: int, lam: torch.Tensor) -> torch.Tensor:
-        self.cumulative = self.cumulative + lam.detach() * (self.running > 0.5)
-        return (self.cumulative >= 1 - self.head.act_epsilon).to(lam.dtype)
+        self.cumulative = self.cumulative + lam * (self.running.detach() > 0.5)
+        hard = (self.cumulative >= 1 - self.head.act_epsilon).to(lam.dtype)
+        return hard + (self.cumulative - self.cumulative.detach()) if self.training else hard
 
     def report(self) -> DepthReport:
         report = super().report()

@@ -7,7 +7,7 @@ ones back; here, at iteration t:
     active tokens (N of the B x S)    gathered into N rows: injection, q/k/v/o projections and the MLP
                                       run on those rows only, and the result is scattered back
     frozen tokens                     no compute: their keys/values at core layer l are those of their
-                                      frozen state (DESIGN.md's reuse rule), computed once, when they freeze
+                                      frozen state (docs/design.md's reuse rule), computed once, when they freeze
                                       (in the same k/v projection as the next iteration's active tokens)
     attention                         the active queries of each batch row that has any are packed into
                                       [R, A, ...] (A = most active tokens in a row) and attend to the
@@ -179,6 +179,7 @@ def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer
     frozen = FrozenKeyValues(model, batch * seq)
     hidden_flat, prelude_flat = hidden.reshape(-1, width), prelude_states.reshape(-1, width)
     running = torch.ones(batch * seq, dtype=torch.bool, device=hidden.device)  # active at the previous iteration
+    all_running = True  # the last iteration (or the prelude, before any) ran every token
 
     ran = 0
     for t in range(1, max_depth + 1):
@@ -191,11 +192,11 @@ def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer
             for index, layer in enumerate(model.core):
                 hidden = layer(hidden, cache_slot=None if cache is None else cache.core_slot(t, index), **layer_kwargs)
             hidden_flat = hidden.reshape(-1, width)
-            running = torch.ones_like(running)
+            running, all_running = torch.ones_like(running), True
         else:
             flat_active = active.reshape(-1)
             freezing = (running & ~flat_active).nonzero().squeeze(-1)  # active at t - 1, frozen from t on
-            running = flat_active
+            running, all_running = flat_active, False
             if dense_mask is None:
                 dense_mask = _full_mask(layer_kwargs, batch, seq, past, hidden.device, hidden.dtype, model.config)
             hidden_flat = _sparse_iteration(model, t, active, freezing, hidden_flat, prelude_flat, frozen, cache,
@@ -206,12 +207,17 @@ def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer
         if all_hidden is not None:
             all_hidden.append(hidden)
 
-    if cache is not None and ran < cache.max_depth:
-        # Every token is frozen now: the remaining slots get each token's frozen keys/values.
+    if cache is not None and all_running:
+        # Every token ran the last iteration (fixed mode): one dense projection, with no data-dependent
+        # gathering, so that a fixed model compiles with its cache.
+        model.write_frozen_slots(hidden_flat.view(batch, seq, width), ran + 1, cache, layer_kwargs["position_embeddings"])
+    elif cache is not None:
+        # Every token is frozen now: the remaining slots, and the one past the last iteration run (the frozen
+        # keys/values a later, deeper chunk starts its new slots from), get each token's frozen keys/values.
         frozen.freeze(hidden_flat, running.nonzero().squeeze(-1), cos, sin)
         for index in range(len(model.core)):
             key, value = frozen.chunk(index, batch)
-            for t in range(ran + 1, cache.max_depth + 1):
+            for t in range(ran + 1, max(cache.iterations, ran + 1) + 1):
                 cache.update(key, value, cache.core_slot(t, index))
     return hidden_flat.view(batch, seq, width)
 

@@ -5,8 +5,8 @@ forward, so the depths a forward computes would be dropped. The cache records th
 (`AniraCache.depths`, one column per processed position, kept aligned by beam reordering and batch
 expansion), and `AniraGenerationMixin.generate` is a thin wrapper around `GenerationMixin.generate` that
 
-- creates the `AniraCache` (one slot per iteration x core layer) when none is passed, sized for the
-  `max_depth` generate kwarg (forwarded to every forward; fixed and online models may raise it);
+- creates the `AniraCache` (slots per iteration x core layer, added as iterations run) when none is passed;
+  the `max_depth` generate kwarg is forwarded to every forward (fixed and online models may raise it);
 - with `return_dict_in_generate=True`, returns `AniraGenerateOutput` / `AniraGenerateBeamOutput`: the
   usual output plus `depths`, aligned with `sequences`.
 
@@ -84,11 +84,13 @@ class AniraGenerationMixin(GenerationMixin):
         return output_class(**dict(result.items()), depths=depths)
 
     def _depth_cache(self, cache: Cache | None, max_depth: int) -> AniraCache:
-        """An AniraCache with slots for `max_depth`; a passed-in cache is kept if it can serve (else the forward raises)."""
-        if isinstance(cache, AniraCache) and (cache.max_depth >= max_depth or cache.get_seq_length() > 0):
+        """A passed-in AniraCache (it serves any budget: slots are added as iterations run), else a new one;
+        a filled cache of another kind is passed on, and the forward explains why it cannot be used."""
+        if isinstance(cache, AniraCache):
+            cache.max_depth = max(cache.max_depth, max_depth)  # the streamer's colour scale
             return cache
         if cache is not None and cache.get_seq_length() > 0:
-            return cache  # a filled cache of another kind: the forward explains why it cannot be used
+            return cache
         return AniraCache(self.config, max_depth=max(max_depth, self.config.max_depth))
 
     @staticmethod
@@ -116,7 +118,8 @@ class AniraGenerationMixin(GenerationMixin):
         mask = mask.to(sequences.device).long().repeat_interleave(sequences.shape[0] // prompt.shape[0], dim=0)
         mask = torch.nn.functional.pad(mask, (0, sequences.shape[1] - mask.shape[1]), value=1)
         with torch.no_grad():
-            depths = self(input_ids=sequences, attention_mask=mask, use_cache=False, max_depth=max_depth).depths
+            depths = self(input_ids=sequences, attention_mask=mask, use_cache=False, max_depth=max_depth,
+                          return_dict=True).depths
         return depths.clone()
 
     def _eos_ids(self, config, kwargs) -> list[int]:

@@ -14,10 +14,13 @@ the loop below knows nothing about which one it runs.
 The recurrence here is the dense reference path: every token goes through every layer application
 and frozen tokens are masked back to their state, `h <- a * layer(h) + (1 - a) * h`, with the injection
 masked too. Because a frozen token's input to every core layer is its unchanging frozen state, the
-keys/values it serves at core layer l are the same at every later iteration (DESIGN.md's reuse rule);
+keys/values it serves at core layer l are the same at every later iteration (docs/design.md's reuse rule);
 the cache and the fast inference path rely on that.
 """
 
+import contextlib
+import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,21 +32,56 @@ from transformers.cache_utils import Cache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.import_utils import is_tracing
 
 from .cache_anira import AniraCache
-from .configuration_anira import AniraConfig
+from .configuration_anira import MAX_DEPTH_LIMIT, AniraConfig
 from .depth_control import DEPTH_CONTROLLERS, AniraRMSNorm, DepthReport, DepthRouter, HaltingHead
 from .fast_path import fast_recur
 from .generation_anira import AniraGenerationMixin
 
+try:  # FSDP2's marker class (torch >= 2.6)
+    from torch.distributed.fsdp import FSDPModule
+except ImportError:  # pragma: no cover
+    FSDPModule = ()
+
+
+def _sharded(layers) -> list:
+    """The layers FSDP2 (`fully_shard`) shards: it gathers their parameters only around their own forward."""
+    return [layer for layer in layers if isinstance(layer, FSDPModule)]
+
+
+@contextlib.contextmanager
+def _gathered(layers):
+    """Parameters of FSDP2-sharded layers gathered while code outside their forward reads their parts (the
+    frozen keys/values), resharded after."""
+    sharded = _sharded(layers)
+    for layer in sharded:
+        layer.unshard()
+    try:
+        yield
+    finally:
+        for layer in sharded:
+            layer.reshard()
+
 
 class AniraRotaryEmbedding(nn.Module):
+    """Llama's rotary embedding, every rope type included: the frequencies come from transformers'
+    ROPE_INIT_FUNCTIONS, and `dynamic_rope_update` recomputes them for "dynamic" (NTK scaling grows with the
+    longest position seen) and picks the long or short factors for "longrope", exactly as in Llama."""
+
     def __init__(self, config: AniraConfig):
         super().__init__()
         self.config = config
         self.rope_type = config.rope_parameters.get("rope_type", "default")
+        self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
+        # Whether positions past max_position_embeddings mean anything: only when the rope type scales
+        # (longrope always switches to its long factors there; the others need a factor above 1).
+        factor = config.rope_parameters.get("factor") or 1.0
+        self.scales_context = self.rope_type == "longrope" or (self.rope_type != "default" and factor > 1.0)
         rope_init_fn = self.compute_default_rope_parameters
         if self.rope_type != "default":
             rope_init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
@@ -58,6 +96,7 @@ class AniraRotaryEmbedding(nn.Module):
         return inv_freq, 1.0
 
     @torch.no_grad()
+    @dynamic_rope_update
     def forward(self, x: torch.Tensor, position_ids: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)
         emb = torch.cat((freqs, freqs), dim=-1)
@@ -150,10 +189,10 @@ class AniraAttention(nn.Module):
         return self.o_proj(output), weights
 
     def mix_heads(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask, **kwargs):
-        """Attention through the chosen backend, before the output projection: [batch, seq, heads * head_dim]."""
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
+        """Attention through the chosen backend, before the output projection: [batch, seq, heads * head_dim].
+        `attention_implementation` overrides the config's for one call (eager when attention maps are asked for)."""
+        implementation = kwargs.pop("attention_implementation", None) or self.config._attn_implementation
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         output, weights = attention_interface(
             self,
             query,
@@ -277,11 +316,13 @@ class AniraPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
     _supports_attention_backend = False
-    _can_compile_fullgraph = False  # the loop stops on a data-dependent condition (no token active)
+    # Early and online loops stop on a data-dependent condition (no token active). Fixed mode has none: it exports
+    # and compiles with fullgraph=True (tested), but generate's automatic compilation also wants a static cache.
+    _can_compile_fullgraph = False
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        # The controllers start at max_depth (DESIGN.md: learn the task with full compute first, then let
+        # The controllers start at max_depth (docs/design.md: learn the task with full compute first, then let
         # the penalty cut it); the concat adapter starts as the additive injection.
         super()._init_weights(module)
         if isinstance(module, InjectionAdapter):
@@ -297,6 +338,7 @@ class AniraPreTrainedModel(PreTrainedModel):
 
 class AniraModel(AniraPreTrainedModel):
     def __init__(self, config: AniraConfig):
+        config.validate()  # the rules between fields: fields set one by one since the config was made are checked here
         super().__init__(config)
         self.padding_idx = config.pad_token_id
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
@@ -309,7 +351,7 @@ class AniraModel(AniraPreTrainedModel):
         self.rotary_emb = AniraRotaryEmbedding(config)
         self.gradient_checkpointing = False
         # "fast": at inference (eval mode) only active tokens are computed (fast_path.py); "dense": always the
-        # masked reference `recur`. Training and output_attentions always use the reference.
+        # masked reference `recur`. Training, output_attentions and FSDP-sharded core layers use the reference.
         self.recurrence = "fast"
         self.post_init()
 
@@ -320,10 +362,62 @@ class AniraModel(AniraPreTrainedModel):
         self.embed_tokens = value
 
     # input checks ----------------------------------------------------------------------------------
-    def _check_inputs(self, input_ids, inputs_embeds, attention_mask, cache, max_depth: int) -> None:
+    def _check_inputs(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, max_depth) -> None:
+        """A clear `ValueError` for inputs the model cannot give a meaningful result for. Checks that read tensor
+        values (token ids, mask values, position ids) are skipped under torch.compile / torch.export, where
+        they would be data-dependent branches; shapes are always checked."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        if input_ids is not None and input_ids.numel() > 0:
+        name, inputs = ("input_ids", input_ids) if input_ids is not None else ("inputs_embeds", inputs_embeds)
+        if inputs.dim() != (2 if input_ids is not None else 3):
+            shape = "[batch, seq]" if input_ids is not None else "[batch, seq, hidden_size]"
+            raise ValueError(
+                f"{name} must be {shape}, got shape {tuple(inputs.shape)}"
+                + (": add the batch dimension (input_ids[None])." if inputs.dim() == 1 else ".")
+            )
+        batch, seq_len = inputs.shape[:2]
+        if batch == 0 or seq_len == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(inputs.shape)}): a forward needs at least one token.")
+        if inputs_embeds is not None and inputs_embeds.shape[-1] != self.config.hidden_size:
+            raise ValueError(
+                f"inputs_embeds has width {inputs_embeds.shape[-1]}, the model's hidden_size is {self.config.hidden_size}."
+            )
+        past = cache.get_seq_length() if cache is not None else 0
+        scaled = self.rotary_emb.scales_context
+        if not scaled and past + seq_len > self.config.max_position_embeddings:
+            raise ValueError(
+                f"Sequence length {past + seq_len} (cached {past} + new {seq_len}) exceeds "
+                f"max_position_embeddings={self.config.max_position_embeddings}; rotary scaling "
+                "(rope_parameters with rope_type 'linear', 'dynamic', 'yarn', ...) makes longer inputs meaningful."
+            )
+        if attention_mask is not None:
+            batches = (batch, 1) if attention_mask.dim() == 4 else (batch,)  # a prepared 4D mask may broadcast
+            if attention_mask.dim() not in (2, 4) or attention_mask.shape[0] not in batches:
+                raise ValueError(
+                    f"attention_mask must be [batch={batch}, positions] (or a prepared 4D mask), "
+                    f"got shape {tuple(attention_mask.shape)}."
+                )
+            if attention_mask.dim() == 2 and attention_mask.shape[-1] != past + seq_len:
+                raise ValueError(
+                    f"attention_mask covers {attention_mask.shape[-1]} positions but the cache holds {past} and "
+                    f"{seq_len} are new: it must cover all {past + seq_len}."
+                )
+        if position_ids is not None and (
+            position_ids.dim() != 2 or position_ids.shape[0] not in (1, batch) or position_ids.shape[1] != seq_len
+        ):
+            raise ValueError(
+                f"position_ids must be [batch={batch} or 1, seq={seq_len}], got shape {tuple(position_ids.shape)}."
+            )
+        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or not (
+            self.config.min_depth <= max_depth <= MAX_DEPTH_LIMIT
+        ):
+            raise ValueError(
+                f"max_depth must be an integer in [min_depth={self.config.min_depth}, {MAX_DEPTH_LIMIT}], "
+                f"got {max_depth!r}."
+            )
+        if is_tracing(inputs):
+            return
+        if input_ids is not None:
             low, high = int(input_ids.min()), int(input_ids.max())
             if low < 0 or high >= self.config.vocab_size:
                 bad = low if low < 0 else high
@@ -331,36 +425,37 @@ class AniraModel(AniraPreTrainedModel):
                     f"input_ids contains token id {bad}, outside the vocabulary [0, {self.config.vocab_size}) "
                     "of this model: was the sequence encoded with another tokenizer?"
                 )
-        seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-        past = cache.get_seq_length() if cache is not None else 0
-        if past + seq_len > self.config.max_position_embeddings:
-            raise ValueError(
-                f"Sequence length {past + seq_len} (cached {past} + new {seq_len}) exceeds "
-                f"max_position_embeddings={self.config.max_position_embeddings}."
-            )
-        if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape[-1] != past + seq_len:
-            raise ValueError(
-                f"attention_mask covers {attention_mask.shape[-1]} positions but the cache holds {past} and "
-                f"{seq_len} are new: it must cover all {past + seq_len}."
-            )
-        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < self.config.min_depth:
-            raise ValueError(f"max_depth must be an integer >= min_depth={self.config.min_depth}, got {max_depth!r}.")
+        if attention_mask is not None and attention_mask.dim() == 2:
+            if bool(((attention_mask != 0) & (attention_mask != 1)).any()):
+                raise ValueError(
+                    "attention_mask must hold 0 (padding) and 1 (token) only, "
+                    f"got values {attention_mask.unique().tolist()}."
+                )
+        if position_ids is not None:
+            low, high = int(position_ids.min()), int(position_ids.max())
+            if low < 0 or (not scaled and high >= self.config.max_position_embeddings):
+                raise ValueError(
+                    f"position_ids must be in [0, max_position_embeddings={self.config.max_position_embeddings}), "
+                    f"got {low if low < 0 else high}."
+                )
 
     def _prepare_cache(self, cache: Cache | None, use_cache: bool, max_depth: int) -> AniraCache | None:
-        """Our own cache when none, a transformers default one (generate's) or an empty too-small one is passed."""
+        """Our own cache when none or an empty cache of another kind (generate's default) is passed. An AniraCache
+        serves any depth budget: its iteration slots are added as iterations first run (cache_anira.py)."""
         if not use_cache:
             return None
-        if isinstance(cache, AniraCache) and cache.max_depth >= max_depth:
+        if isinstance(cache, AniraCache):
+            cache.max_depth = max(cache.max_depth, max_depth)
             return cache
         if cache is not None and cache.get_seq_length() > 0:
-            held = cache.max_depth if isinstance(cache, AniraCache) else "unknown"
             raise ValueError(
-                f"The cache passed in is already filled and has slots for max_depth={held}, but this call "
-                f"runs up to max_depth={max_depth}: start generation with the larger budget instead."
+                f"The {type(cache).__name__} passed in already holds {cache.get_seq_length()} positions; ANIRA needs "
+                "its own AniraCache (slots per iteration and core layer): start with no cache or an AniraCache."
             )
         return AniraCache(self.config, max_depth=max(max_depth, self.config.max_depth))
 
     # forward ---------------------------------------------------------------------------------------
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -375,10 +470,19 @@ class AniraModel(AniraPreTrainedModel):
         **kwargs,
     ) -> AniraModelOutput:
         r"""
-        max_depth (`int`, *optional*): the depth budget of this call (default `config.max_depth`). Fixed and
-            online models can be given more iterations than they were trained with; early models cannot.
-        output_hidden_states: returns (embeddings, each prelude layer's output, the state after each
-            iteration that ran, each coda layer's output).
+        max_depth (`int`, *optional*): the depth budget of this call (default `config.max_depth`, at most
+            `MAX_DEPTH_LIMIT`). Fixed and online models can be given more iterations than they were trained
+            with; early models cannot.
+        output_hidden_states: returns 1 + P + max_depth + K states: the embeddings, each prelude layer's output,
+            the state after each of the budget's `max_depth` iterations, each coda layer's output. The length
+            depends on the config and the call's budget only, never on the batch (transformers' batching
+            equivalence): at an iteration a token did not run (it had halted, or the loop had stopped because no
+            token of the batch was active) its entry is its frozen state.
+        output_attentions: returns P + C * max_depth + K maps [batch, heads, seq, keys], one per layer application
+            in the same order. At an iteration a token did not run, its row is zero (so is every row of an
+            iteration no token ran). The maps need the eager kernel: on an SDPA model this call's attention runs
+            eagerly (with a warning; the result is the same up to rounding).
+        return_dict: `False` returns a tuple of the output's non-None fields, in order (as Llama).
         """
         if cache is None:
             cache = kwargs.pop("past_key_values", None)  # the pre-5.24 name
@@ -388,10 +492,19 @@ class AniraModel(AniraPreTrainedModel):
         use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
         output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        if output_attentions and self.config._attn_implementation != "eager":
-            raise ValueError("output_attentions=True needs attn_implementation='eager' (SDPA returns no weights).")
-        self._check_inputs(input_ids, inputs_embeds, attention_mask, cache, max_depth)
+        self._check_inputs(input_ids, inputs_embeds, attention_mask, position_ids, cache, max_depth)
         cache = self._prepare_cache(cache, use_cache, max_depth)
+        mask_config = self.config
+        if output_attentions and self.config._attn_implementation != "eager":
+            warnings.warn(
+                f"output_attentions=True: attn_implementation={self.config._attn_implementation!r} returns no "
+                "attention weights, so this call's attention runs through the eager kernel.",
+                UserWarning,
+                stacklevel=2,
+            )
+            mask_config = copy.copy(self.config)  # the eager kernel wants its own (additive) mask format
+            mask_config._attn_implementation = "eager"
+            kwargs["attention_implementation"] = "eager"
 
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
@@ -407,7 +520,7 @@ class AniraModel(AniraPreTrainedModel):
             position_ids = torch.arange(past, past + seq_len, device=inputs_embeds.device).unsqueeze(0).expand(batch, -1)
 
         mask = create_causal_mask(
-            config=self.config,
+            config=mask_config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             cache=cache,
@@ -429,12 +542,24 @@ class AniraModel(AniraPreTrainedModel):
         plan = self.depth_controller.plan(prelude_states, token_mask, max_depth)
         if self.recurrence not in ("fast", "dense"):
             raise ValueError(f"AniraModel.recurrence must be 'fast' or 'dense', got {self.recurrence!r}.")
-        fast = self.recurrence == "fast" and not self.training and not output_attentions
+        # The fast path calls the core layers' parts, not their forward: under FSDP2 those stay sharded, so a
+        # sharded model (e.g. a probe during FSDP training) runs the dense path.
+        fast = self.recurrence == "fast" and not self.training and not output_attentions and not _sharded(self.core)
         recur = self.recur_fast if fast else self.recur
         hidden = recur(hidden, prelude_states, plan, max_depth, cache, layer_kwargs, all_hidden)
         report: DepthReport = plan.report()
         if cache is not None:
             cache.record_depths(report.depths)
+        # Outputs of one length whatever the batch: the iterations after the loop stopped hold every token's
+        # frozen state, and zero attention maps (no token ran them).
+        prelude = self.config.num_prelude_layers
+        if all_hidden is not None:
+            all_hidden.extend([hidden] * (1 + prelude + max_depth - len(all_hidden)))
+        if attention_sink is not None:
+            missing = prelude + self.config.num_core_layers * max_depth - len(attention_sink)
+            if missing > 0:
+                zeros = hidden.new_zeros(batch, self.config.num_attention_heads, seq_len, past + seq_len)
+                attention_sink.extend([zeros] * missing)
 
         for index, layer in enumerate(self.coda):
             hidden = layer(hidden, cache_slot=None if cache is None else cache.coda_slot(index), **layer_kwargs)
@@ -459,6 +584,7 @@ class AniraModel(AniraPreTrainedModel):
 
     def recur(self, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
         """The dense reference recurrence: every token through every layer, frozen ones masked back."""
+        attention_sink = layer_kwargs["attention_sink"]
         ran = 0
         for t in range(1, max_depth + 1):
             if not plan.any_active(t):
@@ -475,6 +601,8 @@ class AniraModel(AniraPreTrainedModel):
                 for index, layer in enumerate(self.core):
                     out = layer(hidden, cache_slot=None if cache is None else cache.core_slot(t, index), **layer_kwargs)
                     hidden = a * out + (1 - a) * hidden
+                    if attention_sink is not None:  # a token that did not run this iteration has a zero row
+                        attention_sink[-1] = attention_sink[-1] * (active > 0.5).to(hidden.dtype)[:, None, :, None]
             plan.observe(t, hidden)
             ran = t
             if all_hidden is not None:
@@ -484,14 +612,17 @@ class AniraModel(AniraPreTrainedModel):
         return hidden
 
     def write_frozen_slots(self, hidden: torch.Tensor, first_iteration: int, cache: AniraCache, position_embeddings) -> None:
-        """After the loop stops every token is frozen: its keys/values at iterations first_iteration..D of
-        core layer l are those of its frozen state (the reuse rule), computed once per layer."""
-        if first_iteration > cache.max_depth:
-            return
-        for index, layer in enumerate(self.core):
-            key, value = layer.key_value(hidden, position_embeddings)
-            for t in range(first_iteration, cache.max_depth + 1):
-                cache.update(key, value, cache.core_slot(t, index))
+        """After the loop stops every token is frozen: its keys/values at core layer l in the iteration slots
+        from first_iteration on are those of its frozen state (the reuse rule), computed once per layer. Slot
+        first_iteration is written even when no iteration of the budget reaches it: the cache's last iteration
+        slot holds every position's frozen keys/values, which a later chunk that runs deeper copies into the
+        slots it adds (cache_anira.py)."""
+        last = max(cache.iterations, first_iteration)
+        with _gathered(self.core):
+            for index, layer in enumerate(self.core):
+                key, value = layer.key_value(hidden, position_embeddings)
+                for t in range(first_iteration, last + 1):
+                    cache.update(key, value, cache.core_slot(t, index))
 
 
 class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
@@ -510,6 +641,7 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.model.embed_tokens = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -521,12 +653,15 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         max_depth: int | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> AniraCausalLMOutput:
         r"""
-        labels: next-token targets (the model shifts them); -100 is ignored.
+        labels: next-token targets [batch, seq] (the model shifts them); -100 is ignored.
+        shift_labels (*optional*, in kwargs): targets already shifted, [batch, seq], as sequence/context-parallel
+            training passes them (each rank holds a slice of the sequence, so it cannot shift its labels itself);
+            used instead of `labels` by both losses.
         max_depth: the depth budget of this call (see `AniraModel.forward`).
+        return_dict: `False` returns a tuple of the output's non-None fields, in order (as Llama).
 
         The loss is `lm_loss + compute_penalty * compute_loss`. `lm_loss` is `self.loss_function`, which
         divides by `num_items_in_batch` (the supervised tokens of the whole accumulated batch) when the
@@ -537,6 +672,13 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         real to supervised tokens (`expected_depth` and `depths` give the plain per-token numbers).
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        shift_labels = kwargs.pop("shift_labels", None)
+        inputs = input_ids if input_ids is not None else inputs_embeds
+        for name, targets in (("labels", labels), ("shift_labels", shift_labels)):
+            if targets is not None and inputs is not None and tuple(targets.shape) != tuple(inputs.shape[:2]):
+                raise ValueError(
+                    f"{name} must have the shape of the inputs {tuple(inputs.shape[:2])}, got {tuple(targets.shape)}."
+                )
         outputs: AniraModelOutput = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -545,6 +687,7 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             max_depth=max_depth,
+            return_dict=True,
             **kwargs,
         )
         hidden = outputs.last_hidden_state
@@ -552,11 +695,13 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         logits = self.lm_head(hidden[:, keep, :])
 
         loss = lm_loss = compute_loss = None
-        if labels is not None:
+        if labels is not None or shift_labels is not None:
             lm_loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.vocab_size, num_items_in_batch=num_items_in_batch
+                logits=logits, labels=labels, vocab_size=self.config.vocab_size, num_items_in_batch=num_items_in_batch,
+                shift_labels=shift_labels,
             )
-            compute_loss = self.compute_loss(outputs.compute_cost, outputs.depths, labels, num_items_in_batch)
+            targets = shift_labels if shift_labels is not None else labels[..., 1:]  # what the LM loss counts
+            compute_loss = self.compute_loss(outputs.compute_cost, outputs.depths, targets, num_items_in_batch)
             loss = lm_loss + self.config.compute_penalty * compute_loss
 
         return AniraCausalLMOutput(
@@ -574,15 +719,18 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         )
 
     @staticmethod
-    def compute_loss(compute_cost, depths, labels, num_items_in_batch=None) -> torch.Tensor:
-        """Sum of real tokens' compute cost / number of supervised tokens (see `forward`)."""
+    def compute_loss(compute_cost, depths, targets, num_items_in_batch=None) -> torch.Tensor:
+        """Sum of real tokens' compute cost / number of supervised tokens (see `forward`). `targets` are the
+        shifted labels, the targets the LM loss counts. With no supervised token at all (every target -100, and
+        no `num_items_in_batch` from the Trainer) the divisor is 1, so the compute loss stays finite (the sum)
+        where a mean over nothing would be NaN."""
         real = depths >= 0
         total = torch.where(real, compute_cost, torch.zeros_like(compute_cost)).sum()
         if num_items_in_batch is None:
-            num_items_in_batch = (labels[..., 1:] != -100).sum()  # the targets the shifted LM loss counts
+            num_items_in_batch = (targets != -100).sum()
         if torch.is_tensor(num_items_in_batch):
-            num_items_in_batch = num_items_in_batch.to(total.device)
-        return total / num_items_in_batch
+            return total / num_items_in_batch.to(total.device).clamp(min=1)
+        return total / max(num_items_in_batch, 1)
 
 
 __all__ = ["AniraPreTrainedModel", "AniraModel", "AniraForCausalLM", "AniraModelOutput", "AniraCausalLMOutput"]

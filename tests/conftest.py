@@ -36,7 +36,8 @@ def tiny_config(**overrides) -> AniraConfig:
 
 
 def tiny_model(dtype=torch.float64, seed: int = 0, recurrence: str = "dense", **overrides) -> AniraForCausalLM:
-    """A float64 model in eval mode; `recurrence="dense"` runs the reference path even in eval."""
+    """A float64 model in eval mode; `recurrence="dense"` runs the reference path even in eval. Tests of the
+    inference paths pass `recurrence` explicitly (generation tests run both: test_generation.path)."""
     torch.manual_seed(seed)
     model = AniraForCausalLM(tiny_config(**overrides)).to(dtype).eval()
     model.model.recurrence = recurrence

@@ -1,4 +1,4 @@
-"""anira_tasks.analysis and examples/analyze.py: feature importance, training dynamics, figures."""
+"""anira_study.analysis, anira_study.figures and examples/analyze.py: feature importance, training dynamics, figures."""
 
 import importlib.util
 import json
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from anira_tasks.analysis import (FEATURE_GROUPS, depth_feature_importance, plot_complexity, plot_training_dynamics,
-                                  read_probe_log, token_table, training_phases)
+from anira_study.analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log, token_table, training_phases
+from anira_study.figures import plot_complexity, plot_training_dynamics
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = {"static": ["num_nodes", "out_degree"], "algorithmic_state": ["frontier_size", "newly_enabled"]}
@@ -102,5 +102,16 @@ def test_analyze_script_runs_dynamics_and_importance_on_a_trained_brevo_model(tm
     assert (tmp_path / "out" / "training_dynamics.png").exists() and "learned_step" in phases["anira-e-brevo"]
     results = analyze.main(["importance", "--models", str(output_dir), "--output_dir", str(tmp_path / "out")])
     result = results["anira-e-brevo"]
-    assert result["tokens"] > 0 and set(result["r2_alone"]) == {"static", "algorithmic_state"}
+    assert result["tokens"] > 0 and set(result["r2_alone"]) == {"static", "execution_state"}
     assert json.loads((tmp_path / "out" / "feature_importance.json").read_text())["anira-e-brevo"]["tokens"] == result["tokens"]
+
+
+def test_node_depth_in_the_dag_counts_as_static_and_shares_carry_bootstrap_intervals():
+    assert "node_depth" in FEATURE_GROUPS["brevo"]["static"]
+    for groups in FEATURE_GROUPS.values():
+        assert set(groups) == {"static", "execution_state"} and not set(groups["static"]) & set(groups["execution_state"])
+    result = depth_feature_importance(synthetic_records(lambda f: 1 + f["num_nodes"] + (f["frontier_size"] > 2)), GROUPS, resamples=50)
+    for group in ("static", "algorithmic_state"):
+        low, high = result["share_interval"][group]
+        assert low <= result["share"][group] <= high and 0 < high - low < 0.2
+    assert result["items"] == 300

@@ -9,14 +9,13 @@ from modeling_anira import AniraCache
 MODES = ["fixed", "early", "online"]
 
 
-def test_slot_layout_covers_every_layer_application_once():
+def test_slot_layout_gives_every_layer_application_its_own_slot():
     config = tiny_config(num_prelude_layers=2, num_core_layers=3, num_coda_layers=2, max_depth=4)
     cache = AniraCache(config)
-    slots = [cache.prelude_slot(i) for i in range(2)]
+    slots = [cache.prelude_slot(i) for i in range(2)] + [cache.coda_slot(i) for i in range(2)]
     slots += [cache.core_slot(t, l) for t in range(1, 5) for l in range(3)]
-    slots += [cache.coda_slot(i) for i in range(2)]
-    assert slots == list(range(len(cache.layers))) == list(range(config.num_hidden_layers))
-    assert len(AniraCache(config, max_depth=6).layers) == 2 + 3 * 6 + 2
+    assert slots == list(range(2 + 2 + 3 * 4)), "distinct, and iteration t's slots follow iteration t - 1's"
+    assert len(cache.layers) == 2 + 2 + 3 and cache.iterations == 1, "only iteration 1 exists before a forward"
 
 
 def filled_cache(batch: int = 3, seen: int = 5) -> AniraCache:
@@ -95,12 +94,79 @@ def test_generate_replaces_transformers_default_cache():
     model = tiny_model()
     out = model(torch.randint(3, 40, (1, 5)), cache=DynamicCache(config=model.config))
     assert isinstance(out.cache, AniraCache)
-    assert len(out.cache.layers) == model.config.num_hidden_layers
+    assert out.cache.iterations == int(out.depths.max()) + 1
 
 
-def test_raising_max_depth_on_a_filled_cache_is_an_error():
-    model = tiny_model(depth_mode="online", max_depth=4)
-    ids = torch.randint(3, 40, (1, 6))
-    cache = model(ids[:, :5]).cache
-    with pytest.raises(ValueError, match="max_depth=4.*max_depth=6"):
-        model(ids[:, 5:], cache=cache, max_depth=6)
+def test_a_filled_cache_of_another_kind_is_a_clear_error():
+    from transformers import DynamicCache
+
+    model = tiny_model()
+    cache = DynamicCache(config=model.config)
+    cache.update(torch.zeros(1, 2, 3, 8, dtype=torch.float64), torch.zeros(1, 2, 3, 8, dtype=torch.float64), 0)
+    with pytest.raises(ValueError, match="AniraCache"):
+        model(torch.randint(3, 40, (1, 2)), attention_mask=torch.ones(1, 5, dtype=torch.long), cache=cache)
+
+
+@pytest.mark.parametrize("recurrence", ["dense", "fast"])
+def test_cache_slots_follow_the_iterations_run_not_the_budget(recurrence):
+    """A budget of 200 whose tokens all halt after one iteration costs two iteration slots (iteration 1 and the
+    frozen keys/values after it), not 200; a later token that runs deeper adds the slots it needs."""
+    model = tiny_model(depth_mode="online", max_depth=8, recurrence=recurrence)
+    head = model.model.depth_controller.halting_head
+    torch.nn.init.constant_(head.bias, 50.0)  # every token halts after iteration 1
+    ids = torch.randint(3, 40, (2, 9), generator=torch.Generator().manual_seed(3))
+    cache = AniraCache(model.config)
+    model(ids[:, :6], cache=cache, max_depth=200)
+    config = model.config
+    assert cache.iterations == 2
+    assert len(cache.layers) == config.num_prelude_layers + config.num_coda_layers + 2 * config.num_core_layers
+    torch.nn.init.constant_(head.bias, -50.0)  # now no token halts before the budget
+    with torch.no_grad():
+        step = model(ids[:, 6:], cache=cache, max_depth=5)
+    assert (step.depths == 5).all() and cache.iterations == 6
+    assert all(layer.keys.shape[-2] == 9 for layer in cache.layers), "new slots hold every earlier position"
+
+
+@pytest.mark.parametrize("recurrence", ["dense", "fast"])
+def test_decoding_deeper_than_the_prompt_ran_equals_one_full_forward(recurrence):
+    """Decoded tokens that go deeper than every prompt token add their iterations' slots during decoding,
+    seeded with the earlier positions' frozen keys/values: still exactly one full forward."""
+    model = tiny_model(depth_mode="online", max_depth=6, recurrence=recurrence)
+    torch.nn.init.constant_(model.model.depth_controller.halting_head.bias, 2.0)
+    ids, mask = padded_batch(3, seq=12, seed=5)
+    full = model(ids, attention_mask=mask, use_cache=False)
+    prefill = 4
+    real = mask.bool()
+    assert full.depths[:, :prefill].max() < full.depths[:, prefill:].max(), "the test needs deeper later tokens"
+    cache = AniraCache(model.config)
+    steps = [model(ids[:, :prefill], attention_mask=mask[:, :prefill], cache=cache).logits]
+    assert cache.iterations == int(full.depths[:, :prefill].max()) + 1
+    for i in range(prefill, ids.shape[1]):
+        steps.append(model(ids[:, i : i + 1], attention_mask=mask[:, : i + 1], cache=cache).logits)
+    assert cache.iterations == int(full.depths.max()) + 1
+    torch.testing.assert_close(torch.cat(steps, 1)[real], full.logits[real], rtol=1e-10, atol=1e-10)
+    assert torch.equal(cache.depths, full.depths)
+
+
+def test_a_depth_budget_beyond_the_limit_is_a_clear_error():
+    from modeling_anira.configuration_anira import MAX_DEPTH_LIMIT
+
+    model = tiny_model(depth_mode="online")
+    with pytest.raises(ValueError, match="max_depth"):
+        model(torch.randint(3, 40, (1, 4)), max_depth=MAX_DEPTH_LIMIT + 1)
+
+
+def test_a_filled_cache_serves_a_raised_budget():
+    """The cache has no size: continuing with a larger budget than the prompt had adds the slots it needs (the
+    dense and fast paths agree on the result)."""
+    ids = torch.randint(3, 40, (2, 7), generator=torch.Generator().manual_seed(0))
+    logits = []
+    for recurrence in ("dense", "fast"):
+        model = tiny_model(depth_mode="online", max_depth=4, recurrence=recurrence)
+        torch.nn.init.constant_(model.model.depth_controller.halting_head.bias, -4.0)  # tokens want to go deep
+        cache = model(ids[:, :6]).cache
+        assert cache.iterations == 5
+        step = model(ids[:, 6:], cache=cache, max_depth=7)
+        assert step.depths.max() > 4 and cache.max_depth == 7 and cache.iterations == int(step.depths.max()) + 1
+        logits.append(step.logits)
+    torch.testing.assert_close(logits[0], logits[1], rtol=1e-10, atol=1e-10)

@@ -34,11 +34,93 @@ from modeling_anira import AniraConfig
         (dict(rms_norm_eps=0.0), "rms_norm_eps"),
         (dict(pad_token_id=500, vocab_size=100), "pad_token_id"),
         (dict(head_dim=7), "head_dim"),
+        # float fields given None or strings, booleans given as strings, NaN / inf
+        (dict(halting_threshold=None), "halting_threshold"),
+        (dict(compute_penalty="0.1"), "compute_penalty"),
+        (dict(rms_norm_eps=None), "rms_norm_eps"),
+        (dict(initializer_range="small"), "initializer_range"),
+        (dict(depth_init_bias=None), "depth_init_bias"),
+        (dict(gumbel_temperature=True), "gumbel_temperature"),
+        (dict(compute_penalty=float("nan")), "compute_penalty"),
+        (dict(depth_init_bias=float("inf")), "depth_init_bias"),
+        (dict(rms_norm_eps=float("inf")), "rms_norm_eps"),
+        (dict(act_epsilon=float("nan")), "act_epsilon"),
+        (dict(tie_word_embeddings="false"), "tie_word_embeddings"),
+        (dict(use_cache="true"), "use_cache"),
+        (dict(attention_bias=1), "attention_bias"),
+        (dict(mlp_bias=None), "mlp_bias"),
+        # unknown names (a KeyError deep inside the model before)
+        (dict(hidden_act="swishy"), "hidden_act"),
+        (dict(rope_parameters={"rope_type": "spiral", "rope_theta": 10000.0}), "rope_type"),
+        (dict(rope_parameters={"rope_type": "linear", "rope_theta": 10000.0}), "factor"),
+        (dict(rope_parameters={"rope_type": "default", "rope_theta": float("nan")}), "rope_theta"),
+        # special tokens outside the vocabulary
+        (dict(vocab_size=100, eos_token_id=100), "eos_token_id"),
+        (dict(vocab_size=100, eos_token_id=[2, 150]), "eos_token_id"),
+        (dict(bos_token_id=-1), "bos_token_id"),
+        (dict(pad_token_id="0"), "pad_token_id"),
+        # a depth budget that would hang instead of failing
+        (dict(max_depth=10**9), "max_depth"),
     ],
 )
 def test_invalid_value_raises_error_naming_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
         AniraConfig(**overrides)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("max_depth", 0), ("max_depth", 5000), ("compute_penalty", None), ("compute_penalty", float("nan")),
+     ("halting_threshold", "0.5"), ("tie_word_embeddings", "false"), ("hidden_act", "nope"), ("depth_mode", "late"),
+     ("pad_token_id", 10**6), ("rope_parameters", {"rope_type": "spiral"})],
+)
+def test_setting_an_invalid_value_on_an_existing_config_raises_and_keeps_the_old_one(field, value):
+    config = AniraConfig()
+    before = getattr(config, field)
+    with pytest.raises(ValueError, match=field if field != "rope_parameters" else "rope_type"):
+        setattr(config, field, value)
+    assert getattr(config, field) == before
+
+
+def test_fields_that_move_together_can_be_set_one_by_one_and_update_checks_the_whole():
+    config = AniraConfig(min_depth=1, max_depth=4)
+    config.min_depth = 6  # min_depth > max_depth for a moment
+    config.max_depth = 8
+    assert (config.min_depth, config.max_depth) == (6, 8)
+    with pytest.raises(ValueError, match="min_depth"):
+        config.update({"max_depth": 5})
+    with pytest.raises(ValueError, match="min_depth"):
+        AniraConfig(max_depth=8).update_from_string("min_depth=9")
+
+
+def test_a_model_refuses_a_config_whose_fields_no_longer_agree():
+    from modeling_anira import AniraForCausalLM
+
+    config = AniraConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4, vocab_size=40)
+    config.num_attention_heads = 3  # a valid integer on its own, but it does not divide hidden_size
+    with pytest.raises(ValueError, match="num_attention_heads"):
+        AniraForCausalLM(config)
+
+
+def test_unknown_key_in_a_saved_config_is_warned_about(tmp_path):
+    AniraConfig().save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    path.write_text(path.read_text().replace('"max_depth": 8', '"max_dept": 12'))
+    with pytest.warns(UserWarning, match="max_dept"):
+        loaded = AutoConfig.from_pretrained(tmp_path)
+    assert loaded.max_depth == 8
+
+
+def test_saved_and_shipped_configs_load_without_warnings(tmp_path):
+    import warnings
+    from pathlib import Path
+
+    AniraConfig(depth_mode="early", rope_parameters={"rope_type": "yarn", "factor": 2.0}).save_pretrained(tmp_path)
+    folders = [tmp_path] + sorted(p.parent for p in (Path(__file__).parents[1] / "hub_configs").glob("*/config.json"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for folder in folders:
+            AutoConfig.from_pretrained(folder)
 
 
 def test_num_hidden_layers_counts_layer_applications_at_full_depth():

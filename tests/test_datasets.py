@@ -10,6 +10,7 @@ import pytest
 
 import anira_tasks.dataset as dataset_module
 from anira_tasks import TASKS, TaskSpec, build_dataset_dict, load_tokenizer, score_answer, valid_next_tokens
+from anira_tasks.dataset import distinct_prompts, prompt_bucket
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_COLUMNS = {"task", "complexity", "seed", "prompt", "answer", "text", "input_ids", "labels", "answer_start", "answer_length"}
@@ -63,7 +64,7 @@ def test_labels_only_on_answers_and_annotations_aligned(built):
             assert ids[0] == tokenizer.bos_token_id and len(labels) == len(ids) == start + length + has_eos
             assert labels[:start] == [-100] * start and labels[start:] == ids[start:]
             assert tokenizer.decode(ids) == row["text"] == f"{row['prompt']} {row['answer']}" + " <eos>" * has_eos
-            assert tokenizer.decode(ids[start : start + length]) == row["answer"]
+            assert tokenizer.decode(ids[start : start + length]) == " " + row["answer"]  # a piece without <bos>
             assert (ids[-1] == tokenizer.eos_token_id) == has_eos
             assert all(len(row[name]) == length for name in annotation_names)
             assert score_answer(row, row["answer"].split())
@@ -91,13 +92,44 @@ def test_depo_solved_queries_are_labelled_only_when_asked():
             assert all(row["labels"][i] == row["input_ids"][i] for i in labelled)
 
 
-def test_tiny_sample_space_still_gets_disjoint_evaluation():
-    # MANO mod 5 with l = 1 has 75 distinct prompts: train covers its share many times over.
+def test_tiny_sample_space_gives_fewer_distinct_test_prompts_not_repeats():
+    # MANO mod 5 with l = 1 has 75 distinct prompts, of which the test bucket holds ~4: the split says so
+    # (a warning, and fewer rows) instead of repeating them until 50 rows look like 50 prompts.
     spec = TaskSpec("mano", [1, 2], (), [3], num_train=2000, num_validation=50, num_test_per_size=50, task_params={"modulus": 5})
-    dataset_dict = build_dataset_dict(spec)
-    train = set(dataset_dict["train"]["prompt"])
+    with pytest.warns(UserWarning, match="fewer distinct prompts"):
+        dataset_dict = build_dataset_dict(spec)
     seen = dataset_dict["test_seen"]
-    assert seen["complexity"].count(1) == 50 and not train & set(seen["prompt"])
+    ones = [p for p, c in zip(seen["prompt"], seen["complexity"]) if c == 1]
+    assert 0 < len(ones) < 50 and len(set(ones)) == len(ones)
+    assert not set(dataset_dict["train"]["prompt"]) & set(seen["prompt"])
+    assert distinct_prompts(dataset_dict)["test_seen"][1] == len(ones)
+    assert seen["complexity"].count(2) == 50  # l = 2 has room for 50
+
+
+def test_evaluation_splits_hold_distinct_prompts_disjoint_from_train_and_from_each_other(built):
+    _, dataset_dict = built
+    evaluation = {name: split["prompt"] for name, split in dataset_dict.items() if name != "train"}
+    for name, prompts in evaluation.items():
+        assert len(set(prompts)) == len(prompts), f"{name} repeats a prompt"
+    names = list(evaluation)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not set(evaluation[a]) & set(evaluation[b]), (a, b)
+    counts = distinct_prompts(dataset_dict)
+    assert sum(counts["test_seen"].values()) == len(dataset_dict["test_seen"])
+
+
+def test_validation_covers_every_training_size():
+    spec = TaskSpec("depo", [1, 2, 3], num_train=50, num_validation=7, num_test_per_size=3, task_params={"num_nodes": 6})
+    validation = build_dataset_dict(spec)["validation"]
+    assert sorted(validation["complexity"]) == [1] * 7 + [2] * 7 + [3] * 7
+
+
+def test_prompt_buckets_partition_the_prompt_space():
+    buckets = [prompt_bucket(f"<bos> prompt {i}", 0.2) for i in range(20_000)]
+    shares = {name: buckets.count(name) / len(buckets) for name in ("train", "validation", "test")}
+    assert shares["validation"] == pytest.approx(0.1, abs=0.01) and shares["test"] == pytest.approx(0.1, abs=0.01)
+    assert prompt_bucket("<bos> x", 0.2) == prompt_bucket("<bos> x", 0.2)
 
 
 def test_rows_reproduce_from_task_complexity_and_seed(built):

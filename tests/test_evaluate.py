@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from anira_tasks import TaskSpec, build_dataset_dict, load_tokenizer
-from anira_tasks.analysis import evaluation_report, format_table
-from anira_tasks.metrics import METRIC_NAMES, load_metric, metric_path
-from anira_tasks.training import answer_records, generated_correct, summarize_by_complexity
+from anira_study.evaluation import evaluation_report, format_table
+from anira_study.metrics import METRIC_NAMES, load_metric, metric_path
+from anira_study.evaluation import answer_records, generated_correct, summarize_by_complexity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +134,7 @@ def test_evaluate_script_writes_a_report_with_every_split_and_complexity(tiny_de
 
 def test_evaluation_report_on_two_models_gives_one_table_column_each(tiny_depo_run):
     from transformers import AutoModelForCausalLM
-    from anira_tasks.analysis import load_eval_data
+    from anira_study.evaluation import load_eval_data
     data, _ = load_eval_data(tiny_depo_run)
     model = AutoModelForCausalLM.from_pretrained(tiny_depo_run)
     tokenizer = load_tokenizer("depo")

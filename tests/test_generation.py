@@ -23,17 +23,28 @@ def left_padded(batch: int = 3, seq: int = 7, seed: int = 4):
     return ids.masked_fill(mask == 0, 0), mask
 
 
+@pytest.fixture(params=["fast", "dense"])
+def path(request) -> str:
+    """Generation runs on the fast path (the default in eval mode) and on the dense reference."""
+    return request.param
+
+
 def forward_depths(model, sequences, prompt_mask, **kwargs):
-    """The forward's depths on a generated sequence (prompt padding kept, generated tokens real)."""
+    """The oracle: the dense reference forward on a generated sequence (prompt padding kept, generated tokens
+    real), whichever path the model generated with."""
     mask = torch.nn.functional.pad(prompt_mask, (0, sequences.shape[1] - prompt_mask.shape[1]), value=1)
     mask = mask.repeat_interleave(sequences.shape[0] // prompt_mask.shape[0], dim=0)
-    return model(sequences, attention_mask=mask, use_cache=False, **kwargs)
+    recurrence, model.model.recurrence = model.model.recurrence, "dense"
+    try:
+        return model(sequences, attention_mask=mask, use_cache=False, **kwargs)
+    finally:
+        model.model.recurrence = recurrence
 
 
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("mode", MODES)
-def test_generate_depths_equal_forward_depths_and_logits_equal_recomputation(mode, batch):
-    model = tiny_model(depth_mode=mode)
+def test_generate_depths_equal_forward_depths_and_logits_equal_recomputation(mode, batch, path):
+    model = tiny_model(depth_mode=mode, recurrence=path)
     ids, mask = left_padded(batch)
     out = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False, return_dict_in_generate=True,
                          output_logits=True, **NO_EOS)
@@ -49,8 +60,8 @@ def test_generate_depths_equal_forward_depths_and_logits_equal_recomputation(mod
         assert out.depths[out.depths > 0].unique().numel() > 1, "the test must exercise several depths"
 
 
-def test_depths_are_minus_one_from_each_sequences_eos_on():
-    model = tiny_model(depth_mode="online")
+def test_depths_are_minus_one_from_each_sequences_eos_on(path):
+    model = tiny_model(depth_mode="online", recurrence=path)
     ids, mask = left_padded(2)
     torch.manual_seed(0)
     free = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=True, return_dict_in_generate=True,
@@ -66,44 +77,70 @@ def test_depths_are_minus_one_from_each_sequences_eos_on():
     assert torch.equal(out.depths[0, :end], free.depths[0, :end])
 
 
-def test_generate_returns_plain_sequences_without_return_dict():
-    model = tiny_model()
+def test_generate_returns_plain_sequences_without_return_dict(path):
+    model = tiny_model(recurrence=path)
     ids, mask = left_padded(2)
     out = model.generate(ids, attention_mask=mask, max_new_tokens=3, **NO_EOS)
     assert torch.is_tensor(out) and out.shape == (2, ids.shape[1] + 3)
 
 
 @pytest.mark.parametrize("mode", ["early", "online"])
-def test_beam_search_runs_and_reports_the_returned_beams_depths(mode):
-    model = tiny_model(depth_mode=mode)
+def test_beam_search_reports_the_depths_each_returned_beam_was_generated_with(mode, path):
+    """Beam search's depths come from a forward over the returned sequences; they must be the depths the model
+    actually ran while generating each returned beam: the prompt's in the first forward, and for each generated
+    position those of the running beam it extended (`beam_indices`) in that step's forward."""
+    model = tiny_model(depth_mode=mode, recurrence=path)
     ids, mask = left_padded(2)
+    steps = []
+    hook = model.register_forward_hook(lambda module, args, out: steps.append(out.depths.clone()))
     out = model.generate(ids, attention_mask=mask, max_new_tokens=5, num_beams=3, num_return_sequences=2,
                          return_dict_in_generate=True, output_scores=True, **NO_EOS)
+    hook.remove()
     assert isinstance(out, AniraGenerateBeamOutput)
-    assert out.depths.shape == out.sequences.shape == (4, ids.shape[1] + 5)
-    full = forward_depths(model, out.sequences, mask)
-    assert torch.equal(out.depths[:, :-1], full.depths[:, :-1])
+    prompt, new = ids.shape[1], 5
+    assert out.depths.shape == out.sequences.shape == (4, prompt + new)
+    ran = torch.full_like(out.depths, -1)  # the final token is never processed
+    for row, beams in enumerate(out.beam_indices.tolist()):
+        ran[row, :prompt] = steps[0][beams[0]]
+        for step in range(1, new):  # step s processed position prompt + s - 1 of the beam it then extended
+            ran[row, prompt + step - 1] = steps[step][beams[step], -1]
+    assert torch.equal(out.depths, ran)
+    assert out.depths[:, prompt:-1].unique().numel() > 1, "the test must exercise several generated depths"
     # One returned sequence per prompt by default.
     greedy_beams = model.generate(ids, attention_mask=mask, max_new_tokens=5, num_beams=3, return_dict_in_generate=True,
                                   **NO_EOS)
     assert greedy_beams.depths.shape[0] == 2
 
 
-def test_beam_search_cache_keeps_depth_record_aligned_with_its_beams():
-    model = tiny_model(depth_mode="online")
-    ids, mask = left_padded(1)
+@pytest.mark.parametrize("mode, seed", [("early", 5), ("online", 4)])
+def test_beam_search_cache_keeps_depth_record_aligned_with_its_beams(mode, seed, path):
+    """At every step the cache's depth record is the running beams' own history (the dense forward's depths on
+    their sequences so far), although beams change parents: it fails if `reorder_cache` leaves the record behind."""
+    model = tiny_model(depth_mode=mode, recurrence=path)
+    ids, mask = left_padded(2, seed=seed)
+    seen = []
+    prepare = model.prepare_inputs_for_generation
+
+    def recording(input_ids, *args, **kwargs):  # the running beams' sequences, and the record before their forward
+        if kwargs.get("cache") is not None and kwargs["cache"].depths is not None:
+            seen.append((input_ids.clone(), kwargs["cache"].depths.clone()))
+        return prepare(input_ids, *args, **kwargs)
+
+    model.prepare_inputs_for_generation = recording
     out = model.generate(ids, attention_mask=mask, max_new_tokens=5, num_beams=3, num_return_sequences=3,
                          return_dict_in_generate=True, **NO_EOS)
-    record = out.cache.depths  # [beams, processed]: the running beams after the last reordering
-    assert record.shape == (3, ids.shape[1] + 4)
-    # Every running beam's record is the depth record of some beam's prefix under one forward.
-    for row in record:
-        assert any(torch.equal(row[: ids.shape[1]], d[: ids.shape[1]]) for d in out.depths)
+    assert len(seen) == 4
+    for running, record in seen:
+        assert torch.equal(record, forward_depths(model, running[:, :-1], mask).depths)
+    generated = seen[-1][1][:, ids.shape[1] :]
+    assert len({tuple(row) for row in generated.tolist()}) > 1, "beam histories must differ in depth"
+    switched = (out.beam_indices[:, 1:-1] != out.beam_indices[:, :-2]) & (out.beam_indices[:, 1:-1] >= 0)
+    assert switched.any(), "some beam must change parents"
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_sampling_with_several_return_sequences_reports_each_ones_depths(mode):
-    model = tiny_model(depth_mode=mode)
+def test_sampling_with_several_return_sequences_reports_each_ones_depths(mode, path):
+    model = tiny_model(depth_mode=mode, recurrence=path)
     ids, mask = left_padded(2)
     torch.manual_seed(0)
     out = model.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=True, num_return_sequences=3,
@@ -113,8 +150,8 @@ def test_sampling_with_several_return_sequences_reports_each_ones_depths(mode):
     assert torch.equal(out.depths[:, :-1], full.depths[:, :-1])
 
 
-def test_generation_without_cache_still_reports_depths():
-    model = tiny_model(depth_mode="online")
+def test_generation_without_cache_still_reports_depths(path):
+    model = tiny_model(depth_mode="online", recurrence=path)
     ids, mask = left_padded(2)
     cached = model.generate(ids, attention_mask=mask, max_new_tokens=4, return_dict_in_generate=True, **NO_EOS)
     plain = model.generate(ids, attention_mask=mask, max_new_tokens=4, return_dict_in_generate=True,
@@ -123,8 +160,8 @@ def test_generation_without_cache_still_reports_depths():
     assert torch.equal(cached.depths, plain.depths)
 
 
-def test_online_model_generates_with_a_raised_depth_budget():
-    model = tiny_model(depth_mode="online", max_depth=3)
+def test_online_model_generates_with_a_raised_depth_budget(path):
+    model = tiny_model(depth_mode="online", max_depth=3, recurrence=path)
     torch.nn.init.constant_(model.model.depth_controller.halting_head.bias, -4.0)  # most tokens want to go deep
     ids, mask = left_padded(2)
     out = model.generate(ids, attention_mask=mask, max_new_tokens=4, max_depth=7, return_dict_in_generate=True, **NO_EOS)
@@ -134,16 +171,22 @@ def test_online_model_generates_with_a_raised_depth_budget():
     assert torch.equal(out.depths[:, :-1], full.depths[:, :-1])
 
 
-def test_continuing_with_a_cache_too_small_for_a_raised_budget_is_an_error():
-    model = tiny_model(depth_mode="online", max_depth=3)
+def test_continuing_with_a_raised_budget_extends_the_cache(path):
+    """The cache has no size: a generation continued from a filled cache with a larger budget adds the
+    iteration slots it needs (cache_anira.py), and its new tokens may run past the first budget."""
+    model = tiny_model(depth_mode="online", max_depth=3, recurrence=path)
+    torch.nn.init.constant_(model.model.depth_controller.halting_head.bias, -4.0)  # most tokens want to go deep
     ids, mask = left_padded(1)
     out = model.generate(ids, attention_mask=mask, max_new_tokens=2, return_dict_in_generate=True, **NO_EOS)
-    with pytest.raises(ValueError, match="max_depth=3.*max_depth=6"):
-        model.generate(out.sequences, cache=out.cache, max_new_tokens=2, max_depth=6, **NO_EOS)
+    assert out.cache.iterations == 4
+    more = model.generate(out.sequences, cache=out.cache, max_new_tokens=3, max_depth=6, return_dict_in_generate=True,
+                          **NO_EOS)
+    assert more.cache is out.cache and out.cache.max_depth == 6
+    assert more.depths[0, out.sequences.shape[1] : -1].max() > 3
 
 
-def test_early_model_refuses_a_raised_budget_in_generate():
-    model = tiny_model(depth_mode="early", max_depth=3)
+def test_early_model_refuses_a_raised_budget_in_generate(path):
+    model = tiny_model(depth_mode="early", max_depth=3, recurrence=path)
     with pytest.raises(ValueError, match="early"):
         model.generate(torch.randint(3, 40, (1, 4)), max_new_tokens=2, max_depth=5, **NO_EOS)
 
@@ -162,8 +205,8 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def test_depth_streamer_prints_each_token_with_the_depth_that_produced_it():
-    model = tiny_model(depth_mode="online")
+def test_depth_streamer_prints_each_token_with_the_depth_that_produced_it(path):
+    model = tiny_model(depth_mode="online", recurrence=path)
     tokenizer = tiny_tokenizer()
     inputs = tokenizer("w5 w9 w11 w20", return_tensors="pt")
     sink = io.StringIO()
@@ -176,8 +219,8 @@ def test_depth_streamer_prints_each_token_with_the_depth_that_produced_it():
     assert sink.getvalue().split() == [t if d is None else f"{t}[{d}]" for t, d in streamer.tokens]
 
 
-def test_text_generation_pipeline_works():
-    model = tiny_model(dtype=torch.float32, depth_mode="online")
+def test_text_generation_pipeline_works(path):
+    model = tiny_model(dtype=torch.float32, depth_mode="online", recurrence=path)
     generator = pipeline("text-generation", model=model, tokenizer=tiny_tokenizer())
     result = generator("w5 w9 w11", max_new_tokens=4, do_sample=False, eos_token_id=None)
     assert result[0]["generated_text"].startswith("w5 w9 w11")
@@ -201,3 +244,33 @@ def test_generate_example_prints_a_heat_map_and_writes_html(tmp_path, capsys):
     assert len(result["tokens"]) == 3 + 4 and result["depths"][-1] == -1
     page = (tmp_path / "depths.html").read_text()
     assert page.count('class="t"') >= 7 + model.config.max_depth
+
+
+def test_generate_example_refuses_an_unknown_prompt_symbol_naming_it(tmp_path):
+    """Even with a tokenizer that would map it to <unk>, the entry point raises and names the word."""
+    import importlib.util
+
+    tiny_model(dtype=torch.float32, depth_mode="online").save_pretrained(tmp_path / "model")
+    tiny_tokenizer().save_pretrained(tmp_path / "model")
+    spec = importlib.util.spec_from_file_location("generate_example", "examples/generate.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with pytest.raises(ValueError, match="'hello'"):
+        example.main(["--model", str(tmp_path / "model"), "--prompt", "w5 hello w11", "--device", "cpu"])
+
+
+def test_generate_example_shows_word_level_tokens_without_spaces(tmp_path, capsys):
+    """The shipped tokenizers decode a token as " symbol" (concatenative decoding); the table shows the symbol."""
+    import importlib.util
+
+    from tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer("clrs")
+    tiny_model(dtype=torch.float32, depth_mode="online", vocab_size=len(tokenizer)).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    spec = importlib.util.spec_from_file_location("generate_example", "examples/generate.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(["--model", str(tmp_path / "model"), "--prompt", "<bos> key : 3 1 2", "--max_new_tokens", "3",
+                           "--device", "cpu"])
+    assert result["tokens"][:6] == ["<bos>", "key", ":", "3", "1", "2"]

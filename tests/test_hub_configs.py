@@ -23,9 +23,15 @@ def load_build():
     return module
 
 
+TRAINED = [f"anira-{variant}-depo" for variant in ("e", "o", "fixed")]
+
+
 def test_shipped_folders_are_what_build_py_writes(tmp_path):
-    load_build().build_all(tmp_path)
+    build = load_build()
+    build.build_all(tmp_path)
     for name in NAMES:
+        if build.is_trained(HUB / name):
+            continue  # written by examples/reproduce.py (tested below)
         fresh = {p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*") if p.is_file()}
         shipped = {p.relative_to(HUB / name): p.read_bytes() for p in (HUB / name).rglob("*") if p.is_file()}
         assert fresh.keys() == shipped.keys(), f"{name}: rerun `python hub_configs/build.py`"
@@ -47,7 +53,11 @@ def test_each_named_model_loads_with_its_tokenizer_and_card(name):
     card = (folder / "README.md").read_text()
     metadata = card.split("---")[1]
     assert "library_name: transformers" in metadata and f"depth-mode-{config.depth_mode}" in metadata
-    assert "examples/train.py" in card and "examples/evaluate.py" in card and "knob" in card
+    assert "knob" in card
+    if (folder / "model.safetensors").exists():
+        assert "examples/reproduce.py" in card and "## Results on held-out test prompts" in card
+    else:
+        assert "examples/train.py" in card and "**Untrained configuration**" in card
 
 
 def test_untrained_model_from_a_named_config_runs_on_a_task_sample():

@@ -50,7 +50,7 @@ def test_answer_is_valid_and_annotations_agree_with_recomputation(seed, num_node
     sample = generate_sample("brevo", num_nodes, seed)
     edges, parents, children, query = parse(sample)
     nodes = {s for edge in edges for s in edge}
-    assert len(edges) == len(set(edges)) and len(nodes) <= num_nodes
+    assert len(edges) == len(set(edges)) and len(nodes) == num_nodes  # every node is shown
     assert all(len(parents[v]) <= MAX_PARENTS and len(children[v]) <= MAX_CHILDREN for v in nodes)
     answer = sample.answer_tokens
     closure = closure_of(parents, query)
@@ -110,6 +110,31 @@ def test_score_answer_accepts_dataset_rows():
     row = {"task": "brevo", "prompt": sample.prompt, "answer": sample.answer}
     assert score_answer(row, sample.answer_tokens) and score_answer(row, sample.answer)
     assert not score_answer(row, sample.answer_tokens[::-1])
+
+
+def test_every_node_of_the_dag_appears_in_the_prompt():
+    """n counts exactly the nodes the prompt shows: the recipe's isolated roots (~2 %) are redrawn."""
+    assert len({s for edge in parse(generate_sample("brevo", 5, seed=15))[0] for s in edge}) == 5  # was 4
+    for num_nodes in [3, 4, 5, 6, 7, 8, 12, 20, 30, 45, 60]:
+        for seed in range(300):
+            edges, *_ = parse(generate_sample("brevo", num_nodes, seed))
+            assert len({s for edge in edges for s in edge}) == num_nodes, (num_nodes, seed)
+
+
+def test_redrawing_changes_only_the_samples_whose_first_dag_had_an_isolated_node(monkeypatch):
+    """The redraw continues the random stream: a seed that never needs it gives the recipe's own sample."""
+    from anira_tasks import brevo
+
+    def isolated(num_nodes, seed):
+        parents = brevo.random_dag(random.Random(seed).random, num_nodes)
+        return len({v for v, ps in enumerate(parents) if ps} | {p for ps in parents for p in ps}) < num_nodes
+
+    cases = [(num_nodes, seed) for num_nodes in (5, 12, 40) for seed in range(150)]
+    now = [generate_sample("brevo", n, seed).text for n, seed in cases]
+    monkeypatch.setattr(brevo, "random_dag_without_isolated_nodes", brevo.random_dag)  # the recipe alone
+    recipe = [generate_sample("brevo", n, seed).text for n, seed in cases]
+    changed = [(a != b) for a, b in zip(now, recipe)]
+    assert changed == [isolated(n, seed) for n, seed in cases] and any(changed)
 
 
 def test_node_symbols_come_from_the_whole_pool():

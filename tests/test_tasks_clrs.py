@@ -1,4 +1,4 @@
-"""CLRS-style tasks follow the algorithm semantics of TASKS.md (hand-worked cases and properties)."""
+"""CLRS-style tasks follow the algorithm semantics of docs/tasks.md (hand-worked cases and properties)."""
 
 import bisect
 from collections import deque

@@ -43,7 +43,7 @@ def test_answer_equals_independent_evaluation(seed, num_operations, modulus, wit
     assert sample.answer == str(value)
     assert operator_count == num_operations == sample.complexity
     assert sample.annotations == {"num_operations": [num_operations], "tree_height": [height]}
-    assert sample.text == sample.prompt + " " + sample.answer  # TASKS.md format: no <eos>
+    assert sample.text == sample.prompt + " " + sample.answer  # docs/tasks.md format: no <eos>
     assert score_answer(sample, [sample.answer]) and not score_answer(sample, [str((value + 1) % modulus)])
     assert valid_next_tokens(sample, 0) == {sample.answer}
 

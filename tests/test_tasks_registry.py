@@ -69,3 +69,18 @@ def test_valid_next_tokens_outside_the_answer_raises():
         valid_next_tokens(sample, 1)
     with pytest.raises(ValueError, match="step"):
         valid_next_tokens(sample, -1)
+
+
+@pytest.mark.parametrize("seed", [None, 1.5, -1, True, "3", 2.0])
+def test_seed_must_be_a_non_negative_integer(seed):
+    """seed=None would give a different sample at each call; a float is not a seed."""
+    for task in sorted(TASKS):
+        with pytest.raises(ValueError, match="seed"):
+            generate_sample(task, SIZES.get(task, 7), seed)
+
+
+def test_integer_seeds_of_any_integer_type_are_accepted():
+    import numpy as np
+
+    assert generate_sample("brevo", 6, np.int64(3)).text == generate_sample("brevo", 6, 3).text
+    assert generate_sample("mano", 2, 2**62).seed == 2**62

@@ -55,6 +55,10 @@ def test_encode_then_decode_gives_back_the_text(task, seed, fraction):
     assert ids[0] == tokenizer.bos_token_id and tokenizer.unk_token_id not in ids
     assert len(ids) == len(sample.text.split())
     assert tokenizer.decode(ids) == sample.text
+    # Concatenative: any piece without <bos> decodes with a leading space, so pieces join back into the text.
+    cut = 1 + round(fraction * (len(ids) - 1))
+    assert tokenizer.decode(ids[:cut]) + tokenizer.decode(ids[cut:]) == sample.text
+    assert tokenizer.decode(ids[cut:]) == "".join(f" {symbol}" for symbol in sample.text.split()[cut:])
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -70,6 +74,43 @@ def test_unknown_symbol_is_an_error_not_unk():
         encode_text(tokenizer, "<bos> v1 v60 <query> v1 <ans> v1 <eos>")
     with pytest.raises(ValueError, match="vocabulary"):
         encode_texts(tokenizer, ["<bos> v1", "<bos> 7"])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_auto_tokenizer_refuses_unknown_words(family):
+    """No silent <unk>: the plain AutoTokenizer raises (tokenizers' fixed message), encode_text names the word."""
+    tokenizer = AutoTokenizer.from_pretrained(str(ROOT / "tokenization" / family))
+    for text in ("<bos> hello world", "hello", "<bos> <eos> hello"):
+        with pytest.raises(Exception, match=r"Missing \[UNK\] token"):
+            tokenizer(text)
+    with pytest.raises(Exception, match=r"Missing \[UNK\] token"):
+        tokenizer(["<bos>", "<bos> hello"])
+    with pytest.raises(Exception, match=r"Missing \[UNK\] token"):
+        tokenizer.encode("<bos> hello")
+    with pytest.raises(ValueError, match="'hello'"):
+        encode_text(tokenizer, "<bos> hello world")
+    assert tokenizer("<bos> <eos>")["input_ids"] == [1, 2]  # known words (special tokens included) still encode
+
+
+def test_text_generation_pipeline_keeps_words_apart():
+    """The pipeline returns prompt + decode(completion ids): the completion must start with a space."""
+    import torch
+    from transformers import pipeline
+
+    from conftest import tiny_model
+
+    tokenizer = AutoTokenizer.from_pretrained(str(ROOT / "tokenization" / "clrs"))
+    model = tiny_model(dtype=torch.float32, vocab_size=len(tokenizer))
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    prompt = "<bos> key : 3 1 2"
+    options = dict(max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
+    text = generator(prompt, **options)[0]["generated_text"]
+    ids = generator(prompt, return_tensors=True, **options)[0]["generated_token_ids"]
+    new = [t for t in tokenizer.convert_ids_to_tokens(ids[6:]) if t not in tokenizer.all_special_tokens]
+    assert text == prompt + "".join(f" {t}" for t in new)  # pipeline drops special tokens of the completion
+    assert text.split() == prompt.split() + new
+    assert generator(prompt, return_full_text=False, **options)[0]["generated_text"] == "".join(f" {t}" for t in new)
+    assert tokenizer.decode(ids) == " ".join(tokenizer.convert_ids_to_tokens(ids))
 
 
 def test_unknown_task_or_family_raises():

@@ -1,4 +1,4 @@
-"""examples/train.py and anira_tasks.training: collator, probe and penalty callbacks, saving, resuming, torchrun."""
+"""examples/train.py and anira_study (data, callbacks, trainer): collator, probe and penalty callbacks, saving, resuming, torchrun."""
 
 import importlib.util
 import json
@@ -13,8 +13,8 @@ import torch
 from transformers import AutoModelForCausalLM, GenerationConfig, Trainer, TrainingArguments
 
 from anira_tasks import TaskSpec, build_dataset_dict, load_tokenizer
-from anira_tasks.training import (AnswerCollator, ComputePenaltyCallback, DepthProbeCallback, TimeBudgetCallback,
-                                  unwrap_model)
+from anira_study.callbacks import ComputePenaltyCallback, DepthProbeCallback, TimeBudgetCallback
+from anira_study.data import AnswerCollator, unwrap_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "hidden_size=32,intermediate_size=64,num_attention_heads=4,num_core_layers=1,max_depth=3,depth_init_bias=0.0"
@@ -101,25 +101,85 @@ def test_probe_callback_logs_through_the_trainer_and_to_a_json_file(tmp_path):
             reported.append(dict(logs))
 
     trainer.add_callback(Recorder())
-    rows = data["test_seen"].to_list() + data["test_extrapolation"].to_list()
+    rows = data["validation"].to_list()
     DepthProbeCallback(rows, tokenizer, probe_steps=2, log_path=str(tmp_path / "probe.jsonl"), seen_sizes=[1, 2]).attach(trainer)
     trainer.train()
     probes = [logs for logs in reported if "probe/mean_depth" in logs]
     assert len(probes) == 2  # steps 2 and 4
-    for key in ("probe/compute_loss", "probe/token_accuracy", "probe/accuracy@1", "probe/depth@3", "probe/compute_penalty"):
+    for key in ("probe/compute_loss", "probe/token_accuracy", "probe/accuracy@1", "probe/depth@2", "probe/compute_penalty"):
         assert key in probes[-1]
-    assert 1.0 <= probes[-1]["probe/depth@3"] <= 3.0
+    assert 1.0 <= probes[-1]["probe/depth@2"] <= 3.0
     lines = [json.loads(line) for line in (tmp_path / "probe.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4]
     assert any("probe/mean_depth" in entry for entry in trainer.state.log_history)
 
 
-def test_time_budget_stops_training():
-    control = type("Control", (), {"should_training_stop": False})()
+def test_time_budget_stops_training_and_records_that_it_fired():
+    control = type("Control", (), {"should_training_stop": False, "should_log": False})()
     args = type("Args", (), {"device": torch.device("cpu")})()
+    state = type("State", (), {"global_step": 7, "max_steps": 100})()
     budget = TimeBudgetCallback(minutes=0.0)
-    budget.on_step_end(args, None, control)
-    assert control.should_training_stop
+    budget.on_step_end(args, state, control)
+    assert control.should_training_stop and budget.fired_at_step == 7
+
+
+def test_the_probe_of_train_py_reads_the_validation_split_only(tmp_path, monkeypatch):
+    import anira_study.trainer as trainer_module
+
+    read = {}
+    original = trainer_module.probe_rows
+
+    def spy(data, per_size):
+        rows = original(data, per_size)
+        read["prompts"] = {row["prompt"] for row in rows}
+        read["splits"] = {name: set(split["prompt"]) for name, split in data.items()}
+        return rows
+
+    monkeypatch.setattr(trainer_module, "probe_rows", spy)
+    load_script("train").main(train_argv(tmp_path / "run", "--max_steps", "2", "--save_strategy", "no"))
+    assert read["prompts"] and read["prompts"] <= read["splits"]["validation"]
+    for name in ("test_seen", "test_extrapolation"):
+        assert not read["prompts"] & read["splits"][name]
+
+
+def test_config_overrides_of_width_or_heads_give_head_dim_its_new_value():
+    from transformers import AutoConfig
+
+    from anira_study.trainer import apply_config_overrides
+
+    config = AutoConfig.from_pretrained(ROOT / "hub_configs/anira-o-brevo")
+    assert config.head_dim == 64  # the named config stores 256 / 4
+    apply_config_overrides(config, "hidden_size=64,intermediate_size=128,num_attention_heads=4")
+    assert config.head_dim == 16
+    model = AutoModelForCausalLM.from_config(config)
+    assert model.model.prelude[0].self_attn.q_proj.weight.shape == (64, 64)
+    apply_config_overrides(config, "num_attention_heads=2,head_dim=8")
+    assert config.head_dim == 8 and config.num_key_value_heads == 2  # an explicit head_dim wins; still ungrouped
+    apply_config_overrides(config, "max_depth=5")
+    assert config.head_dim == 8  # other overrides leave it alone
+
+
+def test_curriculum_draws_unlocked_sizes_only_and_unlocks_on_validation_accuracy():
+    import datasets
+
+    from anira_study.callbacks import PROBE_PREFIX
+    from anira_study.curriculum import ComplexityCurriculum, CurriculumCallback
+
+    rows = datasets.Dataset.from_dict({"complexity": [1, 2, 3, 1, 2, 3], "input_ids": [[i] for i in range(6)]})
+    curriculum = ComplexityCurriculum(rows, [1, 2, 3])
+    assert {curriculum[i]["complexity"] for i in range(len(curriculum))} == {1}
+    probe = _Probe()
+    probe.last_step = 10
+    probe.latest = {f"{PROBE_PREFIX}/accuracy@1": 0.5}
+    callback = CurriculumCallback(curriculum, probe, accuracy=0.8)
+    state = type("State", (), {"global_step": 10, "log_history": []})()
+    callback.on_step_end(None, state, None)
+    assert curriculum.unlocked_sizes == [1]
+    probe.latest = {f"{PROBE_PREFIX}/accuracy@1": 0.9, f"{PROBE_PREFIX}/accuracy@2": 0.9}
+    state.global_step = probe.last_step = 20
+    callback.on_step_end(None, state, None)
+    assert curriculum.unlocked_sizes == [1, 2]  # one size per probe, even though 2 looks learned too
+    assert {curriculum[i]["complexity"] for i in range(len(curriculum))} == {1, 2}
 
 
 def test_train_script_saves_a_folder_that_loads_with_from_pretrained(tmp_path):

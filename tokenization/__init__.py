@@ -10,8 +10,20 @@ Decisions:
 - No post-processor: samples carry `<bos>` (and `<eos>`) in their text, so `tokenizer(text)`
   then `tokenizer.decode(ids)` gives back exactly `text`. `clean_up_tokenization_spaces` is off
   (it would glue CLRS's `,` to the previous symbol).
-- `<unk>` exists only because WordLevel needs one: `encode_text` raises a ValueError on any
-  symbol outside the vocabulary instead of silently mapping it to `<unk>`.
+- Decoding is concatenative: every token but `<bos>` decodes to a space followed by its symbol
+  (a `Replace` decoder), `<bos>` to itself, so `decode(a + b) == decode(a) + decode(b)`. A text
+  (it starts with `<bos>`) decodes back exactly; a piece without `<bos>` (a completion, an answer
+  slice, one token, or anything decoded with `skip_special_tokens=True`) starts with a space. This
+  is what `pipeline("text-generation")` needs: it returns `prompt + decode(completion ids)`.
+- Unknown symbols are errors in the tokenizer itself. `<unk>` (id 3) is only an added special
+  token (`tokenizer.unk_token_id == 3`); the WordLevel model's own unk token is UNKNOWN_IS_ERROR, a
+  name with spaces that no whitespace-split word can equal and that is absent from the vocabulary,
+  so `tokenizer(text)` / `encode` on a text with an unknown word raises the `tokenizers` library's
+  `Exception("WordLevel error: Missing [UNK] token from the vocabulary")` instead of emitting
+  `<unk>`. That message cannot name the word (it is fixed in the Rust library); `encode_text` /
+  `encode_texts` raise a ValueError that names it, and the package's entry points encode with them.
+  (Python-side lookups that never reach the Rust model, e.g. `convert_tokens_to_ids("hello")`,
+  still answer `unk_token_id`.)
 - MANO's vocabulary covers values 0..96 (moduli up to 97) and `<l=1>` .. `<l=32>`, so one
   tokenizer serves every modulus.
 """
@@ -20,6 +32,9 @@ from pathlib import Path
 
 TOKENIZATION_DIR = Path(__file__).resolve().parent
 FAMILIES = ("mano", "brevo", "depo", "clrs")
+# The WordLevel model's unk token: not in any vocabulary and never a whitespace-split word, so an
+# unknown word is an error in `tokenizers` instead of `<unk>` (see the module docstring).
+UNKNOWN_IS_ERROR = "<unknown symbols are errors>"
 
 
 def family_of(task_or_family: str) -> str:
@@ -43,13 +58,16 @@ def family_vocabulary(family: str) -> list[str]:
 
 def build_tokenizer(family: str):
     """A fresh `PreTrainedTokenizerFast` over the family's symbols (see the module docstring)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     from anira_tasks.common import BOS, EOS, PAD, SPECIAL_SYMBOLS, UNK
 
     vocabulary = family_vocabulary(family)
-    backend = Tokenizer(models.WordLevel({s: i for i, s in enumerate(vocabulary)}, unk_token=UNK))
+    assert UNKNOWN_IS_ERROR not in vocabulary
+    backend = Tokenizer(models.WordLevel({s: i for i, s in enumerate(vocabulary)}, unk_token=UNKNOWN_IS_ERROR))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # Each token but <bos> decodes to " " + symbol: decoding is concatenative (module docstring).
+    backend.decoder = decoders.Replace(Regex(f"^(?!{BOS}$)"), " ")
     backend.add_special_tokens(SPECIAL_SYMBOLS)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,

@@ -14,7 +14,7 @@ import torch
 
 import modeling_anira  # noqa: F401
 from anira_tasks import TaskSpec, build_dataset_dict, load_tokenizer
-from anira_tasks.training import answer_records, summarize_by_complexity
+from anira_study.evaluation import answer_records, summarize_by_complexity
 from modeling_anira import AniraConfig, AniraForCausalLM
 
 

@@ -4,7 +4,7 @@
 
 Prints samples per CPU second of `generate_sample` (one core) for every task at a small and a
 large size, then the wall and CPU time of `build_dataset_dict` for BREVO with n drawn from
-TASKS.md's training distribution on 3..30 (tokenization and Arrow conversion included; the
+docs/tasks.md's training distribution on 3..30 (tokenization and Arrow conversion included; the
 evaluation splits are kept tiny so that the number is the training split's).
 """
 

@@ -1,6 +1,6 @@
 """`evaluate` metric modules shipped with the package, loaded by path (no network):
 
-    >>> from anira_tasks.metrics import load_metric
+    >>> from anira_study.metrics import load_metric
     >>> load_metric("depth_complexity_spearman").compute(predictions=[1, 2, 3], references=[1, 2, 3])["spearman"]
     1.0
 """

@@ -21,7 +21,7 @@ Returns:
     accuracy (`float`): over all items.
     accuracy_per_complexity (`dict[int, float]`), count_per_complexity (`dict[int, int]`).
 Examples:
-    >>> metric = evaluate.load("anira_tasks/metrics/complexity_accuracy/complexity_accuracy.py")
+    >>> metric = evaluate.load("anira_study/metrics/complexity_accuracy/complexity_accuracy.py")
     >>> metric.compute(predictions=[1, 0, 1], references=[1, 1, 1], complexities=[1, 2, 2])["accuracy_per_complexity"]
     {1: 1.0, 2: 0.5}
 """

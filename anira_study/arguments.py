@@ -1,0 +1,95 @@
+"""The argument dataclasses of `examples/train.py` (read by `HfArgumentParser` next to `TrainingArguments`).
+
+Every value is checked by `validate_arguments` before anything is built, so a bad value fails in the
+first second with a message that names it, not after a training run.
+"""
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from anira_tasks import TASKS
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="hub_configs/anira-o-clrs",
+        metadata={"help": "A hub_configs/ folder (config only: trained from scratch) or a trained folder (fine-tuned)."},
+    )
+    from_scratch: bool = field(
+        default=False,
+        metadata={"help": "Train the folder's configuration from a fresh initialisation even when it holds weights "
+                          "(how examples/reproduce.py retrains a named model)."},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated config overrides, e.g. 'hidden_size=64,max_depth=4,depth_mode=early'. "
+                          "head_dim follows hidden_size // num_attention_heads unless given too."},
+    )
+
+
+@dataclass
+class DataArguments:
+    task: str = field(default="minimum", metadata={"help": f"One of {sorted(TASKS)}."})
+    train_sizes: list[int] = field(default_factory=lambda: [2, 3, 4], metadata={"help": "Complexities trained on."})
+    interpolation_sizes: list[int] = field(default_factory=list, metadata={"help": "Held-out complexities inside the training range."})
+    extrapolation_sizes: list[int] = field(default_factory=lambda: [5, 6], metadata={"help": "Complexities above the training range."})
+    num_train: int = field(default=20_000)
+    num_validation: int = field(default=64, metadata={"help": "Validation prompts per training size (the probe reads them)."})
+    num_test_per_size: int = field(default=200, metadata={"help": "Distinct test prompts per size, in every test split."})
+    task_seed: int = field(default=0, metadata={"help": "Seed of the task data (independent of --seed, the training seed)."})
+    task_params: str = field(default="{}", metadata={"help": "JSON task parameters, e.g. '{\"max_key\": 7}' (minimum), '{\"num_nodes\": 5}' (depo)."})
+    dataset_path: str | None = field(default=None, metadata={"help": "A DatasetDict saved with save_to_disk (replaces the task arguments)."})
+
+
+@dataclass
+class ScheduleArguments:
+    compute_penalty: float | None = field(default=None, metadata={"help": "Target weight of the compute loss (default: the config's)."})
+    penalty_warmup_steps: int = field(default=0, metadata={"help": "Steps with compute_penalty = 0 before the ramp can start."})
+    penalty_ramp_steps: int = field(default=0, metadata={"help": "Steps of the linear ramp from 0 to the target."})
+    penalty_gate_accuracy: float | None = field(
+        default=None, metadata={"help": "Also wait until the probe's accuracy on the validation split reaches this."})
+    probe_steps: int = field(default=50, metadata={"help": "Probe the validation split every this many steps (0: only at the end)."})
+    probe_per_size: int = field(default=32, metadata={"help": "Probe rows per training size (from the validation split)."})
+    curriculum_accuracy: float | None = field(
+        default=None, metadata={"help": "Complexity curriculum: start with the smallest training size and unlock the next "
+                                        "once the validation probe's accuracy at every unlocked size reaches this."})
+    max_train_minutes: float | None = field(default=None, metadata={"help": "Wall-time guard: stop after this long (all ranks agree); "
+                                                                            "the run records that it fired."})
+    compact_progress: bool = field(default=False, metadata={"help": "Show probe metrics in the progress bar instead of printing logs."})
+
+
+@dataclass
+class OutputArguments:
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Train into an --output_dir that holds a finished run "
+                                                                          "(its weights and probe log are replaced)."})
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def validate_arguments(data_args: DataArguments, schedule_args: ScheduleArguments) -> None:
+    """ValueError naming the first bad argument (task parameters are checked by the task's TaskSpec)."""
+    _check(data_args.task in TASKS or data_args.dataset_path is not None, f"--task must be one of {sorted(TASKS)}, got {data_args.task!r}")
+    try:
+        params = json.loads(data_args.task_params)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--task_params is not valid JSON ({error.msg}): {data_args.task_params!r}") from None
+    _check(isinstance(params, dict), f"--task_params must be a JSON object, got {data_args.task_params!r}")
+    for name in ("num_train", "num_validation", "num_test_per_size"):
+        _check(getattr(data_args, name) >= 1, f"--{name} must be >= 1, got {getattr(data_args, name)}")
+    _check(data_args.task_seed >= 0, f"--task_seed must be >= 0, got {data_args.task_seed}")
+    penalty = schedule_args.compute_penalty
+    _check(penalty is None or (math.isfinite(penalty) and penalty >= 0), f"--compute_penalty must be a finite number >= 0, got {penalty}")
+    for name in ("penalty_warmup_steps", "penalty_ramp_steps", "probe_steps"):
+        _check(getattr(schedule_args, name) >= 0, f"--{name} must be >= 0, got {getattr(schedule_args, name)}")
+    _check(schedule_args.probe_per_size >= 1, f"--probe_per_size must be >= 1, got {schedule_args.probe_per_size}")
+    gate = schedule_args.penalty_gate_accuracy
+    _check(gate is None or 0.0 <= gate <= 1.0, f"--penalty_gate_accuracy must lie in [0, 1], got {gate}")
+    curriculum = schedule_args.curriculum_accuracy
+    _check(curriculum is None or 0.0 <= curriculum <= 1.0, f"--curriculum_accuracy must lie in [0, 1], got {curriculum}")
+    minutes = schedule_args.max_train_minutes
+    _check(minutes is None or minutes > 0, f"--max_train_minutes must be > 0, got {minutes}")

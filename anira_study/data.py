@@ -1,0 +1,84 @@
+"""The data side of training: building (or loading) the task's splits, batching rows, the probe set.
+
+Decision: everything read *during* training (the probe that logs dynamics and gates the compute
+penalty, the Trainer's `eval_dataset`, early stopping) comes from the `validation` split. The test
+splits are read once, by the final evaluation (`anira_study.evaluation`).
+"""
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import datasets
+import torch
+
+from anira_tasks import TaskSpec, build_dataset_dict
+
+from .arguments import DataArguments
+
+PROBE_SPLIT = "validation"
+
+
+def unwrap_model(model):
+    """The `PreTrainedModel` inside DDP / FSDP / compile wrappers (where `config` really lives)."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner
+
+
+@dataclass
+class AnswerCollator:
+    """Right-pads `input_ids` with `pad_token_id` and `labels` with -100 (rows already carry -100 off the
+    answer); every other column is dropped. `pad_to_multiple_of` helps tensor cores on GPUs."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        length = max(len(row["input_ids"]) for row in rows)
+        if self.pad_to_multiple_of:
+            length = math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), length), -100, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            n = len(row["input_ids"])
+            input_ids[i, :n] = torch.as_tensor(row["input_ids"])
+            labels[i, :n] = torch.as_tensor(row.get("labels", row["input_ids"]))
+            attention_mask[i, :n] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def task_spec(data_args: DataArguments) -> TaskSpec:
+    return TaskSpec(
+        task=data_args.task, train_sizes=data_args.train_sizes, interpolation_sizes=data_args.interpolation_sizes,
+        extrapolation_sizes=data_args.extrapolation_sizes, num_train=data_args.num_train,
+        num_validation=data_args.num_validation, num_test_per_size=data_args.num_test_per_size,
+        seed=data_args.task_seed, task_params=json.loads(data_args.task_params),
+    )
+
+
+def load_data(data_args: DataArguments) -> tuple[datasets.DatasetDict, dict]:
+    """(DatasetDict, spec): built from the task arguments, or read from `dataset_path`."""
+    if data_args.dataset_path:
+        data = datasets.load_from_disk(data_args.dataset_path)
+        spec = {"dataset_path": os.path.abspath(data_args.dataset_path), "task": data["train"][0]["task"],
+                "train_sizes": sorted(set(data["train"]["complexity"]))}
+        return data, spec
+    spec = task_spec(data_args)
+    return build_dataset_dict(spec), asdict(spec)
+
+
+def probe_rows(data: datasets.DatasetDict, per_size: int) -> list[dict]:
+    """Up to `per_size` rows per complexity of the validation split: the only split training reads."""
+    if PROBE_SPLIT not in data:
+        raise ValueError(f"the data has no {PROBE_SPLIT!r} split to probe (splits: {list(data)})")
+    rows, counts = [], {}
+    for row in data[PROBE_SPLIT]:
+        if counts.get(row["complexity"], 0) < per_size:
+            counts[row["complexity"]] = counts.get(row["complexity"], 0) + 1
+            rows.append(row)
+    return rows

@@ -1,0 +1,252 @@
+"""Evaluation: what a trained model gets right, and how much compute it spends, per complexity.
+
+- `answer_records`: one forward over a split; per row the teacher-forced correctness of every answer
+  token and the depth spent at each position that predicts one (position `answer_start - 1 + k`).
+- `generated_correct`: greedy `model.generate` of every answer, scored by the task's scorer.
+- `summarize_by_complexity`: per complexity the number of distinct prompts (`items`), accuracies and
+  mean depth, each with a 95 % interval (`anira_study.statistics`); with `trained_symbols`, also the
+  share of items whose answer needs a symbol that training never produced as a target, and the
+  generated accuracy without them (an untrained output symbol caps accuracy whatever the reasoning).
+- `evaluation_report`: that summary for every test split, plus Spearman's rho between an item's mean
+  answer depth and its complexity, with a bootstrap interval over items.
+
+Evaluation reads the test splits; nothing in training does (the probe reads `validation`).
+"""
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from anira_tasks import TaskSpec, build_dataset_dict, score_answer, valid_next_tokens
+
+from .data import AnswerCollator, unwrap_model
+from .metrics import load_metric
+from .statistics import pooled_mean, proportion
+
+EVAL_SPLITS = ("test_seen", "test_interpolation", "test_extrapolation")
+SPLIT_LABELS = {"test_seen": "seen", "test_interpolation": "interp.", "test_extrapolation": "unseen", "validation": "valid."}
+
+
+def valid_answer_ids(row: dict, tokenizer) -> list[set[int]]:
+    """Token ids accepted at each answer step under teacher forcing (a singleton unless BREVO)."""
+    return [set(tokenizer.convert_tokens_to_ids(sorted(valid_next_tokens(row, k))))
+            for k in range(row["answer_length"])]
+
+
+@torch.no_grad()
+def answer_records(model, rows: list[dict], tokenizer, batch_size: int = 64, max_depth: int | None = None) -> list[dict]:
+    """Per row: `complexity`, `token_correct` (one bool per answer token, teacher forced, any valid next
+    token counts), `depths` (iterations at the positions predicting the answer tokens), `answer_correct`
+    (all answer tokens right), `compute_loss` and the row's depth sum and count over all real tokens."""
+    model_was_training = model.training
+    model.eval()
+    device = next(unwrap_model(model).parameters()).device
+    collator = AnswerCollator(tokenizer.pad_token_id)
+    records = []
+    for start in range(0, len(rows), batch_size):
+        batch_rows = rows[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in collator(batch_rows).items()}
+        kwargs = {} if max_depth is None else {"max_depth": max_depth}
+        out = model(**batch, use_cache=False, **kwargs)
+        predicted = out.logits.argmax(-1).cpu()
+        depths = out.depths.cpu()
+        for i, row in enumerate(batch_rows):
+            first, length = row["answer_start"] - 1, row["answer_length"]
+            valid = valid_answer_ids(row, tokenizer)
+            token_correct = [int(predicted[i, first + k]) in valid[k] for k in range(length)]
+            real = depths[i] >= 0
+            records.append({
+                "complexity": row["complexity"],
+                "token_correct": token_correct,
+                "answer_correct": all(token_correct),
+                "depths": depths[i, first:first + length].tolist(),
+                "all_depths_sum": float(depths[i][real].sum()), "all_depths_count": int(real.sum()),
+                "compute_loss": float(out.compute_loss) if out.compute_loss is not None else float("nan"),
+            })
+    model.train(model_was_training)
+    return records
+
+
+@torch.no_grad()
+def generated_correct(model, rows: list[dict], tokenizer, batch_size: int = 64) -> list[bool]:
+    """Greedy generation of every answer, scored with the task's scorer (valid orders count for BREVO).
+
+    Rows are batched by prompt length, so no prompt needs padding."""
+    model_was_training = model.training
+    model.eval()
+    base = unwrap_model(model)
+    device = next(base.parameters()).device
+    by_length = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_length[row["answer_start"]].append(index)
+    correct = [False] * len(rows)
+    for prompt_length, indices in sorted(by_length.items()):
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            prompts = torch.tensor([rows[i]["input_ids"][:prompt_length] for i in chunk], device=device)
+            new_tokens = max(len(rows[i]["input_ids"]) - prompt_length for i in chunk)
+            output = base.generate(
+                input_ids=prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new_tokens,
+                do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            )
+            for row_index, generated in zip(chunk, output[:, prompt_length:].tolist()):
+                tokens = tokenizer.convert_ids_to_tokens(generated)
+                tokens = [t for t in tokens if t != tokenizer.pad_token]
+                correct[row_index] = bool(score_answer(rows[row_index], tokens))
+    model.train(model_was_training)
+    return correct
+
+
+def trained_target_symbols(train_rows, tokenizer) -> set[str]:
+    """Every symbol that training supervised as a target (labels other than -100)."""
+    ids = {label for labels in train_rows["labels"] for label in labels if label != -100}
+    return set(tokenizer.convert_ids_to_tokens(sorted(ids)))
+
+
+def summarize_by_complexity(records: list[dict], generated: list[bool] | None = None,
+                            answers: list[str] | None = None, trained_symbols: set[str] | None = None) -> dict:
+    """{"overall": ..., "per_complexity": {c: ...}}, each with
+
+        items (distinct prompts), token_accuracy, answer_accuracy, mean_depth[, generated_accuracy]
+        and `intervals` {name: [low, high]} (95 %: Wilson for items, item bootstrap for pooled tokens);
+        with `answers` and `trained_symbols`: untrained_answer_share and generated_accuracy_trained_symbols.
+    """
+    groups = defaultdict(list)
+    for index, record in enumerate(records):
+        groups[record["complexity"]].append(index)
+
+    def summary(indices: list[int]) -> dict:
+        stats = {
+            "token_accuracy": pooled_mean([sum(records[i]["token_correct"]) for i in indices],
+                                          [len(records[i]["token_correct"]) for i in indices]),
+            "answer_accuracy": proportion(sum(records[i]["answer_correct"] for i in indices), len(indices)),
+            "mean_depth": pooled_mean([sum(records[i]["depths"]) for i in indices], [len(records[i]["depths"]) for i in indices]),
+        }
+        if generated is not None:
+            stats["generated_accuracy"] = proportion(sum(generated[i] for i in indices), len(indices))
+        result = {"items": len(indices), "samples": len(indices)}
+        if generated is not None and answers is not None and trained_symbols is not None:
+            covered = [i for i in indices if set(answers[i].split()) <= trained_symbols]
+            result["untrained_answer_share"] = 1 - len(covered) / len(indices) if indices else float("nan")
+            stats["generated_accuracy_trained_symbols"] = proportion(sum(generated[i] for i in covered), len(covered))
+        result |= {name: stat["value"] for name, stat in stats.items()}
+        result["intervals"] = {name: [stat["low"], stat["high"]] for name, stat in stats.items()}
+        return result
+
+    return {
+        "overall": summary(list(range(len(records)))),
+        "per_complexity": {int(c): summary(indices) for c, indices in sorted(groups.items())},
+    }
+
+
+def item_depths(records: list[dict]) -> tuple[list[float], list[int]]:
+    """(mean answer depth, complexity) per item: the observations Spearman's rho is computed over."""
+    pairs = [(sum(r["depths"]) / len(r["depths"]), r["complexity"]) for r in records if r["depths"]]
+    return [d for d, _ in pairs], [c for _, c in pairs]
+
+
+def evaluation_report(model, data, tokenizer, splits=EVAL_SPLITS, batch_size: int = 64, generate: bool = True,
+                      keep_records: bool = False, resamples: int = 1000) -> dict:
+    """{split: {"overall", "per_complexity", "spearman", "spearman_interval", "items"}, "all": {...}} for one model.
+
+    rho is over items (distinct prompts): an item's mean answer depth against its complexity, with a
+    percentile bootstrap interval over items (the `depth_complexity_spearman` metric module)."""
+    spearman = load_metric("depth_complexity_spearman")
+    trained = trained_target_symbols(data["train"], tokenizer) if "train" in data else None
+    report, all_depths, all_complexities = {}, [], []
+    for split in splits:
+        if split not in data:
+            continue
+        rows = data[split].to_list()
+        records = answer_records(model, rows, tokenizer, batch_size)
+        generated = generated_correct(model, rows, tokenizer, batch_size) if generate else None
+        summary = summarize_by_complexity(records, generated, [row["answer"] for row in rows], trained)
+        depths, complexities = item_depths(records)
+        rho = spearman.compute(predictions=depths, references=complexities, resamples=resamples)
+        report[split] = {**summary, "spearman": rho["spearman"], "spearman_interval": [rho["spearman_low"], rho["spearman_high"]],
+                         "items": len(depths), "distinct_prompts": len({row["prompt"] for row in rows})}
+        if keep_records:
+            report[split]["records"] = [{**r, **{k: rows[i][k] for k in rows[i] if isinstance(rows[i][k], list) and k not in ("input_ids", "labels")}}
+                                        for i, r in enumerate(records)]
+        all_depths += depths
+        all_complexities += complexities
+    rho = spearman.compute(predictions=all_depths, references=all_complexities, resamples=resamples)
+    report["all"] = {"spearman": rho["spearman"], "spearman_interval": [rho["spearman_low"], rho["spearman_high"]],
+                     "items": len(all_depths)}
+    return report
+
+
+# ----------------------------------------------------------------------------- data of a trained folder
+def load_eval_data(model_dir: str | Path, dataset_path: str | None = None):
+    """(DatasetDict, training sizes) of a folder saved by `examples/train.py`: its `anira_data.json`
+    rebuilds exactly the data it was trained on (or names the saved DatasetDict it used)."""
+    import datasets
+
+    if dataset_path is None:
+        spec = json.loads((Path(model_dir) / "anira_data.json").read_text())
+        if "dataset_path" not in spec:
+            spec = TaskSpec(**spec)
+            return build_dataset_dict(spec), list(spec.train_sizes)
+        dataset_path = spec["dataset_path"]
+    data = datasets.load_from_disk(dataset_path)
+    return data, sorted(set(data["train"]["complexity"]))
+
+
+def cap_per_size(data, limit: int | None):
+    """At most `limit` rows per complexity in every split (quicker evaluations)."""
+    import datasets
+
+    if limit is None:
+        return data
+    capped = {}
+    for split, dataset in data.items():
+        seen, keep = defaultdict(int), []
+        for index, complexity in enumerate(dataset["complexity"]):
+            seen[complexity] += 1
+            if seen[complexity] <= limit:
+                keep.append(index)
+        capped[split] = dataset.select(keep)
+    return datasets.DatasetDict(capped)
+
+
+# ----------------------------------------------------------------------------- the table
+def _cell(values: dict, metric: str) -> str:
+    value = values.get(metric, float("nan"))
+    low, high = values.get("intervals", {}).get(metric, [float("nan")] * 2)
+    if value != value:
+        return "nan"
+    return f"{value:.2f} [{low:.2f},{high:.2f}]" if low == low else f"{value:.2f}"
+
+
+def format_table(reports: dict[str, dict], accuracy: str = "generated_accuracy") -> str:
+    """A plain-text table: per (split, complexity) the distinct prompts n, then per model the accuracy
+    (`accuracy`: generated by default, teacher-forced `token_accuracy` when not generated) and the mean
+    answer depth, each with its 95 % interval; then rho(depth, c) per split over items, with its interval."""
+    names = list(reports)
+    first = reports[names[0]]
+    some_split = next(s for s in EVAL_SPLITS if s in first)
+    if accuracy not in first[some_split]["overall"]:
+        accuracy = "token_accuracy"
+    width = 36
+    header = f"{'split':7} {'c':>3} {'n':>5}  " + "  ".join(f"{name:^{width}}" for name in names)
+    sub = f"{'':7} {'':>3} {'':>5}  " + "  ".join(f"{'accuracy':^18}{'depth':^18}" for _ in names)
+    lines = [header, sub, "-" * len(sub)]
+    for split in EVAL_SPLITS:
+        if split not in first:
+            continue
+        for c, values0 in first[split]["per_complexity"].items():
+            cells = [f"{_cell(reports[name][split]['per_complexity'].get(c, {}), accuracy):^18}"
+                     f"{_cell(reports[name][split]['per_complexity'].get(c, {}), 'mean_depth'):^18}" for name in names]
+            lines.append(f"{SPLIT_LABELS[split]:7} {c:>3} {values0['items']:>5}  " + "  ".join(cells))
+    lines.append("-" * len(sub))
+    for split in [s for s in EVAL_SPLITS if s in first] + ["all"]:
+        cells = []
+        for name in names:
+            entry = reports[name][split]
+            rho, (low, high) = entry["spearman"], entry.get("spearman_interval", [float("nan")] * 2)
+            text = "nan" if rho != rho else (f"{rho:.2f} [{low:.2f},{high:.2f}]" if low == low else f"{rho:.2f}")
+            cells.append(f"{'rho(depth, c) = ' + text:^{width}}")
+        lines.append(f"{SPLIT_LABELS.get(split, split):7} {'':>3} {first[split]['items']:>5}  " + "  ".join(cells))
+    return "\n".join(lines)

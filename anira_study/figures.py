@@ -1,0 +1,98 @@
+"""Figures drawn from reports and logs (nothing is computed here that a report does not hold).
+
+- `plot_complexity`: complexity against accuracy and against mean answer depth, with 95 % intervals,
+  training sizes shaded, several models side by side.
+- `plot_training_dynamics`: per-complexity accuracy and mean depth over training steps from the probe
+  log, the compute penalty, and rho(depth, complexity) on the probe, the end of the learning phase marked.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import training_phases
+from .evaluation import EVAL_SPLITS
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return "  nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _save_figure(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_complexity(reports: dict[str, dict], train_sizes, path: str | Path, title: str = "") -> Path:
+    """Two panels: accuracy (generated, or teacher-forced tokens) and mean answer depth against complexity,
+    each point with its 95 % interval (the report's `intervals`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_depth) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, report in reports.items():
+        points = sorted((c, v) for split in EVAL_SPLITS if split in report for c, v in report[split]["per_complexity"].items())
+        xs = [c for c, _ in points]
+        key = "generated_accuracy" if "generated_accuracy" in points[0][1] else "token_accuracy"
+        for ax, metric, label in ((ax_acc, key, name), (ax_depth, "mean_depth", f"{name} (rho = {fmt(report['all']['spearman'])})")):
+            values = np.array([v[metric] for _, v in points], dtype=float)
+            bounds = np.array([v.get("intervals", {}).get(metric, [np.nan, np.nan]) for _, v in points], dtype=float)
+            errors = np.nan_to_num(np.abs(bounds.T - values), nan=0.0)
+            ax.errorbar(xs, values, yerr=errors, marker="o", capsize=3, label=label)
+    for ax in (ax_acc, ax_depth):
+        for size in train_sizes:
+            ax.axvspan(size - 0.5, size + 0.5, color="0.9", zorder=0)
+        ax.axvline(max(train_sizes) + 0.5, color="0.5", linestyle="--", linewidth=1)
+        ax.set_xlabel("complexity (shaded: training sizes; right of the dashed line: unseen)")
+        ax.legend(fontsize=8)
+    ax_acc.set_ylabel("accuracy (generated answer)")
+    ax_acc.set_ylim(-0.02, 1.02)
+    ax_depth.set_ylabel("mean depth at answer-predicting positions")
+    if title:
+        fig.suptitle(title)
+    return _save_figure(fig, path)
+
+
+def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path) -> Path:
+    """Per model: accuracy per complexity (top), mean depth per complexity (middle, grey: the compute penalty)
+    and Spearman's rho of depth and complexity on the probe (bottom) over steps; the dotted line ends the
+    learning phase (see `training_phases`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, len(logs), figsize=(5.5 * len(logs), 8.5), squeeze=False, sharex="col",
+                             gridspec_kw={"height_ratios": [3, 3, 1.5]})
+    for column, (name, records) in enumerate(logs.items()):
+        steps = [r["step"] for r in records]
+        complexities = sorted({int(k.split("@")[1]) for r in records for k in r if k.startswith("probe/accuracy@")})
+        colors = plt.cm.viridis(np.linspace(0, 0.9, len(complexities)))
+        for color, c in zip(colors, complexities):
+            axes[0, column].plot(steps, [r.get(f"probe/accuracy@{c}", np.nan) for r in records], color=color, label=f"c = {c}")
+            axes[1, column].plot(steps, [r.get(f"probe/depth@{c}", np.nan) for r in records], color=color, label=f"c = {c}")
+        phases = training_phases(records)
+        for ax in axes[:, column]:
+            if phases:
+                ax.axvline(phases["learned_step"], color="k", linestyle=":", linewidth=1)
+        penalty_axis = axes[1, column].twinx()
+        penalty_axis.plot(steps, [r.get("probe/compute_penalty", np.nan) for r in records], color="0.6", linewidth=1)
+        penalty_axis.set_ylabel("compute_penalty", color="0.5")
+        axes[0, column].set_title(f"{name}: learning phase | compute-reduction phase")
+        axes[0, column].set_ylabel("probe accuracy (teacher forced)")
+        axes[1, column].set_ylabel("mean answer depth")
+        axes[2, column].plot(steps, [r.get("probe/depth_spearman", np.nan) for r in records], color="k", marker=".")
+        axes[2, column].axhline(0.0, color="0.7", linewidth=1)
+        axes[2, column].set_ylabel("rho(depth, c)")
+        axes[2, column].set_xlabel("training step")
+        axes[0, column].legend(fontsize=7, ncol=2)
+    return _save_figure(fig, path)

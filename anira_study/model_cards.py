@@ -1,0 +1,99 @@
+"""Model cards: the README.md of a `hub_configs/` folder and of a folder `examples/train.py` saves."""
+
+DEPTH_MODE_TITLES = {
+    "early": "ANIRA-E (early decision: a router picks each token's depth once, from the prelude's shallow representation)",
+    "online": "ANIRA-O (online decision: after every iteration each active token decides to halt or go on)",
+    "fixed": "fixed-depth recurrent baseline (every token runs max_depth iterations)",
+}
+
+
+def model_card(name: str, config, task: str, knob: str, model_name_or_path: str, train_args: str,
+               base_model: str | None = None, results_table: str | None = None) -> str:
+    """A model card (YAML metadata; task, knob, sizes; how to train and evaluate) for `hub_configs/`
+    folders and for the folders `examples/train.py` saves."""
+    metadata = ["---", "library_name: transformers", "license: apache-2.0", "pipeline_tag: text-generation", "tags:",
+                "- anira", "- recurrent-transformer", "- adaptive-computation", f"- depth-mode-{config.depth_mode}",
+                f"- task-{task}"]
+    if base_model:
+        metadata.append(f"base_model: {base_model}")
+    lines = metadata + [
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"{DEPTH_MODE_TITLES[config.depth_mode]}, on the complexity-controlled task `{task}` (knob: {knob}), from",
+        '"Understanding Dynamic Compute Allocation in Recurrent Transformers" (Moosa et al., ICML 2026, arXiv 2602.08864).',
+        "",
+        "| field | value |",
+        "|---|---|",
+        f"| depth_mode | `{config.depth_mode}` |",
+        f"| task | `{task}` (knob: {knob}) |",
+        f"| layers | prelude {config.num_prelude_layers}, core {config.num_core_layers} (weight-tied, up to "
+        f"max_depth = {config.max_depth} iterations), coda {config.num_coda_layers} |",
+        f"| hidden_size | {config.hidden_size} (heads {config.num_attention_heads}, MLP {config.intermediate_size}) |",
+        f"| vocab_size | {config.vocab_size} (word-level tokenizer of the task family) |",
+        f"| compute_penalty | {config.compute_penalty} (weight of expected depth / max_depth in the loss) |",
+        "",
+        "## Train and evaluate",
+        "",
+        "```bash",
+        f"python examples/train.py --model_name_or_path {model_name_or_path} {train_args} \\",
+        f"    --output_dir outputs/{name} --max_steps 20000 --per_device_train_batch_size 128 --learning_rate 1e-3 \\",
+        "    --compute_penalty 0.01 --penalty_warmup_steps 2000 --penalty_ramp_steps 2000",
+        f"python examples/evaluate.py --models outputs/{name} --output_dir outputs/{name}/eval",
+        "```",
+        "",
+        "Load with `AutoConfig.from_pretrained` / `AutoModelForCausalLM.from_pretrained` after `import modeling_anira`;",
+        "a trained folder saved by `examples/train.py` also loads with `trust_remote_code=True` (it carries the modeling files).",
+    ]
+    if results_table:
+        lines += ["", "## Results", "", results_table]
+    return "\n".join(lines) + "\n"
+
+
+def _usage(name: str, example_prompt: str) -> list[str]:
+    return [
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer  # the folder carries its modeling code",
+        f'model, tok = AutoModelForCausalLM.from_pretrained("hub_configs/{name}", trust_remote_code=True), AutoTokenizer.from_pretrained("hub_configs/{name}", trust_remote_code=True)',
+        f'out = model.generate(**tok("{example_prompt}", return_tensors="pt"), max_new_tokens=2, return_dict_in_generate=True)',
+        "print(list(zip(tok.convert_ids_to_tokens(out.sequences[0]), out.depths[0].tolist())))  # each token, the iterations spent at it",
+        "```",
+    ]
+
+
+def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
+    """The card of a trained named model: what it is, how to use it, what it scores (with intervals and
+    counts), the exact command that trained it, its wall time and the machine."""
+    task = summary["task"]
+    report = summary["report"]
+    base = model_card(name, config, task, recipe.get("knob", "complexity"), f"hub_configs/{name}", "")
+    header = base.split("## Train and evaluate")[0].rstrip()
+    seen = report.get("test_seen", {})
+    lines = [header, "", "## Use it", "", *_usage(name, recipe.get("example_prompt", "<bos>")), "",
+             "## Results on held-out test prompts", "",
+             f"Greedy generation scored by the task; depth = mean iterations at the positions that predict answer tokens; "
+             f"95 % intervals in brackets (Wilson for accuracies, bootstrap over prompts for depth and rho); n = distinct "
+             f"test prompts, none of them in training or validation. Training sizes: {summary['train_sizes']}.", "",
+             "```", summary["table"], "```", ""]
+    if seen:
+        lines.append(f"rho(depth, complexity) on seen sizes: {seen['spearman']:.2f} "
+                     f"[{seen['spearman_interval'][0]:.2f}, {seen['spearman_interval'][1]:.2f}] over {seen['items']} prompts.")
+    if summary.get("importance"):
+        imp = summary["importance"]
+        shares = "; ".join(f"{group} {imp['share'][group]:.3f} [{imp['share_interval'][group][0]:.3f}, {imp['share_interval'][group][1]:.3f}]"
+                           for group in imp["share"])
+        lines.append(f"Share of per-token depth variance explained (R^2 {imp['r2_full']:.3f}, {imp['tokens']} answer tokens): {shares}.")
+    phases = summary.get("phases") or {}
+    if phases:
+        lines.append(f"Training dynamics (`training_dynamics.png`): validation accuracy reached 90 % of its final value at step "
+                     f"{phases['learned_step']} (answer depth {phases['depth_when_learned']:.2f}), final answer depth "
+                     f"{phases['final_depth']:.2f}.")
+    lines += ["", "## How it was trained", "",
+              f"{summary['steps']} steps, {summary['parameters']:,} parameters, {summary['train_seconds'] / 60:.1f} minutes of training on "
+              f"{summary['machine']} (finished {summary['date']}). Retrain from scratch (resumes after an interruption, "
+              "then writes this folder):", "", "```bash", f"python examples/reproduce.py {name}", "```", "",
+              "which runs exactly:", "", "```bash", summary["train_command"], "```", ""]
+    if recipe.get("notes"):
+        lines += [recipe["notes"], ""]
+    return "\n".join(lines)

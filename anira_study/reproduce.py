@@ -1,0 +1,139 @@
+"""Retrain a named model from scratch with the recipe stored beside it, and write its folder.
+
+    python examples/reproduce.py anira-o-depo                  # train (or resume), evaluate, write hub_configs/anira-o-depo
+    python examples/reproduce.py anira-o-depo --quick          # the same pipeline in a couple of minutes (for tests)
+
+A recipe (`hub_configs/<name>/recipe.json`, written by `hub_configs/build.py`) is the list of
+`examples/train.py` arguments that made the model, so reproducing a model *is* running `train.py` with
+them: seed, data, sizes, steps, batch, learning rate and penalty schedule included. `reproduce`:
+
+1. trains into `work_dir` (default `outputs/reproduce/<name>`), saving a checkpoint every
+   `checkpoint_steps`; run it again after an interruption and it resumes from the last checkpoint;
+2. on a GPU, trains in bf16 (`batch_scale` multiplies the batch and, linearly, the learning rate: 1 by
+   default, so the recipe is the same everywhere);
+3. evaluates the result on the test splits (read once, here), and for tasks with per-token execution
+   annotations also splits depth variance between static and execution-state features;
+4. writes the folder: weights (`model.safetensors`), config, generation config, tokenizer, the model
+   card with the results table, the exact command and the machine, `report.json`, the recipe, and the
+   training-dynamics figure.
+"""
+
+import json
+import platform
+import shlex
+import time
+from pathlib import Path
+
+RECIPE_FILE = "recipe.json"
+REPORT_FILE = "report.json"
+QUICK = {"--max_steps": "30", "--num_train": "1000", "--num_test_per_size": "10", "--probe_steps": "15", "--save_steps": "15",
+         "--num_validation": "16", "--probe_per_size": "16"}
+
+
+def load_recipe(folder: Path) -> dict:
+    path = Path(folder) / RECIPE_FILE
+    if not path.exists():
+        raise ValueError(f"{folder} has no {RECIPE_FILE}: it is not a named model with a stored recipe")
+    return json.loads(path.read_text())
+
+
+def _set(argv: list[str], flag: str, value: str) -> list[str]:
+    """argv with `flag value` replaced (or appended)."""
+    if flag in argv:
+        argv = list(argv)
+        argv[argv.index(flag) + 1] = value
+        return argv
+    return [*argv, flag, value]
+
+
+def _get(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
+def training_argv(recipe: dict, work_dir: Path, quick: bool = False, batch_scale: int = 1, cuda: bool = False) -> list[str]:
+    """The `examples/train.py` arguments of one reproduction run."""
+    argv = list(recipe["train_args"])
+    if quick:
+        for flag, value in QUICK.items():
+            argv = _set(argv, flag, value)
+    if batch_scale != 1:
+        argv = _set(argv, "--per_device_train_batch_size", str(int(_get(argv, "--per_device_train_batch_size") or 8) * batch_scale))
+        argv = _set(argv, "--learning_rate", str(float(_get(argv, "--learning_rate") or 5e-5) * batch_scale))
+    argv = _set(argv, "--output_dir", str(work_dir))
+    argv = _set(argv, "--save_strategy", "steps")
+    argv = _set(argv, "--save_total_limit", "2")
+    if _get(argv, "--save_steps") is None:
+        argv = _set(argv, "--save_steps", str(recipe.get("checkpoint_steps", 1000)))
+    if cuda:
+        argv = _set(argv, "--bf16", "true")
+    else:
+        argv = _set(argv, "--use_cpu", "true")
+    if any(work_dir.glob("checkpoint-*")):
+        argv = _set(argv, "--resume_from_checkpoint", "last")
+    return argv
+
+
+def machine() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA), torch {torch.__version__}"
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+
+
+def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Path | None = None, target: str | Path | None = None,
+              quick: bool = False, batch_scale: int = 1) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log, training_phases
+    from .evaluation import EVAL_SPLITS, evaluation_report, format_table, load_eval_data
+    from .figures import plot_training_dynamics
+    from .model_cards import trained_model_card
+    from .trainer import PROBE_LOG_FILE, train_from_argv
+
+    folder = Path(hub_dir) / name
+    recipe = load_recipe(folder)
+    work_dir = Path(work_dir or Path("outputs/reproduce") / (name + ("-quick" if quick else "")))
+    target = Path(target or (work_dir / "folder" if quick else folder))
+    cuda = torch.cuda.is_available()
+    argv = training_argv(recipe, work_dir, quick, batch_scale, cuda)
+    start = time.time()
+    trainer = train_from_argv(argv)
+    # wall time over every call (a resumed run adds its part)
+    times_file = work_dir / "wall_times.json"
+    times = json.loads(times_file.read_text()) if times_file.exists() else []
+    times.append(time.time() - start)
+    times_file.write_text(json.dumps(times))
+    model = AutoModelForCausalLM.from_pretrained(work_dir).to("cuda" if cuda else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(work_dir)
+    data, train_sizes = load_eval_data(work_dir)
+    task = data["train"][0]["task"]
+    report = evaluation_report(model, data, tokenizer, generate=True, keep_records=task in FEATURE_GROUPS)
+    importance = None
+    if task in FEATURE_GROUPS and model.config.depth_mode != "fixed":
+        records = [r for split in EVAL_SPLITS if split in report for r in report[split].pop("records")]
+        importance = depth_feature_importance(records, FEATURE_GROUPS[task])
+    else:
+        for split in EVAL_SPLITS:
+            report.get(split, {}).pop("records", None)
+    probe_log = read_probe_log(work_dir / PROBE_LOG_FILE)
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    plot_training_dynamics({name: probe_log}, target / "training_dynamics.png")
+    command = "python examples/reproduce.py " + name + (" --quick" if quick else "")
+    summary = {
+        "name": name, "task": task, "train_sizes": train_sizes, "steps": trainer.state.global_step,
+        "train_seconds": sum(times), "machine": machine(), "command": command,
+        "train_command": "python examples/train.py " + shlex.join(argv),
+        "parameters": sum(p.numel() for p in model.parameters()), "table": format_table({name: report}),
+        "phases": training_phases(probe_log), "importance": importance, "report": report,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    (target / REPORT_FILE).write_text(json.dumps(summary, indent=2))
+    (target / RECIPE_FILE).write_text(json.dumps(recipe, indent=2))
+    (target / "README.md").write_text(trained_model_card(name, model.config, recipe, summary))
+    print(summary["table"])
+    print(f"wrote {target}")
+    return summary

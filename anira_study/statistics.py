@@ -1,0 +1,57 @@
+"""Intervals for every number the study reports: accuracies, mean depths, rank correlations.
+
+Decisions:
+- The unit of evidence is a distinct prompt (an *item*): evaluation splits hold distinct prompts only,
+  and the tokens of one answer are not independent of each other. Proportions of items (answer
+  accuracy) get Wilson score intervals; quantities pooled over tokens (token accuracy, mean depth) and
+  correlations get percentile intervals from a bootstrap that resamples items, tokens together.
+- Spearman's rho between depth and complexity is computed over items (an item's mean depth at the
+  positions predicting its answer tokens against its complexity), so that a long answer does not
+  count as many independent observations; the `depth_complexity_spearman` metric module computes it
+  and its bootstrap interval (it must load by path with `evaluate`, so it carries its own code).
+- Bootstraps are seeded (`seed`) and use `resamples` draws (1000 by default): a report is reproducible
+  to the last digit.
+"""
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+
+
+def wilson_interval(successes: int, count: int, z: float = Z95) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (NaNs for no trials). Unlike the normal
+    approximation it stays inside [0, 1] and is sensible at 0 and at `count`."""
+    if count == 0:
+        return (math.nan, math.nan)
+    p = successes / count
+    denominator = 1 + z * z / count
+    centre = (p + z * z / (2 * count)) / denominator
+    half = z * math.sqrt(p * (1 - p) / count + z * z / (4 * count * count)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def proportion(successes: int, count: int) -> dict:
+    """{"value", "low", "high", "count"}: a proportion with its Wilson interval."""
+    low, high = wilson_interval(successes, count)
+    return {"value": successes / count if count else math.nan, "low": low, "high": high, "count": count}
+
+
+def _bootstrap_indices(items: int, resamples: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, items, size=(resamples, items))
+
+
+def pooled_mean(sums: Sequence[float], counts: Sequence[int], resamples: int = 1000, seed: int = 0) -> dict:
+    """Mean of values pooled over items (item i contributes `counts[i]` values summing to `sums[i]`),
+    with a percentile interval from resampling items. {"value", "low", "high", "count" (items)}."""
+    sums, counts = np.asarray(sums, dtype=float), np.asarray(counts, dtype=float)
+    if counts.sum() == 0:
+        return {"value": math.nan, "low": math.nan, "high": math.nan, "count": int(len(sums))}
+    value = float(sums.sum() / counts.sum())
+    indices = _bootstrap_indices(len(sums), resamples, seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        draws = sums[indices].sum(1) / counts[indices].sum(1)
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return {"value": value, "low": float(low), "high": float(high), "count": int(len(sums))}

@@ -1,0 +1,180 @@
+"""Building the HF `Trainer` of `examples/train.py`, and saving what it trained.
+
+- `apply_config_overrides`: `--config_overrides` on a loaded config, with `head_dim` following
+  `hidden_size // num_attention_heads` when either changes and no `head_dim` is given (a stored
+  `head_dim` of the named config would otherwise keep attention at the old width), and an ungrouped
+  config staying ungrouped when `num_attention_heads` changes.
+- `load_model_and_tokenizer`: a named `hub_configs/` folder (trained from scratch) or a trained folder.
+- `build_trainer`: the Trainer with the collator, the validation probe, the penalty schedule and the
+  optional complexity curriculum and wall-time guard; `save_outputs`: weights, tokenizer, data spec, model card.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
+
+from anira_tasks import TASKS, load_tokenizer
+
+from .arguments import DataArguments, ModelArguments, OutputArguments, ScheduleArguments, validate_arguments
+from .callbacks import ComputePenaltyCallback, DepthProbeCallback, TimeBudgetCallback, use_compact_progress
+from .curriculum import ComplexityCurriculum, CurriculumCallback
+from .data import AnswerCollator, load_data, probe_rows, unwrap_model
+from .model_cards import model_card
+
+DATA_SPEC_FILE = "anira_data.json"
+PROBE_LOG_FILE = "probe_log.jsonl"
+
+
+def apply_config_overrides(config, overrides: str | None):
+    """`config.update_from_string(overrides)`, then validation; `head_dim` is re-derived from the new
+    `hidden_size // num_attention_heads` when the overrides change either of them without naming it."""
+    if not overrides:
+        return config
+    values = dict(item.split("=", 1) for item in overrides.split(",") if "=" in item)
+    values = {key.strip(): value.strip() for key, value in values.items()}
+    derived = []
+    if values.keys() & {"hidden_size", "num_attention_heads"}:
+        try:
+            hidden = int(values.get("hidden_size", config.hidden_size))
+            heads = int(values.get("num_attention_heads", config.num_attention_heads))
+        except ValueError:
+            hidden = heads = 0  # not integers: update_from_string names the field
+        if heads > 0 and "head_dim" not in values:
+            derived.append(f"head_dim={hidden // heads}")
+        if "num_attention_heads" in values and "num_key_value_heads" not in values and heads > 0 \
+                and config.num_key_value_heads == config.num_attention_heads:
+            derived.append(f"num_key_value_heads={heads}")  # no grouping stays no grouping
+    config.update_from_string(",".join([overrides, *derived]))
+    config.validate()
+    return config
+
+
+def load_model_and_tokenizer(model_args: ModelArguments, task: str):
+    path = Path(model_args.model_name_or_path)
+    config = apply_config_overrides(AutoConfig.from_pretrained(model_args.model_name_or_path), model_args.config_overrides)
+    has_tokenizer = (path / "tokenizer.json").exists() or not path.exists()
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path) if has_tokenizer else load_tokenizer(task)
+    has_weights = path.exists() and any(path.glob("*.safetensors")) and not model_args.from_scratch
+    if has_weights:
+        model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, config=config)
+    else:
+        model = AutoModelForCausalLM.from_config(config)
+    if config.vocab_size != len(tokenizer):
+        raise ValueError(f"config.vocab_size = {config.vocab_size} but the tokenizer has {len(tokenizer)} symbols: "
+                         f"use the hub_configs/ folder of the task family of {task!r}")
+    model.generation_config.update(do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return model, tokenizer
+
+
+def build_trainer(model_args: ModelArguments, data_args: DataArguments, schedule_args: ScheduleArguments, training_args,
+                  data=None, data_spec: dict | None = None):
+    """The Trainer of `examples/train.py` with its callbacks, plus (data, data spec, tokenizer).
+
+    `data`/`data_spec` skip building the splits when the caller has them (the main job builds them once
+    for both models). The probe reads the validation split only."""
+    validate_arguments(data_args, schedule_args)
+    set_seed(training_args.seed)
+    model, tokenizer = load_model_and_tokenizer(model_args, data_args.task)
+    if data is None:
+        data, data_spec = load_data(data_args)
+    if schedule_args.compute_penalty is not None:
+        model.config.compute_penalty = schedule_args.compute_penalty
+    target_penalty = model.config.compute_penalty
+    train_dataset = data["train"].select_columns(["input_ids", "labels", "complexity"])
+    curriculum = None
+    if schedule_args.curriculum_accuracy is not None:
+        curriculum = ComplexityCurriculum(train_dataset, data_spec["train_sizes"])
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=curriculum if curriculum is not None else train_dataset,
+        eval_dataset=data["validation"].select_columns(["input_ids", "labels"]),
+        data_collator=AnswerCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+    )
+    probe = DepthProbeCallback(probe_rows(data, schedule_args.probe_per_size), tokenizer, schedule_args.probe_steps,
+                               log_path=os.path.join(training_args.output_dir, PROBE_LOG_FILE),
+                               seen_sizes=data_spec["train_sizes"]).attach(trainer)
+    trainer.add_callback(ComputePenaltyCallback(
+        target_penalty, schedule_args.penalty_warmup_steps, schedule_args.penalty_ramp_steps,
+        schedule_args.penalty_gate_accuracy, probe))
+    if curriculum is not None:
+        trainer.add_callback(CurriculumCallback(curriculum, probe, schedule_args.curriculum_accuracy))
+    if schedule_args.max_train_minutes is not None:
+        trainer.add_callback(TimeBudgetCallback(schedule_args.max_train_minutes, trainer))
+    if schedule_args.compact_progress:
+        use_compact_progress(trainer)
+    return trainer, data, data_spec, tokenizer
+
+
+def save_outputs(trainer: Trainer, data_spec: dict, model_args: ModelArguments, data_args: DataArguments, train_result,
+                 print_metrics: bool = True) -> None:
+    trainer.save_model()  # weights, config, generation config and tokenizer; rank 0 only
+    trainer.save_state()
+    output_dir = Path(trainer.args.output_dir)
+    rank_summary = {"rank": trainer.args.process_index, "world_size": trainer.args.world_size,
+                    "global_step": trainer.state.global_step, "train_loss": train_result.training_loss}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / f"train_rank{trainer.args.process_index}.json").write_text(json.dumps(rank_summary))
+    if trainer.is_world_process_zero():
+        if print_metrics:
+            trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        (output_dir / DATA_SPEC_FILE).write_text(json.dumps(data_spec, indent=2))
+        config = unwrap_model(trainer.model).config
+        task = data_spec["task"]
+        sizes = " ".join(str(s) for s in data_spec["train_sizes"])
+        card = model_card(output_dir.name, config, task, TASKS[task].knob if task in TASKS else "complexity",
+                          model_args.model_name_or_path, f"--task {task} --train_sizes {sizes}")
+        (output_dir / "README.md").write_text(card)
+
+
+def check_output_dir(training_args, resuming: bool) -> None:
+    """Refuses to train into a folder that holds a finished run (its weights would be overwritten and its
+    probe log mixed with this run's) unless resuming from it; `--overwrite_output_dir true` clears it.
+    Also makes `--resume_from_checkpoint last` an error when there is no checkpoint to resume."""
+    output_dir = Path(training_args.output_dir)
+    overwrite = getattr(training_args, "overwrite_output_dir", False)
+    finished = [name for name in ("model.safetensors", PROBE_LOG_FILE) if (output_dir / name).exists()]
+    if finished and not resuming and not overwrite:
+        raise ValueError(f"--output_dir {output_dir} already holds a run ({', '.join(finished)}): choose another folder, "
+                         "resume it with --resume_from_checkpoint last, or pass --overwrite_output_dir true")
+    if overwrite and not resuming:
+        for name in finished:
+            (output_dir / name).unlink()
+
+
+def train_from_argv(argv: list[str] | None = None) -> Trainer:
+    """`examples/train.py`: parse the arguments (or one JSON file), check them all, train, save."""
+    import logging
+    import sys
+
+    import transformers
+    from transformers import HfArgumentParser, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, ScheduleArguments, TrainingArguments, OutputArguments))
+    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, schedule_args, training_args, output_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    else:
+        model_args, data_args, schedule_args, training_args, output_args = parser.parse_args_into_dataclasses(args=argv)
+    training_args.overwrite_output_dir = output_args.overwrite_output_dir
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    validate_arguments(data_args, schedule_args)
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint == "last":
+        checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if checkpoint is None:
+            raise ValueError(f"--resume_from_checkpoint last: no checkpoint-* folder in {training_args.output_dir}")
+    check_output_dir(training_args, resuming=checkpoint is not None)
+    trainer, data, data_spec, tokenizer = build_trainer(model_args, data_args, schedule_args, training_args)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    save_outputs(trainer, data_spec, model_args, data_args, train_result)
+    if training_args.push_to_hub:
+        trainer.create_model_card = lambda **kwargs: None  # keep the ANIRA card save_outputs wrote as README.md
+        trainer.push_to_hub(commit_message="ANIRA trained with examples/train.py")
+    return trainer

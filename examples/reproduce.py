@@ -1,0 +1,46 @@
+"""Retrain a named model from scratch with its stored recipe, then write its folder (weights, card, report).
+
+    python examples/reproduce.py anira-o-depo            # train or resume, evaluate, write hub_configs/anira-o-depo
+    python examples/reproduce.py anira-o-depo --quick    # the same pipeline in minutes, into outputs/ (tests use it)
+    python examples/reproduce.py anira-o-depo --work_dir /scratch/o   # where checkpoints go (rerun to resume)
+
+On a GPU it trains in bf16; `--batch_scale N` multiplies batch size and learning rate. The logic lives in
+`anira_study.reproduce`.
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# examples/evaluate.py would shadow the `evaluate` library for the scripts of this folder.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from transformers import HfArgumentParser  # noqa: E402
+
+import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
+from anira_study.reproduce import reproduce  # noqa: E402
+
+
+@dataclass
+class ReproduceArguments:
+    name: str = field(metadata={"help": "A folder of hub_configs/ with a recipe.json, e.g. anira-o-depo."})
+    quick: bool = field(default=False, metadata={"help": "A few minutes' version of the recipe, written under outputs/."})
+    work_dir: str | None = field(default=None, metadata={"help": "Training folder (checkpoints); default outputs/reproduce/<name>."})
+    target: str | None = field(default=None, metadata={"help": "Folder to write (default hub_configs/<name>, or under work_dir with --quick)."})
+    hub_dir: str = field(default="hub_configs")
+    batch_scale: int = field(default=1, metadata={"help": "Multiply batch size and learning rate (e.g. on a GPU)."})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and not argv[0].startswith("--"):
+        argv = ["--name", *argv]
+    (args,) = HfArgumentParser(ReproduceArguments).parse_args_into_dataclasses(args=argv)
+    return reproduce(args.name, args.hub_dir, args.work_dir, args.target, args.quick, args.batch_scale)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ValueError as error:
+        raise SystemExit(f"reproduce.py: error: {error}") from None

@@ -1,0 +1,50 @@
+"""examples/reproduce.py and anira_study.reproduce: one command retrains a named model and writes its folder."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from anira_study.reproduce import load_recipe, training_argv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_reproduction_writes_a_loadable_folder_and_resumes_instead_of_restarting(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    work = tmp_path / "work"
+    summary = load_script("reproduce").main(["anira-o-depo", "--quick", "--work_dir", str(work), "--target", str(tmp_path / "folder")])
+    folder = tmp_path / "folder"
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert model.config.depth_mode == "online" and len(tokenizer) == model.config.vocab_size
+    card = (folder / "README.md").read_text()
+    for text in ("## Use it", "## Results on held-out test prompts", "python examples/reproduce.py anira-o-depo",
+                 "--seed 0", "--learning_rate 3e-3", "--penalty_gate_accuracy 0.9", "minutes of training on"):
+        assert text in card, text
+    report = json.loads((folder / "report.json").read_text())
+    assert report["steps"] == 30 and report["table"] == summary["table"] and (folder / "training_dynamics.png").exists()
+    assert json.loads((folder / "recipe.json").read_text()) == load_recipe(ROOT / "hub_configs/anira-o-depo")
+    # an interrupted (here: finished) run resumes from its last checkpoint rather than starting over
+    argv = training_argv(load_recipe(ROOT / "hub_configs/anira-o-depo"), work, quick=True)
+    assert argv[argv.index("--resume_from_checkpoint") + 1] == "last"
+
+
+def test_recipes_retrain_from_scratch_and_scale_for_a_gpu():
+    recipe = load_recipe(ROOT / "hub_configs/anira-e-depo")
+    argv = training_argv(recipe, Path("/nonexistent"), batch_scale=4, cuda=True)
+    assert argv[argv.index("--from_scratch") + 1] == "true"
+    assert argv[argv.index("--per_device_train_batch_size") + 1] == "256"
+    assert float(argv[argv.index("--learning_rate") + 1]) == pytest.approx(0.012)
+    assert argv[argv.index("--bf16") + 1] == "true" and "--use_cpu" not in argv
+    with pytest.raises(ValueError, match="recipe"):
+        load_recipe(ROOT / "hub_configs/anira-o-mano")
