@@ -132,6 +132,20 @@ def save_outputs(trainer: Trainer, data_spec: dict, model_args: ModelArguments, 
         (output_dir / "README.md").write_text(card)
 
 
+def validate_training_arguments(training_args) -> None:
+    """The `TrainingArguments` mistakes the Trainer would only trip over later (or never)."""
+    import math
+
+    if training_args.per_device_train_batch_size < 1:
+        raise ValueError(f"--per_device_train_batch_size must be >= 1, got {training_args.per_device_train_batch_size}")
+    if training_args.max_steps == 0 or (training_args.max_steps < 0 and training_args.num_train_epochs <= 0):
+        raise ValueError(f"nothing to train: --max_steps {training_args.max_steps}, --num_train_epochs {training_args.num_train_epochs}")
+    if training_args.max_steps < -1:
+        raise ValueError(f"--max_steps must be > 0 (or -1 to use --num_train_epochs), got {training_args.max_steps}")
+    if not math.isfinite(training_args.learning_rate) or training_args.learning_rate < 0:
+        raise ValueError(f"--learning_rate must be a finite number >= 0, got {training_args.learning_rate}")
+
+
 def check_output_dir(training_args, resuming: bool) -> None:
     """Refuses to train into a folder that holds a finished run (its weights would be overwritten and its
     probe log mixed with this run's) unless resuming from it; `--overwrite_output_dir true` clears it.
@@ -165,6 +179,7 @@ def train_from_argv(argv: list[str] | None = None) -> Trainer:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     validate_arguments(data_args, schedule_args)
+    validate_training_arguments(training_args)
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint == "last":
         checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None

@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser  
 import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
 from anira_study.analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log, training_phases  # noqa: E402
 from anira_study.evaluation import EVAL_SPLITS, cap_per_size, evaluation_report, load_eval_data  # noqa: E402
+from anira_study.cli import check_model_dir, run_script  # noqa: E402
 from anira_study.figures import plot_training_dynamics  # noqa: E402
 
 
@@ -84,8 +85,10 @@ def main(argv: list[str] | None = None):
         raise SystemExit("usage: analyze.py {dynamics,importance} --models DIR [DIR ...] [--output_dir DIR]")
     (args,) = HfArgumentParser(AnalysisArguments).parse_args_into_dataclasses(args=argv[1:])
     names = args.names or [Path(m).name for m in args.models]
+    for model_dir in args.models:
+        check_model_dir(model_dir)
     return (dynamics if argv[0] == "dynamics" else importance)(args, names)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "analyze.py")

@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser  
 
 import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
 from anira_study.evaluation import EVAL_SPLITS, cap_per_size, evaluation_report, format_table, load_eval_data  # noqa: E402
+from anira_study.cli import check_model_dir, check_positive, run_script  # noqa: E402
 from anira_study.figures import plot_complexity  # noqa: E402
 
 
@@ -45,6 +46,16 @@ def main(argv: list[str] | None = None) -> dict:
     names = args.names or [Path(m).name for m in args.models]
     if len(names) != len(args.models):
         raise ValueError(f"--names gives {len(names)} names for {len(args.models)} models")
+    unknown = [split for split in args.splits if split not in EVAL_SPLITS]
+    if unknown:
+        raise ValueError(f"--splits {unknown}: the evaluation splits are {list(EVAL_SPLITS)}")
+    check_positive("batch_size", args.batch_size)
+    if args.max_per_size is not None:
+        check_positive("max_per_size", args.max_per_size)
+    for model_dir in args.models:
+        check_model_dir(model_dir)
+        if args.dataset_path is None and not (Path(model_dir) / "anira_data.json").exists():
+            raise ValueError(f"{Path(model_dir) / 'anira_data.json'} is missing: pass --dataset_path, or a folder examples/train.py saved")
     reports, train_sizes = {}, []
     for name, model_dir in zip(names, args.models):
         data, train_sizes = load_eval_data(model_dir, args.dataset_path)
@@ -64,4 +75,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_script(lambda: main(sys.argv[1:]), "evaluate.py")

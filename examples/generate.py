@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 import modeling_anira  # noqa: F401  (registers the Auto classes)
 from modeling_anira import DepthStreamer
 from modeling_anira.generation_anira import depth_color, paint
+from anira_study.cli import check_model_dir, check_positive, run_script
 from tokenization import encode_text
 
 
@@ -77,6 +78,10 @@ def html_heat_map(tokens: list[str], depths: list[int | None], prompt_length: in
 def main(argv: list[str] | None = None) -> dict:
     (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(args=argv)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_model_dir(args.model)
+    if not args.prompt.strip():
+        raise ValueError("--prompt is empty: give at least one symbol, e.g. '<bos> ...'")
+    check_positive("max_new_tokens", args.max_new_tokens)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model).to(device).eval()
     max_depth = args.max_depth or model.config.max_depth
@@ -104,4 +109,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "generate.py")

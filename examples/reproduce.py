@@ -18,6 +18,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from transformers import HfArgumentParser  # noqa: E402
 
 import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
+from anira_study.cli import run_script  # noqa: E402
 from anira_study.reproduce import reproduce  # noqa: E402
 
 
@@ -40,7 +41,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:
-        raise SystemExit(f"reproduce.py: error: {error}") from None
+    run_script(main, "reproduce.py")

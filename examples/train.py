@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
+from anira_study.cli import run_script  # noqa: E402
 from anira_study.trainer import train_from_argv  # noqa: E402
 
 
@@ -34,7 +35,4 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:  # a user mistake: one line that names it, not a traceback
-        raise SystemExit(f"train.py: error: {error}") from None
+    run_script(main, "train.py")  # a user mistake: one line that names it, not a traceback

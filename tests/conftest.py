@@ -52,3 +52,15 @@ def tiny_model(dtype=torch.float64, seed: int = 0, recurrence: str = "dense", **
 @pytest.fixture
 def make_model():
     return tiny_model
+
+
+def load_script(name: str):
+    """An `examples/<name>.py` script as a module (its `main(argv)` is what tests call)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

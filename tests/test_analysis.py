@@ -1,6 +1,5 @@
 """anira_study.analysis, anira_study.figures and examples/analyze.py: feature importance, training dynamics, figures."""
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -10,15 +9,12 @@ import pytest
 from anira_study.analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log, token_table, training_phases
 from anira_study.figures import plot_complexity, plot_training_dynamics
 
+from conftest import load_script  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = {"static": ["num_nodes", "out_degree"], "algorithmic_state": ["frontier_size", "newly_enabled"]}
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def synthetic_records(depth_of, samples: int = 300, seed: int = 0) -> list[dict]:

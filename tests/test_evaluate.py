@@ -1,6 +1,5 @@
 """Per-complexity evaluation: the metric modules, teacher-forced and generated accuracy, depth, examples/evaluate.py."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,14 +12,11 @@ from anira_study.evaluation import evaluation_report, format_table
 from anira_study.metrics import METRIC_NAMES, load_metric, metric_path
 from anira_study.evaluation import answer_records, generated_correct, summarize_by_complexity
 
+from conftest import load_script  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_metric_modules_load_by_path_offline(monkeypatch):

@@ -1,7 +1,6 @@
 """anira_study.experiment (the main job, examples/experiment.py): determinism, what it reports, what it reads."""
 
 import json
-from pathlib import Path
 
 from anira_study.experiment import ExperimentArguments, run_experiment
 

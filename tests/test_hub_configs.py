@@ -42,7 +42,7 @@ def test_shipped_folders_are_what_build_py_writes(tmp_path):
 @pytest.mark.parametrize("name", NAMES)
 def test_each_named_model_loads_with_its_tokenizer_and_card(name):
     folder = HUB / name
-    variant, family = name.split("-")[1], name.split("-")[2]
+    variant = name.split("-")[1]
     config = AutoConfig.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert config.model_type == "anira" and config.depth_mode == MODES[variant]

@@ -1,6 +1,5 @@
 """examples/reproduce.py and anira_study.reproduce: one command retrains a named model and writes its folder."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,14 +8,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from anira_study.reproduce import load_recipe, training_argv
 
+from conftest import load_script  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_quick_reproduction_writes_a_loadable_folder_and_resumes_instead_of_restarting(tmp_path, monkeypatch):

@@ -1,6 +1,5 @@
 """examples/train.py and anira_study (data, callbacks, trainer): collator, probe and penalty callbacks, saving, resuming, torchrun."""
 
-import importlib.util
 import json
 import os
 import socket
@@ -16,15 +15,12 @@ from anira_tasks import TaskSpec, build_dataset_dict, load_tokenizer
 from anira_study.callbacks import ComputePenaltyCallback, DepthProbeCallback, TimeBudgetCallback
 from anira_study.data import AnswerCollator, unwrap_model
 
+from conftest import load_script  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "hidden_size=32,intermediate_size=64,num_attention_heads=4,num_core_layers=1,max_depth=3,depth_init_bias=0.0"
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def train_argv(output_dir, *extra, task="depo", mode="online") -> list[str]:

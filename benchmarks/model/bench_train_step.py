@@ -97,8 +97,8 @@ def main() -> None:
     print(f"width {args.hidden_size}, {applications} layer applications (prelude {args.prelude} + core {args.core} "
           f"x max_depth {args.max_depth} + coda {args.coda}), batch {args.batch} x {args.seq} tokens, "
           f"{args.steps} steps after {args.warmup} warm-up, median step time")
-    print(f"| model | step time (ms) | tokens/s | throughput vs Llama |")
-    print(f"|---|---|---|---|")
+    print("| model | step time (ms) | tokens/s | throughput vs Llama |")
+    print("|---|---|---|---|")
     for name, values in times.items():
         median = statistics.median(values)
         print(f"| {name} | {1000 * median:.1f} | {tokens / median:,.0f} | {llama / median:.3f} |")

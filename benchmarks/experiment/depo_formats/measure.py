@@ -10,7 +10,7 @@ package): n nodes of a pool on a directed cycle, the edges in shuffled order as 
 held-out accuracy on the current ones reaches A. Prints held-out accuracy and mean depth per k every
 `--every` steps. The logs beside this file are its output; README.md in the folder above lists the commands.
 """
-import argparse, random, time, json, sys
+import argparse, random, time
 import torch
 from modeling_anira import AniraConfig, AniraForCausalLM
 

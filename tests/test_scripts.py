@@ -1,0 +1,78 @@
+"""User mistakes in the example scripts end with one line that names them, before any work is done."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import load_script  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "hidden_size=32,intermediate_size=64,num_attention_heads=4,num_core_layers=1,max_depth=3"
+
+
+
+
+def train_argv(output_dir, *extra) -> list[str]:
+    return ["--model_name_or_path", str(ROOT / "hub_configs/anira-o-depo"), "--config_overrides", TINY, "--task", "depo",
+            "--train_sizes", "1", "2", "--extrapolation_sizes", "3", "--task_params", '{"num_nodes": 4}', "--num_train", "64",
+            "--num_validation", "4", "--num_test_per_size", "4", "--output_dir", str(output_dir), "--per_device_train_batch_size", "8",
+            "--max_steps", "2", "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no", "--disable_tqdm", "true",
+            "--probe_steps", "1", "--probe_per_size", "2", *extra]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--compute_penalty", "-1"], "--compute_penalty"),
+    (["--penalty_gate_accuracy", "1.5"], "--penalty_gate_accuracy"),
+    (["--task_params", "{num_nodes: 4"], "--task_params is not valid JSON"),
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size"),
+    (["--max_steps", "-5"], "--max_steps"),
+    (["--config_overrides", "max_depth=0"], "max_depth"),
+    (["--resume_from_checkpoint", "last"], "no checkpoint"),
+])
+def test_train_refuses_bad_arguments_before_training(tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        load_script("train").main(train_argv(tmp_path / "run", *extra))
+    assert not (tmp_path / "run" / "probe_log.jsonl").exists()  # nothing ran
+
+
+def test_train_refuses_a_folder_that_holds_a_finished_run_unless_told_to_overwrite(tmp_path):
+    train = load_script("train")
+    train.main(train_argv(tmp_path / "run"))
+    first_log = (tmp_path / "run" / "probe_log.jsonl").read_text()
+    with pytest.raises(ValueError, match="already holds a run"):
+        train.main(train_argv(tmp_path / "run"))
+    assert (tmp_path / "run" / "probe_log.jsonl").read_text() == first_log
+    train.main(train_argv(tmp_path / "run", "--overwrite_output_dir", "true"))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "probe_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]  # the new run's log only, never two runs mixed
+
+
+def test_evaluate_and_generate_name_the_problem(tmp_path):
+    evaluate = load_script("evaluate")
+    with pytest.raises(ValueError, match="does not exist"):
+        evaluate.main(["--models", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out" / "report.json").exists()
+    folder = ROOT / "hub_configs/anira-o-depo"
+    with pytest.raises(ValueError, match="--splits"):
+        evaluate.main(["--models", str(folder), "--splits", "test_unseen", "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(ValueError, match="--batch_size"):
+        evaluate.main(["--models", str(folder), "--batch_size", "0", "--output_dir", str(tmp_path / "out")])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((folder / "config.json").read_text())
+    (broken / "tokenizer.json").write_text("{not json")
+    generate = load_script("generate")
+    with pytest.raises(ValueError, match="tokenizer.json is corrupt"):
+        generate.main(["--model", str(broken), "--prompt", "<bos> v1"])
+    with pytest.raises(ValueError, match="--prompt is empty"):
+        generate.main(["--model", str(folder), "--prompt", "  "])
+
+
+def test_a_user_mistake_is_one_line_and_exit_status_2():
+    result = subprocess.run([sys.executable, str(ROOT / "examples/evaluate.py"), "--models", "/nonexistent/model"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["evaluate.py: error: model folder '/nonexistent/model' does not exist"]
