@@ -27,8 +27,8 @@ FAMILY_SIZES = {
                  num_core_layers=2, max_depth=8, compute_penalty=0.01),
     "depo": dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, max_position_embeddings=256,
                  num_core_layers=1, max_depth=6, compute_penalty=0.003),
-    "brevo": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=4, max_position_embeddings=1024,
-                  num_core_layers=2, max_depth=8, compute_penalty=0.01),
+    "brevo": dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, max_position_embeddings=1024,
+                  num_core_layers=1, max_depth=6, compute_penalty=0.003),
     "clrs": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=4, max_position_embeddings=2048,
                  num_core_layers=2, max_depth=8, compute_penalty=0.01),
 }
@@ -40,7 +40,7 @@ FAMILY_TASKS = {
     "mano": ("mano", "number of operators l", "--train_sizes 1 2 3 4 --extrapolation_sizes 5 6 --task_params '{\"modulus\": 23}'"),
     "depo": ("depo", "number of hops k", "--train_sizes 1 2 3 --extrapolation_sizes 4 5 "
              "--task_params '{\"num_nodes\": 8, \"num_queries\": 6, \"supervise_all_queries\": true, \"edge_format\": \"token\"}'"),
-    "brevo": ("brevo", "graph size n", "--train_sizes 3 4 5 6 7 8 9 10 11 12 --extrapolation_sizes 14 16"),
+    "brevo": ("brevo", "graph size n", "--train_sizes 3 4 5 6 --extrapolation_sizes 7 8"),
     "clrs": ("topological_sort", "input size n", "--train_sizes 4 5 7 10 12 --interpolation_sizes 6 8 9 11 --extrapolation_sizes 14 16"),
 }
 CORE = dict(num_prelude_layers=1, num_coda_layers=1, min_depth=1, injection="add")
@@ -69,7 +69,28 @@ def depo_recipe(variant: str) -> dict:
     }
 
 
-RECIPES = {f"anira-{variant}-depo": depo_recipe(variant) for variant in VARIANTS}
+def brevo_recipe(variant: str) -> dict:
+    """BREVO on graphs of 3-6 nodes (7 and 8 unseen): what one CPU core trains in under an hour."""
+    return {
+        "knob": "graph size n",
+        "example_prompt": "<bos> v59 v29 v15 v29 v15 v14 v14 v59 <query> v29 <ans>",
+        "checkpoint_steps": 1000,
+        "train_args": [
+            "--model_name_or_path", f"hub_configs/anira-{variant}-brevo", "--from_scratch", "true", "--task", "brevo",
+            "--train_sizes", "3", "4", "5", "6", "--extrapolation_sizes", "7", "8", "--num_train", "100000", "--num_test_per_size", "300",
+            "--max_steps", "8000", "--per_device_train_batch_size", "64", "--learning_rate", "3e-3", "--warmup_steps", "200",
+            "--lr_scheduler_type", "cosine", "--weight_decay", "0.0", "--max_grad_norm", "1.0", "--seed", "0",
+            "--compute_penalty", "0.003", "--penalty_gate_accuracy", "0.9", "--penalty_ramp_steps", "1000",
+            "--probe_steps", "200", "--probe_per_size", "64", "--logging_steps", "200", "--save_steps", "1000",
+            "--report_to", "none", "--disable_tqdm", "true",
+        ],
+        "notes": "The penalty gate (0 until validation accuracy 0.9) reads the validation split only; the controllers "
+                 "start at max_depth, so the training dynamics' first phase runs at full depth by construction.",
+    }
+
+
+RECIPES = {f"anira-{variant}-depo": depo_recipe(variant) for variant in VARIANTS} | {
+    f"anira-{variant}-brevo": brevo_recipe(variant) for variant in VARIANTS}
 
 
 def model_name(variant: str, family: str) -> str:

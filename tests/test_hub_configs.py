@@ -73,3 +73,28 @@ def test_untrained_model_from_a_named_config_runs_on_a_task_sample():
     out = model(input_ids=torch.tensor([ids]))
     assert out.depths.shape == (1, len(ids))
     assert json.loads((HUB / "anira-e-mano" / "config.json").read_text())["depth_mode"] == "early"
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_trained_named_models_generate_and_report_per_token_depths(name):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from anira_tasks import generate_sample, score_answer
+
+    folder = HUB / name
+    report = json.loads((folder / "report.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert (folder / "model.safetensors").stat().st_size < 5_000_000  # small enough for git
+    recipe = json.loads((folder / "recipe.json").read_text())
+    params = json.loads(recipe["train_args"][recipe["train_args"].index("--task_params") + 1])
+    # a fresh sample (a seed the builder never draws: the splits' seeds are 61-bit stream draws)
+    sample = generate_sample("depo", 1, seed=12345, **params)
+    ids = torch.tensor([tokenizer(sample.prompt)["input_ids"]])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, return_dict_in_generate=True)
+    tokens = tokenizer.convert_ids_to_tokens(out.sequences[0, ids.shape[1]:].tolist())
+    assert out.depths.shape == out.sequences.shape and int(out.depths[0, ids.shape[1] - 1]) >= 1
+    assert isinstance(score_answer(sample, tokens), bool)
+    assert report["steps"] == int(recipe["train_args"][recipe["train_args"].index("--max_steps") + 1])
+    assert report["report"]["test_seen"]["items"] == 1500  # 500 distinct prompts per seen k

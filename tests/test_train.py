@@ -143,7 +143,7 @@ def test_config_overrides_of_width_or_heads_give_head_dim_its_new_value():
 
     from anira_study.trainer import apply_config_overrides
 
-    config = AutoConfig.from_pretrained(ROOT / "hub_configs/anira-o-brevo")
+    config = AutoConfig.from_pretrained(ROOT / "hub_configs/anira-o-mano")
     assert config.head_dim == 64  # the named config stores 256 / 4
     apply_config_overrides(config, "hidden_size=64,intermediate_size=128,num_attention_heads=4")
     assert config.head_dim == 16
