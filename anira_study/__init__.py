@@ -12,7 +12,9 @@ One module per concern (dependencies run one way: examples -> anira_study -> ani
 - `analysis`: training phases, depth feature importance (static vs execution-state features);
 - `figures`: plots drawn from reports and logs;
 - `model_cards`: README.md of model folders;
-- `experiment`: the main job (ANIRA-E and ANIRA-O trained side by side, one process each);
+- `experiment`: the main job (ANIRA-E and ANIRA-O trained side by side, one process each), and
+  `findings`: its statements of the paper's findings with this run's numbers;
+- `reproduce`: retraining a named model from its stored recipe; `cli`: the scripts' error handling;
 - `metrics`: `evaluate` metric modules, loaded by path with no network.
 """
 

@@ -14,7 +14,6 @@
 """
 
 import json
-import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -96,6 +95,7 @@ def train_and_evaluate(name: str, depth_mode: str, args: ExperimentArguments, da
     torch.set_num_threads(args.threads)
     datasets.disable_progress_bars()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     start = time.time()
     output_dir = Path(args.output_dir) / name.lower()
     (output_dir / PROBE_LOG_FILE).unlink(missing_ok=True)  # this job owns its folder: one run, one log
@@ -218,6 +218,7 @@ def evaluate_shipped(args: ExperimentArguments, data_path: Path) -> dict:
 def assemble(args: ExperimentArguments, data_info: dict, runs: dict, shipped: dict, job_start: float) -> dict:
     from anira_study.evaluation import format_table
     from anira_study.figures import plot_complexity, plot_training_dynamics
+    from anira_study.findings import findings, print_summary, shipped_findings
 
     output_dir = Path(args.output_dir)
     reports = {name: run["report"] for name, run in runs.items()}
@@ -242,90 +243,3 @@ def assemble(args: ExperimentArguments, data_info: dict, runs: dict, shipped: di
     (output_dir / "report.json").write_text(json.dumps(summary, indent=2))
     print_summary(args, summary)
     return summary
-
-
-def shipped_findings(shipped: dict) -> list[str]:
-    lines = []
-    for name, entry in shipped.items():
-        if "report" not in entry:
-            lines.append(f"{name}: not evaluated ({entry['skipped']}).")
-            continue
-        report = entry["report"]
-        seen = report["test_seen"]
-        rho, (low, high) = seen["spearman"], seen["spearman_interval"]
-        unseen = report.get("test_extrapolation", {}).get("overall", {})
-        lines.append(f"{name} ({entry['steps']} steps, {entry['train_minutes']:.0f} min): seen accuracy "
-                     f"{_seen(report, 'generated_accuracy'):.2f} at depth {_seen(report, 'mean_depth'):.2f}, "
-                     f"rho(depth, c) seen {rho:.2f} [{low:.2f}, {high:.2f}] over {seen['items']} prompts; unseen accuracy "
-                     f"{unseen.get('generated_accuracy', math.nan):.2f} at depth {unseen.get('mean_depth', math.nan):.2f}.")
-    return lines
-
-
-def _seen(report: dict, key: str) -> float:
-    return report["test_seen"]["overall"].get(key, math.nan)
-
-
-def findings(args: ExperimentArguments, runs: dict) -> list[str]:
-    """The paper's findings 1, 2, 4 and 5 stated with this run's numbers (what they show, not what we hoped)."""
-    lines = []
-    for name, run in runs.items():
-        report = run["report"]
-        rho, (low, high) = report["test_seen"]["spearman"], report["test_seen"]["spearman_interval"]
-        lines.append(f"F1 {name}: rho(depth, complexity) on seen sizes = {rho:.2f} [{low:.2f}, {high:.2f}] over "
-                     f"{report['test_seen']['items']} distinct prompts; seen-size accuracy {_seen(report, 'generated_accuracy'):.2f}.")
-    for name, run in runs.items():
-        report = run["report"]
-        if "test_extrapolation" in report:
-            unseen = report["test_extrapolation"]["overall"]
-            lines.append(f"F2 {name}: unseen sizes accuracy {unseen.get('generated_accuracy', math.nan):.2f} "
-                         f"(seen {_seen(report, 'generated_accuracy'):.2f}), mean answer depth {unseen['mean_depth']:.2f} "
-                         f"(seen {_seen(report, 'mean_depth'):.2f}); answers needing a symbol never trained: "
-                         f"{unseen.get('untrained_answer_share', math.nan):.0%}.")
-    for name, run in runs.items():
-        phases = run["phases"]
-        if phases:
-            forced = []
-            if args.curriculum_accuracy is not None:
-                unlocked = ", ".join(f"{size} at step {step}" for step, size in run["curriculum"]) or "none beyond the first"
-                forced.append(f"a curriculum unlocked sizes in order ({unlocked})")
-            if args.penalty_gate_accuracy is not None or args.penalty_warmup_steps:
-                forced.append(f"the penalty was held at 0 until step {run['penalty_ramp_start']}")
-            if run["depth_init_bias"] > 0:
-                forced.append(f"the controller started at max_depth (depth_init_bias {run['depth_init_bias']})")
-            lines.append(f"F4 {name}: validation accuracy reached 90 % of its final value at step {phases['learned_step']} with "
-                         f"answer depth {phases['depth_when_learned']:.2f}, then {phases['final_depth']:.2f} at the end "
-                         f"(max {phases['max_depth_seen']:.2f}). " + ("Forced by the schedule: " + "; ".join(forced) + "."
-                                                                     if forced else "Nothing in the schedule forced the phases."))
-    if len(runs) == 2:
-        (e_name, e), (o_name, o) = runs.items()
-        lines.append(f"F5: seen-size accuracy {e_name} {_seen(e['report'], 'generated_accuracy'):.2f} at mean answer depth "
-                     f"{_seen(e['report'], 'mean_depth'):.2f}, {o_name} {_seen(o['report'], 'generated_accuracy'):.2f} at "
-                     f"{_seen(o['report'], 'mean_depth'):.2f}.")
-    for name, run in runs.items():
-        if run["time_guard_fired_at_step"] is not None:
-            lines.append(f"NOTE {name}: the wall-time guard stopped training at step {run['time_guard_fired_at_step']} of "
-                         f"{run['max_steps']}: this table is not the deterministic one of the seed.")
-    return lines
-
-
-def print_summary(args: ExperimentArguments, summary: dict) -> None:
-    print(f"\nTask {args.task} {args.task_params}, trained on complexity {args.train_sizes}, unseen {args.extrapolation_sizes}.")
-    print("n: distinct test prompts; accuracy: greedy generated answer, scored by the task; depth: mean iterations at the")
-    print("positions that predict answer tokens; [95 % intervals]; rho over distinct prompts, bootstrap interval.\n")
-    print(summary["table"])
-    print()
-    for name, model in summary["models"].items():
-        print(f"{name}: {model['parameters']:,} parameters, {model['steps']} steps in {model['train_seconds']:.0f} s")
-    print()
-    for line in summary["findings"]:
-        print(line)
-    if summary["shipped_table"]:
-        print("\nThe trained models shipped in hub_configs/, on the same test prompts (trained longer: see their cards):\n")
-        print(summary["shipped_table"])
-    if summary["shipped_findings"]:
-        print()
-    for line in summary["shipped_findings"]:
-        print(line)
-    output_dir = Path(args.output_dir)
-    print(f"\nwrote {output_dir / 'report.json'}, {output_dir / 'complexity.png'}, {output_dir / 'training_dynamics.png'}")
-    print(f"total wall time {summary['total_seconds']:.0f} s")

@@ -29,6 +29,9 @@ Decisions (what an evaluation needs to be believed):
   counted), and one int list per annotation, element k for answer token k.
 - Rows are built in plan order as Arrow tables with explicit features, combined into one chunk
   per column: the content, hence the `datasets` fingerprint, is the same in every process.
+
+(Over 300 lines because the split rules above, the parallel training build and the dataset card
+belong together: each needs the others' decisions.)
 """
 
 import hashlib

@@ -89,7 +89,7 @@ def test_trained_named_models_generate_and_report_per_token_depths(name):
     assert (folder / "model.safetensors").stat().st_size < 5_000_000  # small enough for git
     recipe = json.loads((folder / "recipe.json").read_text())
     params = json.loads(recipe["train_args"][recipe["train_args"].index("--task_params") + 1])
-    # a fresh sample (a seed the builder never draws: the splits' seeds are 61-bit stream draws)
+    # any sample: the folder must generate and report the depth of every position
     sample = generate_sample("depo", 1, seed=12345, **params)
     ids = torch.tensor([tokenizer(sample.prompt)["input_ids"]])
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, return_dict_in_generate=True)
