@@ -223,7 +223,7 @@ def assemble(args: ExperimentArguments, data_info: dict, runs: dict, shipped: di
     output_dir = Path(args.output_dir)
     reports = {name: run["report"] for name, run in runs.items()}
     plot_complexity(reports, args.train_sizes, output_dir / "complexity.png",
-                    title=f"{args.task} {args.task_params}: accuracy and allocated depth per complexity")
+                    title=f"{args.task}: accuracy and allocated depth per complexity (95 % intervals)")
     plot_training_dynamics({name: run["probe_log"] for name, run in runs.items()}, output_dir / "training_dynamics.png")
     table = format_table(reports)
     shipped_reports = {name: entry["report"] for name, entry in shipped.items() if "report" in entry}

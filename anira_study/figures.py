@@ -43,7 +43,7 @@ def plot_complexity(reports: dict[str, dict], train_sizes, path: str | Path, tit
         points = sorted((c, v) for split in EVAL_SPLITS if split in report for c, v in report[split]["per_complexity"].items())
         xs = [c for c, _ in points]
         key = "generated_accuracy" if "generated_accuracy" in points[0][1] else "token_accuracy"
-        for ax, metric, label in ((ax_acc, key, name), (ax_depth, "mean_depth", f"{name} (rho = {fmt(report['all']['spearman'])})")):
+        for ax, metric, label in ((ax_acc, key, name), (ax_depth, "mean_depth", f"{name} (rho seen = {fmt(report.get('test_seen', report['all'])['spearman'])})")):
             values = np.array([v[metric] for _, v in points], dtype=float)
             bounds = np.array([v.get("intervals", {}).get(metric, [np.nan, np.nan]) for _, v in points], dtype=float)
             errors = np.nan_to_num(np.abs(bounds.T - values), nan=0.0)
@@ -87,7 +87,7 @@ def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path) -> Pat
         penalty_axis = axes[1, column].twinx()
         penalty_axis.plot(steps, [r.get("probe/compute_penalty", np.nan) for r in records], color="0.6", linewidth=1)
         penalty_axis.set_ylabel("compute_penalty", color="0.5")
-        axes[0, column].set_title(f"{name}: learning phase | compute-reduction phase")
+        axes[0, column].set_title(f"{name}: validation probe (dotted: 90 % of final accuracy)")
         axes[0, column].set_ylabel("probe accuracy (teacher forced)")
         axes[1, column].set_ylabel("mean answer depth")
         axes[2, column].plot(steps, [r.get("probe/depth_spearman", np.nan) for r in records], color="k", marker=".")

@@ -73,6 +73,16 @@ def training_argv(recipe: dict, work_dir: Path, quick: bool = False, batch_scale
     return argv
 
 
+def finished_steps(work_dir: Path, max_steps: int) -> int | None:
+    """The step count of a run in `work_dir` that already reached `max_steps` (its final weights are saved),
+    else None. Resuming a finished run from its last checkpoint would take one more optimizer step."""
+    state_file = work_dir / "trainer_state.json"
+    if not (work_dir / "model.safetensors").exists() or not state_file.exists():
+        return None
+    steps = json.loads(state_file.read_text())["global_step"]
+    return steps if steps >= max_steps else None
+
+
 def machine() -> str:
     import torch
 
@@ -98,13 +108,14 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     target = Path(target or (work_dir / "folder" if quick else folder))
     cuda = torch.cuda.is_available()
     argv = training_argv(recipe, work_dir, quick, batch_scale, cuda)
-    start = time.time()
-    trainer = train_from_argv(argv)
-    # wall time over every call (a resumed run adds its part)
-    times_file = work_dir / "wall_times.json"
+    times_file = work_dir / "wall_times.json"  # wall time over every call (a resumed run adds its part)
     times = json.loads(times_file.read_text()) if times_file.exists() else []
-    times.append(time.time() - start)
-    times_file.write_text(json.dumps(times))
+    steps = finished_steps(work_dir, int(_get(argv, "--max_steps")))
+    if steps is None:  # not finished: train, or resume from the last checkpoint
+        start = time.time()
+        steps = train_from_argv(argv).state.global_step
+        times.append(time.time() - start)
+        times_file.write_text(json.dumps(times))
     model = AutoModelForCausalLM.from_pretrained(work_dir).to("cuda" if cuda else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(work_dir)
     data, train_sizes = load_eval_data(work_dir)
@@ -124,9 +135,10 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     plot_training_dynamics({name: probe_log}, target / "training_dynamics.png")
     command = "python examples/reproduce.py " + name + (" --quick" if quick else "")
     summary = {
-        "name": name, "task": task, "train_sizes": train_sizes, "steps": trainer.state.global_step,
+        "name": name, "task": task, "train_sizes": train_sizes, "steps": steps,
         "train_seconds": sum(times), "machine": machine(), "command": command,
-        "train_command": "python examples/train.py " + shlex.join(argv),
+        "train_command": "python examples/train.py " + shlex.join(
+            [a for a in training_argv(recipe, Path("outputs/reproduce") / name, quick, batch_scale, cuda) if a]),
         "parameters": sum(p.numel() for p in model.parameters()), "table": format_table({name: report}),
         "phases": training_phases(probe_log), "importance": importance, "report": report,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
