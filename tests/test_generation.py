@@ -213,10 +213,11 @@ def test_depth_streamer_prints_each_token_with_the_depth_that_produced_it(path):
     streamer = DepthStreamer(tokenizer, file=sink)
     out = model.generate(**inputs, streamer=streamer, max_new_tokens=5, return_dict_in_generate=True, **NO_EOS)
     texts = [text for text, _ in streamer.tokens]
-    assert texts == [tokenizer.decode([i]) for i in out.sequences[0].tolist()]
+    assert texts == [tokenizer.decode([i]).strip() for i in out.sequences[0].tolist()]
     shown = [depth for _, depth in streamer.tokens]
     assert shown[0] is None and shown[1:] == out.depths[0, :-1].tolist(), "token i shows depths[i - 1]"
     assert sink.getvalue().split() == [t if d is None else f"{t}[{d}]" for t, d in streamer.tokens]
+    assert "  " not in sink.getvalue()  # tokens that decode with a leading space are not double-spaced
 
 
 def test_text_generation_pipeline_works(path):
@@ -274,3 +275,14 @@ def test_generate_example_shows_word_level_tokens_without_spaces(tmp_path, capsy
     result = example.main(["--model", str(tmp_path / "model"), "--prompt", "<bos> key : 3 1 2", "--max_new_tokens", "3",
                            "--device", "cpu"])
     assert result["tokens"][:6] == ["<bos>", "key", ":", "3", "1", "2"]
+
+
+def test_depth_streamer_spaces_word_level_tokens_once(path):
+    from tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer("depo")  # decodes a token as " symbol", so that decoded pieces concatenate
+    model = tiny_model(dtype=torch.float32, depth_mode="online", recurrence=path, vocab_size=len(tokenizer))
+    sink = io.StringIO()
+    ids = torch.tensor([tokenizer("<bos> v1>v2 v2>v1 <hop=1> v1 <ans>")["input_ids"]])
+    model.generate(ids, attention_mask=torch.ones_like(ids), streamer=DepthStreamer(tokenizer, file=sink), max_new_tokens=3, **NO_EOS)
+    assert sink.getvalue().startswith("<bos> v1>v2[") and "  " not in sink.getvalue()
