@@ -43,7 +43,7 @@ def plot_complexity(reports: dict[str, dict], train_sizes, path: str | Path, tit
         points = sorted((c, v) for split in EVAL_SPLITS if split in report for c, v in report[split]["per_complexity"].items())
         xs = [c for c, _ in points]
         key = "generated_accuracy" if "generated_accuracy" in points[0][1] else "token_accuracy"
-        for ax, metric, label in ((ax_acc, key, name), (ax_depth, "mean_depth", f"{name} (rho seen = {fmt(report.get('test_seen', report['all'])['spearman'])})")):
+        for ax, metric, label in ((ax_acc, key, name), (ax_depth, "mean_depth", f"{name} (rho seen = {fmt(report.get('test_seen', {}).get('spearman', report['all']['spearman']))})")):
             values = np.array([v[metric] for _, v in points], dtype=float)
             bounds = np.array([v.get("intervals", {}).get(metric, [np.nan, np.nan]) for _, v in points], dtype=float)
             errors = np.nan_to_num(np.abs(bounds.T - values), nan=0.0)

@@ -24,6 +24,8 @@ from .data import AnswerCollator, load_data, probe_rows, unwrap_model
 from .model_cards import model_card
 
 DATA_SPEC_FILE = "anira_data.json"
+SHAPE_FIELDS = {"vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+                "num_prelude_layers", "num_core_layers", "num_coda_layers", "injection", "depth_mode", "max_depth", "min_depth"}
 PROBE_LOG_FILE = "probe_log.jsonl"
 
 
@@ -57,6 +59,10 @@ def load_model_and_tokenizer(model_args: ModelArguments, task: str):
     has_tokenizer = (path / "tokenizer.json").exists() or not path.exists()
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path) if has_tokenizer else load_tokenizer(task)
     has_weights = path.exists() and any(path.glob("*.safetensors")) and not model_args.from_scratch
+    reshaped = {k.split("=")[0].strip() for k in (model_args.config_overrides or "").split(",")} & SHAPE_FIELDS
+    if has_weights and reshaped:
+        raise ValueError(f"{model_args.model_name_or_path} holds trained weights, which --config_overrides {sorted(reshaped)} "
+                         "would not fit: pass --from_scratch true to train that configuration from scratch")
     if has_weights:
         model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, config=config)
     else:

@@ -91,7 +91,7 @@ def test_a_different_valid_brevo_order_counts_as_correct_under_teacher_forcing()
 def tiny_depo_run(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("evaluate") / "anira-o"
     train = load_script("train")
-    train.main(["--model_name_or_path", str(ROOT / "hub_configs/anira-o-depo"), "--config_overrides",
+    train.main(["--model_name_or_path", str(ROOT / "hub_configs/anira-o-depo"), "--from_scratch", "true", "--config_overrides",
                 "hidden_size=32,intermediate_size=64,num_core_layers=1,max_depth=3,depth_init_bias=0.0",
                 "--task", "depo", "--train_sizes", "1", "2", "--extrapolation_sizes", "3", "--task_params", '{"num_nodes": 4}',
                 "--num_train", "64", "--num_validation", "8", "--num_test_per_size", "6", "--output_dir", str(output_dir),

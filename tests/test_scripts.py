@@ -16,7 +16,7 @@ TINY = "hidden_size=32,intermediate_size=64,num_attention_heads=4,num_core_layer
 
 
 def train_argv(output_dir, *extra) -> list[str]:
-    return ["--model_name_or_path", str(ROOT / "hub_configs/anira-o-depo"), "--config_overrides", TINY, "--task", "depo",
+    return ["--model_name_or_path", str(ROOT / "hub_configs/anira-o-depo"), "--from_scratch", "true", "--config_overrides", TINY, "--task", "depo",
             "--train_sizes", "1", "2", "--extrapolation_sizes", "3", "--task_params", '{"num_nodes": 4}', "--num_train", "64",
             "--num_validation", "4", "--num_test_per_size", "4", "--output_dir", str(output_dir), "--per_device_train_batch_size", "8",
             "--max_steps", "2", "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no", "--disable_tqdm", "true",
@@ -76,3 +76,11 @@ def test_a_user_mistake_is_one_line_and_exit_status_2():
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["evaluate.py: error: model folder '/nonexistent/model' does not exist"]
+
+
+def test_overrides_that_do_not_fit_a_trained_folder_ask_for_from_scratch(tmp_path):
+    argv = train_argv(tmp_path / "run")
+    argv.remove("--from_scratch")
+    argv.remove("true")
+    with pytest.raises(ValueError, match="--from_scratch true"):
+        load_script("train").main(argv)

@@ -26,7 +26,7 @@ TINY = "hidden_size=32,intermediate_size=64,num_attention_heads=4,num_core_layer
 def train_argv(output_dir, *extra, task="depo", mode="online") -> list[str]:
     return [
         "--model_name_or_path", str(ROOT / f"hub_configs/anira-{'o' if mode == 'online' else 'e'}-{task}"),
-        "--config_overrides", TINY, "--task", task, "--train_sizes", "1", "2", "--extrapolation_sizes", "3",
+        "--from_scratch", "true", "--config_overrides", TINY, "--task", task, "--train_sizes", "1", "2", "--extrapolation_sizes", "3",
         "--task_params", '{"num_nodes": 4}', "--num_train", "128", "--num_validation", "16", "--num_test_per_size", "8",
         "--output_dir", str(output_dir), "--per_device_train_batch_size", "8", "--report_to", "none",
         "--probe_steps", "2", "--probe_per_size", "4", "--logging_steps", "1", "--use_cpu", "true",
