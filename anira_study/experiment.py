@@ -154,7 +154,7 @@ def build_data(args: ExperimentArguments, data_path: Path) -> dict:
 
 
 def run_experiment(args: ExperimentArguments, job_start: float | None = None) -> dict:
-    from tokenization import family_of
+    from anira_tasks import family_of
 
     job_start = job_start or time.time()
     args = args.effective()

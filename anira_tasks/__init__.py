@@ -13,13 +13,19 @@ Generators are pure functions of (complexity, seed, task parameters); the tokeni
 `datasets` layers sit on top of them.
 """
 
-from tokenization import encode_text, encode_texts, load_tokenizer
+from tokenization import encode_text, encode_texts
+from tokenization import load_tokenizer as _load_family_tokenizer
 
 from .common import Sample
 from .dataset import TaskSpec, build_dataset_dict, dataset_card, sample_to_row
-from .registry import TASKS, Task, generate_sample, get_task, score_answer, valid_next_tokens
+from .registry import TASKS, Task, family_of, generate_sample, get_task, score_answer, valid_next_tokens
+
+
+def load_tokenizer(task_or_family: str):
+    """The shipped tokenizer of a task (e.g. "bfs") or of a family (e.g. "clrs")."""
+    return _load_family_tokenizer(family_of(task_or_family))
 
 __all__ = [
     "TASKS", "Task", "Sample", "TaskSpec", "generate_sample", "get_task", "score_answer", "valid_next_tokens",
-    "build_dataset_dict", "dataset_card", "sample_to_row", "load_tokenizer", "encode_text", "encode_texts",
+    "build_dataset_dict", "dataset_card", "sample_to_row", "load_tokenizer", "encode_text", "encode_texts", "family_of",
 ]

@@ -265,7 +265,7 @@ def build_dataset_dict(spec: TaskSpec, tokenizer=None, num_proc: int | None = No
     num_proc: worker processes for generating large splits (default: all CPUs); the result does
     not depend on it.
     """
-    from tokenization import load_tokenizer
+    from . import load_tokenizer
 
     task = spec.validate()
     num_proc = num_proc if num_proc is not None else (os.cpu_count() or 1)

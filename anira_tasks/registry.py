@@ -108,6 +108,14 @@ TASKS: dict[str, Task] = {
 }
 
 
+def family_of(task_or_family: str) -> str:
+    """The tokenizer family of a task name ("bfs" -> "clrs"); a family name is its own family."""
+    families = {task.family for task in TASKS.values()}
+    if task_or_family in families:
+        return task_or_family
+    return get_task(task_or_family).family
+
+
 def get_task(task: str) -> Task:
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")

@@ -117,7 +117,8 @@ def build_all(output_dir: str | Path = HUB_CONFIGS_DIR) -> list[Path]:
 
     import modeling_anira  # noqa: F401  (registers the Auto classes)
     from anira_study.model_cards import model_card
-    from tokenization import TOKENIZATION_DIR, load_tokenizer
+    from anira_tasks import load_tokenizer
+    from tokenization import TOKENIZATION_DIR
 
     folders = []
     for family, (task, knob, sizes) in FAMILY_TASKS.items():

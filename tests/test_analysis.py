@@ -87,7 +87,7 @@ def test_figures_are_written(tmp_path):
 def test_analyze_script_runs_dynamics_and_importance_on_a_trained_brevo_model(tmp_path):
     output_dir = tmp_path / "anira-e-brevo"
     load_script("train").main([
-        "--model_name_or_path", str(ROOT / "hub_configs/anira-e-brevo"), "--config_overrides",
+        "--model_name_or_path", str(ROOT / "hub_configs/anira-e-brevo"), "--from_scratch", "true", "--config_overrides",
         "hidden_size=32,intermediate_size=64,num_core_layers=1,max_depth=3,depth_init_bias=0.0",
         "--task", "brevo", "--train_sizes", "3", "4", "--extrapolation_sizes", "5", "--num_train", "32", "--num_validation", "4",
         "--num_test_per_size", "6", "--output_dir", str(output_dir), "--per_device_train_batch_size", "8", "--max_steps", "2",

@@ -264,7 +264,7 @@ def test_generate_example_shows_word_level_tokens_without_spaces(tmp_path, capsy
     """The shipped tokenizers decode a token as " symbol" (concatenative decoding); the table shows the symbol."""
     import importlib.util
 
-    from tokenization import load_tokenizer
+    from anira_tasks import load_tokenizer
 
     tokenizer = load_tokenizer("clrs")
     tiny_model(dtype=torch.float32, depth_mode="online", vocab_size=len(tokenizer)).save_pretrained(tmp_path / "model")
@@ -278,7 +278,7 @@ def test_generate_example_shows_word_level_tokens_without_spaces(tmp_path, capsy
 
 
 def test_depth_streamer_spaces_word_level_tokens_once(path):
-    from tokenization import load_tokenizer
+    from anira_tasks import load_tokenizer
 
     tokenizer = load_tokenizer("depo")  # decodes a token as " symbol", so that decoded pieces concatenate
     model = tiny_model(dtype=torch.float32, depth_mode="online", recurrence=path, vocab_size=len(tokenizer))

@@ -9,7 +9,9 @@ from hypothesis import given, settings, strategies as st
 from transformers import AutoTokenizer
 
 from anira_tasks import TASKS, generate_sample
-from tokenization import FAMILIES, TOKENIZATION_DIR, build_all, encode_text, encode_texts, family_vocabulary, load_tokenizer
+from anira_tasks import load_tokenizer
+from tokenization import FAMILIES, TOKENIZATION_DIR, encode_text, encode_texts
+from tokenization.build import build_all, family_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 # Largest complexity each task's tokenizer must cover (the documented maxima).
@@ -114,5 +116,9 @@ def test_text_generation_pipeline_keeps_words_apart():
 
 
 def test_unknown_task_or_family_raises():
-    with pytest.raises(ValueError, match="task_or_family"):
+    import tokenization
+
+    with pytest.raises(ValueError, match="task must be one of"):
         load_tokenizer("sudoku")
+    with pytest.raises(ValueError, match="family must be one of"):
+        tokenization.load_tokenizer("bfs")  # the library side knows families only; anira_tasks maps tasks

@@ -37,65 +37,18 @@ FAMILIES = ("mano", "brevo", "depo", "clrs")
 UNKNOWN_IS_ERROR = "<unknown symbols are errors>"
 
 
-def family_of(task_or_family: str) -> str:
-    if task_or_family in FAMILIES:
-        return task_or_family
-    from anira_tasks.registry import TASKS  # lazy: anira_tasks imports this package
-
-    if task_or_family not in TASKS:
-        raise ValueError(f"task_or_family must be one of {sorted(set(FAMILIES) | set(TASKS))}, got {task_or_family!r}")
-    return TASKS[task_or_family].family
-
-
-def family_vocabulary(family: str) -> list[str]:
-    from anira_tasks import brevo, clrs, depo, mano
-    from anira_tasks.common import SPECIAL_SYMBOLS
-
-    symbols = {"mano": mano, "brevo": brevo, "depo": depo, "clrs": clrs}[family_of(family)].vocabulary()
-    assert len(set(symbols)) == len(symbols) and not set(symbols) & set(SPECIAL_SYMBOLS), family
-    return SPECIAL_SYMBOLS + symbols
-
-
-def build_tokenizer(family: str):
-    """A fresh `PreTrainedTokenizerFast` over the family's symbols (see the module docstring)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-    from anira_tasks.common import BOS, EOS, PAD, SPECIAL_SYMBOLS, UNK
-
-    vocabulary = family_vocabulary(family)
-    assert UNKNOWN_IS_ERROR not in vocabulary
-    backend = Tokenizer(models.WordLevel({s: i for i, s in enumerate(vocabulary)}, unk_token=UNKNOWN_IS_ERROR))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    # Each token but <bos> decodes to " " + symbol: decoding is concatenative (module docstring).
-    backend.decoder = decoders.Replace(Regex(f"^(?!{BOS}$)"), " ")
-    backend.add_special_tokens(SPECIAL_SYMBOLS)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
-        clean_up_tokenization_spaces=False,
-        model_max_length=8192,
-    )
-
-
-def build_all(output_dir: str | Path = TOKENIZATION_DIR) -> list[Path]:
-    """Writes every family's tokenizer folder under `output_dir`; returns the folders."""
-    folders = []
-    for family in FAMILIES:
-        folder = Path(output_dir) / family
-        build_tokenizer(family).save_pretrained(folder)
-        folders.append(folder)
-    return folders
-
-
-def load_tokenizer(task_or_family: str):
-    """The shipped tokenizer of a task (e.g. "bfs") or family (e.g. "clrs").
+def load_tokenizer(family: str):
+    """The shipped tokenizer of a task family (`mano`, `brevo`, `depo`, `clrs`; `anira_tasks.load_tokenizer`
+    also takes a task name such as "bfs").
 
     The same object `AutoTokenizer.from_pretrained` gives, loaded through the class directly:
     AutoTokenizer would import torch first, seconds that a data-only process does not need.
     """
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast.from_pretrained(str(TOKENIZATION_DIR / family_of(task_or_family)))
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r} (anira_tasks.load_tokenizer maps task names)")
+    return PreTrainedTokenizerFast.from_pretrained(str(TOKENIZATION_DIR / family))
 
 
 def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
