@@ -88,7 +88,12 @@ def machine() -> str:
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (CUDA), torch {torch.__version__}"
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        name = f"{models[0]} ({len(models)} cores)" if models else name
+    return f"{name} CPU, {torch.get_num_threads()} torch thread per training process, torch {torch.__version__}"
 
 
 def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Path | None = None, target: str | Path | None = None,

@@ -204,7 +204,8 @@ class DepthStreamer(BaseStreamer):
             self._emit(token, record[-1] if record else None)
 
     def _emit(self, token: int, depth: int | None) -> None:
-        text = self.tokenizer.decode([token], **self.decode_kwargs)
+        # word-level tokenizers decode a token as " symbol" (so that pieces concatenate): the streamer spaces itself
+        text = self.tokenizer.decode([token], **self.decode_kwargs).strip()
         depth = depth if depth is not None and depth >= 0 else None
         self.tokens.append((text, depth))
         if self.color:
