@@ -23,7 +23,8 @@ def test_save_and_load_give_identical_outputs(tmp_path, mode):
     assert isinstance(loaded, AniraForCausalLM)
     ids = torch.randint(3, 40, (2, 9), generator=torch.Generator().manual_seed(0))
     a, b = model(ids), loaded(ids)
-    assert torch.equal(a.logits, b.logits)
+    # Equal to rounding: the loaded weights' memory layout may change a matmul's summation order (1 ulp).
+    torch.testing.assert_close(a.logits, b.logits, rtol=1e-12, atol=1e-14)
     assert torch.equal(a.depths, b.depths)
 
 
