@@ -22,6 +22,11 @@ class ModelArguments:
         metadata={"help": "Train the folder's configuration from a fresh initialisation even when it holds weights "
                           "(how examples/reproduce.py retrains a named model)."},
     )
+    recurrence: str = field(
+        default="fast",
+        metadata={"help": "'fast' computes only the token-iterations the loss and its gradient need (the default); "
+                          "'dense' runs the masked reference path (same loss and gradients, full cost)."},
+    )
     config_overrides: str | None = field(
         default=None,
         metadata={"help": "Comma-separated config overrides, e.g. 'hidden_size=64,max_depth=4,depth_mode=early'. "
@@ -71,8 +76,10 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def validate_arguments(data_args: DataArguments, schedule_args: ScheduleArguments) -> None:
+def validate_arguments(data_args: DataArguments, schedule_args: ScheduleArguments, model_args: ModelArguments | None = None) -> None:
     """ValueError naming the first bad argument (task parameters are checked by the task's TaskSpec)."""
+    if model_args is not None:
+        _check(model_args.recurrence in ("fast", "dense"), f"--recurrence must be 'fast' or 'dense', got {model_args.recurrence!r}")
     _check(data_args.task in TASKS or data_args.dataset_path is not None, f"--task must be one of {sorted(TASKS)}, got {data_args.task!r}")
     try:
         params = json.loads(data_args.task_params)

@@ -70,7 +70,9 @@ def load_model_and_tokenizer(model_args: ModelArguments, task: str):
     if config.vocab_size != len(tokenizer):
         raise ValueError(f"config.vocab_size = {config.vocab_size} but the tokenizer has {len(tokenizer)} symbols: "
                          f"use the hub_configs/ folder of the task family of {task!r}")
-    model.generation_config.update(do_sample=False, pad_token_id=tokenizer.pad_token_id,
+    model.model.recurrence = model_args.recurrence
+    # Generation decodes with the cache (the training config's use_cache=False must not reach the saved generation config).
+    model.generation_config.update(do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id,
                                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     return model, tokenizer
 
@@ -81,7 +83,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, schedule
 
     `data`/`data_spec` skip building the splits when the caller has them (the main job builds them once
     for both models). The probe reads the validation split only."""
-    validate_arguments(data_args, schedule_args)
+    validate_arguments(data_args, schedule_args, model_args)
     set_seed(training_args.seed)
     model, tokenizer = load_model_and_tokenizer(model_args, data_args.task)
     if data is None:
@@ -184,7 +186,7 @@ def train_from_argv(argv: list[str] | None = None) -> Trainer:
     training_args.overwrite_output_dir = output_args.overwrite_output_dir
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    validate_arguments(data_args, schedule_args)
+    validate_arguments(data_args, schedule_args, model_args)
     validate_training_arguments(training_args)
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint == "last":

@@ -31,6 +31,7 @@ def train_argv(output_dir, *extra) -> list[str]:
     (["--max_steps", "-5"], "--max_steps"),
     (["--config_overrides", "max_depth=0"], "max_depth"),
     (["--resume_from_checkpoint", "last"], "no checkpoint"),
+    (["--recurrence", "sparse"], "--recurrence"),
 ])
 def test_train_refuses_bad_arguments_before_training(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):

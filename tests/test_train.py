@@ -224,3 +224,16 @@ def test_torchrun_two_processes_both_train_and_rank_zero_saves(tmp_path):
     assert all(r["world_size"] == 2 and r["global_step"] == 3 for r in ranks)
     model = AutoModelForCausalLM.from_pretrained(output_dir)
     assert model.config.depth_mode == "online"
+
+
+@pytest.mark.parametrize("recurrence", ["fast", "dense"])
+def test_train_runs_the_chosen_recurrence(tmp_path, monkeypatch, recurrence):
+    import modeling_anira.modeling_anira as modeling
+
+    calls = []
+    real = modeling.fast_recur
+    monkeypatch.setattr(modeling, "fast_recur", lambda *args: calls.append(1) or real(*args))
+    trainer = load_script("train").main(train_argv(tmp_path / recurrence, "--max_steps", "2", "--save_strategy", "no",
+                                                  "--recurrence", recurrence))
+    assert trainer.model.model.recurrence == recurrence
+    assert bool(calls) == (recurrence == "fast")
