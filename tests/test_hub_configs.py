@@ -23,7 +23,7 @@ def load_build():
     return module
 
 
-TRAINED = [f"anira-{variant}-depo" for variant in ("e", "o", "fixed")]
+TRAINED = [f"anira-{variant}-{family}" for family in ("depo", "brevo") for variant in ("e", "o", "fixed")]
 
 
 def test_shipped_folders_are_what_build_py_writes(tmp_path):
@@ -88,13 +88,26 @@ def test_trained_named_models_generate_and_report_per_token_depths(name):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert (folder / "model.safetensors").stat().st_size < 5_000_000  # small enough for git
     recipe = json.loads((folder / "recipe.json").read_text())
-    params = json.loads(recipe["train_args"][recipe["train_args"].index("--task_params") + 1])
+    args = recipe["train_args"]
+    params = json.loads(args[args.index("--task_params") + 1]) if "--task_params" in args else {}
+    sizes = [int(a) for a in args[args.index("--train_sizes") + 1 : args.index("--extrapolation_sizes")]]
     # any sample: the folder must generate and report the depth of every position
-    sample = generate_sample("depo", 1, seed=12345, **params)
+    sample = generate_sample(report["task"], sizes[0], seed=12345, **params)
     ids = torch.tensor([tokenizer(sample.prompt)["input_ids"]])
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, return_dict_in_generate=True)
     tokens = tokenizer.convert_ids_to_tokens(out.sequences[0, ids.shape[1]:].tolist())
     assert out.depths.shape == out.sequences.shape and int(out.depths[0, ids.shape[1] - 1]) >= 1
     assert isinstance(score_answer(sample, tokens), bool)
     assert report["steps"] == int(recipe["train_args"][recipe["train_args"].index("--max_steps") + 1])
-    assert report["report"]["test_seen"]["items"] == 1500  # 500 distinct prompts per seen k
+    per_size = int(args[args.index("--num_test_per_size") + 1])
+    assert report["report"]["test_seen"]["items"] == per_size * len(sizes)  # distinct prompts per seen size
+
+
+def test_trained_folders_carry_the_current_modeling_code():
+    """A trained folder loads with trust_remote_code from the code it carries: that code is the package's."""
+    package = ROOT / "modeling_anira"
+    folders = [f for f in HUB.iterdir() if (f / "modeling_anira.py").exists()]
+    assert folders, "the trained folders carry their modeling code"
+    for folder in folders:
+        for copy in folder.glob("*.py"):
+            assert copy.read_text() == (package / copy.name).read_text(), f"{copy} differs from modeling_anira/{copy.name}"

@@ -543,8 +543,10 @@ class AniraModel(AniraPreTrainedModel):
         if self.recurrence not in ("fast", "dense"):
             raise ValueError(f"AniraModel.recurrence must be 'fast' or 'dense', got {self.recurrence!r}.")
         # The fast path calls the core layers' parts, not their forward: under FSDP2 those stay sharded, so a
-        # sharded model (e.g. a probe during FSDP training) runs the dense path.
-        fast = self.recurrence == "fast" and not self.training and not output_attentions and not _sharded(self.core)
+        # sharded model runs the dense path, and so does training with gradient checkpointing (which wraps the
+        # layers' forward). Attention maps come from the dense path too.
+        checkpointing = self.training and any(getattr(layer, "gradient_checkpointing", False) for layer in self.core)
+        fast = self.recurrence == "fast" and not output_attentions and not checkpointing and not _sharded(self.core)
         recur = self.recur_fast if fast else self.recur
         hidden = recur(hidden, prelude_states, plan, max_depth, cache, layer_kwargs, all_hidden)
         report: DepthReport = plan.report()
@@ -584,31 +586,36 @@ class AniraModel(AniraPreTrainedModel):
 
     def recur(self, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
         """The dense reference recurrence: every token through every layer, frozen ones masked back."""
-        attention_sink = layer_kwargs["attention_sink"]
         ran = 0
         for t in range(1, max_depth + 1):
             if not plan.any_active(t):
                 break
-            active = plan.active(t)
-            x = self.injection(hidden, prelude_states)
-            if active is None:  # every token runs: no masking work
-                hidden = x
-                for index, layer in enumerate(self.core):
-                    hidden = layer(hidden, cache_slot=None if cache is None else cache.core_slot(t, index), **layer_kwargs)
-            else:
-                a = active.to(hidden.dtype).unsqueeze(-1)
-                hidden = a * x + (1 - a) * hidden  # exact: a is 0 or 1 in the forward pass
-                for index, layer in enumerate(self.core):
-                    out = layer(hidden, cache_slot=None if cache is None else cache.core_slot(t, index), **layer_kwargs)
-                    hidden = a * out + (1 - a) * hidden
-                    if attention_sink is not None:  # a token that did not run this iteration has a zero row
-                        attention_sink[-1] = attention_sink[-1] * (active > 0.5).to(hidden.dtype)[:, None, :, None]
+            hidden = self.dense_iteration(t, hidden, prelude_states, plan.active(t), cache, layer_kwargs)
             plan.observe(t, hidden)
             ran = t
             if all_hidden is not None:
                 all_hidden.append(hidden)
         if cache is not None:
             self.write_frozen_slots(hidden, ran + 1, cache, layer_kwargs["position_embeddings"])
+        return hidden
+
+    def dense_iteration(self, t: int, hidden, prelude_states, active, cache, layer_kwargs: dict) -> torch.Tensor:
+        """Iteration t for every token: `h <- a * layer(h) + (1 - a) * h` per core layer, the injection masked
+        too (`active` None: every token runs, no masking work)."""
+        attention_sink = layer_kwargs["attention_sink"]
+        x = self.injection(hidden, prelude_states)
+        if active is None:
+            hidden = x
+            for index, layer in enumerate(self.core):
+                hidden = layer(hidden, cache_slot=None if cache is None else cache.core_slot(t, index), **layer_kwargs)
+            return hidden
+        a = active.to(hidden.dtype).unsqueeze(-1)
+        hidden = a * x + (1 - a) * hidden  # exact: a is 0 or 1 in the forward pass
+        for index, layer in enumerate(self.core):
+            out = layer(hidden, cache_slot=None if cache is None else cache.core_slot(t, index), **layer_kwargs)
+            hidden = a * out + (1 - a) * hidden
+            if attention_sink is not None:  # a token that did not run this iteration has a zero row
+                attention_sink[-1] = attention_sink[-1] * (active > 0.5).to(hidden.dtype)[:, None, :, None]
         return hidden
 
     def write_frozen_slots(self, hidden: torch.Tensor, first_iteration: int, cache: AniraCache, position_embeddings) -> None:

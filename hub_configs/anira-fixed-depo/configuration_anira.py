@@ -27,6 +27,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 DEPTH_MODES = ("fixed", "early", "online")
 INJECTIONS = ("concat", "add")
 HALTING_OBJECTIVES = ("straight_through", "act", "pondernet")
+ROUTER_GRADIENTS = ("full", "next")
 # The most iterations a config or a call may ask for. Every token's depth distribution is a
 # [batch, seq, max_depth] tensor and an early model's router has max_depth outputs, so an unbounded budget
 # (a typo, 10**9) would hang or exhaust memory instead of failing; 1024 is far beyond any trained budget.
@@ -137,6 +138,7 @@ _FIELD_RULES = {
     "depth_mode": lambda name, value, config: _check_choice(name, value, DEPTH_MODES),
     "injection": lambda name, value, config: _check_choice(name, value, INJECTIONS),
     "halting_objective": lambda name, value, config: _check_choice(name, value, HALTING_OBJECTIVES),
+    "router_gradient": lambda name, value, config: _check_choice(name, value, ROUTER_GRADIENTS),
     "rope_parameters": lambda name, value, config: _check_rope(value),
     **{name: (lambda name, value, config: _check_token_id(name, value, getattr(config, "vocab_size", None)))
        for name in ("pad_token_id", "bos_token_id", "eos_token_id")},
@@ -183,6 +185,13 @@ class AniraConfig(PreTrainedConfig):
             `act` objective: a token halts once its cumulative halting probability reaches 1 - act_epsilon.
         gumbel_temperature (`float`, defaults to 1.0):
             Early mode: temperature of the straight-through Gumbel-softmax used in training.
+        router_gradient (`str`, defaults to `"full"`):
+            Early mode: which iterations the router's straight-through gradient reads in training (the
+            forward is the same). `"full"` is the exact straight-through Gumbel-softmax: the choice z_d of
+            every depth d gets the gradient of the masks of all iterations up to d, so every token runs all
+            `max_depth` iterations in training whatever its depth. `"next"` keeps only the iteration after a
+            token's chosen depth (the masks of later iterations pass no gradient), the signal ANIRA-O's
+            halting gets, so training computes d_i + 1 iterations per token and costs what the depths cost.
         compute_penalty (`float`, defaults to 0.01):
             Weight of the compute loss (expected depth / max_depth) in the training loss. Small by default:
             docs/design.md's prototype showed that a large early penalty collapses every token to depth 1 before
@@ -230,6 +239,7 @@ class AniraConfig(PreTrainedConfig):
         pondernet_prior_depth: float = 3.0,
         act_epsilon: float = 0.01,
         gumbel_temperature: float = 1.0,
+        router_gradient: str = "full",
         compute_penalty: float = 0.01,
         depth_init_bias: float = 3.0,
         **kwargs,
@@ -269,6 +279,7 @@ class AniraConfig(PreTrainedConfig):
         self.pondernet_prior_depth = pondernet_prior_depth
         self.act_epsilon = act_epsilon
         self.gumbel_temperature = gumbel_temperature
+        self.router_gradient = router_gradient
         self.compute_penalty = compute_penalty
         self.depth_init_bias = depth_init_bias
         if head_dim is None and isinstance(hidden_size, int) and isinstance(num_attention_heads, int):

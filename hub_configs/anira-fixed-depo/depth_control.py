@@ -5,6 +5,7 @@ about it (a new mechanism is a new controller, not a new branch in the loop):
 
     plan = controller.plan(prelude_states, token_mask, max_depth)   # once per forward
     plan.active(t)        # which tokens run iteration t (a 0/1 mask, or None for "every token")
+    plan.computed(t)      # which tokens the fast path must compute at t (bool, or None for "every token")
     plan.observe(t, h)    # the states after iteration t (the online head reads them here)
     plan.report()         # depths, distributions, expected depth and the per-token compute cost
 
@@ -12,6 +13,10 @@ Masks are float tensors whose values are exactly 0 or 1 in the forward pass; in 
 straight-through gradient (early: Gumbel-softmax; online: the halting probability, or for ACT the cumulative
 halting probability), which is how the language-modelling loss reaches the depth decision. Every objective
 has that path: the compute loss alone would only ever teach a controller to stop sooner.
+
+`computed(t)` is what lets training skip work: a token must be computed at iteration t when it is active
+or when its (zero) mask at t still carries a gradient, since that gradient is "what running iteration t
+would have changed" and needs the iteration's output. At inference it is the active tokens.
 
 `token_mask` marks real tokens: padding is never active, so it never keeps the loop running, and its
 depth is reported as -1.
@@ -38,7 +43,8 @@ class DepthReport:
 
 
 class AniraRMSNorm(nn.Module):
-    """Root-mean-square norm (Llama's), computed in float32 for bf16/fp16 safety."""
+    """Root-mean-square norm (Llama's), computed in float32 at least for bf16/fp16 safety (float64 stays float64,
+    so that float64 reference computations are exact)."""
 
     def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -47,7 +53,7 @@ class AniraRMSNorm(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         input_dtype = hidden_states.dtype
-        hidden_states = hidden_states.to(torch.float32)
+        hidden_states = _at_least_float32(hidden_states)
         variance = hidden_states.pow(2).mean(-1, keepdim=True)
         hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
         return self.weight * hidden_states.to(input_dtype)
@@ -81,6 +87,9 @@ class FixedPlan:
     def active(self, t: int) -> torch.Tensor | None:
         return None  # every token runs every iteration: no masking work at all
 
+    def computed(self, t: int) -> torch.Tensor | None:
+        return None
+
     def any_active(self, t: int) -> bool:
         return t <= self.max_depth
 
@@ -110,7 +119,8 @@ class FixedDepth(nn.Module):
 
 
 class EarlyPlan:
-    def __init__(self, choice: torch.Tensor, probs: torch.Tensor, token_mask: torch.Tensor, min_depth: int, max_depth: int):
+    def __init__(self, choice: torch.Tensor, probs: torch.Tensor, token_mask: torch.Tensor, min_depth: int, max_depth: int,
+                 next_only: bool = False):
         # choice: [B, S, n] one-hot over depths min_depth..max_depth (straight-through in training).
         # a^t = sum_{d >= t} z_d, i.e. the reversed cumulative sum of the choice.
         self.tail = choice.flip(-1).cumsum(-1).flip(-1) * token_mask.unsqueeze(-1)
@@ -118,15 +128,30 @@ class EarlyPlan:
         self.min_depth, self.max_depth = min_depth, max_depth
         self.depths = min_depth + choice.argmax(-1)
         self.deepest = int(self.depths[token_mask].max()) if token_mask.any() else 0
+        self.training = choice.requires_grad
+        self.next_only = next_only and self.training  # router_gradient="next"
 
     def active(self, t: int) -> torch.Tensor:
-        return self.tail[..., max(t - self.min_depth, 0)]
+        mask = self.tail[..., max(t - self.min_depth, 0)]
+        if self.next_only:  # past the iteration after its depth a token's mask passes no gradient
+            mask = torch.where(self.depths + 1 >= t, mask, mask.detach())
+        return mask
+
+    def computed(self, t: int) -> torch.Tensor | None:
+        if not self.training:
+            return self.token_mask & (self.depths >= t)
+        if self.next_only:
+            return self.token_mask & (self.depths + 1 >= t)
+        return None  # the exact estimator reads every iteration's output for every token
 
     def any_active(self, t: int) -> bool:
-        # Training runs all D iterations: the straight-through gradient reaches every z_d through the masks
-        # a^t (t > d_i) of the iterations the token skipped, and stopping at the batch's deepest token
-        # would make a token's gradient depend on the other sequences in its batch.
-        return t <= (self.max_depth if self.choice.requires_grad else self.deepest)
+        # Training with the exact estimator runs all D iterations: the straight-through gradient reaches every
+        # z_d through the masks a^t (t > d_i) of the iterations the token skipped, and stopping at the batch's
+        # deepest token would make a token's gradient depend on the other sequences in its batch. With
+        # router_gradient="next" every token's gradient needs its iterations up to d_i + 1 only.
+        if not self.training:
+            return t <= self.deepest
+        return t <= (min(self.max_depth, self.deepest + 1) if self.next_only else self.max_depth)
 
     def observe(self, t: int, hidden: torch.Tensor) -> None:
         pass
@@ -152,6 +177,7 @@ class EarlyDepth(nn.Module):
         super().__init__()
         self.min_depth, self.max_depth = config.min_depth, config.max_depth
         self.temperature = config.gumbel_temperature
+        self.next_only = config.router_gradient == "next"
         self.norm = AniraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.router = DepthRouter(config.hidden_size, config.max_depth - config.min_depth + 1)
 
@@ -167,7 +193,7 @@ class EarlyDepth(nn.Module):
             choice = F.gumbel_softmax(logits, tau=self.temperature, hard=True)
         else:
             choice = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
-        return EarlyPlan(choice, probs, token_mask, self.min_depth, self.max_depth)
+        return EarlyPlan(choice, probs, token_mask, self.min_depth, self.max_depth, self.next_only)
 
 
 # ---------------------------------------------------------------------------------------------- online
@@ -186,6 +212,16 @@ class OnlinePlan:
 
     def active(self, t: int) -> torch.Tensor:
         return self.running
+
+    def computed(self, t: int) -> torch.Tensor:
+        # In training, a token that halted after t - 1 is computed at t too: its mask a^t is 0 but carries the
+        # straight-through gradient of that halting decision, which reads iteration t's output. Masks of later
+        # iterations pass no gradient (a frozen token's halting probability stays above the threshold, so
+        # a^{t+1} = a^t (1 - halt) has a zero factor either way), so those iterations need no computing.
+        running = self.running > 0.5
+        if self.training and self.ran:
+            running = running | (self.ran[-1] > 0.5)
+        return running
 
     def any_active(self, t: int) -> bool:
         # In training one more iteration runs after the last token halted: the straight-through gradient of a

@@ -54,8 +54,9 @@ class FrozenKeyValues:
         if self.keys[layer] is None:
             self.keys[layer] = key.new_zeros(self.tokens, *key.shape[1:])
             self.values[layer] = value.new_zeros(self.tokens, *value.shape[1:])
-        self.keys[layer].index_copy_(0, index, key)
-        self.values[layer].index_copy_(0, index, value)
+        # Out of place: in training, earlier iterations' attention read the previous tensors through autograd.
+        self.keys[layer] = self.keys[layer].index_copy(0, index, key)
+        self.values[layer] = self.values[layer].index_copy(0, index, value)
 
     def freeze(self, hidden_flat: torch.Tensor, index: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
         """Tokens `index` stop at their state in `hidden_flat`: compute their keys/values at every layer."""
@@ -169,7 +170,8 @@ def _full_mask(layer_kwargs: dict, batch: int, seq: int, past: int, device, dtyp
 
 
 def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
-    """`AniraModel.recur` computing only active tokens; equal to it (tests/test_fast_path.py)."""
+    """`AniraModel.recur` computing only the tokens `plan.computed(t)` names; equal to it, values and gradients
+    (tests/test_fast_path.py, tests/test_fast_training.py)."""
     batch, seq, width = hidden.shape
     cos, sin = layer_kwargs["position_embeddings"]
     cos, sin = cos.expand(batch, -1, -1).reshape(batch * seq, -1), sin.expand(batch, -1, -1).reshape(batch * seq, -1)
@@ -178,29 +180,28 @@ def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer
     dense_mask = None  # built on the first gathered iteration
     frozen = FrozenKeyValues(model, batch * seq)
     hidden_flat, prelude_flat = hidden.reshape(-1, width), prelude_states.reshape(-1, width)
-    running = torch.ones(batch * seq, dtype=torch.bool, device=hidden.device)  # active at the previous iteration
-    all_running = True  # the last iteration (or the prelude, before any) ran every token
+    running = torch.ones(batch * seq, dtype=torch.bool, device=hidden.device)  # computed at the previous iteration
+    all_running = True  # the last iteration (or the prelude, before any) computed every token
 
     ran = 0
     for t in range(1, max_depth + 1):
         if not plan.any_active(t):
             break
         active = plan.active(t)
-        active = None if active is None else active > 0.5
-        if active is None or bool(active.all()):  # every token runs: the dense iteration
-            hidden = model.injection(hidden_flat.view(batch, seq, width), prelude_states)
-            for index, layer in enumerate(model.core):
-                hidden = layer(hidden, cache_slot=None if cache is None else cache.core_slot(t, index), **layer_kwargs)
+        computed = plan.computed(t)
+        if computed is None or bool(computed.all()):  # every token computed: the dense iteration
+            mask = None if active is None or (not active.requires_grad and bool((active > 0.5).all())) else active
+            hidden = model.dense_iteration(t, hidden_flat.view(batch, seq, width), prelude_states, mask, cache, layer_kwargs)
             hidden_flat = hidden.reshape(-1, width)
             running, all_running = torch.ones_like(running), True
         else:
-            flat_active = active.reshape(-1)
-            freezing = (running & ~flat_active).nonzero().squeeze(-1)  # active at t - 1, frozen from t on
-            running, all_running = flat_active, False
+            flat_computed = computed.reshape(-1)
+            freezing = (running & ~flat_computed).nonzero().squeeze(-1)  # computed at t - 1, frozen from t on
+            running, all_running = flat_computed, False
             if dense_mask is None:
                 dense_mask = _full_mask(layer_kwargs, batch, seq, past, hidden.device, hidden.dtype, model.config)
-            hidden_flat = _sparse_iteration(model, t, active, freezing, hidden_flat, prelude_flat, frozen, cache,
-                                            dense_mask, cos, sin, attend_kwargs)
+            hidden_flat = _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude_flat, frozen,
+                                            cache, dense_mask, cos, sin, attend_kwargs)
         hidden = hidden_flat.view(batch, seq, width)
         plan.observe(t, hidden)
         ran = t
@@ -222,25 +223,36 @@ def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer
     return hidden_flat.view(batch, seq, width)
 
 
-def _sparse_iteration(model, t, active, freezing, hidden_flat, prelude_flat, frozen, cache, dense_mask, cos, sin,
+def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude_flat, frozen, cache, dense_mask, cos, sin,
                       attend_kwargs):
-    """One iteration over the active tokens only; returns the new flat states. The tokens `freezing` (flat)
-    stopped after the previous iteration: their frozen keys/values are computed here, in the same
-    projection as the active tokens' (one pass over the k/v weights per layer, not two)."""
-    batch = active.shape[0]
-    if not bool(active.any()):  # nothing runs, but every slot still gets the chunk's (frozen) keys/values
+    """One iteration over the computed tokens only; returns the new flat states. The tokens `freezing` (flat)
+    stopped being computed after the previous iteration: their frozen keys/values are computed here, in the
+    same projection as the computed tokens' (one pass over the k/v weights per layer, not two).
+
+    At inference the computed tokens are the active ones and each layer is `h <- layer(h)`. In training some
+    computed tokens have a zero mask that carries a gradient, and every mask may (ANIRA-O's a^t = 1 depends on
+    earlier halting decisions), so the rows apply the dense path's `h <- a * layer(h) + (1 - a) * h`: the same
+    expression on the same values, hence the same gradients."""
+    batch = computed.shape[0]
+    if not bool(computed.any()):  # nothing runs, but every slot still gets the chunk's (frozen) keys/values
         frozen.freeze(hidden_flat, freezing, cos, sin)
         for position in range(len(model.core)):
             if cache is not None:
                 cache.update(*frozen.chunk(position, batch), cache.core_slot(t, position))
         return hidden_flat
-    packing = ActivePacking(active, dense_mask)
+    packing = ActivePacking(computed, dense_mask)
     index = packing.index
     n = index.numel()
-    rows = torch.cat([index, freezing])  # active tokens first, then the freezing ones
+    a = None
+    if active is not None:
+        a = active.reshape(-1)[index]
+        a = a.to(hidden_flat.dtype).view(1, n, 1) if a.requires_grad or not bool((a > 0.5).all()) else None
+    rows = torch.cat([index, freezing])  # computed tokens first, then the freezing ones
     rope = (cos[rows].unsqueeze(0), sin[rows].unsqueeze(0))
     frozen_states = hidden_flat[freezing].unsqueeze(0)  # a freezing token's input to every core layer
     states = model.injection(hidden_flat[index], prelude_flat[index]).unsqueeze(0)  # [1, N, H]
+    if a is not None:
+        states = a * states + (1 - a) * hidden_flat[index].unsqueeze(0)
     for position, layer in enumerate(model.core):
         attention = layer.self_attn
         normed = layer.input_layernorm(torch.cat([states, frozen_states], dim=1))
@@ -254,9 +266,10 @@ def _sparse_iteration(model, t, active, freezing, hidden_flat, prelude_flat, fro
             key, value = cache.update(key, value, cache.core_slot(t, position))
         heads, head_dim = query.shape[1], query.shape[-1]
         packed = query.new_zeros(packing.positions.numel(), heads, head_dim)
-        packed = packed.index_copy_(0, packing.slot, query[0].transpose(0, 1))
+        packed = packed.index_copy(0, packing.slot, query[0].transpose(0, 1))
         packed = packed.view(-1, packing.width, heads, head_dim).transpose(1, 2)  # [R, heads, A, head_dim]
         out = packing.attend(attention, packed, key, value, **attend_kwargs)  # [N, heads * head_dim]
-        states = states + attention.o_proj(out).unsqueeze(0)
-        states = states + layer.mlp(layer.post_attention_layernorm(states))
+        out = states + attention.o_proj(out).unsqueeze(0)
+        out = out + layer.mlp(layer.post_attention_layernorm(out))
+        states = out if a is None else a * out + (1 - a) * states
     return hidden_flat.index_copy(0, index, states[0])
