@@ -33,6 +33,8 @@ def model_card(name: str, config, task: str, knob: str, model_name_or_path: str,
         f"| hidden_size | {config.hidden_size} (heads {config.num_attention_heads}, MLP {config.intermediate_size}) |",
         f"| vocab_size | {config.vocab_size} (word-level tokenizer of the task family) |",
         f"| compute_penalty | {config.compute_penalty} (weight of expected depth / max_depth in the loss) |",
+        *([f"| iteration_loss_weight | {config.iteration_loss_weight} (weight of the LM loss read out after every "
+           "iteration before the last; docs/design.md) |"] if getattr(config, "iteration_loss_weight", 0) else []),
         "",
         "## Train and evaluate",
         "",

@@ -131,6 +131,7 @@ _FIELD_RULES = {
     "pondernet_prior_depth": lambda name, value, config: _check_real(name, value, 1.0),
     "gumbel_temperature": lambda name, value, config: _check_real(name, value, 0.0, low_open=True),
     "compute_penalty": lambda name, value, config: _check_real(name, value, 0.0),
+    "iteration_loss_weight": lambda name, value, config: _check_real(name, value, 0.0),
     "depth_init_bias": lambda name, value, config: _check_real(name, value),
     **{name: (lambda name, value, config: _check_bool(name, value))
        for name in ("attention_bias", "mlp_bias", "tie_word_embeddings", "use_cache")},
@@ -196,6 +197,15 @@ class AniraConfig(PreTrainedConfig):
             Weight of the compute loss (expected depth / max_depth) in the training loss. Small by default:
             docs/design.md's prototype showed that a large early penalty collapses every token to depth 1 before
             the task is learned. Training scripts can schedule it (see `examples/train.py`).
+        iteration_loss_weight (`float`, defaults to 0.0):
+            Weight of the iteration loss: the LM loss read out after each iteration t < max_depth (the states
+            h^t, frozen tokens at their own depth, through the coda, norm and head), averaged over those
+            iterations, added to the training loss. 0 (the default) is the plain objective. The readouts ask
+            every iteration to hold the best answer it can, so a token whose answer is ready early gains
+            nothing from later iterations and the compute penalty can remove them; without them a model may
+            spread one algorithm over all its iterations, and then no depth below the maximum answers even the
+            easy items (benchmarks/experiment/penalty_runs/ measured this for ANIRA-E). It tells the model
+            nothing about difficulty. Costs max_depth - 1 extra coda passes per training step.
         depth_init_bias (`float`, defaults to 3.0):
             How strongly the untrained controllers favour running to `max_depth`: the early router's
             logit for `max_depth` starts this much above the others, and the halting head's bias starts
@@ -242,6 +252,7 @@ class AniraConfig(PreTrainedConfig):
         router_gradient: str = "full",
         compute_penalty: float = 0.01,
         depth_init_bias: float = 3.0,
+        iteration_loss_weight: float = 0.0,
         **kwargs,
     ):
         # Derived, so never taken from a saved config.json: the number of layer applications at full depth
@@ -282,6 +293,7 @@ class AniraConfig(PreTrainedConfig):
         self.router_gradient = router_gradient
         self.compute_penalty = compute_penalty
         self.depth_init_bias = depth_init_bias
+        self.iteration_loss_weight = iteration_loss_weight
         if head_dim is None and isinstance(hidden_size, int) and isinstance(num_attention_heads, int):
             self.head_dim = hidden_size // num_attention_heads if num_attention_heads > 0 else 0
         # Our checks first: they name the field, where transformers' own validators would not.

@@ -281,6 +281,8 @@ class AniraModelOutput(BaseModelOutputWithPast):
     halting_probs (`torch.Tensor` [batch, seq, max_depth], online only): lambda at each iteration a token ran, 0 elsewhere.
     expected_depth (`torch.Tensor` [batch, seq]): E[d] under `depth_probs`.
     compute_cost (`torch.Tensor` [batch, seq]): each token's compute loss term (E[d] / max_depth by default).
+    iteration_readouts (`tuple(torch.Tensor)`, only with `output_iteration_readouts=True`): for each iteration
+        t < max_depth, the final-normed coda output [batch, seq, hidden] of the states after iteration t.
     """
 
     depths: torch.LongTensor | None = None
@@ -288,15 +290,18 @@ class AniraModelOutput(BaseModelOutputWithPast):
     halting_probs: torch.Tensor | None = None
     expected_depth: torch.Tensor | None = None
     compute_cost: torch.Tensor | None = None
+    iteration_readouts: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
 class AniraCausalLMOutput(CausalLMOutputWithPast):
     r"""
-    `loss = lm_loss + compute_penalty * compute_loss`. The depth fields are those of `AniraModelOutput`.
+    `loss = lm_loss + iteration_loss_weight * iteration_loss + compute_penalty * compute_loss` (the middle
+    term only when `config.iteration_loss_weight > 0`). The depth fields are those of `AniraModelOutput`.
     """
 
     lm_loss: torch.Tensor | None = None
+    iteration_loss: torch.Tensor | None = None
     compute_loss: torch.Tensor | None = None
     depths: torch.LongTensor | None = None
     depth_probs: torch.Tensor | None = None
@@ -467,6 +472,7 @@ class AniraModel(AniraPreTrainedModel):
         max_depth: int | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
+        output_iteration_readouts: bool = False,
         **kwargs,
     ) -> AniraModelOutput:
         r"""
@@ -482,6 +488,9 @@ class AniraModel(AniraPreTrainedModel):
             in the same order. At an iteration a token did not run, its row is zero (so is every row of an
             iteration no token ran). The maps need the eager kernel: on an SDPA model this call's attention runs
             eagerly (with a warning; the result is the same up to rounding).
+        output_iteration_readouts: also runs the coda and the final norm over the states after each iteration
+            t < max_depth (`iteration_readouts`; the iteration loss reads them). Needs a forward from the start
+            of the sequence: the readouts attend to this call's tokens only.
         return_dict: `False` returns a tuple of the output's non-None fields, in order (as Llama).
         """
         if cache is None:
@@ -493,6 +502,11 @@ class AniraModel(AniraPreTrainedModel):
         output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         self._check_inputs(input_ids, inputs_embeds, attention_mask, position_ids, cache, max_depth)
+        if output_iteration_readouts and cache is not None and cache.get_seq_length() > 0:
+            raise ValueError(
+                "output_iteration_readouts=True needs a forward over the whole sequence, but the cache already "
+                f"holds {cache.get_seq_length()} positions."
+            )
         cache = self._prepare_cache(cache, use_cache, max_depth)
         mask_config = self.config
         if output_attentions and self.config._attn_implementation != "eager":
@@ -530,7 +544,7 @@ class AniraModel(AniraPreTrainedModel):
         attention_sink = [] if output_attentions else None
         layer_kwargs = dict(attention_mask=mask, position_embeddings=position_embeddings, cache=cache,
                             attention_sink=attention_sink, **kwargs)
-        all_hidden = [inputs_embeds] if output_hidden_states else None
+        all_hidden = [inputs_embeds] if output_hidden_states or output_iteration_readouts else None
 
         hidden = inputs_embeds
         for index, layer in enumerate(self.prelude):
@@ -563,6 +577,14 @@ class AniraModel(AniraPreTrainedModel):
                 zeros = hidden.new_zeros(batch, self.config.num_attention_heads, seq_len, past + seq_len)
                 attention_sink.extend([zeros] * missing)
 
+        readouts = None
+        if output_iteration_readouts:
+            first = 1 + prelude
+            readout_kwargs = {**layer_kwargs, "cache": None, "attention_sink": None}
+            readouts = tuple(self.readout(state, readout_kwargs) for state in all_hidden[first:first + max_depth - 1])
+            if not output_hidden_states:
+                all_hidden = None
+
         for index, layer in enumerate(self.coda):
             hidden = layer(hidden, cache_slot=None if cache is None else cache.coda_slot(index), **layer_kwargs)
             if all_hidden is not None:
@@ -578,7 +600,15 @@ class AniraModel(AniraPreTrainedModel):
             halting_probs=report.halting_probs,
             expected_depth=report.expected_depth,
             compute_cost=report.compute_cost,
+            iteration_readouts=readouts,
         )
+
+    def readout(self, hidden: torch.Tensor, layer_kwargs: dict) -> torch.Tensor:
+        """The coda and the final norm over recurrent states `hidden` (no cache): what the head would read if
+        the recurrence stopped there."""
+        for layer in self.coda:
+            hidden = layer(hidden, cache_slot=None, **layer_kwargs)
+        return self.norm(hidden)
 
     def recur_fast(self, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
         """The same recurrence computing only the active tokens (fast_path.py); tested equal to `recur`."""
@@ -680,6 +710,8 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         shift_labels = kwargs.pop("shift_labels", None)
+        supervised = labels is not None or shift_labels is not None
+        readouts = supervised and self.config.iteration_loss_weight > 0
         inputs = input_ids if input_ids is not None else inputs_embeds
         for name, targets in (("labels", labels), ("shift_labels", shift_labels)):
             if targets is not None and inputs is not None and tuple(targets.shape) != tuple(inputs.shape[:2]):
@@ -694,6 +726,7 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             max_depth=max_depth,
+            output_iteration_readouts=readouts,
             return_dict=True,
             **kwargs,
         )
@@ -701,15 +734,22 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden[:, keep, :])
 
-        loss = lm_loss = compute_loss = None
-        if labels is not None or shift_labels is not None:
-            lm_loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.vocab_size, num_items_in_batch=num_items_in_batch,
-                shift_labels=shift_labels,
-            )
+        loss = lm_loss = iteration_loss = compute_loss = None
+        if supervised:
+            def lm(logits):
+                return self.loss_function(
+                    logits=logits, labels=labels, vocab_size=self.config.vocab_size,
+                    num_items_in_batch=num_items_in_batch, shift_labels=shift_labels,
+                )
+
+            lm_loss = lm(logits)
             targets = shift_labels if shift_labels is not None else labels[..., 1:]  # what the LM loss counts
             compute_loss = self.compute_loss(outputs.compute_cost, outputs.depths, targets, num_items_in_batch)
             loss = lm_loss + self.config.compute_penalty * compute_loss
+            if outputs.iteration_readouts:  # max_depth 1 has no iteration before the last
+                losses = [lm(self.lm_head(state[:, keep, :])) for state in outputs.iteration_readouts]
+                iteration_loss = torch.stack(losses).mean()
+                loss = loss + self.config.iteration_loss_weight * iteration_loss
 
         return AniraCausalLMOutput(
             loss=loss,
@@ -718,6 +758,7 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             lm_loss=lm_loss,
+            iteration_loss=iteration_loss,
             compute_loss=compute_loss,
             depths=outputs.depths,
             depth_probs=outputs.depth_probs,
