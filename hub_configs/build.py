@@ -84,7 +84,9 @@ def brevo_recipe(variant: str) -> dict:
         "example_prompt": "<bos> v59 v29 v15 v29 v15 v14 v14 v59 <query> v29 <ans>",
         "checkpoint_steps": 1000,
         "train_args": [
-            "--model_name_or_path", f"hub_configs/anira-{variant}-brevo", "--from_scratch", "true", "--task", "brevo",
+            "--model_name_or_path", f"hub_configs/anira-{variant}-brevo", "--from_scratch", "true",
+            *(["--config_overrides", "iteration_loss_weight=0.5"] if variant != "fixed" else []),  # as for DEPO
+            "--task", "brevo",
             "--train_sizes", "3", "4", "5", "6", "--extrapolation_sizes", "7", "8", "--num_train", "100000", "--num_test_per_size", "300",
             "--max_steps", "8000", "--per_device_train_batch_size", "64", "--learning_rate", "3e-3", "--warmup_steps", "200",
             "--lr_scheduler_type", "cosine", "--weight_decay", "0.0", "--max_grad_norm", "1.0", "--seed", "0",
@@ -93,7 +95,10 @@ def brevo_recipe(variant: str) -> dict:
             "--report_to", "none", "--disable_tqdm", "true",
         ],
         "notes": "The penalty gate (0 until validation accuracy 0.9) reads the validation split only; the controllers "
-                 "start at max_depth, so the training dynamics' first phase runs at full depth by construction.",
+                 "start at max_depth, so the training dynamics' first phase runs at full depth by construction."
+                 + (" iteration_loss_weight=0.5 adds the LM loss read out after every iteration before the last (the "
+                    "models trained without it are reported in the README)." if variant != "fixed" else
+                    " This fixed-depth baseline is trained with the plain loss, as for DEPO."),
     }
 
 
