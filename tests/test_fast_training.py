@@ -52,14 +52,48 @@ def test_fast_training_gives_the_dense_loss_and_gradients_in_float64(variant, at
         torch.testing.assert_close(fast[name], dense[name], rtol=1e-11, atol=1e-13, msg=name)
 
 
+def test_rows_without_active_tokens_join_the_one_attention_call_in_training(monkeypatch):
+    """In training the keys are the chunk's own, so the rows from the first to the last with an active token
+    attend in one call, a row without active tokens in between taking dummy queries: exact all the same."""
+    gaps, calls = [], []
+    real_packing = fast_path.ActivePacking
+
+    def recording(active, *args):
+        packing = real_packing(active, *args)
+        busy = active.any(-1)[packing.rows]
+        gaps.append(bool((~busy).any()))
+        calls.append(len(packing.runs))
+        return packing
+
+    monkeypatch.setattr(fast_path, "ActivePacking", recording)
+    model = tiny_model(attn_implementation="sdpa", depth_mode="online", max_depth=6, compute_penalty=0.3)
+    ids, mask = padded_batch(6, seq=12)
+    mask[2, :-1] = 0  # row 2 holds one real token: it stops early while rows 1 and 3 run on
+    dense_loss, _, dense = loss_and_gradients(model, "dense", ids, mask)
+    fast_loss, _, fast = loss_and_gradients(model, "fast", ids, mask)
+    assert any(gaps), "the test must exercise a row without active tokens between rows with some"
+    assert set(calls) == {1}
+    torch.testing.assert_close(fast_loss, dense_loss, rtol=1e-13, atol=1e-13)
+    for name in dense:
+        torch.testing.assert_close(fast[name], dense[name], rtol=1e-11, atol=1e-13, msg=name)
+
+
+def test_decoding_packs_only_the_rows_with_active_tokens():
+    active = torch.tensor([[True], [False], [True]])
+    assert fast_path.ActivePacking(active, None).runs == [(0, 1), (2, 3)]
+    chunk = torch.tensor([[True, True], [False, False], [False, True]])
+    causal = torch.ones(2, 2, dtype=torch.bool).tril().view(1, 1, 2, 2)
+    assert fast_path.ActivePacking(chunk, causal, whole_chunk=True).runs == [(0, 3)]
+
+
 def computed_rows(monkeypatch, model, ids, mask) -> int:
     """Token-iterations the fast path computes in one training forward (rows of its gathered iterations)."""
     rows = []
     real_packing = fast_path.ActivePacking
 
-    def counting(active, attention_mask):
+    def counting(active, attention_mask, *args):
         rows.append(int(active.sum()))
-        return real_packing(active, attention_mask)
+        return real_packing(active, attention_mask, *args)
 
     monkeypatch.setattr(fast_path, "ActivePacking", counting)
     model.train()

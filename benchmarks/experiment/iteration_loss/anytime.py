@@ -1,66 +1,79 @@
 """How much of the answer each iteration already holds: teacher-forced accuracy of the answer tokens when every
-token runs exactly t iterations (t = 1..max_depth; the states after iteration t read out through the coda and
-the head), next to the model's own depths. Reads the validation split (never a test split).
+token runs exactly t iterations (t = 1..max_depth), next to the model's own depths. Reads the validation split
+(never a test split) of the task the model was trained on.
 
-    python benchmarks/experiment/iteration_loss/anytime.py MODEL_DIR [MODEL_DIR ...]
+    python benchmarks/experiment/iteration_loss/anytime.py MODEL_DIR [MODEL_DIR ...] [--per_size 200]
+
+MODEL_DIR is a `hub_configs/` folder (its `recipe.json` names the task) or a folder `examples/train.py` saved
+(its `anira_data.json`). Accuracy is the task's teacher-forced token accuracy (for BREVO any currently valid
+next node counts), so it needs no generation and is comparable across t.
 
 A model trained with the plain objective can need all its iterations even for the easiest items (then no
 depth below the maximum is enough and the compute penalty has nothing to take); a model trained with the
-iteration loss should answer k-hop items from about iteration k on.
+iteration loss should answer easy items after few iterations.
 """
 
 import argparse
-from collections import defaultdict
+import json
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import modeling_anira  # noqa: F401  (registers the Auto classes)
-from anira_study.data import AnswerCollator
+from anira_study.evaluation import answer_records
 from anira_tasks import TaskSpec, build_dataset_dict
 from modeling_anira.depth_control import FixedPlan
 
 
-def validation_rows(model_dir: str, tokenizer, per_size: int) -> list[dict]:
-    spec = TaskSpec(task="depo", train_sizes=[1, 2, 3], num_train=2000, num_validation=per_size,
-                    task_params={"num_nodes": 8, "num_queries": 6, "supervise_all_queries": True, "edge_format": "token"})
-    return list(build_dataset_dict(spec, tokenizer, num_proc=1)["validation"])
+def task_spec(model_dir: str, per_size: int) -> TaskSpec:
+    """The model's task, training sizes and task parameters, with `per_size` validation prompts per size (the
+    validation stream is the training run's: its first prompts are the ones its probe read)."""
+    folder = Path(model_dir)
+    if (folder / "anira_data.json").exists():
+        spec = json.loads((folder / "anira_data.json").read_text())
+        task, sizes, params = spec["task"], spec["train_sizes"], spec.get("task_params", {})
+    elif (folder / "recipe.json").exists():
+        argv = json.loads((folder / "recipe.json").read_text())["train_args"]
+        task, params = argv[argv.index("--task") + 1], {}
+        if "--task_params" in argv:
+            params = json.loads(argv[argv.index("--task_params") + 1])
+        first = argv.index("--train_sizes") + 1
+        stop = next((i for i in range(first, len(argv)) if argv[i].startswith("--")), len(argv))
+        sizes = [int(a) for a in argv[first:stop]]
+    else:
+        raise ValueError(f"{model_dir} has neither anira_data.json nor recipe.json: its task is unknown")
+    return TaskSpec(task=task, train_sizes=sizes, num_train=len(sizes), num_validation=per_size, num_test_per_size=1,
+                    task_params=params)
 
 
-@torch.no_grad()
-def profile(model, rows: list[dict], pad_token_id: int) -> dict:
-    depth = model.config.max_depth
-    batch = AnswerCollator(pad_token_id)(rows)
-    targets = batch["labels"][:, 1:]
-    supervised = targets != -100
-    complexity = torch.tensor([row["complexity"] for row in rows]).unsqueeze(-1).expand_as(targets)
+def accuracy_by_size(records: list[dict]) -> dict:
+    sizes = sorted({r["complexity"] for r in records})
+    out = {}
+    for size in sizes:
+        tokens = [c for r in records if r["complexity"] == size for c in r["token_correct"]]
+        depths = [d for r in records if r["complexity"] == size for d in r["depths"]]
+        out[size] = (sum(tokens) / len(tokens), sum(depths) / len(depths))
+    return out
 
-    def accuracy(hidden) -> dict:
-        right = (model.lm_head(hidden)[:, :-1].argmax(-1) == targets) & supervised
-        return {k: float(right[complexity == k].sum() / supervised[complexity == k].sum()) for k in (1, 2, 3)}
 
-    natural = model(**batch, use_cache=False)
-    depths = natural.depths[:, :-1]
-    right = (natural.logits[:, :-1].argmax(-1) == targets) & supervised
-    result = {"natural_accuracy": {k: float(right[complexity == k].sum() / supervised[complexity == k].sum()) for k in (1, 2, 3)},
-              "natural_depth": {k: float(depths[(complexity == k) & supervised].float().mean()) for k in (1, 2, 3)},
-              "forced": defaultdict(dict)}
+def profile(model, rows: list[dict], tokenizer) -> tuple[dict, dict]:
+    """({size: (accuracy, own depth)}, {t: {size: accuracy}}) with every token forced to t iterations."""
+    natural = accuracy_by_size(answer_records(model, rows, tokenizer))
     controller = model.model.depth_controller
     plan = controller.plan
-    controller.plan = lambda prelude, token_mask, max_depth: FixedPlan(token_mask, max_depth)
+    forced = {}
     try:
-        out = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
-                          output_iteration_readouts=True)
+        for t in range(1, model.config.max_depth + 1):
+            controller.plan = lambda prelude, token_mask, max_depth, t=t: FixedPlan(token_mask, t)
+            forced[t] = {size: acc for size, (acc, _) in accuracy_by_size(answer_records(model, rows, tokenizer)).items()}
     finally:
         controller.plan = plan
-    for t, hidden in enumerate([*out.iteration_readouts, out.last_hidden_state], start=1):
-        result["forced"][t] = accuracy(hidden)
-    assert len(result["forced"]) == depth
-    return result
+    return natural, forced
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+")
     parser.add_argument("--per_size", type=int, default=200)
     args = parser.parse_args()
@@ -68,15 +81,15 @@ def main() -> None:
     for model_dir in args.models:
         model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        rows = validation_rows(model_dir, tokenizer, args.per_size)
-        result = profile(model, rows, tokenizer.pad_token_id)
+        spec = task_spec(model_dir, args.per_size)
+        rows = list(build_dataset_dict(spec, tokenizer, num_proc=1)["validation"])
+        natural, forced = profile(model, rows, tokenizer)
         print(f"\n{model_dir} ({model.config.depth_mode}, iteration_loss_weight {model.config.iteration_loss_weight}); "
-              f"{args.per_size} validation prompts per k, answer tokens teacher forced")
-        print("  k   own depth  accuracy  | accuracy when every token runs t iterations, t = 1.."
-              f"{model.config.max_depth}")
-        for k in (1, 2, 3):
-            forced = "  ".join(f"{result['forced'][t][k]:.2f}" for t in sorted(result["forced"]))
-            print(f"  {k}   {result['natural_depth'][k]:5.2f}      {result['natural_accuracy'][k]:.2f}      |  {forced}")
+              f"{spec.task}, {args.per_size} validation prompts per size, answer tokens teacher forced")
+        print(f"  size  own depth  accuracy  | accuracy when every token runs t iterations, t = 1..{model.config.max_depth}")
+        for size, (accuracy, depth) in natural.items():
+            row = "  ".join(f"{forced[t][size]:.2f}" for t in sorted(forced))
+            print(f"  {size:4d}   {depth:5.2f}      {accuracy:.2f}      |  {row}")
 
 
 if __name__ == "__main__":
