@@ -68,11 +68,21 @@ class FrozenKeyValues:
             key, value = layer.key_value(states, rope)  # [1, kv_heads, n, head_dim]
             self.store(position, index, key[0].transpose(0, 1), value[0].transpose(0, 1))
 
-    def chunk(self, layer: int, batch: int, index: torch.Tensor | None = None, key=None, value=None):
-        """The chunk's keys/values [B, kv_heads, S, head_dim] at `layer`: frozen ones, with `index` set to fresh ones."""
+    def update(self, layer: int, batch: int, index: torch.Tensor, key: torch.Tensor, value: torch.Tensor):
+        """The chunk's keys/values [B, kv_heads, S, head_dim] at `layer` with the tokens `index` (flat) set to
+        `key`/`value` [n, kv_heads, head_dim]: the computed tokens' fresh ones and the freezing tokens' frozen
+        ones, in one copy that is also kept. Keeping the computed tokens' fresh keys/values is harmless: a row
+        is read later only as a frozen token's (stored when it freezes) or after being overwritten."""
+        if self.keys[layer] is None:
+            self.keys[layer] = key.new_zeros(self.tokens, *key.shape[1:])
+            self.values[layer] = value.new_zeros(self.tokens, *value.shape[1:])
+        self.keys[layer] = self.keys[layer].index_copy(0, index, key)
+        self.values[layer] = self.values[layer].index_copy(0, index, value)
+        return self.chunk(layer, batch)
+
+    def chunk(self, layer: int, batch: int):
+        """The chunk's keys/values [B, kv_heads, S, head_dim] at `layer`."""
         keys, values = self.keys[layer], self.values[layer]
-        if index is not None:
-            keys, values = keys.index_copy(0, index, key), values.index_copy(0, index, value)
         return keys.view(batch, -1, *keys.shape[1:]).transpose(1, 2), values.view(batch, -1, *values.shape[1:]).transpose(1, 2)
 
 
@@ -266,10 +276,7 @@ def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude
         normed = layer.input_layernorm(torch.cat([states, frozen_states], dim=1))
         query = attention.project_query(normed[:, :n], (rope[0][:, :n], rope[1][:, :n]))  # [1, heads, N, head_dim]
         key, value = attention.project_key_value(normed, rope)  # [1, kv_heads, N + frozen, head_dim]
-        key, value = key[0].transpose(0, 1), value[0].transpose(0, 1)
-        if freezing.numel():
-            frozen.store(position, freezing, key[n:], value[n:])
-        key, value = frozen.chunk(position, batch, index, key[:n], value[:n])
+        key, value = frozen.update(position, batch, rows, key[0].transpose(0, 1), value[0].transpose(0, 1))
         if cache is not None:
             key, value = cache.update(key, value, cache.core_slot(t, position))
         heads, head_dim = query.shape[1], query.shape[-1]
