@@ -78,7 +78,10 @@ def depo_recipe(variant: str) -> dict:
 
 
 def brevo_recipe(variant: str) -> dict:
-    """BREVO on graphs of 3-6 nodes (7 and 8 unseen): what one CPU core trains in under an hour."""
+    """BREVO on graphs of 3-6 nodes (7 and 8 unseen): E and O 20,000 steps on 200,000 training graphs (about 90
+    minutes on one CPU core), the fixed baseline 8,000 steps on 100,000 (the length the E and O models had before:
+    their validation accuracy was still rising then, benchmarks/experiment/iteration_loss/)."""
+    steps, graphs = ("20000", "200000") if variant != "fixed" else ("8000", "100000")
     return {
         "knob": "graph size n",
         "example_prompt": "<bos> v59 v29 v15 v29 v15 v14 v14 v59 <query> v29 <ans>",
@@ -87,8 +90,8 @@ def brevo_recipe(variant: str) -> dict:
             "--model_name_or_path", f"hub_configs/anira-{variant}-brevo", "--from_scratch", "true",
             *(["--config_overrides", "iteration_loss_weight=0.5"] if variant != "fixed" else []),  # as for DEPO
             "--task", "brevo",
-            "--train_sizes", "3", "4", "5", "6", "--extrapolation_sizes", "7", "8", "--num_train", "100000", "--num_test_per_size", "300",
-            "--max_steps", "8000", "--per_device_train_batch_size", "64", "--learning_rate", "3e-3", "--warmup_steps", "200",
+            "--train_sizes", "3", "4", "5", "6", "--extrapolation_sizes", "7", "8", "--num_train", graphs, "--num_test_per_size", "300",
+            "--max_steps", steps, "--per_device_train_batch_size", "64", "--learning_rate", "3e-3", "--warmup_steps", "200",
             "--lr_scheduler_type", "cosine", "--weight_decay", "0.0", "--max_grad_norm", "1.0", "--seed", "0",
             "--compute_penalty", "0.003", "--penalty_gate_accuracy", "0.9", "--penalty_ramp_steps", "1000",
             "--probe_steps", "200", "--probe_per_size", "64", "--logging_steps", "200", "--save_steps", "1000",

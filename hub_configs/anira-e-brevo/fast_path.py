@@ -9,10 +9,10 @@ ones back; here, at iteration t:
     frozen tokens                     no compute: their keys/values at core layer l are those of their
                                       frozen state (docs/design.md's reuse rule), computed once, when they freeze
                                       (in the same k/v projection as the next iteration's active tokens)
-    attention                         the active queries of each batch row that has any are packed into
-                                      [R, A, ...] (A = most active tokens in a row) and attend to the
-                                      keys/values of every position of their row's slot: cached past +
-                                      the whole current chunk; rows with no active token read nothing
+    attention                         the active queries are packed into [R, A, ...] (A = most active
+                                      tokens in a row) and attend to the keys/values of every position of
+                                      their row's slot: cached past + the whole current chunk; after a
+                                      cached past, rows with no active token read nothing (ActivePacking)
 
 and the loop stops when no token is active. Every cache slot (t, l) still receives exactly one
 `cache.update` per call with the whole chunk's keys/values (fresh for active tokens, reused for frozen
@@ -68,30 +68,48 @@ class FrozenKeyValues:
             key, value = layer.key_value(states, rope)  # [1, kv_heads, n, head_dim]
             self.store(position, index, key[0].transpose(0, 1), value[0].transpose(0, 1))
 
-    def chunk(self, layer: int, batch: int, index: torch.Tensor | None = None, key=None, value=None):
-        """The chunk's keys/values [B, kv_heads, S, head_dim] at `layer`: frozen ones, with `index` set to fresh ones."""
+    def update(self, layer: int, batch: int, index: torch.Tensor, key: torch.Tensor, value: torch.Tensor):
+        """The chunk's keys/values [B, kv_heads, S, head_dim] at `layer` with the tokens `index` (flat) set to
+        `key`/`value` [n, kv_heads, head_dim]: the computed tokens' fresh ones and the freezing tokens' frozen
+        ones, in one copy that is also kept. Keeping the computed tokens' fresh keys/values is harmless: a row
+        is read later only as a frozen token's (stored when it freezes) or after being overwritten."""
+        if self.keys[layer] is None:
+            self.keys[layer] = key.new_zeros(self.tokens, *key.shape[1:])
+            self.values[layer] = value.new_zeros(self.tokens, *value.shape[1:])
+        self.keys[layer] = self.keys[layer].index_copy(0, index, key)
+        self.values[layer] = self.values[layer].index_copy(0, index, value)
+        return self.chunk(layer, batch)
+
+    def chunk(self, layer: int, batch: int):
+        """The chunk's keys/values [B, kv_heads, S, head_dim] at `layer`."""
         keys, values = self.keys[layer], self.values[layer]
-        if index is not None:
-            keys, values = keys.index_copy(0, index, key), values.index_copy(0, index, value)
         return keys.view(batch, -1, *keys.shape[1:]).transpose(1, 2), values.view(batch, -1, *values.shape[1:]).transpose(1, 2)
 
 
 class ActivePacking:
     """Where the N active tokens of an iteration go: flat rows for the projections and the MLP, packed
-    [R, A] slots for attention (R = batch rows with an active token, A = most active tokens in a row), and
-    the packed queries' mask rows. Batch rows without an active token take no part in attention at all:
-    their cached keys/values are not read (in long-context decoding that read is most of an iteration)."""
+    [R, A] slots for attention (A = most active tokens in a row), and the packed queries' mask rows.
 
-    def __init__(self, active: torch.Tensor, mask: torch.Tensor | None):
+    Which R rows: in decoding after a context (`whole_chunk` False), the batch rows that hold an active token,
+    so a row whose token halted takes no part in attention at all and its cached keys/values are not read (in
+    long-context decoding that read is most of an iteration); non-consecutive rows then take one kernel call
+    per run of consecutive rows. When the keys are the chunk's own (training, a prompt's prefill:
+    `whole_chunk`), every row from the first to the last that holds an active token, in one call: a row without
+    active tokens adds only A dummy queries over a short chunk, while each extra call costs more than that
+    at training sizes (measured in benchmarks/model/RESULTS.md)."""
+
+    def __init__(self, active: torch.Tensor, mask: torch.Tensor | None, whole_chunk: bool = False):
         batch, seq = active.shape
         self.seq = seq
         self.index = active.reshape(-1).nonzero().squeeze(-1)  # flat (b * S + p) of the active tokens
         counts = active.sum(-1)
         self.rows = counts.nonzero().squeeze(-1)  # batch rows taking part, ascending
+        if whole_chunk and self.rows.numel():
+            self.rows = torch.arange(int(self.rows[0]), int(self.rows[-1]) + 1, device=active.device)
         self.width = int(counts.max())  # A
         rank = (active.cumsum(-1) - 1).reshape(-1)[self.index]  # j: the token's rank among its row's active ones
         row = torch.div(self.index, seq, rounding_mode="floor")
-        packed_row = ((counts > 0).cumsum(0) - 1)[row]  # r: the token's row among the R taking part
+        packed_row = row - self.rows[0] if whole_chunk else ((counts > 0).cumsum(0) - 1)[row]  # r: among the R
         self.slot = packed_row * self.width + rank  # flat (r * A + j)
         positions = torch.full((self.rows.numel() * self.width,), seq - 1, dtype=torch.long, device=active.device)
         positions[self.slot] = self.index - row * seq
@@ -201,7 +219,7 @@ def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer
             if dense_mask is None:
                 dense_mask = _full_mask(layer_kwargs, batch, seq, past, hidden.device, hidden.dtype, model.config)
             hidden_flat = _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude_flat, frozen,
-                                            cache, dense_mask, cos, sin, attend_kwargs)
+                                            cache, dense_mask, past == 0, cos, sin, attend_kwargs)
         hidden = hidden_flat.view(batch, seq, width)
         plan.observe(t, hidden)
         ran = t
@@ -223,8 +241,8 @@ def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer
     return hidden_flat.view(batch, seq, width)
 
 
-def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude_flat, frozen, cache, dense_mask, cos, sin,
-                      attend_kwargs):
+def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude_flat, frozen, cache, dense_mask,
+                      whole_chunk, cos, sin, attend_kwargs):
     """One iteration over the computed tokens only; returns the new flat states. The tokens `freezing` (flat)
     stopped being computed after the previous iteration: their frozen keys/values are computed here, in the
     same projection as the computed tokens' (one pass over the k/v weights per layer, not two).
@@ -240,7 +258,7 @@ def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude
             if cache is not None:
                 cache.update(*frozen.chunk(position, batch), cache.core_slot(t, position))
         return hidden_flat
-    packing = ActivePacking(computed, dense_mask)
+    packing = ActivePacking(computed, dense_mask, whole_chunk)
     index = packing.index
     n = index.numel()
     a = None
@@ -258,10 +276,7 @@ def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude
         normed = layer.input_layernorm(torch.cat([states, frozen_states], dim=1))
         query = attention.project_query(normed[:, :n], (rope[0][:, :n], rope[1][:, :n]))  # [1, heads, N, head_dim]
         key, value = attention.project_key_value(normed, rope)  # [1, kv_heads, N + frozen, head_dim]
-        key, value = key[0].transpose(0, 1), value[0].transpose(0, 1)
-        if freezing.numel():
-            frozen.store(position, freezing, key[n:], value[n:])
-        key, value = frozen.chunk(position, batch, index, key[:n], value[:n])
+        key, value = frozen.update(position, batch, rows, key[0].transpose(0, 1), value[0].transpose(0, 1))
         if cache is not None:
             key, value = cache.update(key, value, cache.core_slot(t, position))
         heads, head_dim = query.shape[1], query.shape[-1]
