@@ -58,7 +58,7 @@ def _usage(name: str, example_prompt: str) -> list[str]:
         "```python",
         "from transformers import AutoModelForCausalLM, AutoTokenizer  # the folder carries its modeling code",
         f'model, tok = AutoModelForCausalLM.from_pretrained("hub_configs/{name}", trust_remote_code=True), AutoTokenizer.from_pretrained("hub_configs/{name}", trust_remote_code=True)',
-        f'out = model.generate(**tok("{example_prompt}", return_tensors="pt"), max_new_tokens=2, return_dict_in_generate=True)',
+        f'out = model.generate(**tok("{example_prompt}", return_tensors="pt"), max_new_tokens=8, return_dict_in_generate=True)',
         "print(list(zip(tok.convert_ids_to_tokens(out.sequences[0]), out.depths[0].tolist())))  # each token, the iterations spent at it",
         "```",
     ]
