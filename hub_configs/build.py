@@ -78,10 +78,9 @@ def depo_recipe(variant: str) -> dict:
 
 
 def brevo_recipe(variant: str) -> dict:
-    """BREVO on graphs of 3-6 nodes (7 and 8 unseen): E and O 20,000 steps on 200,000 training graphs (about 90
-    minutes on one CPU core), the fixed baseline 8,000 steps on 100,000 (the length the E and O models had before:
-    their validation accuracy was still rising then, benchmarks/experiment/iteration_loss/)."""
-    steps, graphs = ("20000", "200000") if variant != "fixed" else ("8000", "100000")
+    """BREVO on graphs of 3-6 nodes (7 and 8 unseen), 20,000 steps on 200,000 training graphs: 45-80 minutes on one
+    CPU core (8,000 steps on 100,000 graphs, the length before, left validation accuracy still rising)."""
+    steps, graphs = "20000", "200000"
     return {
         "knob": "graph size n",
         "example_prompt": "<bos> v59 v29 v15 v29 v15 v14 v14 v59 <query> v29 <ans>",
