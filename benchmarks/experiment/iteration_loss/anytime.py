@@ -11,6 +11,11 @@ next node counts), so it needs no generation and is comparable across t.
 A model trained with the plain objective can need all its iterations even for the easiest items (then no
 depth below the maximum is enough and the compute penalty has nothing to take); a model trained with the
 iteration loss should answer easy items after few iterations.
+
+For an early-mode model (ANIRA-E) it also prints the router's mean probability of each depth at the positions
+that predict answer tokens. A depth the router gives probability ~0 gets almost no gradient through the
+straight-through softmax, so neither the LM loss nor the compute penalty can move the model there, however
+well that depth would answer.
 """
 
 import argparse
@@ -21,6 +26,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import modeling_anira  # noqa: F401  (registers the Auto classes)
+from anira_study.data import AnswerCollator
 from anira_study.evaluation import answer_records
 from anira_tasks import TaskSpec, build_dataset_dict
 from modeling_anira.depth_control import FixedPlan
@@ -72,6 +78,23 @@ def profile(model, rows: list[dict], tokenizer) -> tuple[dict, dict]:
     return natural, forced
 
 
+@torch.no_grad()
+def router_probabilities(model, rows: list[dict], tokenizer, batch_size: int = 64) -> dict:
+    """{size: mean depth probabilities (depths 1..max_depth)} over the positions predicting answer tokens."""
+    collator = AnswerCollator(tokenizer.pad_token_id)
+    sums, counts = {}, {}
+    for start in range(0, len(rows), batch_size):
+        batch_rows = rows[start:start + batch_size]
+        probs = model(**collator(batch_rows), use_cache=False).depth_probs
+        for i, row in enumerate(batch_rows):
+            first = row["answer_start"] - 1
+            answer = probs[i, first:first + row["answer_length"]]
+            size = row["complexity"]
+            sums[size] = sums.get(size, 0) + answer.sum(0)
+            counts[size] = counts.get(size, 0) + len(answer)
+    return {size: (sums[size] / counts[size]).tolist() for size in sorted(sums)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+")
@@ -90,6 +113,10 @@ def main() -> None:
         for size, (accuracy, depth) in natural.items():
             row = "  ".join(f"{forced[t][size]:.2f}" for t in sorted(forced))
             print(f"  {size:4d}   {depth:5.2f}      {accuracy:.2f}      |  {row}")
+        if model.config.depth_mode == "early":
+            print(f"  size  router's mean probability of depth 1..{model.config.max_depth} at the answer positions")
+            for size, probs in router_probabilities(model, rows, tokenizer).items():
+                print(f"  {size:4d}   " + "  ".join(f"{p:.3f}" for p in probs))
 
 
 if __name__ == "__main__":

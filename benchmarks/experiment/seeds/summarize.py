@@ -1,0 +1,56 @@
+"""Print, per shipped recipe, the test results of every training seed run: the shipped model (its folder's
+report.json) and the other seeds (`<model>_seed<S>_report.json` here, written by `examples/evaluate.py`).
+
+    python benchmarks/experiment/seeds/summarize.py
+
+Per size: accuracy of the greedily generated answer with its 95 % interval, and mean depth at the answer
+positions; then Spearman's rho(depth, size) on the seen sizes with its bootstrap interval and the number of
+prompts it rests on (the test prompts are the same for every seed: the task data does not depend on it).
+"""
+
+import json
+import re
+from pathlib import Path
+
+HERE = Path(__file__).parent
+HUB = HERE.parents[2] / "hub_configs"
+
+
+def shipped_seed(name: str) -> int:
+    argv = json.loads((HUB / name / "recipe.json").read_text())["train_args"]
+    return int(argv[argv.index("--seed") + 1])
+
+
+def runs() -> dict[str, dict[int, dict]]:
+    """{model name: {seed: evaluation report}} for every model with a seed run here."""
+    found: dict[str, dict[int, dict]] = {}
+    for path in sorted(HERE.glob("*_seed*_report.json")):
+        short, seed = re.fullmatch(r"(.+)_seed(\d+)_report", path.stem).groups()
+        name = f"anira-{short}"
+        (report,) = json.loads(path.read_text())["reports"].values()
+        found.setdefault(name, {})[int(seed)] = report
+    for name, reports in found.items():
+        reports[shipped_seed(name)] = json.loads((HUB / name / "report.json").read_text())["report"]
+    return found
+
+
+def row(report: dict) -> str:
+    cells = []
+    for split in ("test_seen", "test_extrapolation"):
+        for size, values in report.get(split, {}).get("per_complexity", {}).items():
+            low, high = values["intervals"]["generated_accuracy"]
+            cells.append(f"{size}: {values['generated_accuracy']:.2f} [{low:.2f}, {high:.2f}] @ {values['mean_depth']:.2f}")
+    seen = report["test_seen"]
+    rho, (low, high) = seen["spearman"], seen["spearman_interval"]
+    return "  ".join(cells) + f"  rho seen {rho:.2f} [{low:.2f}, {high:.2f}], n = {seen['items']}"
+
+
+def main() -> None:
+    for name, reports in runs().items():
+        print(f"\n{name} (shipped: seed {shipped_seed(name)}); size: accuracy @ mean answer depth, test split")
+        for seed in sorted(reports):
+            print(f"  seed {seed}{' (shipped)' if seed == shipped_seed(name) else ''}:  {row(reports[seed])}")
+
+
+if __name__ == "__main__":
+    main()
