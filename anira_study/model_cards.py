@@ -94,7 +94,7 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
     lines += ["", "## How it was trained", "",
               f"{summary['steps']} steps, {summary['parameters']:,} parameters, {summary['train_seconds'] / 60:.1f} minutes of training on "
               f"{summary['machine']} (folder written {summary['date']}). Retrain from scratch (resumes after an interruption, "
-              "then writes this folder):", "", "```bash", f"python examples/reproduce.py {name}", "```", "",
+              "then writes this folder):", "", "```bash", summary.get("command", f"python examples/reproduce.py {name}"), "```", "",
               "which runs exactly:", "", "```bash", summary["train_command"], "```", ""]
     if recipe.get("notes"):
         lines += [recipe["notes"], ""]

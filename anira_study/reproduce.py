@@ -2,6 +2,7 @@
 
     python examples/reproduce.py anira-o-depo                  # train (or resume), evaluate, write hub_configs/anira-o-depo
     python examples/reproduce.py anira-o-depo --quick          # the same pipeline in a couple of minutes (for tests)
+    python examples/reproduce.py anira-o-depo --seed 0         # the recipe with another training seed, into outputs/
 
 A recipe (`hub_configs/<name>/recipe.json`, written by `hub_configs/build.py`) is the list of
 `examples/train.py` arguments that made the model, so reproducing a model *is* running `train.py` with
@@ -16,6 +17,12 @@ them: seed, data, sizes, steps, batch, learning rate and penalty schedule includ
 4. writes the folder: weights (`model.safetensors`), config, generation config, tokenizer, the model
    card with the results table, the exact command and the machine, `report.json`, the recipe, and the
    training-dynamics figure.
+
+`seed` trains the recipe with another training seed (the model's initialisation and the order of the training
+data; the task data, so every split, stays the same): a shipped model is one run, and whether its findings
+survive another seed is a question every study should ask (`benchmarks/experiment/seeds/`). Such a run never
+writes the named folder unless `target` says so: by default it goes to
+`outputs/reproduce/<name>-seed<seed>/folder`, with the changed seed in its recipe, card and command.
 """
 
 import json
@@ -48,6 +55,18 @@ def _set(argv: list[str], flag: str, value: str) -> list[str]:
 
 def _get(argv: list[str], flag: str) -> str | None:
     return argv[argv.index(flag) + 1] if flag in argv else None
+
+
+def with_seed(recipe: dict, seed: int) -> dict:
+    """The recipe with the training seed `seed` in place of its own (said in its notes)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    recipe = dict(recipe)
+    stored = _get(recipe["train_args"], "--seed")
+    recipe["train_args"] = _set(recipe["train_args"], "--seed", str(seed))
+    change = f"Trained with --seed {seed} in place of the stored recipe's {stored}."
+    recipe["notes"] = f"{change} {recipe['notes']}" if recipe.get("notes") else change
+    return recipe
 
 
 def training_argv(recipe: dict, work_dir: Path, quick: bool = False, batch_scale: int = 1, cuda: bool = False) -> list[str]:
@@ -97,7 +116,7 @@ def machine() -> str:
 
 
 def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Path | None = None, target: str | Path | None = None,
-              quick: bool = False, batch_scale: int = 1) -> dict:
+              quick: bool = False, batch_scale: int = 1, seed: int | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -109,8 +128,11 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
 
     folder = Path(hub_dir) / name
     recipe = load_recipe(folder)
-    work_dir = Path(work_dir or Path("outputs/reproduce") / (name + ("-quick" if quick else "")))
-    target = Path(target or (work_dir / "folder" if quick else folder))
+    run_name = name + ("" if seed is None else f"-seed{seed}") + ("-quick" if quick else "")
+    if seed is not None:
+        recipe = with_seed(recipe, seed)
+    work_dir = Path(work_dir or Path("outputs/reproduce") / run_name)
+    target = Path(target or (work_dir / "folder" if quick or seed is not None else folder))
     cuda = torch.cuda.is_available()
     argv = training_argv(recipe, work_dir, quick, batch_scale, cuda)
     times_file = work_dir / "wall_times.json"  # wall time over every call (a resumed run adds its part)
@@ -138,7 +160,7 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     plot_training_dynamics({name: probe_log}, target / "training_dynamics.png")
-    command = "python examples/reproduce.py " + name + (" --quick" if quick else "")
+    command = "python examples/reproduce.py " + name + ("" if seed is None else f" --seed {seed}") + (" --quick" if quick else "")
     summary = {
         "name": name, "task": task, "train_sizes": train_sizes, "steps": steps,
         "train_seconds": sum(times), "machine": machine(), "command": command,

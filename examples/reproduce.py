@@ -3,6 +3,7 @@
     python examples/reproduce.py anira-o-depo            # train or resume, evaluate, write hub_configs/anira-o-depo
     python examples/reproduce.py anira-o-depo --quick    # the same pipeline in minutes, into outputs/ (tests use it)
     python examples/reproduce.py anira-o-depo --work_dir /scratch/o   # where checkpoints go (rerun to resume)
+    python examples/reproduce.py anira-o-depo --seed 0   # another training seed, into outputs/reproduce/anira-o-depo-seed0
 
 On a GPU it trains in bf16; `--batch_scale N` multiplies batch size and learning rate. The logic lives in
 `anira_study.reproduce`.
@@ -30,6 +31,7 @@ class ReproduceArguments:
     target: str | None = field(default=None, metadata={"help": "Folder to write (default hub_configs/<name>, or under work_dir with --quick)."})
     hub_dir: str = field(default="hub_configs")
     batch_scale: int = field(default=1, metadata={"help": "Multiply batch size and learning rate (e.g. on a GPU)."})
+    seed: int | None = field(default=None, metadata={"help": "Train with this seed instead of the recipe's; written under outputs/ unless --target."})
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     if argv and not argv[0].startswith("--"):
         argv = ["--name", *argv]
     (args,) = HfArgumentParser(ReproduceArguments).parse_args_into_dataclasses(args=argv)
-    return reproduce(args.name, args.hub_dir, args.work_dir, args.target, args.quick, args.batch_scale)
+    return reproduce(args.name, args.hub_dir, args.work_dir, args.target, args.quick, args.batch_scale, args.seed)
 
 
 if __name__ == "__main__":

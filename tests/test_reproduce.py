@@ -6,13 +6,11 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from anira_study.reproduce import load_recipe, training_argv
+from anira_study.reproduce import load_recipe, training_argv, with_seed
 
 from conftest import load_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
 
 
 def test_quick_reproduction_writes_a_loadable_folder_and_resumes_instead_of_restarting(tmp_path, monkeypatch):
@@ -44,3 +42,26 @@ def test_recipes_retrain_from_scratch_and_scale_for_a_gpu():
     assert argv[argv.index("--bf16") + 1] == "true" and "--use_cpu" not in argv
     with pytest.raises(ValueError, match="recipe"):
         load_recipe(ROOT / "hub_configs/anira-o-mano")
+
+
+def test_another_seed_trains_the_recipe_into_its_own_folder_and_says_so(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(ROOT)
+    shipped = (ROOT / "hub_configs/anira-o-depo/README.md").read_text()
+    work = tmp_path / "work"
+    load_script("reproduce").main(["anira-o-depo", "--quick", "--seed", "5", "--work_dir", str(work)])
+    folder = work / "folder"  # the default target of a seed run: never the named folder
+    assert (ROOT / "hub_configs/anira-o-depo/README.md").read_text() == shipped
+    assert torch.load(work / "training_args.bin", weights_only=False).seed == 5
+    train_args = json.loads((folder / "recipe.json").read_text())["train_args"]
+    assert train_args[train_args.index("--seed") + 1] == "5"
+    card = (folder / "README.md").read_text()
+    assert "python examples/reproduce.py anira-o-depo --seed 5 --quick" in card
+    assert "Trained with --seed 5 in place of the stored recipe's 2." in card
+
+
+@pytest.mark.parametrize("seed", [-1, "3", 1.5, True])
+def test_a_bad_seed_is_refused_by_name(seed):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        with_seed(load_recipe(ROOT / "hub_configs/anira-o-depo"), seed)
