@@ -42,7 +42,8 @@ def row(report: dict) -> str:
             cells.append(f"{size}: {values['generated_accuracy']:.2f} [{low:.2f}, {high:.2f}] @ {values['mean_depth']:.2f}")
     seen = report["test_seen"]
     rho, (low, high) = seen["spearman"], seen["spearman_interval"]
-    return "  ".join(cells) + f"  rho seen {rho:.2f} [{low:.2f}, {high:.2f}], n = {seen['items']}"
+    rho_text = "undefined (the same depth everywhere)" if rho != rho else f"{rho:.2f} [{low:.2f}, {high:.2f}]"
+    return "  ".join(cells) + f"  rho seen {rho_text}, n = {seen['items']}"
 
 
 def main() -> None:
