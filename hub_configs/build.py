@@ -47,6 +47,20 @@ CORE = dict(num_prelude_layers=1, num_coda_layers=1, min_depth=1, injection="add
 DEPO_TASK_PARAMS = '{"num_nodes": 8, "num_queries": 6, "supervise_all_queries": true, "edge_format": "token"}'
 
 
+# What other training seeds of a shipped recipe gave (benchmarks/experiment/seeds/ in the repository): a card
+# should say when its model's depth pattern is one seed's.
+SEED_NOTES = {
+    "anira-e-depo": " Another training seed of this recipe (seed 1) gave two iterations at every k and did not learn "
+                    "k = 3 (0.35 on the same test prompts): the depth pattern above is this seed's.",
+    "anira-o-depo": " Other training seeds of this recipe gave other depth patterns on the same test prompts: seed 0 "
+                    "1.00 / 0.80 / 0.39 at 1.6 / 2.0 / 2.0 iterations (rho 0.35), seed 1 1.00 / 1.00 / 0.83 at 1.0 "
+                    "iterations everywhere (rho 0.12). The depth pattern above is this seed's.",
+    "anira-o-brevo": " Another training seed of this recipe (seed 1) reached the same accuracy within its intervals "
+                     "with depth that follows n much less (2.3 / 2.1 / 2.4 / 2.8 iterations at n = 3-6, rho 0.25): the "
+                     "depth pattern above is this seed's.",
+}
+
+
 def depo_recipe(variant: str) -> dict:
     """What trained the shipped DEPO models (examples/train.py arguments, output folder and device aside)."""
     return {
@@ -73,7 +87,7 @@ def depo_recipe(variant: str) -> dict:
                  + (" iteration_loss_weight=0.5 adds the LM loss read out after every iteration before the last (the "
                     "models trained without it are reported in the README)." if variant != "fixed" else
                     " This fixed-depth baseline is trained with the plain loss (the iteration loss trained it more "
-                    "slowly: benchmarks/experiment/iteration_loss/)."),
+                    "slowly: benchmarks/experiment/iteration_loss/).") + SEED_NOTES.get(f"anira-{variant}-depo", ""),
     }
 
 
@@ -100,7 +114,8 @@ def brevo_recipe(variant: str) -> dict:
                  "start at max_depth, so the training dynamics' first phase runs at full depth by construction."
                  + (" iteration_loss_weight=0.5 adds the LM loss read out after every iteration before the last (the "
                     "models trained without it are reported in the README)." if variant != "fixed" else
-                    " This fixed-depth baseline is trained with the plain loss, as for DEPO."),
+                    " This fixed-depth baseline is trained with the plain loss, as for DEPO.")
+                 + SEED_NOTES.get(f"anira-{variant}-brevo", ""),
     }
 
 
