@@ -55,6 +55,9 @@ class ScheduleArguments:
     penalty_ramp_steps: int = field(default=0, metadata={"help": "Steps of the linear ramp from 0 to the target."})
     penalty_gate_accuracy: float | None = field(
         default=None, metadata={"help": "Also wait until the probe's accuracy on the validation split reaches this."})
+    depth_hold_accuracy: float | None = field(
+        default=None, metadata={"help": "Run every token at max_depth, the depth controller untrained, until the validation "
+                                        "probe's accuracy reaches this; the penalty's ramp waits for the release too."})
     probe_steps: int = field(default=50, metadata={"help": "Probe the validation split every this many steps (0: only at the end)."})
     probe_per_size: int = field(default=32, metadata={"help": "Probe rows per training size (from the validation split)."})
     curriculum_accuracy: float | None = field(
@@ -96,6 +99,8 @@ def validate_arguments(data_args: DataArguments, schedule_args: ScheduleArgument
     _check(schedule_args.probe_per_size >= 1, f"--probe_per_size must be >= 1, got {schedule_args.probe_per_size}")
     gate = schedule_args.penalty_gate_accuracy
     _check(gate is None or 0.0 <= gate <= 1.0, f"--penalty_gate_accuracy must lie in [0, 1], got {gate}")
+    hold = schedule_args.depth_hold_accuracy
+    _check(hold is None or 0.0 <= hold <= 1.0, f"--depth_hold_accuracy must lie in [0, 1], got {hold}")
     curriculum = schedule_args.curriculum_accuracy
     _check(curriculum is None or 0.0 <= curriculum <= 1.0, f"--curriculum_accuracy must lie in [0, 1], got {curriculum}")
     minutes = schedule_args.max_train_minutes

@@ -5,6 +5,8 @@
   reporter the Trainer has sees them) and appended to a JSON-lines file.
 - `ComputePenaltyCallback`: the compute-penalty schedule (zero during a warm-up in steps, optionally
   until the probe's accuracy reaches a gate, then a linear ramp to the target).
+- `DepthHoldCallback`: every token at `max_depth`, the depth controller untrained, until the probe's
+  accuracy reaches a gate (the penalty waits for the release too).
 - `TimeBudgetCallback`: a wall-time guard; the run records whether it fired.
 - `CompactProgressCallback`: the progress bar with the probe's numbers in it; `LinePrinterCallback`:
   one line per probe instead, prefixed by the run's name (for several runs printing at once).
@@ -114,9 +116,11 @@ class ComputePenaltyCallback(TrainerCallback):
     """
 
     def __init__(self, target: float, warmup_steps: int = 0, ramp_steps: int = 0,
-                 gate_accuracy: float | None = None, probe: DepthProbeCallback | None = None):
+                 gate_accuracy: float | None = None, probe: DepthProbeCallback | None = None,
+                 hold: "DepthHoldCallback | None" = None):
         if gate_accuracy is not None and probe is None:
             raise ValueError("gate_accuracy needs the DepthProbeCallback whose accuracy it reads")
+        self.hold = hold  # the ramp never starts while the depth is held (a penalty on a frozen controller means nothing)
         self.target = target
         self.warmup_steps = warmup_steps
         self.ramp_steps = ramp_steps
@@ -132,6 +136,8 @@ class ComputePenaltyCallback(TrainerCallback):
         return self.target * min(1.0, (step - self.ramp_start) / self.ramp_steps)
 
     def _gate_open(self) -> bool:
+        if self.hold is not None and self.hold.released_at is None:
+            return False
         if self.gate_accuracy is None:
             return True
         accuracy = self.probe.latest.get(f"{PROBE_PREFIX}/token_accuracy")
@@ -156,6 +162,51 @@ class ComputePenaltyCallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         # The saved config carries the scheduled target: the weight a further run would train with.
         unwrap_model(model).config.compute_penalty = self.target
+
+
+class DepthHoldCallback(TrainerCallback):
+    """Holds every token at `max_depth` in training, with the depth controller out of the forward (so untrained),
+    until the probe's token accuracy on the validation split reaches `accuracy`; then hands depth to the controller
+    for the rest of training and logs `depth_hold/released_at` (read back when training resumes).
+
+    Why: a controller that learns from step 0 decides on a model that knows nothing yet. In the measured DEPO and
+    BREVO runs the online head went to one iteration for every token within a few hundred steps (extra iterations
+    of an untrained core only add noise), and the early router saturated on one depth, and in the runs where that
+    happened the depth pattern never recovered (`benchmarks/experiment/seeds/`). Holding full depth until the task
+    is partly learned lets the controller's first decisions read a model whose iterations do something. What it
+    forces: the "learn at full compute, then cut compute" phases of the training dynamics (reported as forced). What
+    it does not force: which tokens keep their depth after the release.
+    """
+
+    def __init__(self, probe: DepthProbeCallback, accuracy: float):
+        self.probe, self.accuracy = probe, accuracy
+        self.released_at: int | None = None
+
+    @staticmethod
+    def _set(model, hold: bool) -> None:
+        unwrap_model(model).model.depth_controller.hold_full_depth = hold
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        for entry in state.log_history:  # resumed run: released where the log says
+            if "depth_hold/released_at" in entry:
+                self.released_at = int(entry["depth_hold/released_at"])
+                break
+        self._set(model, self.released_at is None)
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if self.released_at is not None:
+            return
+        accuracy = self.probe.latest.get(f"{PROBE_PREFIX}/token_accuracy")
+        if accuracy is not None and accuracy >= self.accuracy:
+            self.released_at = state.global_step
+            self._set(model, False)
+            if self.probe.trainer is not None:
+                should_log = control.should_log
+                self.probe.trainer.log({"depth_hold/released_at": float(self.released_at)})
+                control.should_log = should_log
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self._set(model, False)  # the switch is a training schedule: the trained model is never held
 
 
 class CompactProgressCallback(ProgressCallback):

@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Traine
 from anira_tasks import TASKS, load_tokenizer
 
 from .arguments import DataArguments, ModelArguments, OutputArguments, ScheduleArguments, validate_arguments
-from .callbacks import ComputePenaltyCallback, DepthProbeCallback, TimeBudgetCallback, use_compact_progress
+from .callbacks import ComputePenaltyCallback, DepthHoldCallback, DepthProbeCallback, TimeBudgetCallback, use_compact_progress
 from .curriculum import ComplexityCurriculum, CurriculumCallback
 from .data import AnswerCollator, load_data, probe_rows, unwrap_model
 from .model_cards import model_card
@@ -106,9 +106,15 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, schedule
     probe = DepthProbeCallback(probe_rows(data, schedule_args.probe_per_size), tokenizer, schedule_args.probe_steps,
                                log_path=os.path.join(training_args.output_dir, PROBE_LOG_FILE),
                                seen_sizes=data_spec["train_sizes"]).attach(trainer)
+    hold = None
+    if schedule_args.depth_hold_accuracy is not None:
+        if model.config.depth_mode == "fixed":
+            raise ValueError("--depth_hold_accuracy holds an adaptive model at max_depth: a fixed-depth model has no controller to hold")
+        hold = DepthHoldCallback(probe, schedule_args.depth_hold_accuracy)
+        trainer.add_callback(hold)
     trainer.add_callback(ComputePenaltyCallback(
         target_penalty, schedule_args.penalty_warmup_steps, schedule_args.penalty_ramp_steps,
-        schedule_args.penalty_gate_accuracy, probe))
+        schedule_args.penalty_gate_accuracy, probe, hold))
     if curriculum is not None:
         trainer.add_callback(CurriculumCallback(curriculum, probe, schedule_args.curriculum_accuracy))
     if schedule_args.max_train_minutes is not None:
