@@ -58,6 +58,8 @@ class ScheduleArguments:
     depth_hold_accuracy: float | None = field(
         default=None, metadata={"help": "Run every token at max_depth, the depth controller untrained, until the validation "
                                         "probe's accuracy reaches this; the penalty's ramp waits for the release too."})
+    depth_hold_steps: int | None = field(
+        default=None, metadata={"help": "Hold (as --depth_hold_accuracy) until this step at the latest; alone: exactly this many steps."})
     probe_steps: int = field(default=50, metadata={"help": "Probe the validation split every this many steps (0: only at the end)."})
     probe_per_size: int = field(default=32, metadata={"help": "Probe rows per training size (from the validation split)."})
     curriculum_accuracy: float | None = field(
@@ -101,6 +103,8 @@ def validate_arguments(data_args: DataArguments, schedule_args: ScheduleArgument
     _check(gate is None or 0.0 <= gate <= 1.0, f"--penalty_gate_accuracy must lie in [0, 1], got {gate}")
     hold = schedule_args.depth_hold_accuracy
     _check(hold is None or 0.0 <= hold <= 1.0, f"--depth_hold_accuracy must lie in [0, 1], got {hold}")
+    hold_steps = schedule_args.depth_hold_steps
+    _check(hold_steps is None or hold_steps >= 0, f"--depth_hold_steps must be >= 0, got {hold_steps}")
     curriculum = schedule_args.curriculum_accuracy
     _check(curriculum is None or 0.0 <= curriculum <= 1.0, f"--curriculum_accuracy must lie in [0, 1], got {curriculum}")
     minutes = schedule_args.max_train_minutes

@@ -6,7 +6,7 @@
 - `ComputePenaltyCallback`: the compute-penalty schedule (zero during a warm-up in steps, optionally
   until the probe's accuracy reaches a gate, then a linear ramp to the target).
 - `DepthHoldCallback`: every token at `max_depth`, the depth controller untrained, until the probe's
-  accuracy reaches a gate (the penalty waits for the release too).
+  accuracy reaches a gate or a step limit passes (the penalty waits for the release too).
 - `TimeBudgetCallback`: a wall-time guard; the run records whether it fired.
 - `CompactProgressCallback`: the progress bar with the probe's numbers in it; `LinePrinterCallback`:
   one line per probe instead, prefixed by the run's name (for several runs printing at once).
@@ -166,8 +166,9 @@ class ComputePenaltyCallback(TrainerCallback):
 
 class DepthHoldCallback(TrainerCallback):
     """Holds every token at `max_depth` in training, with the depth controller out of the forward (so untrained),
-    until the probe's token accuracy on the validation split reaches `accuracy`; then hands depth to the controller
-    for the rest of training and logs `depth_hold/released_at` (read back when training resumes).
+    until the probe's token accuracy on the validation split reaches `accuracy` or, at the latest, until step
+    `max_steps`; then hands depth to the controller for the rest of training and logs `depth_hold/released_at`
+    (read back when training resumes).
 
     Why: a controller that learns from step 0 decides on a model that knows nothing yet. In the measured DEPO and
     BREVO runs the online head went to one iteration for every token within a few hundred steps (extra iterations
@@ -178,8 +179,12 @@ class DepthHoldCallback(TrainerCallback):
     it does not force: which tokens keep their depth after the release.
     """
 
-    def __init__(self, probe: DepthProbeCallback, accuracy: float):
-        self.probe, self.accuracy = probe, accuracy
+    def __init__(self, probe: DepthProbeCallback | None, accuracy: float | None = None, max_steps: int | None = None):
+        if accuracy is None and max_steps is None:
+            raise ValueError("DepthHoldCallback needs an accuracy gate, a step limit or both")
+        if accuracy is not None and probe is None:
+            raise ValueError("an accuracy gate needs the DepthProbeCallback whose accuracy it reads")
+        self.probe, self.accuracy, self.max_steps = probe, accuracy, max_steps
         self.released_at: int | None = None
 
     @staticmethod
@@ -196,11 +201,12 @@ class DepthHoldCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         if self.released_at is not None:
             return
-        accuracy = self.probe.latest.get(f"{PROBE_PREFIX}/token_accuracy")
-        if accuracy is not None and accuracy >= self.accuracy:
+        accuracy = self.probe.latest.get(f"{PROBE_PREFIX}/token_accuracy") if self.accuracy is not None else None
+        learned = accuracy is not None and accuracy >= self.accuracy
+        if learned or (self.max_steps is not None and state.global_step >= self.max_steps):
             self.released_at = state.global_step
             self._set(model, False)
-            if self.probe.trainer is not None:
+            if self.probe is not None and self.probe.trainer is not None:
                 should_log = control.should_log
                 self.probe.trainer.log({"depth_hold/released_at": float(self.released_at)})
                 control.should_log = should_log

@@ -107,10 +107,11 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, schedule
                                log_path=os.path.join(training_args.output_dir, PROBE_LOG_FILE),
                                seen_sizes=data_spec["train_sizes"]).attach(trainer)
     hold = None
-    if schedule_args.depth_hold_accuracy is not None:
+    if schedule_args.depth_hold_accuracy is not None or schedule_args.depth_hold_steps is not None:
         if model.config.depth_mode == "fixed":
-            raise ValueError("--depth_hold_accuracy holds an adaptive model at max_depth: a fixed-depth model has no controller to hold")
-        hold = DepthHoldCallback(probe, schedule_args.depth_hold_accuracy)
+            raise ValueError("--depth_hold_accuracy / --depth_hold_steps hold an adaptive model at max_depth: "
+                             "a fixed-depth model has no controller to hold")
+        hold = DepthHoldCallback(probe, schedule_args.depth_hold_accuracy, schedule_args.depth_hold_steps)
         trainer.add_callback(hold)
     trainer.add_callback(ComputePenaltyCallback(
         target_penalty, schedule_args.penalty_warmup_steps, schedule_args.penalty_ramp_steps,

@@ -84,6 +84,28 @@ def test_hold_releases_at_the_gate_and_the_penalty_waits_for_it():
     assert model.model.depth_controller.hold_full_depth is False
 
 
+def test_a_step_limit_releases_a_hold_whose_gate_is_not_reached():
+    probe, model = _Probe(), _model()
+    hold = DepthHoldCallback(probe, accuracy=0.9, max_steps=3)
+    state = type("State", (), {"global_step": 0, "log_history": []})()
+    hold.on_train_begin(None, state, None, model=model)
+    held_steps = []
+    for step in range(5):
+        state.global_step = step
+        probe.latest = {"probe/token_accuracy": 0.5}
+        hold.on_step_begin(None, state, None, model=model)
+        held_steps.append(model.model.depth_controller.hold_full_depth)
+    assert held_steps == [True] * 3 + [False] * 2 and hold.released_at == 3
+    only_steps = DepthHoldCallback(None, max_steps=2)
+    state.global_step = 2
+    only_steps.on_step_begin(None, state, None, model=model)
+    assert only_steps.released_at == 2
+    with pytest.raises(ValueError, match="accuracy gate, a step limit or both"):
+        DepthHoldCallback(probe)
+    with pytest.raises(ValueError, match="needs the DepthProbeCallback"):
+        DepthHoldCallback(None, accuracy=0.5)
+
+
 def test_a_resumed_run_keeps_its_release_step():
     model = _model()
     state = type("State", (), {"global_step": 50, "log_history": [{"loss": 1.0}, {"depth_hold/released_at": 30.0}]})()
@@ -108,6 +130,7 @@ def test_train_holds_then_releases_and_logs_the_step(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--depth_hold_accuracy", "1.5"], "--depth_hold_accuracy must lie in"),
+    (["--depth_hold_steps", "-1"], "--depth_hold_steps must be >= 0"),
     (["--depth_hold_accuracy", "0.5", "--config_overrides", "depth_mode=fixed"], "fixed-depth model has no controller"),
 ])
 def test_bad_hold_arguments_are_refused_by_name(tmp_path, argv, message):

@@ -1,5 +1,6 @@
 """Print, per shipped recipe, the test results of every training seed run: the shipped model (its folder's
-report.json) and the other seeds (`<model>_seed<S>_report.json` here, written by `examples/evaluate.py`).
+report.json) and the other seeds (`<model>_seed<S>_report.json` here, written by `examples/evaluate.py`); then
+the runs of the recipe plus `--depth_hold_accuracy 0.9` (`<model>_hold_seed<S>_report.json`).
 
     python benchmarks/experiment/seeds/summarize.py
 
@@ -21,16 +22,19 @@ def shipped_seed(name: str) -> int:
     return int(argv[argv.index("--seed") + 1])
 
 
-def runs() -> dict[str, dict[int, dict]]:
-    """{model name: {seed: evaluation report}} for every model with a seed run here."""
+def runs(variant: str = "") -> dict[str, dict[int, dict]]:
+    """{model name: {seed: evaluation report}} for every model with a seed run here; `variant` "" is the shipped
+    recipe (its shipped seed included), "hold" the recipe plus --depth_hold_accuracy."""
     found: dict[str, dict[int, dict]] = {}
     for path in sorted(HERE.glob("*_seed*_report.json")):
-        short, seed = re.fullmatch(r"(.+)_seed(\d+)_report", path.stem).groups()
-        name = f"anira-{short}"
+        short, held, seed = re.fullmatch(r"(.+?)(_hold)?_seed(\d+)_report", path.stem).groups()
+        if (held or "") != (f"_{variant}" if variant else ""):
+            continue
         (report,) = json.loads(path.read_text())["reports"].values()
-        found.setdefault(name, {})[int(seed)] = report
-    for name, reports in found.items():
-        reports[shipped_seed(name)] = json.loads((HUB / name / "report.json").read_text())["report"]
+        found.setdefault(f"anira-{short}", {})[int(seed)] = report
+    if not variant:
+        for name, reports in found.items():
+            reports[shipped_seed(name)] = json.loads((HUB / name / "report.json").read_text())["report"]
     return found
 
 
@@ -51,6 +55,10 @@ def main() -> None:
         print(f"\n{name} (shipped: seed {shipped_seed(name)}); size: accuracy @ mean answer depth, test split")
         for seed in sorted(reports):
             print(f"  seed {seed}{' (shipped)' if seed == shipped_seed(name) else ''}:  {row(reports[seed])}")
+    for name, reports in runs("hold").items():
+        print(f"\n{name} recipe + --depth_hold_accuracy 0.9; size: accuracy @ mean answer depth, test split")
+        for seed in sorted(reports):
+            print(f"  seed {seed}:  {row(reports[seed])}")
 
 
 if __name__ == "__main__":
