@@ -24,9 +24,12 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
+from transformers.utils import logging
 
 from .data import unwrap_model
 from .evaluation import answer_records, item_depths, summarize_by_complexity
+
+logger = logging.get_logger(__name__)
 
 PROBE_PREFIX = "probe"
 
@@ -213,6 +216,9 @@ class DepthHoldCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._set(model, False)  # the switch is a training schedule: the trained model is never held
+        if self.released_at is None and state.is_world_process_zero:
+            logger.warning(f"the depth hold was never released (validation accuracy stayed below {self.accuracy}): this "
+                           "model trained at max_depth with an untrained depth controller, which now sets its depths")
 
 
 class CompactProgressCallback(ProgressCallback):

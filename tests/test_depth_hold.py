@@ -106,6 +106,20 @@ def test_a_step_limit_releases_a_hold_whose_gate_is_not_reached():
         DepthHoldCallback(None, accuracy=0.5)
 
 
+def test_a_hold_never_released_says_so_at_the_end(monkeypatch):
+    import anira_study.callbacks as callbacks
+
+    warnings = []
+    monkeypatch.setattr(callbacks.logger, "warning", warnings.append)
+    model = _model()
+    state = type("State", (), {"global_step": 9, "log_history": [], "is_world_process_zero": True})()
+    hold = DepthHoldCallback(_Probe(), accuracy=0.9)
+    hold.on_train_begin(None, state, None, model=model)
+    hold.on_train_end(None, state, None, model=model)
+    assert len(warnings) == 1 and "never released" in warnings[0] and "untrained depth controller" in warnings[0]
+    assert model.model.depth_controller.hold_full_depth is False
+
+
 def test_a_resumed_run_keeps_its_release_step():
     model = _model()
     state = type("State", (), {"global_step": 50, "log_history": [{"loss": 1.0}, {"depth_hold/released_at": 30.0}]})()
