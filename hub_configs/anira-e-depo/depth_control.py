@@ -20,6 +20,14 @@ would have changed" and needs the iteration's output. At inference it is the act
 
 `token_mask` marks real tokens: padding is never active, so it never keeps the loop running, and its
 depth is reported as -1.
+
+`hold_full_depth` (a training-schedule switch on the early and online controllers, set by the study's
+`DepthHoldCallback`, never saved): while it is on, training runs every token for `max_depth` iterations and the
+controller's decision does not reach the forward, so the language-modelling loss sends it no gradient. The plan
+still reports the controller's own distribution and compute cost, so the probe shows what it would do. Why: a
+controller trained from the first step decides on a model that has learned nothing yet, and the measured runs
+show that decision (often "one iteration for everything") outlasting the rest of training. Evaluation ignores
+the switch.
 """
 
 from dataclasses import dataclass
@@ -178,6 +186,7 @@ class EarlyDepth(nn.Module):
         self.min_depth, self.max_depth = config.min_depth, config.max_depth
         self.temperature = config.gumbel_temperature
         self.next_only = config.router_gradient == "next"
+        self.hold_full_depth = False
         self.norm = AniraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.router = DepthRouter(config.hidden_size, config.max_depth - config.min_depth + 1)
 
@@ -189,7 +198,10 @@ class EarlyDepth(nn.Module):
             )
         logits = _at_least_float32(self.router(self.norm(prelude_states)))
         probs = logits.softmax(-1)
-        if self.training:
+        if self.training and self.hold_full_depth:
+            choice = F.one_hot(torch.full_like(logits[..., 0], logits.shape[-1] - 1, dtype=torch.long), logits.shape[-1])
+            choice = choice.to(logits.dtype)  # no straight-through path: the router is not trained while held
+        elif self.training:
             choice = F.gumbel_softmax(logits, tau=self.temperature, hard=True)
         else:
             choice = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
@@ -205,6 +217,7 @@ class OnlinePlan:
     def __init__(self, head: "OnlineDepth", token_mask: torch.Tensor, max_depth: int, training: bool):
         self.head, self.token_mask, self.max_depth, self.training = head, token_mask, max_depth, training
         self.min_depth, self.threshold = head.min_depth, head.threshold
+        self.hold = training and head.hold_full_depth
         self.running = token_mask.float()  # a^t, the mask of the next iteration
         self.lambdas: list[torch.Tensor] = []  # lambda^t for every token (a frozen token's stays constant)
         self.ran: list[torch.Tensor] = []  # hard a^t of the iterations that ran
@@ -241,8 +254,8 @@ class OnlinePlan:
         self.ran.append((self.running > 0.5).to(lam.dtype))
         if t >= self.max_depth:
             halt = torch.ones_like(lam)  # iteration D always halts
-        elif t < self.min_depth:
-            halt = torch.zeros_like(lam)
+        elif t < self.min_depth or self.hold:
+            halt = torch.zeros_like(lam)  # held: no halting and no straight-through path to the head
         else:
             halt = self.halt(t, lam)
         self.running = self.running * (1 - halt)
@@ -336,6 +349,7 @@ class OnlineDepth(nn.Module):
         self.min_depth, self.max_depth = config.min_depth, config.max_depth
         self.threshold, self.act_epsilon = config.halting_threshold, config.act_epsilon
         self.prior_depth = config.pondernet_prior_depth
+        self.hold_full_depth = False
         self.plan_class = self.PLANS[config.halting_objective]
         self.norm = AniraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.halting_head = HaltingHead(config.hidden_size, 1)
