@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--depth", type=float, default=1.5)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--top", type=int, default=0, help="also list the N operators taking most time at the small depth")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, ids = build(args.width, 256)
@@ -54,6 +55,9 @@ def main() -> None:
         b = sum(small.get(k, (0, 0))[0] for k in keys)
         calls = (sum(full.get(k, (0, 0))[1] for k in keys), sum(small.get(k, (0, 0))[1] for k in keys))
         print(f"| {label} | {a:.1f} ({calls[0]}) | {b:.1f} ({calls[1]}) | {b / a:.2f} |")
+    for key in sorted(small, key=lambda k: -small[k][0])[: args.top]:
+        a, b = full.get(key, (0.0, 0)), small[key]
+        print(f"| {key} | {a[0]:.1f} ({a[1]}) | {b[0]:.1f} ({b[1]}) | {b[0] / a[0] if a[0] else float('inf'):.2f} |")
 
 
 if __name__ == "__main__":
