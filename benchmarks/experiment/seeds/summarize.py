@@ -1,6 +1,6 @@
 """Print, per shipped recipe, the test results of every training seed run: the shipped model (its folder's
 report.json) and the other seeds (`<model>_seed<S>_report.json` here, written by `examples/evaluate.py`); then
-the runs of the recipe plus `--depth_hold_accuracy 0.9` (`<model>_hold_seed<S>_report.json`).
+the runs of the recipe plus a depth hold (`<model>_<variant>_seed<S>_report.json`, VARIANTS below).
 
     python benchmarks/experiment/seeds/summarize.py
 
@@ -15,6 +15,10 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 HUB = HERE.parents[2] / "hub_configs"
+VARIANTS = {  # file-name tag -> the arguments added to the shipped recipe
+    "hold": "--depth_hold_accuracy 0.9",
+    "hold2500": "--depth_hold_accuracy 0.9 --depth_hold_steps 2500",
+}
 
 
 def shipped_seed(name: str) -> int:
@@ -24,11 +28,11 @@ def shipped_seed(name: str) -> int:
 
 def runs(variant: str = "") -> dict[str, dict[int, dict]]:
     """{model name: {seed: evaluation report}} for every model with a seed run here; `variant` "" is the shipped
-    recipe (its shipped seed included), "hold" the recipe plus --depth_hold_accuracy."""
+    recipe (its shipped seed included), else a key of VARIANTS."""
     found: dict[str, dict[int, dict]] = {}
     for path in sorted(HERE.glob("*_seed*_report.json")):
-        short, held, seed = re.fullmatch(r"(.+?)(_hold)?_seed(\d+)_report", path.stem).groups()
-        if (held or "") != (f"_{variant}" if variant else ""):
+        short, tag, seed = re.fullmatch(rf"(.+?)(?:_({'|'.join(VARIANTS)}))?_seed(\d+)_report", path.stem).groups()
+        if (tag or "") != variant:
             continue
         (report,) = json.loads(path.read_text())["reports"].values()
         found.setdefault(f"anira-{short}", {})[int(seed)] = report
@@ -55,10 +59,11 @@ def main() -> None:
         print(f"\n{name} (shipped: seed {shipped_seed(name)}); size: accuracy @ mean answer depth, test split")
         for seed in sorted(reports):
             print(f"  seed {seed}{' (shipped)' if seed == shipped_seed(name) else ''}:  {row(reports[seed])}")
-    for name, reports in runs("hold").items():
-        print(f"\n{name} recipe + --depth_hold_accuracy 0.9; size: accuracy @ mean answer depth, test split")
-        for seed in sorted(reports):
-            print(f"  seed {seed}:  {row(reports[seed])}")
+    for variant, arguments in VARIANTS.items():
+        for name, reports in runs(variant).items():
+            print(f"\n{name} recipe + {arguments}; size: accuracy @ mean answer depth, test split")
+            for seed in sorted(reports):
+                print(f"  seed {seed}:  {row(reports[seed])}")
 
 
 if __name__ == "__main__":
