@@ -78,6 +78,39 @@ def test_rows_without_active_tokens_join_the_one_attention_call_in_training(monk
         torch.testing.assert_close(fast[name], dense[name], rtol=1e-11, atol=1e-13, msg=name)
 
 
+def test_overflow_split_of_the_fullest_rows_is_exact_in_training(monkeypatch):
+    """When a few rows hold most active tokens, packed rows are cut at `cap` queries and the rest of the fullest
+    rows attend in a second call over those rows' keys/values alone: same loss and gradients as dense."""
+    splits = []
+    real_packing = fast_path.ActivePacking
+
+    def recording(active, *args):
+        packing = real_packing(active, *args)
+        splits.append(packing.overflow_rows.numel() > 0 and packing.cap < packing.width)
+        return packing
+
+    monkeypatch.setattr(fast_path, "ActivePacking", recording)
+    model = tiny_model(attn_implementation="sdpa", depth_mode="online", max_depth=6, compute_penalty=0.3)
+    ids, mask = padded_batch(8, seq=16)
+    mask[1:, :-3] = 0  # rows 1-7 hold three real tokens each, row 0 sixteen: row 0 overflows any small cap
+    dense_loss, _, dense = loss_and_gradients(model, "dense", ids, mask)
+    fast_loss, _, fast = loss_and_gradients(model, "fast", ids, mask)
+    assert any(splits), "the test must exercise an overflow split"
+    torch.testing.assert_close(fast_loss, dense_loss, rtol=1e-13, atol=1e-13)
+    for name in dense:
+        torch.testing.assert_close(fast[name], dense[name], rtol=1e-11, atol=1e-13, msg=name)
+
+
+def test_overflow_cap_minimises_the_packed_slots():
+    # one row of 10 active tokens among rows of 1-2: cut at 2, the tenfold row's 8 others go to the second call
+    assert fast_path._overflow_cap([1, 1, 2, 2, 2, 10], 10) == 2
+    # every row about as full: a split would save too little for its extra call
+    assert fast_path._overflow_cap([8, 9, 9, 10], 10) == 10
+    assert fast_path._overflow_cap([5], 5) == 5
+    # rows without active tokens (in training, rows between busy ones join the call) are never the cut
+    assert fast_path._overflow_cap([0, 0, 0, 0, 0, 5], 5) == 5
+
+
 def test_decoding_packs_only_the_rows_with_active_tokens():
     active = torch.tensor([[True], [False], [True]])
     assert fast_path.ActivePacking(active, None).runs == [(0, 1), (2, 3)]

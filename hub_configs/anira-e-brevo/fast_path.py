@@ -35,10 +35,13 @@ deepest token of the batch where it does not (decoding a few sequences after a s
 1-8 rows costs about what reading its weights costs); benchmarks/inference/RESULTS.md measures both regimes.
 """
 
+import bisect
+
 import torch
 
 _DENSE_LAYER_ARGS = ("attention_mask", "position_embeddings", "cache", "attention_sink")
 QUERY_BLOCK = 256  # packed queries per attention call in a long chunk (see ActivePacking.attend)
+OVERFLOW_SAVING = 0.75  # split off the fullest rows' extra queries when that leaves at most this share of the slots
 
 
 class FrozenKeyValues:
@@ -96,7 +99,15 @@ class ActivePacking:
     per run of consecutive rows. When the keys are the chunk's own (training, a prompt's prefill:
     `whole_chunk`), every row from the first to the last that holds an active token, in one call: a row without
     active tokens adds only A dummy queries over a short chunk, while each extra call costs more than that
-    at training sizes (measured in benchmarks/model/RESULTS.md)."""
+    at training sizes (measured in benchmarks/model/RESULTS.md).
+
+    Overflow: every packed row is as wide as the fullest one, so when a few rows hold many active tokens and the
+    rest few (a training batch late in the recurrence: 17-20 % of the slots held a token), most slots are dummy
+    queries. In the one-call case the rows are then cut at `cap` queries (each row's first `cap` active tokens,
+    over the same view of the keys), and the queries past `cap` of the rows that have them attend in a second call
+    to those rows' keys/values alone (a small copy). Attention is per query, so the split is exact. `cap`
+    minimises the slots of both calls, and is used only when that leaves at most OVERFLOW_SAVING of the
+    unsplit slots, since the second call has a cost of its own."""
 
     def __init__(self, active: torch.Tensor, mask: torch.Tensor | None, whole_chunk: bool = False):
         batch, seq = active.shape
@@ -107,17 +118,33 @@ class ActivePacking:
         if whole_chunk and self.rows.numel():
             self.rows = torch.arange(int(self.rows[0]), int(self.rows[-1]) + 1, device=active.device)
         self.width = int(counts.max())  # A
+        self.cap = self.width
+        if whole_chunk and 0 < self.width <= QUERY_BLOCK:
+            self.cap = _overflow_cap(sorted(counts[self.rows].tolist()), self.width)
+        self.overflow_rows = self.rows[counts[self.rows] > self.cap]  # rows with queries past the cap (batch index)
         rank = (active.cumsum(-1) - 1).reshape(-1)[self.index]  # j: the token's rank among its row's active ones
         row = torch.div(self.index, seq, rounding_mode="floor")
         packed_row = row - self.rows[0] if whole_chunk else ((counts > 0).cumsum(0) - 1)[row]  # r: among the R
-        self.slot = packed_row * self.width + rank  # flat (r * A + j)
-        positions = torch.full((self.rows.numel() * self.width,), seq - 1, dtype=torch.long, device=active.device)
+        self.slot = packed_row * self.cap + rank  # flat (r * cap + j), for j < cap
+        self.main_slots = self.rows.numel() * self.cap
+        if self.overflow_rows.numel():  # j >= cap: after the main slots, (overflow row, j - cap)
+            overflow_row = torch.full((batch,), -1, dtype=torch.long, device=active.device)
+            overflow_row[self.overflow_rows] = torch.arange(self.overflow_rows.numel(), device=active.device)
+            extra = self.main_slots + overflow_row[row] * (self.width - self.cap) + rank - self.cap
+            self.slot = torch.where(rank >= self.cap, extra, self.slot)
+        self.slots = self.main_slots + self.overflow_rows.numel() * (self.width - self.cap)
+        positions = torch.full((self.slots,), seq - 1, dtype=torch.long, device=active.device)
         positions[self.slot] = self.index - row * seq
-        self.positions = positions.view(-1, self.width)
+        self.positions = positions[:self.main_slots].view(-1, self.cap)
         self.runs = _contiguous_runs(self.rows.tolist())
-        self.mask = self._mask_rows(mask, batch, seq)
+        self.mask = self._mask_rows(mask, batch, seq, self.rows, self.positions)
+        if self.overflow_rows.numel():
+            overflow_positions = positions[self.main_slots:].view(-1, self.width - self.cap)
+            self.overflow_mask = self._mask_rows(mask, batch, seq, self.overflow_rows, overflow_positions)
 
-    def _mask_rows(self, mask: torch.Tensor | None, batch: int, seq: int) -> torch.Tensor | None:
+    @staticmethod
+    def _mask_rows(mask: torch.Tensor | None, batch: int, seq: int, rows: torch.Tensor, positions: torch.Tensor):
+        """The dense mask's rows for packed queries at `positions` [len(rows), width] of the batch rows `rows`."""
         if mask is None:
             # The dense path needed no mask: no padding, and either one query (it sees every key) or the
             # causal default, which the packed queries must get explicitly.
@@ -126,18 +153,22 @@ class ActivePacking:
             raise ValueError("the fast path needs the 4D causal mask for a multi-token chunk")
         if mask.dim() != 4:
             raise ValueError(f"the fast path expects a 4D attention mask, got shape {tuple(mask.shape)}")
-        mask = mask.expand(batch, -1, -1, -1)[self.rows]
-        index = self.positions.view(len(mask), 1, -1, 1).expand(-1, mask.shape[1], -1, mask.shape[-1])
+        mask = mask.expand(batch, -1, -1, -1)[rows]
+        index = positions.view(len(mask), 1, -1, 1).expand(-1, mask.shape[1], -1, mask.shape[-1])
         return mask.gather(2, index)
 
-    def attend(self, attention, packed: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs) -> torch.Tensor:
-        """Attention of the packed queries [R, heads, A, head_dim] to their own batch rows' keys/values
+    def attend(self, attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Attention of the active tokens' queries [N, heads, head_dim] to their own batch rows' keys/values
         [B, kv_heads, L, head_dim]; returns the active tokens' outputs [N, heads * head_dim], before o_proj.
 
-        One backend call per run of consecutive batch rows (slices are views: the cache is not copied), and
-        within a run per block of QUERY_BLOCK packed queries, which attend only to the keys up to the block's
-        latest position: an explicit mask makes the kernel compute every query-key pair, so without the
-        blocks a long prompt's attention would cost the full square instead of the causal triangle."""
+        The queries are packed into [R, heads, cap, head_dim]: one backend call per run of consecutive batch rows
+        (slices are views: the cache is not copied), and within a run per block of QUERY_BLOCK packed queries,
+        which attend only to the keys up to the block's latest position: an explicit mask makes the kernel
+        compute every query-key pair, so without the blocks a long prompt's attention would cost the full
+        square instead of the causal triangle. The overflow queries, if any, take one more call."""
+        heads, head_dim = query.shape[1:]
+        packed = query.new_zeros(self.slots, heads, head_dim).index_copy(0, self.slot, query)
+        main = packed[:self.main_slots].view(-1, self.cap, heads, head_dim).transpose(1, 2)
         blocks = self._query_blocks(key.shape[-2])
         outputs, start = [], 0
         for first, last in self.runs:
@@ -145,23 +176,40 @@ class ActivePacking:
             row_outputs = []
             for q0, q1, keys in blocks:
                 mask = None if self.mask is None else self.mask[start:stop, :, q0:q1, :keys]
-                out, _ = attention.mix_heads(packed[start:stop, :, q0:q1], key[first:last, :, :keys],
+                out, _ = attention.mix_heads(main[start:stop, :, q0:q1], key[first:last, :, :keys],
                                              value[first:last, :, :keys], mask, **kwargs)
                 row_outputs.append(out)
             outputs.append(row_outputs[0] if len(row_outputs) == 1 else torch.cat(row_outputs, dim=1))
             start = stop
-        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-        return out.reshape(-1, out.shape[-1])[self.slot]
+        if self.overflow_rows.numel():
+            extra = packed[self.main_slots:].view(-1, self.width - self.cap, heads, head_dim).transpose(1, 2)
+            out, _ = attention.mix_heads(extra, key[self.overflow_rows], value[self.overflow_rows], self.overflow_mask,
+                                         **kwargs)
+            outputs.append(out)
+        out = torch.cat([o.reshape(-1, o.shape[-1]) for o in outputs])
+        return out[self.slot]
 
     def _query_blocks(self, keys: int) -> list[tuple[int, int, int]]:
         """(first, last, keys needed) per block of packed queries. Packed positions ascend along a row, so a
         block's queries see no key beyond its latest position (the mask hides them; dropping them is exact)."""
-        if self.mask is None or self.width <= QUERY_BLOCK:
-            return [(0, self.width, keys)]
+        if self.mask is None or self.cap <= QUERY_BLOCK:
+            return [(0, self.cap, keys)]
         past = keys - self.seq
-        starts = list(range(0, self.width, QUERY_BLOCK))
+        starts = list(range(0, self.cap, QUERY_BLOCK))
         latest = torch.stack([self.positions[:, q0 : q0 + QUERY_BLOCK].amax() for q0 in starts]).tolist()
-        return [(q0, min(q0 + QUERY_BLOCK, self.width), past + p + 1) for q0, p in zip(starts, latest)]
+        return [(q0, min(q0 + QUERY_BLOCK, self.cap), past + p + 1) for q0, p in zip(starts, latest)]
+
+
+def _overflow_cap(counts: list[int], width: int) -> int:
+    """The row width that minimises the slots of the main and the overflow call, R * cap + (rows with more than
+    cap) * (width - cap), given the rows' active counts in ascending order; `width` (no split) unless that leaves at
+    most OVERFLOW_SAVING of the R * width slots."""
+    rows, best, fewest = len(counts), width, OVERFLOW_SAVING * len(counts) * width
+    for cap in sorted(set(counts) - {0, width}):  # a row of 0 queries is no cut
+        slots = rows * cap + (rows - bisect.bisect_right(counts, cap)) * (width - cap)
+        if slots <= fewest:
+            best, fewest = cap, slots
+    return best
 
 
 def _contiguous_runs(rows: list[int]) -> list[tuple[int, int]]:
@@ -279,11 +327,7 @@ def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude
         key, value = frozen.update(position, batch, rows, key[0].transpose(0, 1), value[0].transpose(0, 1))
         if cache is not None:
             key, value = cache.update(key, value, cache.core_slot(t, position))
-        heads, head_dim = query.shape[1], query.shape[-1]
-        packed = query.new_zeros(packing.positions.numel(), heads, head_dim)
-        packed = packed.index_copy(0, packing.slot, query[0].transpose(0, 1))
-        packed = packed.view(-1, packing.width, heads, head_dim).transpose(1, 2)  # [R, heads, A, head_dim]
-        out = packing.attend(attention, packed, key, value, **attend_kwargs)  # [N, heads * head_dim]
+        out = packing.attend(attention, query[0].transpose(0, 1), key, value, **attend_kwargs)  # [N, heads * head_dim]
         out = states + attention.o_proj(out).unsqueeze(0)
         out = out + layer.mlp(layer.post_attention_layernorm(out))
         states = out if a is None else a * out + (1 - a) * states

@@ -249,7 +249,17 @@ class OnlinePlan:
         return hard + (lam - lam.detach()) if self.training else hard  # the bracket is exactly 0: masks stay 0/1
 
     def observe(self, t: int, hidden: torch.Tensor) -> None:
-        lam = self.head.halting_prob(hidden)
+        running = self.running > 0.5
+        if bool(running.all()):
+            lam = self.head.halting_prob(hidden)
+        else:
+            # Only the running tokens' lambda is read (a frozen token's effective lambda is the one of its
+            # halting iteration), so the head runs on them alone and the others read 1: halted, with no
+            # straight-through path, which keeps a^{t+1} = a^t (1 - halt) at a zero factor for frozen tokens
+            # (what their own, above-threshold lambda gave before; see `computed`). At width 64 the head's norm
+            # is a few percent of a training step, and it does not shrink with depth unless it is gathered too.
+            lam = self.head.halting_prob(hidden[running])
+            lam = torch.ones(running.shape, dtype=lam.dtype, device=lam.device).masked_scatter(running, lam)
         self.lambdas.append(lam)
         self.ran.append((self.running > 0.5).to(lam.dtype))
         if t >= self.max_depth:
