@@ -41,7 +41,7 @@ class ExperimentArguments:
                 "num_core_layers=1,num_coda_layers=1,max_depth=6,iteration_loss_weight=0.0",
         metadata={"help": "Config overrides applied to hub_configs/anira-{e,o}-<family> (head_dim follows the width)."})
     max_steps: int = field(default=3000)
-    max_train_minutes: float = field(default=8.0, metadata={"help": "Wall-time guard per model; the findings say when it fired."})
+    max_train_minutes: float = field(default=15.0, metadata={"help": "Wall-time guard per model; the findings say when it fired."})
     per_device_train_batch_size: int = field(default=64)
     learning_rate: float = field(default=3e-3)
     warmup_steps: int = field(default=200)
