@@ -5,6 +5,8 @@
 Each `*.jsonl` here is a run's `probe_log.jsonl` (teacher-forced token accuracy on the validation split, 64 prompts
 per size, every 200 steps). The baselines are the runs that made `hub_configs/anira-{fixed,early}-brevo`, whose
 probe logs are in this folder too as `baseline_*.jsonl`. Columns: token accuracy at n = 3, 4, 5, 6.
+A continued run counts its steps from the start of the model it continued (`fixed_continued.jsonl`: the
+curriculum run's 20,000 steps, then 30,000 more), where the shipped recipe has no steps to compare with.
 """
 
 import argparse
@@ -15,14 +17,19 @@ HERE = Path(__file__).parent
 BASELINE = {"fixed": "baseline_fixed.jsonl", "e": "baseline_e.jsonl"}
 RUNS = {  # run log -> (baseline, what changed against the shipped recipe)
     "fixed_curriculum.jsonl": ("fixed", "--curriculum_accuracy 0.8"),
+    "fixed_continued.jsonl": ("fixed", "fixed_curriculum's model trained 30,000 steps more (new cosine from 1.5e-3, 1M rows)"),
     "fixed_weight_decay.jsonl": ("fixed", "--weight_decay 0.1 (stopped at step 7,000)"),
     "fixed_width128.jsonl": ("fixed", "width 128, head_dim 32, intermediate 256, --max_steps 12000 (stopped at step 1,800)"),
     "e_width128.jsonl": ("e", "width 128, head_dim 32, intermediate 256, --max_steps 12000 (stopped at step 1,000)"),
 }
 
 
+OFFSET = {"fixed_continued.jsonl": 20_000}  # steps the continued model had already trained
+
+
 def load(name: str) -> dict[int, dict]:
-    return {r["step"]: r for r in map(json.loads, (HERE / name).open()) if "step" in r}
+    offset = OFFSET.get(name, 0)
+    return {r["step"] + offset: r for r in map(json.loads, (HERE / name).open()) if "step" in r}
 
 
 def row(record: dict) -> str:
