@@ -1,7 +1,8 @@
 """Where a BREVO model's greedy answers fail: answer validity by the length of the longest path into the query
-node, and whether a wrong answer has the wrong node set (a missing ancestor or an extra node) or only a wrong order.
+node, and whether a wrong answer has the wrong node set (extra nodes that are not ancestors of the query, missing
+ancestors, or both) or only a wrong order.
 
-    python benchmarks/experiment/brevo_accuracy/errors.py hub_configs/anira-e-brevo [--per_size 200]
+    python benchmarks/experiment/brevo_accuracy/errors.py hub_configs/anira-e-brevo [--per_size 200] [--show 3]
 
 Fresh prompts of sizes 5 and 6 (seeds 10,000,000 and up; a diagnostic, not the test split: the datasets draw
 their seeds as random 62-bit numbers, so one of these prompts is a training prompt only by a rare coincidence).
@@ -36,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
     parser.add_argument("--per_size", type=int, default=200)
+    parser.add_argument("--show", type=int, default=0, help="also print this many wrong answers at longest path 1")
     args = parser.parse_args()
     torch.set_num_threads(1)
     tokenizer = load_tokenizer("brevo")
@@ -51,8 +53,16 @@ def main() -> None:
             edges, query = parse_prompt(sample.prompt)
             cell = by_path[size, longest_path_into(edges, query)]
             cell[0], cell[1] = cell[0] + valid, cell[1] + 1
+            if not valid and args.show and longest_path_into(edges, query) == 1:
+                args.show -= 1
+                print(f"{sample.prompt} | an answer: {sample.answer} | the model's: {' '.join(answer)}")
             if not valid:
-                kinds["wrong node set" if set(answer) != set(sample.answer.split()) else "right set, wrong order"] += 1
+                extra, missing = set(answer) - set(sample.answer.split()), set(sample.answer.split()) - set(answer)
+                if not extra and not missing:
+                    kinds["right set, wrong order"] += 1
+                else:  # extra nodes only (a superset of the closure), missing ones only, or both
+                    kinds["wrong set: " + ("extra and missing nodes" if extra and missing else "extra nodes only" if extra
+                                           else "missing nodes only")] += 1
     print(f"{args.model}: valid answers by graph size n and longest path into the query")
     for (size, path), (valid, count) in sorted(by_path.items()):
         print(f"  n = {size}, longest path {path}: {valid / count:.2f} of {count}")
