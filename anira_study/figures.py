@@ -62,10 +62,11 @@ def plot_complexity(reports: dict[str, dict], train_sizes, path: str | Path, tit
     return _save_figure(fig, path)
 
 
-def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path) -> Path:
+def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path, stage_starts: dict[str, list[int]] | None = None) -> Path:
     """Per model: accuracy per complexity (top), mean depth per complexity (middle, grey: the compute penalty)
     and Spearman's rho of depth and complexity on the probe (bottom) over steps; the dotted line ends the
-    learning phase (see `training_phases`)."""
+    learning phase (see `training_phases`). `stage_starts` marks where a staged recipe's later stages began
+    (dashed grey: a fresh learning-rate schedule starts there)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,13 +82,17 @@ def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path) -> Pat
             axes[0, column].plot(steps, [r.get(f"probe/accuracy@{c}", np.nan) for r in records], color=color, label=f"c = {c}")
             axes[1, column].plot(steps, [r.get(f"probe/depth@{c}", np.nan) for r in records], color=color, label=f"c = {c}")
         phases = training_phases(records)
+        starts = (stage_starts or {}).get(name, [])
         for ax in axes[:, column]:
             if phases:
                 ax.axvline(phases["learned_step"], color="k", linestyle=":", linewidth=1)
+            for start in starts:
+                ax.axvline(start, color="0.5", linestyle="--", linewidth=1)
         penalty_axis = axes[1, column].twinx()
         penalty_axis.plot(steps, [r.get("probe/compute_penalty", np.nan) for r in records], color="0.6", linewidth=1)
         penalty_axis.set_ylabel("compute_penalty", color="0.5")
-        axes[0, column].set_title(f"{name}: validation probe (dotted: 90 % of final accuracy)")
+        axes[0, column].set_title(f"{name}: validation probe (dotted: 90 % of final accuracy"
+                                  + ("; dashed: a stage starts)" if starts else ")"))
         axes[0, column].set_ylabel("probe accuracy (teacher forced)")
         axes[1, column].set_ylabel("mean answer depth")
         axes[2, column].plot(steps, [r.get("probe/depth_spearman", np.nan) for r in records], color="k", marker=".")

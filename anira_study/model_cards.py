@@ -91,11 +91,16 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
         lines.append(f"Training dynamics (`training_dynamics.png`): validation accuracy reached 90 % of its final value at step "
                      f"{phases['learned_step']} (answer depth {phases['depth_when_learned']:.2f}), final answer depth "
                      f"{phases['final_depth']:.2f}.")
+    commands = summary["train_commands"]
+    stages = summary.get("stage_steps", [summary["steps"]])
+    staged = (f" in {len(stages)} stages of {' + '.join(f'{s:,}' for s in stages)} steps, each starting from the previous "
+              "stage's weights with a fresh learning-rate schedule" if len(commands) > 1 else "")
+    runs = [f"# stage {k}\n{command}" for k, command in enumerate(commands, 1)] if len(commands) > 1 else commands
     lines += ["", "## How it was trained", "",
-              f"{summary['steps']} steps, {summary['parameters']:,} parameters, {summary['train_seconds'] / 60:.1f} minutes of training on "
-              f"{summary['machine']} (folder written {summary['date']}). Retrain from scratch (resumes after an interruption, "
-              "then writes this folder):", "", "```bash", summary.get("command", f"python examples/reproduce.py {name}"), "```", "",
-              "which runs exactly:", "", "```bash", summary["train_command"], "```", ""]
+              f"{summary['steps']:,} steps{staged}, {summary['parameters']:,} parameters, {summary['train_seconds'] / 60:.1f} minutes of "
+              f"training on {summary['machine']} (folder written {summary['date']}). Retrain from scratch (resumes after an "
+              "interruption, then writes this folder):", "", "```bash", summary.get("command", f"python examples/reproduce.py {name}"),
+              "```", "", "which runs exactly:", "", "```bash", *runs, "```", ""]
     if recipe.get("notes"):
         lines += [recipe["notes"], ""]
     return "\n".join(lines)

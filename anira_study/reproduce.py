@@ -18,6 +18,13 @@ them: seed, data, sizes, steps, batch, learning rate and penalty schedule includ
    card with the results table, the exact command and the machine, `report.json`, the recipe, and the
    training-dynamics figure.
 
+A recipe may have **stages** (`"stages": [{"train_args": [...]}, ...]`): a model trained longer than one
+session of its machine allows is trained in pieces, each a full `train.py` run that starts from the previous
+stage's weights with a fresh optimizer and learning-rate schedule (a warm restart). A stage lists only the
+`--flag value` pairs it changes (steps, learning rate, warm-up, training rows); everything else, seed included,
+is the first stage's. Stage k trains in `work_dir/stage<k>`, so an interruption costs one checkpoint in any
+stage; the card shows every stage's command, and the training-dynamics figure runs over all of them.
+
 `seed` trains the recipe with another training seed (the model's initialisation and the order of the training
 data; the task data, so every split, stays the same): a shipped model is one run, and whether its findings
 survive another seed is a question every study should ask (`benchmarks/experiment/seeds/`). Such a run never
@@ -69,9 +76,54 @@ def with_seed(recipe: dict, seed: int) -> dict:
     return recipe
 
 
-def training_argv(recipe: dict, work_dir: Path, quick: bool = False, batch_scale: int = 1, cuda: bool = False) -> list[str]:
-    """The `examples/train.py` arguments of one reproduction run."""
-    argv = list(recipe["train_args"])
+# A continuation stage always starts from the previous stage's weights with the first stage's seed.
+STAGE_FIXED_FLAGS = ("--model_name_or_path", "--from_scratch", "--output_dir", "--resume_from_checkpoint", "--seed")
+
+
+def stage_overrides(recipe: dict) -> list[list[str]]:
+    """The `--flag value` pairs each stage changes: `[]` for the first stage, then one list per entry of the
+    recipe's `stages`. Malformed stages are refused by name."""
+    stages = recipe.get("stages", [])
+    if not isinstance(stages, list):
+        raise ValueError(f"recipe 'stages' must be a list of {{'train_args': [...]}}, got {stages!r}")
+    overrides = [[]]
+    for number, stage in enumerate(stages, 2):
+        args = stage.get("train_args") if isinstance(stage, dict) else None
+        if (not isinstance(args, list) or not args or len(args) % 2 or not all(isinstance(a, str) for a in args)
+                or not all(a.startswith("--") for a in args[::2]) or any(a.startswith("--") for a in args[1::2])):
+            raise ValueError(f"recipe stage {number}: 'train_args' must be a non-empty list of '--flag value' pairs, got {args!r}")
+        fixed = sorted(set(args[::2]) & set(STAGE_FIXED_FLAGS))
+        if fixed:
+            raise ValueError(f"recipe stage {number} may not set {', '.join(fixed)}: a stage continues the previous "
+                             "stage's weights with the first stage's seed")
+        overrides.append(args)
+    return overrides
+
+
+def stage_runs(recipe: dict, work_dir: Path, quick: bool = False, batch_scale: int = 1, cuda: bool = False) -> list[tuple[Path, list[str]]]:
+    """One (training folder, `examples/train.py` arguments) per stage of the recipe, in order. A one-stage
+    recipe trains in `work_dir` itself; stage k of a staged one in `work_dir/stage<k>`, from stage k-1's weights."""
+    overrides = stage_overrides(recipe)
+    if len(overrides) == 1:
+        return [(work_dir, training_argv(recipe, work_dir, quick, batch_scale, cuda))]
+    runs, previous = [], None
+    for number, pairs in enumerate(overrides, 1):
+        args = list(recipe["train_args"])
+        for flag, value in zip(pairs[::2], pairs[1::2]):
+            args = _set(args, flag, value)
+        if previous is not None:
+            args = _set(_set(args, "--model_name_or_path", str(previous)), "--from_scratch", "false")
+        folder = work_dir / f"stage{number}"
+        runs.append((folder, training_argv(recipe, folder, quick, batch_scale, cuda, train_args=args)))
+        previous = folder
+    return runs
+
+
+def training_argv(recipe: dict, work_dir: Path, quick: bool = False, batch_scale: int = 1, cuda: bool = False,
+                  train_args: list[str] | None = None) -> list[str]:
+    """The `examples/train.py` arguments of one reproduction run (of the recipe's first stage unless
+    `train_args` gives another stage's)."""
+    argv = list(recipe["train_args"] if train_args is None else train_args)
     if quick:
         for flag, value in QUICK.items():
             argv = _set(argv, flag, value)
@@ -134,15 +186,22 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     work_dir = Path(work_dir or Path("outputs/reproduce") / run_name)
     target = Path(target or (work_dir / "folder" if quick or seed is not None else folder))
     cuda = torch.cuda.is_available()
-    argv = training_argv(recipe, work_dir, quick, batch_scale, cuda)
-    times_file = work_dir / "wall_times.json"  # wall time over every call (a resumed run adds its part)
-    times = json.loads(times_file.read_text()) if times_file.exists() else []
-    steps = finished_steps(work_dir, int(_get(argv, "--max_steps")))
-    if steps is None:  # not finished: train, or resume from the last checkpoint
-        start = time.time()
-        steps = train_from_argv(argv).state.global_step
-        times.append(time.time() - start)
-        times_file.write_text(json.dumps(times))
+    runs = stage_runs(recipe, work_dir, quick, batch_scale, cuda)
+    stage_steps, seconds, probe_log = [], 0.0, []
+    for folder_k, argv in runs:  # train each stage, or resume it, or skip it when it is finished
+        times_file = folder_k / "wall_times.json"  # wall time over every call (a resumed run adds its part)
+        times = json.loads(times_file.read_text()) if times_file.exists() else []
+        steps = finished_steps(folder_k, int(_get(argv, "--max_steps")))
+        if steps is None:
+            start = time.time()
+            steps = train_from_argv(argv).state.global_step
+            times.append(time.time() - start)
+            times_file.write_text(json.dumps(times))
+        # one figure over all stages: a stage's steps continue the previous stage's count
+        probe_log += [{**record, "step": record["step"] + sum(stage_steps)} for record in read_probe_log(folder_k / PROBE_LOG_FILE)]
+        stage_steps.append(steps)
+        seconds += sum(times)
+    work_dir = runs[-1][0]  # the last stage's folder holds the model and the task data
     model = AutoModelForCausalLM.from_pretrained(work_dir).to("cuda" if cuda else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(work_dir)
     data, train_sizes = load_eval_data(work_dir)
@@ -155,17 +214,17 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     else:
         for split in EVAL_SPLITS:
             report.get(split, {}).pop("records", None)
-    probe_log = read_probe_log(work_dir / PROBE_LOG_FILE)
     target.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    plot_training_dynamics({name: probe_log}, target / "training_dynamics.png")
+    stage_starts = [sum(stage_steps[:k]) for k in range(1, len(stage_steps))]
+    plot_training_dynamics({name: probe_log}, target / "training_dynamics.png", {name: stage_starts})
     command = "python examples/reproduce.py " + name + ("" if seed is None else f" --seed {seed}") + (" --quick" if quick else "")
     summary = {
-        "name": name, "task": task, "train_sizes": train_sizes, "steps": steps,
-        "train_seconds": sum(times), "machine": machine(), "command": command,
-        "train_command": "python examples/train.py " + shlex.join(
-            [a for a in training_argv(recipe, Path("outputs/reproduce") / name, quick, batch_scale, cuda) if a]),
+        "name": name, "task": task, "train_sizes": train_sizes, "steps": sum(stage_steps), "stage_steps": stage_steps,
+        "train_seconds": seconds, "machine": machine(), "command": command,
+        "train_commands": ["python examples/train.py " + shlex.join(argv)
+                           for _, argv in stage_runs(recipe, Path("outputs/reproduce") / name, quick, batch_scale, cuda)],
         "parameters": sum(p.numel() for p in model.parameters()), "table": format_table({name: report}),
         "phases": training_phases(probe_log), "importance": importance, "report": report,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

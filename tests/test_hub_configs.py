@@ -98,7 +98,8 @@ def test_trained_named_models_generate_and_report_per_token_depths(name):
     tokens = tokenizer.convert_ids_to_tokens(out.sequences[0, ids.shape[1]:].tolist())
     assert out.depths.shape == out.sequences.shape and int(out.depths[0, ids.shape[1] - 1]) >= 1
     assert isinstance(score_answer(sample, tokens), bool)
-    assert report["steps"] == int(recipe["train_args"][recipe["train_args"].index("--max_steps") + 1])
+    stage_args = [args] + [stage["train_args"] for stage in recipe.get("stages", [])]  # a stage names its own steps
+    assert report["steps"] == sum(int(a[a.index("--max_steps") + 1]) for a in stage_args)
     per_size = int(args[args.index("--num_test_per_size") + 1])
     assert report["report"]["test_seen"]["items"] == per_size * len(sizes)  # distinct prompts per seen size
 

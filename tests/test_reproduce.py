@@ -65,3 +65,60 @@ def test_another_seed_trains_the_recipe_into_its_own_folder_and_says_so(tmp_path
 def test_a_bad_seed_is_refused_by_name(seed):
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         with_seed(load_recipe(ROOT / "hub_configs/anira-o-depo"), seed)
+
+
+def _staged_hub(tmp_path: Path, name: str = "anira-o-depo") -> Path:
+    """A hub folder holding `name`'s configuration with a two-stage recipe (the second continues the first)."""
+    import shutil
+
+    hub = tmp_path / "hub"
+    shutil.copytree(ROOT / "hub_configs" / name, hub / name, ignore=shutil.ignore_patterns("*.safetensors", "*.png"))
+    recipe = load_recipe(hub / name)
+    recipe["train_args"] = [str(hub / name) if a == f"hub_configs/{name}" else a for a in recipe["train_args"]]
+    recipe["stages"] = [{"train_args": ["--learning_rate", "1e-3", "--warmup_steps", "5"]}]
+    (hub / name / "recipe.json").write_text(json.dumps(recipe))
+    return hub
+
+
+def test_a_staged_recipe_continues_each_stage_from_the_last_and_reports_them_all(tmp_path, monkeypatch):
+    from anira_study.reproduce import stage_runs
+
+    monkeypatch.chdir(ROOT)
+    hub, work = _staged_hub(tmp_path), tmp_path / "work"
+    runs = stage_runs(load_recipe(hub / "anira-o-depo"), work, quick=True)
+    (first, argv1), (second, argv2) = runs
+    assert (first, second) == (work / "stage1", work / "stage2")
+    assert argv1[argv1.index("--from_scratch") + 1] == "true"
+    assert argv2[argv2.index("--model_name_or_path") + 1] == str(first) and argv2[argv2.index("--from_scratch") + 1] == "false"
+    assert argv2[argv2.index("--learning_rate") + 1] == "1e-3" and argv2[argv2.index("--seed") + 1] == argv1[argv1.index("--seed") + 1]
+    summary = load_script("reproduce").main(["anira-o-depo", "--quick", "--hub_dir", str(hub), "--work_dir", str(work),
+                                             "--target", str(tmp_path / "folder")])
+    assert summary["stage_steps"] == [30, 30] and summary["steps"] == 60
+    assert all((folder / "model.safetensors").exists() for folder in (first, second))
+    card = (tmp_path / "folder" / "README.md").read_text()
+    assert "in 2 stages of 30 + 30 steps" in card and "# stage 2" in card and f"--model_name_or_path {first}" not in card
+    assert "--model_name_or_path outputs/reproduce/anira-o-depo/stage1 --from_scratch false" in card
+    # the probe log runs over both stages: the second stage's steps continue the first's
+    report = json.loads((tmp_path / "folder" / "report.json").read_text())
+    assert report["phases"] and report["steps"] == 60
+    # finished stages are not trained again: a rerun only evaluates and rewrites the folder
+    mtime = (second / "model.safetensors").stat().st_mtime
+    load_script("reproduce").main(["anira-o-depo", "--quick", "--hub_dir", str(hub), "--work_dir", str(work),
+                                   "--target", str(tmp_path / "folder")])
+    assert (second / "model.safetensors").stat().st_mtime == mtime
+
+
+@pytest.mark.parametrize("stages, message", [
+    ({"train_args": []}, "must be a list"),
+    ([{"train_args": ["--max_steps"]}], "'--flag value' pairs"),
+    ([{"train_args": ["--max_steps", "--seed"]}], "'--flag value' pairs"),
+    ([{"args": ["--max_steps", "10"]}], "'--flag value' pairs"),
+    ([{"train_args": ["--seed", "3"]}], "may not set --seed"),
+    ([{"train_args": ["--model_name_or_path", "x"]}], "may not set --model_name_or_path"),
+])
+def test_a_malformed_stage_is_refused_by_name(stages, message):
+    from anira_study.reproduce import stage_runs
+
+    recipe = {**load_recipe(ROOT / "hub_configs/anira-o-depo"), "stages": stages}
+    with pytest.raises(ValueError, match=message):
+        stage_runs(recipe, Path("/nonexistent"))

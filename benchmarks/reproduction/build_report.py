@@ -31,7 +31,9 @@ def main() -> str:
     for task, models in reports.items():
         lines += [f"## {task}", ""]
         for name, report in models.items():
-            lines += [f"### {name}", "", f"{report['steps']} steps, {report['parameters']:,} parameters, "
+            stages = report.get("stage_steps", [report["steps"]])
+            staged = f" ({len(stages)} stages: {' + '.join(f'{s:,}' for s in stages)})" if len(stages) > 1 else ""
+            lines += [f"### {name}", "", f"{report['steps']:,} steps{staged}, {report['parameters']:,} parameters, "
                       f"{report['train_seconds'] / 60:.0f} min on {report['machine']}; `{report['command']}`; "
                       f"figure: `hub_configs/{name}/training_dynamics.png`.", "", "```", report["table"], "```", ""]
             seen = report["report"]["test_seen"]
