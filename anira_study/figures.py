@@ -91,8 +91,8 @@ def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path, stage_
         penalty_axis = axes[1, column].twinx()
         penalty_axis.plot(steps, [r.get("probe/compute_penalty", np.nan) for r in records], color="0.6", linewidth=1)
         penalty_axis.set_ylabel("compute_penalty", color="0.5")
-        axes[0, column].set_title(f"{name}: validation probe (dotted: 90 % of final accuracy"
-                                  + ("; dashed: a stage starts)" if starts else ")"))
+        axes[0, column].set_title(f"{name}: validation probe\n(dotted: 90 % of final accuracy"
+                                  + ("; dashed: a stage starts)" if starts else ")"), fontsize=10)
         axes[0, column].set_ylabel("probe accuracy (teacher forced)")
         axes[1, column].set_ylabel("mean answer depth")
         axes[2, column].plot(steps, [r.get("probe/depth_spearman", np.nan) for r in records], color="k", marker=".")

@@ -103,7 +103,7 @@ def depo_recipe(variant: str) -> dict:
 # and 1,000,000 training rows (the same task seed, so the same validation and test prompts).
 BREVO_CONTINUE = ["--learning_rate", "1.5e-3", "--warmup_steps", "500", "--num_train", "1000000"]
 BREVO_STAGES = {
-    "fixed": [{"train_args": ["--max_steps", "30000", *BREVO_CONTINUE]}],
+    "fixed": [{"train_args": ["--max_steps", "30000", *BREVO_CONTINUE]}] * 2,
     "e": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}],
     "o": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}],
 }
