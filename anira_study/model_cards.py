@@ -78,7 +78,9 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
              f"95 % intervals in brackets (Wilson for accuracies, bootstrap over prompts for depth and rho); n = distinct "
              f"test prompts, none of them in training or validation. Training sizes: {summary['train_sizes']}.", "",
              "```", summary["table"], "```", ""]
-    if seen:
+    if seen and config.depth_mode == "fixed":
+        lines.append(f"Every token runs {config.max_depth} iterations (fixed depth), so rho(depth, complexity) is undefined.")
+    elif seen:
         lines.append(f"rho(depth, complexity) on seen sizes: {seen['spearman']:.2f} "
                      f"[{seen['spearman_interval'][0]:.2f}, {seen['spearman_interval'][1]:.2f}] over {seen['items']} prompts.")
     if summary.get("importance"):
@@ -91,7 +93,7 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
         lines.append(f"Training dynamics (`training_dynamics.png`): validation accuracy reached 90 % of its final value at step "
                      f"{phases['learned_step']} (answer depth {phases['depth_when_learned']:.2f}), final answer depth "
                      f"{phases['final_depth']:.2f}.")
-    commands = summary["train_commands"]
+    commands = summary.get("train_commands") or [summary["train_command"]]  # reports written before staged recipes
     stages = summary.get("stage_steps", [summary["steps"]])
     staged = (f" in {len(stages)} stages of {' + '.join(f'{s:,}' for s in stages)} steps, each starting from the previous "
               "stage's weights with a fresh learning-rate schedule" if len(commands) > 1 else "")

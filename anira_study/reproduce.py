@@ -230,7 +230,7 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     (target / REPORT_FILE).write_text(json.dumps(summary, indent=2))
-    (target / RECIPE_FILE).write_text(json.dumps(recipe, indent=2))
+    (target / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
     (target / "README.md").write_text(trained_model_card(name, model.config, recipe, summary))
     print(summary["table"])
     print(f"wrote {target}")

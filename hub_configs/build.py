@@ -133,11 +133,13 @@ def brevo_recipe(variant: str) -> dict:
             *(["--curriculum_accuracy", "0.8"] if variant == "fixed" else []),
         ],
         "stages": BREVO_STAGES[variant],
-        "notes": "The penalty gate (0 until validation accuracy 0.9) reads the validation split only; the controllers "
-                 "start at max_depth, so the training dynamics' first phase runs at full depth by construction."
-                 + (" iteration_loss_weight=0.5 adds the LM loss read out after every iteration before the last (the "
-                    "models trained without it are reported in the README)." if variant != "fixed" else
-                    " This fixed-depth baseline is trained with the plain loss, as for DEPO.")
+        "notes": ("The penalty gate (0 until validation accuracy 0.9) reads the validation split only; the controllers "
+                  "start at max_depth, so the training dynamics' first phase runs at full depth by construction. "
+                  "iteration_loss_weight=0.5 adds the LM loss read out after every iteration before the last (the "
+                  "models trained without it are reported in the README)." if variant != "fixed" else
+                  "This fixed-depth baseline is trained with the plain loss, as for DEPO. The curriculum (n = 3 first, "
+                  "the next size once validation accuracy reaches 0.8 on every unlocked size) reads the validation split "
+                  "only.")
                  + " The continuation stages start from the previous stage's weights with a new cosine schedule"
                  + ("; in them the curriculum starts again at n = 3 and unlocks the other sizes at the first three probes."
                     if variant == "fixed" else "; in them the penalty gate opens at the first probe (the model already has"

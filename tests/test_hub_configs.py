@@ -56,6 +56,8 @@ def test_each_named_model_loads_with_its_tokenizer_and_card(name):
     assert "knob" in card
     if (folder / "model.safetensors").exists():
         assert "examples/reproduce.py" in card and "## Results on held-out test prompts" in card
+        prose = card.split("## Results on held-out test prompts")[1].split("```")[2]  # after the table
+        assert "nan" not in prose  # a fixed-depth model's rho is said to be undefined, not printed as nan
     else:
         assert "examples/train.py" in card and "**Untrained configuration**" in card
 
