@@ -64,6 +64,13 @@ def _usage(name: str, example_prompt: str) -> list[str]:
     ]
 
 
+def format_shares(importance: dict) -> str:
+    """'static 0.412 [0.398, 0.429]; execution_state 0.037 [...] (R^2 ..., N answer tokens of M prompts)'."""
+    shares = "; ".join(f"{group} {importance['share'][group]:.3f} [{low:.3f}, {high:.3f}]"
+                       for group, (low, high) in importance["share_interval"].items())
+    return f"{shares} (R^2 {importance['r2_full']:.3f}, {importance['tokens']} answer tokens of {importance['items']} prompts)"
+
+
 def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
     """The card of a trained named model: what it is, how to use it, what it scores (with intervals and
     counts), the exact command that trained it, its wall time and the machine."""
@@ -84,10 +91,9 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
         lines.append(f"rho(depth, complexity) on seen sizes: {seen['spearman']:.2f} "
                      f"[{seen['spearman_interval'][0]:.2f}, {seen['spearman_interval'][1]:.2f}] over {seen['items']} prompts.")
     if summary.get("importance"):
-        imp = summary["importance"]
-        shares = "; ".join(f"{group} {imp['share'][group]:.3f} [{imp['share_interval'][group][0]:.3f}, {imp['share_interval'][group][1]:.3f}]"
-                           for group in imp["share"])
-        lines.append(f"Share of per-token depth variance explained (R^2 {imp['r2_full']:.3f}, {imp['tokens']} answer tokens): {shares}.")
+        lines.append(f"Share of per-token depth variance explained: {format_shares(summary['importance'])}.")
+    if summary.get("importance_within_prompt"):
+        lines.append(f"Within a prompt (each prompt's mean removed): {format_shares(summary['importance_within_prompt'])}.")
     phases = summary.get("phases") or {}
     if phases:
         lines.append(f"Training dynamics (`training_dynamics.png`): validation accuracy reached 90 % of its final value at step "

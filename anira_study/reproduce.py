@@ -207,10 +207,11 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     data, train_sizes = load_eval_data(work_dir)
     task = data["train"][0]["task"]
     report = evaluation_report(model, data, tokenizer, generate=True, keep_records=task in FEATURE_GROUPS)
-    importance = None
+    importance = importance_within = None
     if task in FEATURE_GROUPS and model.config.depth_mode != "fixed":
         records = [r for split in EVAL_SPLITS if split in report for r in report[split].pop("records")]
         importance = depth_feature_importance(records, FEATURE_GROUPS[task])
+        importance_within = depth_feature_importance(records, FEATURE_GROUPS[task], within_prompt=True)
     else:
         for split in EVAL_SPLITS:
             report.get(split, {}).pop("records", None)
@@ -226,7 +227,8 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
         "train_commands": ["python examples/train.py " + shlex.join(argv)
                            for _, argv in stage_runs(recipe, Path("outputs/reproduce") / name, quick, batch_scale, cuda)],
         "parameters": sum(p.numel() for p in model.parameters()), "table": format_table({name: report}),
-        "phases": training_phases(probe_log), "importance": importance, "report": report,
+        "phases": training_phases(probe_log), "importance": importance,
+        "importance_within_prompt": importance_within, "report": report,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     (target / REPORT_FILE).write_text(json.dumps(summary, indent=2))

@@ -10,7 +10,8 @@
 that predicts an answer token on one-hot encoded features in two groups: static structure (graph size,
 node in/out degree, node depth in the DAG) and the algorithm's execution state (frontier size, newly enabled
 nodes, DFS stack depth). It reports each group's share of explained variance (Shapley split of R^2) per
-model, with 95 % bootstrap intervals over items.
+model, with 95 % bootstrap intervals over items; and the same for the variation inside a prompt (each
+prompt's mean depth and features removed, so graph size explains nothing there), under "inside_prompts".
 """
 
 import json
@@ -29,6 +30,7 @@ from anira_study.analysis import FEATURE_GROUPS, depth_feature_importance, read_
 from anira_study.evaluation import EVAL_SPLITS, cap_per_size, evaluation_report, load_eval_data  # noqa: E402
 from anira_study.cli import check_model_dir, run_script  # noqa: E402
 from anira_study.figures import plot_training_dynamics  # noqa: E402
+from anira_study.model_cards import format_shares  # noqa: E402
 
 
 @dataclass
@@ -66,12 +68,10 @@ def importance(args: AnalysisArguments, names: list[str]) -> dict:
         model = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
         report = evaluation_report(model, data, tokenizer, EVAL_SPLITS, args.batch_size, generate=False, keep_records=True)
         records = [r for split in EVAL_SPLITS if split in report for r in report[split]["records"]]
-        results[name] = depth_feature_importance(records, FEATURE_GROUPS[task])
-        result = results[name]
-        shares = ", ".join(f"{group} {share:.3f} [{result['share_interval'][group][0]:.3f}, {result['share_interval'][group][1]:.3f}]"
-                           for group, share in result["share"].items())
-        print(f"{name} ({task}, {result['tokens']} answer tokens): R^2 of depth on all features {result['r2_full']:.3f}; "
-              f"share of explained variance: {shares}")
+        result = results[name] = depth_feature_importance(records, FEATURE_GROUPS[task])
+        result["inside_prompts"] = depth_feature_importance(records, FEATURE_GROUPS[task], within_prompt=True)
+        print(f"{name} ({task}): share of depth variance explained: {format_shares(result)}; "
+              f"within a prompt: {format_shares(result['inside_prompts'])}")
     path = Path(args.output_dir) / "feature_importance.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))

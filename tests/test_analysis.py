@@ -99,6 +99,7 @@ def test_analyze_script_runs_dynamics_and_importance_on_a_trained_brevo_model(tm
     results = analyze.main(["importance", "--models", str(output_dir), "--output_dir", str(tmp_path / "out")])
     result = results["anira-e-brevo"]
     assert result["tokens"] > 0 and set(result["r2_alone"]) == {"static", "execution_state"}
+    assert result["inside_prompts"]["within_prompt"] and result["inside_prompts"]["tokens"] == result["tokens"]
     assert json.loads((tmp_path / "out" / "feature_importance.json").read_text())["anira-e-brevo"]["tokens"] == result["tokens"]
 
 
@@ -111,3 +112,29 @@ def test_node_depth_in_the_dag_counts_as_static_and_shares_carry_bootstrap_inter
         low, high = result["share_interval"][group]
         assert low <= result["share"][group] <= high and 0 < high - low < 0.2
     assert result["items"] == 300
+
+
+def test_within_prompt_shares_ignore_what_is_constant_in_a_prompt():
+    # depth = graph size (constant within a prompt) + a frontier-size effect that moves from token to token:
+    # over all tokens graph size dominates; within prompts only the frontier size is left to explain
+    records = synthetic_records(lambda f: 0)
+    for record in records:
+        size = record["num_nodes"][0]
+        record["num_nodes"] = [size] * len(record["depths"])
+        record["depths"] = [3 * size + (frontier > 2) for frontier in record["frontier_size"]]
+    overall = depth_feature_importance(records, GROUPS, resamples=20)
+    within = depth_feature_importance(records, GROUPS, resamples=20, within_prompt=True)
+    assert overall["share"]["static"] > 0.8 and within["within_prompt"] and not overall["within_prompt"]
+    assert within["r2_full"] == pytest.approx(1.0) and within["r2_feature"]["num_nodes"] == pytest.approx(0.0, abs=1e-9)
+    assert within["share"]["algorithmic_state"] == pytest.approx(1.0, abs=0.02)
+    assert within["depth_variance"] < overall["depth_variance"]
+    low, high = within["share_interval"]["algorithmic_state"]
+    assert low <= within["share"]["algorithmic_state"] <= high
+
+
+def test_within_prompt_depth_that_never_moves_inside_a_prompt_has_nothing_to_explain():
+    records = synthetic_records(lambda f: 0)
+    for record in records:
+        record["depths"] = [len(record["depths"])] * len(record["depths"])  # varies between prompts only
+    result = depth_feature_importance(records, GROUPS, resamples=5, within_prompt=True)
+    assert result["depth_variance"] == pytest.approx(0.0) and all(v != v for v in result["share"].values())

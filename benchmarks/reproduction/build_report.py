@@ -10,10 +10,14 @@ reports', so regenerate the reports (reproduce.py) when the code changes, then t
 """
 
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from anira_study.model_cards import format_shares  # noqa: E402
 
 
 def main() -> str:
@@ -40,11 +44,10 @@ def main() -> str:
             lines.append(f"- rho(depth, complexity) on seen sizes: {seen['spearman']:.2f} "
                          f"[{seen['spearman_interval'][0]:.2f}, {seen['spearman_interval'][1]:.2f}] over {seen['items']} prompts.")
             if report.get("importance"):
-                imp = report["importance"]
-                shares = "; ".join(f"{g} {imp['share'][g]:.3f} [{imp['share_interval'][g][0]:.3f}, {imp['share_interval'][g][1]:.3f}]"
-                                   for g in imp["share"])
-                lines.append(f"- Depth variance explained (R^2 {imp['r2_full']:.3f} over {imp['tokens']} answer tokens of "
-                             f"{imp['items']} prompts): {shares}.")
+                lines.append(f"- Depth variance explained: {format_shares(report['importance'])}.")
+            if report.get("importance_within_prompt"):
+                lines.append(f"- Within a prompt (each prompt's mean depth and features removed): "
+                             f"{format_shares(report['importance_within_prompt'])}.")
             phases = report.get("phases") or {}
             if phases:
                 lines.append(f"- Validation accuracy reached 90 % of its final value at step {phases['learned_step']} "
