@@ -23,7 +23,7 @@ from anira_tasks import TaskSpec, build_dataset_dict, score_answer, valid_next_t
 
 from .data import AnswerCollator, unwrap_model
 from .metrics import load_metric
-from .statistics import pooled_mean, proportion
+from .statistics import format_correlation, pooled_mean, proportion
 
 EVAL_SPLITS = ("test_seen", "test_interpolation", "test_extrapolation")
 SPLIT_LABELS = {"test_seen": "seen", "test_interpolation": "interp.", "test_extrapolation": "unseen", "validation": "valid."}
@@ -245,8 +245,8 @@ def format_table(reports: dict[str, dict], accuracy: str = "generated_accuracy")
         cells = []
         for name in names:
             entry = reports[name][split]
-            rho, (low, high) = entry["spearman"], entry.get("spearman_interval", [float("nan")] * 2)
-            text = "nan" if rho != rho else (f"{rho:.2f} [{low:.2f},{high:.2f}]" if low == low else f"{rho:.2f}")
-            cells.append(f"{'rho(depth, c) = ' + text:^{width}}")
+            rho = entry["spearman"]  # NaN when depth is constant (a fixed-depth model)
+            text = "undefined" if rho != rho else "= " + format_correlation(rho, entry.get("spearman_interval"), separator=",")
+            cells.append(f"{'rho(depth, c) ' + text:^{width}}")
         lines.append(f"{SPLIT_LABELS.get(split, split):7} {'':>3} {first[split]['items']:>5}  " + "  ".join(cells))
     return "\n".join(lines)

@@ -8,6 +8,8 @@ that the schedule imposes is not a finding.
 import math
 from pathlib import Path
 
+from .statistics import format_correlation
+
 
 def shipped_findings(shipped: dict) -> list[str]:
     lines = []
@@ -17,11 +19,10 @@ def shipped_findings(shipped: dict) -> list[str]:
             continue
         report = entry["report"]
         seen = report["test_seen"]
-        rho, (low, high) = seen["spearman"], seen["spearman_interval"]
         unseen = report.get("test_extrapolation", {}).get("overall", {})
         lines.append(f"{name} ({entry['steps']} steps, {entry['train_minutes']:.0f} min): seen accuracy "
                      f"{_seen(report, 'generated_accuracy'):.2f} at depth {_seen(report, 'mean_depth'):.2f}, "
-                     f"rho(depth, c) seen {rho:.2f} [{low:.2f}, {high:.2f}] over {seen['items']} prompts; unseen accuracy "
+                     f"rho(depth, c) seen {format_correlation(seen["spearman"], seen["spearman_interval"])} over {seen['items']} prompts; unseen accuracy "
                      f"{unseen.get('generated_accuracy', math.nan):.2f} at depth {unseen.get('mean_depth', math.nan):.2f}.")
     return lines
 
@@ -35,8 +36,8 @@ def findings(args, runs: dict) -> list[str]:
     lines = []
     for name, run in runs.items():
         report = run["report"]
-        rho, (low, high) = report["test_seen"]["spearman"], report["test_seen"]["spearman_interval"]
-        lines.append(f"F1 {name}: rho(depth, complexity) on seen sizes = {rho:.2f} [{low:.2f}, {high:.2f}] over "
+        rho = format_correlation(report["test_seen"]["spearman"], report["test_seen"]["spearman_interval"])
+        lines.append(f"F1 {name}: rho(depth, complexity) on seen sizes {rho} over "
                      f"{report['test_seen']['items']} distinct prompts; seen-size accuracy {_seen(report, 'generated_accuracy'):.2f}.")
     for name, run in runs.items():
         report = run["report"]

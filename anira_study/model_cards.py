@@ -1,5 +1,7 @@
 """Model cards: the README.md of a `hub_configs/` folder and of a folder `examples/train.py` saves."""
 
+from .statistics import format_correlation
+
 DEPTH_MODE_TITLES = {
     "early": "ANIRA-E (early decision: a router picks each token's depth once, from the prelude's shallow representation)",
     "online": "ANIRA-O (online decision: after every iteration each active token decides to halt or go on)",
@@ -88,8 +90,8 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
     if seen and config.depth_mode == "fixed":
         lines.append(f"Every token runs {config.max_depth} iterations (fixed depth), so rho(depth, complexity) is undefined.")
     elif seen:
-        lines.append(f"rho(depth, complexity) on seen sizes: {seen['spearman']:.2f} "
-                     f"[{seen['spearman_interval'][0]:.2f}, {seen['spearman_interval'][1]:.2f}] over {seen['items']} prompts.")
+        lines.append(f"rho(depth, complexity) on seen sizes: {format_correlation(seen['spearman'], seen['spearman_interval'])} "
+                     f"over {seen['items']} prompts.")
     if summary.get("importance"):
         lines.append(f"Share of per-token depth variance explained: {format_shares(summary['importance'])}.")
     if summary.get("importance_within_prompt"):

@@ -39,6 +39,17 @@ def proportion(successes: int, count: int) -> dict:
     return {"value": successes / count if count else math.nan, "low": low, "high": high, "count": count}
 
 
+def format_correlation(value: float, interval: Sequence[float] | None = None, separator: str = ", ") -> str:
+    """A rank correlation as the reports print it: "0.82 [0.80, 0.84]", or "undefined (constant depth)" when
+    it is NaN. Spearman's rho is NaN exactly when one side has no spread; in these reports that side is depth
+    (complexity always varies across the sizes evaluated), e.g. a fixed-depth model, so the text says why."""
+    if value != value:
+        return "undefined (constant depth)"
+    if interval is None or interval[0] != interval[0]:
+        return f"{value:.2f}"
+    return f"{value:.2f} [{interval[0]:.2f}{separator}{interval[1]:.2f}]"
+
+
 def _bootstrap_indices(items: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, items, size=(resamples, items))
 

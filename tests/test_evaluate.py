@@ -137,3 +137,15 @@ def test_evaluation_report_on_two_models_gives_one_table_column_each(tiny_depo_r
     report = evaluation_report(model, data, tokenizer, generate=False)
     table = format_table({"A": report, "B": report})
     assert table.count("rho(depth, c)") == 2 * 3  # seen, unseen, all
+
+
+def test_rho_of_a_constant_depth_is_printed_as_undefined_with_the_reason():
+    from anira_study.statistics import format_correlation
+    assert format_correlation(0.8215, [0.801, 0.84]) == "0.82 [0.80, 0.84]"
+    assert format_correlation(0.5, None) == "0.50"
+    assert format_correlation(float("nan"), [float("nan")] * 2) == "undefined (constant depth)"
+    values = {"items": 2, "generated_accuracy": 1.0, "mean_depth": 6.0}
+    entry = {"per_complexity": {"3": values}, "overall": values, "items": 2,
+             "spearman": float("nan"), "spearman_interval": [float("nan")] * 2}
+    table = format_table({"fixed": {"test_seen": entry, "all": entry}})
+    assert "rho(depth, c) undefined" in table and "nan" not in table

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from anira_study.model_cards import format_shares  # noqa: E402
+from anira_study.statistics import format_correlation  # noqa: E402
 
 
 def main() -> str:
@@ -41,8 +42,8 @@ def main() -> str:
                       f"{report['train_seconds'] / 60:.0f} min on {report['machine']}; `{report['command']}`; "
                       f"figure: `hub_configs/{name}/training_dynamics.png`.", "", "```", report["table"], "```", ""]
             seen = report["report"]["test_seen"]
-            lines.append(f"- rho(depth, complexity) on seen sizes: {seen['spearman']:.2f} "
-                         f"[{seen['spearman_interval'][0]:.2f}, {seen['spearman_interval'][1]:.2f}] over {seen['items']} prompts.")
+            lines.append(f"- rho(depth, complexity) on seen sizes: {format_correlation(seen['spearman'], seen['spearman_interval'])} "
+                         f"over {seen['items']} prompts.")
             if report.get("importance"):
                 lines.append(f"- Depth variance explained: {format_shares(report['importance'])}.")
             if report.get("importance_within_prompt"):
