@@ -1,5 +1,6 @@
 """Model cards: the README.md of a `hub_configs/` folder and of a folder `examples/train.py` saves."""
 
+from .evaluation import format_table
 from .statistics import format_correlation
 
 DEPTH_MODE_TITLES = {
@@ -86,7 +87,7 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
              f"Greedy generation scored by the task; depth = mean iterations at the positions that predict answer tokens; "
              f"95 % intervals in brackets (Wilson for accuracies, bootstrap over prompts for depth and rho); n = distinct "
              f"test prompts, none of them in training or validation. Training sizes: {summary['train_sizes']}.", "",
-             "```", summary["table"], "```", ""]
+             "```", format_table({name: summary["report"]}) if "report" in summary else summary["table"], "```", ""]
     if seen and config.depth_mode == "fixed":
         lines.append(f"Every token runs {config.max_depth} iterations (fixed depth), so rho(depth, complexity) is undefined.")
     elif seen:
