@@ -22,7 +22,7 @@ def shipped_findings(shipped: dict) -> list[str]:
         unseen = report.get("test_extrapolation", {}).get("overall", {})
         lines.append(f"{name} ({entry['steps']} steps, {entry['train_minutes']:.0f} min): seen accuracy "
                      f"{_seen(report, 'generated_accuracy'):.2f} at depth {_seen(report, 'mean_depth'):.2f}, "
-                     f"rho(depth, c) seen {format_correlation(seen["spearman"], seen["spearman_interval"])} over {seen['items']} prompts; unseen accuracy "
+                     f"rho(depth, c) seen {format_correlation(seen['spearman'], seen['spearman_interval'])} over {seen['items']} prompts; unseen accuracy "
                      f"{unseen.get('generated_accuracy', math.nan):.2f} at depth {unseen.get('mean_depth', math.nan):.2f}.")
     return lines
 

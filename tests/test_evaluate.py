@@ -149,3 +149,16 @@ def test_rho_of_a_constant_depth_is_printed_as_undefined_with_the_reason():
              "spearman": float("nan"), "spearman_interval": [float("nan")] * 2}
     table = format_table({"fixed": {"test_seen": entry, "all": entry}})
     assert "rho(depth, c) undefined" in table and "nan" not in table
+
+
+def test_shipped_findings_state_each_model_with_its_rho_or_why_it_is_undefined():
+    from anira_study.findings import shipped_findings
+    seen = {"overall": {"generated_accuracy": 1.0, "mean_depth": 6.0}, "items": 750,
+            "spearman": float("nan"), "spearman_interval": [float("nan")] * 2}
+    adaptive = dict(seen, overall={"generated_accuracy": 0.98, "mean_depth": 1.9}, spearman=0.82, spearman_interval=[0.8, 0.84])
+    lines = shipped_findings({"fixed": {"report": {"test_seen": seen}, "steps": 30000, "train_minutes": 73.0},
+                              "online": {"report": {"test_seen": adaptive}, "steps": 15000, "train_minutes": 70.0},
+                              "missing": {"skipped": "no weights"}})
+    assert "rho(depth, c) seen undefined (constant depth) over 750 prompts" in lines[0]
+    assert "rho(depth, c) seen 0.82 [0.80, 0.84] over 750 prompts" in lines[1]
+    assert lines[2] == "missing: not evaluated (no weights)."
