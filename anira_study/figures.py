@@ -62,11 +62,13 @@ def plot_complexity(reports: dict[str, dict], train_sizes, path: str | Path, tit
     return _save_figure(fig, path)
 
 
-def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path, stage_starts: dict[str, list[int]] | None = None) -> Path:
+def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path, stage_starts: dict[str, list[int]] | None = None,
+                           log_missing_until: dict[str, int] | None = None, phases: dict[str, dict] | None = None) -> Path:
     """Per model: accuracy per complexity (top), mean depth per complexity (middle, grey: the compute penalty)
     and Spearman's rho of depth and complexity on the probe (bottom) over steps; the dotted line ends the
-    learning phase (see `training_phases`). `stage_starts` marks where a staged recipe's later stages began
-    (dashed grey: a fresh learning-rate schedule starts there)."""
+    learning phase (see `training_phases`; `phases` gives it where the log alone cannot). `stage_starts` marks
+    where a staged recipe's later stages began (dashed grey: a fresh learning-rate schedule starts there);
+    `log_missing_until` shades the steps before it, whose probe log was not kept."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,13 +83,19 @@ def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path, stage_
         for color, c in zip(colors, complexities):
             axes[0, column].plot(steps, [r.get(f"probe/accuracy@{c}", np.nan) for r in records], color=color, label=f"c = {c}")
             axes[1, column].plot(steps, [r.get(f"probe/depth@{c}", np.nan) for r in records], color=color, label=f"c = {c}")
-        phases = training_phases(records)
+        phase = (phases or {}).get(name) or training_phases(records)
         starts = (stage_starts or {}).get(name, [])
+        missing = (log_missing_until or {}).get(name)
         for ax in axes[:, column]:
-            if phases:
-                ax.axvline(phases["learned_step"], color="k", linestyle=":", linewidth=1)
+            if phase:
+                ax.axvline(phase["learned_step"], color="k", linestyle=":", linewidth=1)
             for start in starts:
                 ax.axvline(start, color="0.5", linestyle="--", linewidth=1)
+            if missing:
+                ax.axvspan(0, missing, color="0.92", linewidth=0)
+        if missing:
+            axes[0, column].text(missing / 2, 0.5, "probe log\nnot kept", ha="center", va="center", color="0.4", fontsize=9,
+                                 transform=axes[0, column].get_xaxis_transform())  # x in steps, y in axes fraction
         penalty_axis = axes[1, column].twinx()
         penalty_axis.plot(steps, [r.get("probe/compute_penalty", np.nan) for r in records], color="0.6", linewidth=1)
         penalty_axis.set_ylabel("compute_penalty", color="0.5")

@@ -112,6 +112,16 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
               f"training on {summary['machine']} (folder written {summary['date']}). Retrain from scratch (resumes after an "
               "interruption, then writes this folder):", "", "```bash", summary.get("command", f"python examples/reproduce.py {name}"),
               "```", "", "which runs exactly:", "", "```bash", *runs, "```", ""]
+    continued = summary.get("continued")
+    if continued:  # trained in two sittings: the earlier stages' folder, then the later stages from its weights
+        k, total = continued["stages"], len(stages)
+        done = "Stage 1 was" if k == 1 else f"Stages 1-{k} were"
+        later = f"stage {total}" if k + 1 == total else f"stages {k + 1}-{total}"
+        lines += [f"{done} trained earlier (folder written {continued['date']} on {continued['machine']}); {later} then "
+                  f"continued from that folder's weights, stage {k}'s final ones (`--continue_folder true`), so the model is "
+                  "the recipe's. The wall time counts every stage."
+                  + ("" if continued["log_kept"] else " The probe log of the earlier stages was not kept with that folder: "
+                     "the figure shows the later ones, and the learning phase above is the earlier report's."), ""]
     if recipe.get("notes"):
         lines += [recipe["notes"], ""]
     return "\n".join(lines)

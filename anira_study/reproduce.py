@@ -25,6 +25,14 @@ stage's weights with a fresh optimizer and learning-rate schedule (a warm restar
 is the first stage's. Stage k trains in `work_dir/stage<k>`, so an interruption costs one checkpoint in any
 stage; the card shows every stage's command, and the training-dynamics figure runs over all of them.
 
+A folder carries its training's probe log (`training_log.jsonl`, steps counted over all stages) beside the
+report, so the record of a model does not live only on the machine that trained it. `continue_folder` uses that:
+when a recipe gains a stage after its model shipped and the earlier stages' checkpoints are gone (a new machine,
+a cleared disk), the stages the folder's report lists as finished are taken from the folder (its weights start
+the next stage; its log and wall time are carried over) instead of being retrained; only the new stages train.
+It refuses a folder whose finished stages were trained with other arguments than the recipe's. Retraining from
+scratch (the default) gives the same model, with the whole log; the card says which of the two made it.
+
 `seed` trains the recipe with another training seed (the model's initialisation and the order of the training
 data; the task data, so every split, stays the same): a shipped model is one run, and whether its findings
 survive another seed is a question every study should ask (`benchmarks/experiment/seeds/`). Such a run never
@@ -33,13 +41,16 @@ writes the named folder unless `target` says so: by default it goes to
 """
 
 import json
+import math
 import platform
 import shlex
+import shutil
 import time
 from pathlib import Path
 
 RECIPE_FILE = "recipe.json"
 REPORT_FILE = "report.json"
+TRAINING_LOG_FILE = "training_log.jsonl"
 QUICK = {"--max_steps": "30", "--num_train": "1000", "--num_test_per_size": "10", "--probe_steps": "15", "--save_steps": "15",
          "--num_validation": "16", "--probe_per_size": "16"}
 
@@ -154,6 +165,68 @@ def finished_steps(work_dir: Path, max_steps: int) -> int | None:
     return steps if steps >= max_steps else None
 
 
+def _comparable(command: str) -> list[str]:
+    """A stage's `train.py` command without what depends on the machine or the work folder (a one-stage model
+    trained in `work_dir`, its first stage as part of a staged recipe in `work_dir/stage1`)."""
+    argv = shlex.split(command)[2:]  # drop "python examples/train.py"
+    dropped, kept, skipping = {"--output_dir", "--use_cpu", "--bf16", "--resume_from_checkpoint"}, [], False
+    for arg in argv:  # a flag may take several values (--train_sizes 3 4 5 6)
+        skipping = arg in dropped if arg.startswith("--") else skipping
+        if not skipping:
+            kept.append(arg)
+    return kept
+
+
+def canonical_commands(recipe: dict, name: str, quick: bool = False, batch_scale: int = 1, cuda: bool = False) -> list[str]:
+    """The `train.py` command of every stage as a card prints it: training in `outputs/reproduce/<name>`."""
+    return ["python examples/train.py " + shlex.join(argv)
+            for _, argv in stage_runs(recipe, Path("outputs/reproduce") / name, quick, batch_scale, cuda)]
+
+
+def shipped_stages(folder: Path, recipe: dict, name: str, quick: bool = False, batch_scale: int = 1) -> dict:
+    """What `continue_folder` takes from a named folder: the number of recipe stages its model finished, their
+    step counts and wall time, their probe log (None if the folder has none) and the report's phases, date and
+    machine. Refuses, by name, a folder without a trained model, one that already has every stage, and one whose
+    finished stages ran other commands than the recipe's (continuing it would not be this recipe's model)."""
+    from .analysis import read_probe_log
+
+    report_path = folder / REPORT_FILE
+    if not (folder / "model.safetensors").exists() or not report_path.exists():
+        raise ValueError(f"{folder} holds no trained model (model.safetensors and {REPORT_FILE}) to continue")
+    report = json.loads(report_path.read_text())
+    done = report.get("stage_steps", [report["steps"]])
+    total = len(stage_overrides(recipe))
+    if len(done) >= total:
+        raise ValueError(f"{folder} already holds all {total} stage(s) of its recipe: nothing to continue "
+                         "(add a stage to the recipe first)")
+    shipped = [_comparable(c) for c in report.get("train_commands") or [report.get("train_command", "")]]
+    expected = [_comparable(c) for c in canonical_commands(recipe, name, quick, batch_scale)]
+    if shipped[:len(done)] != expected[:len(done)]:
+        raise ValueError(f"{folder}'s model was trained with other stage commands than the first {len(done)} of its "
+                         "recipe: continuing it would not reproduce the recipe; retrain it from scratch")
+    log = folder / TRAINING_LOG_FILE
+    return {"stages": len(done), "stage_steps": done, "train_seconds": report["train_seconds"],
+            "probe_log": read_probe_log(log) if log.exists() else None, "phases": report.get("phases") or {},
+            "date": report["date"], "machine": report["machine"]}
+
+
+def carried_phases(earlier: dict, records: list[dict]) -> dict:
+    """The training phases of a continued model whose earlier stages' log is gone: the learning phase from the
+    earlier report, the end of training (final depth and accuracy, peak rho) from the new stages' log."""
+    from .analysis import training_phases
+
+    later = training_phases(records)
+    if not earlier or not later:
+        return earlier or later
+    phases = {**earlier, "final_depth": later["final_depth"], "final_accuracy": later["final_accuracy"],
+              "max_depth_seen": max(earlier["max_depth_seen"], later["max_depth_seen"]),
+              "depth_reduction": earlier["depth_when_learned"] - later["final_depth"]}
+    peak = earlier.get("peak_depth_spearman")
+    if peak is None or math.isnan(peak) or later["peak_depth_spearman"] > peak:
+        phases.update(peak_depth_spearman=later["peak_depth_spearman"], peak_depth_spearman_step=later["peak_depth_spearman_step"])
+    return phases
+
+
 def machine() -> str:
     import torch
 
@@ -168,7 +241,7 @@ def machine() -> str:
 
 
 def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Path | None = None, target: str | Path | None = None,
-              quick: bool = False, batch_scale: int = 1, seed: int | None = None) -> dict:
+              quick: bool = False, batch_scale: int = 1, seed: int | None = None, continue_folder: bool = False) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -188,7 +261,16 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     cuda = torch.cuda.is_available()
     runs = stage_runs(recipe, work_dir, quick, batch_scale, cuda)
     stage_steps, seconds, probe_log = [], 0.0, []
-    for folder_k, argv in runs:  # train each stage, or resume it, or skip it when it is finished
+    earlier = shipped_stages(folder, recipe, name, quick, batch_scale) if continue_folder else None
+    if earlier:  # the folder's model is the last finished stage: the next stage starts from a copy of it
+        stage_steps, seconds, probe_log = list(earlier["stage_steps"]), earlier["train_seconds"], earlier["probe_log"] or []
+        start_from = runs[earlier["stages"] - 1][0]
+        if not (start_from / "model.safetensors").exists():
+            shutil.copytree(folder, start_from, dirs_exist_ok=True)
+        runs_to_train = runs[earlier["stages"]:]
+    else:
+        runs_to_train = runs
+    for folder_k, argv in runs_to_train:  # train each stage, or resume it, or skip it when it is finished
         times_file = folder_k / "wall_times.json"  # wall time over every call (a resumed run adds its part)
         times = json.loads(times_file.read_text()) if times_file.exists() else []
         steps = finished_steps(folder_k, int(_get(argv, "--max_steps")))
@@ -219,18 +301,25 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     stage_starts = [sum(stage_steps[:k]) for k in range(1, len(stage_steps))]
-    plot_training_dynamics({name: probe_log}, target / "training_dynamics.png", {name: stage_starts})
+    log_lost = bool(earlier) and earlier["probe_log"] is None  # continued from a folder written before logs were kept
+    phases = carried_phases(earlier["phases"], probe_log) if log_lost else training_phases(probe_log)
+    plot_training_dynamics({name: probe_log}, target / "training_dynamics.png", {name: stage_starts},
+                           log_missing_until={name: sum(earlier["stage_steps"])} if log_lost else None, phases={name: phases})
+    with open(target / TRAINING_LOG_FILE, "w") as log:
+        log.writelines(json.dumps(record) + "\n" for record in probe_log)
     command = "python examples/reproduce.py " + name + ("" if seed is None else f" --seed {seed}") + (" --quick" if quick else "")
     summary = {
         "name": name, "task": task, "train_sizes": train_sizes, "steps": sum(stage_steps), "stage_steps": stage_steps,
         "train_seconds": seconds, "machine": machine(), "command": command,
-        "train_commands": ["python examples/train.py " + shlex.join(argv)
-                           for _, argv in stage_runs(recipe, Path("outputs/reproduce") / name, quick, batch_scale, cuda)],
+        "train_commands": canonical_commands(recipe, name, quick, batch_scale, cuda),
         "parameters": sum(p.numel() for p in model.parameters()), "table": format_table({name: report}),
-        "phases": training_phases(probe_log), "importance": importance,
+        "phases": phases, "importance": importance,
         "importance_within_prompt": importance_within, "report": report,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    if earlier:
+        summary["continued"] = {"stages": earlier["stages"], "date": earlier["date"], "machine": earlier["machine"],
+                                "log_kept": not log_lost}
     (target / REPORT_FILE).write_text(json.dumps(summary, indent=2))
     (target / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
     (target / "README.md").write_text(trained_model_card(name, model.config, recipe, summary))

@@ -4,6 +4,7 @@
     python examples/reproduce.py anira-o-depo --quick    # the same pipeline in minutes, into outputs/ (tests use it)
     python examples/reproduce.py anira-o-depo --work_dir /scratch/o   # where checkpoints go (rerun to resume)
     python examples/reproduce.py anira-o-depo --seed 0   # another training seed, into outputs/reproduce/anira-o-depo-seed0
+    python examples/reproduce.py anira-o-brevo --continue_folder true   # train only the stages the folder's model lacks
 
 On a GPU it trains in bf16; `--batch_scale N` multiplies batch size and learning rate. The logic lives in
 `anira_study.reproduce`.
@@ -32,6 +33,9 @@ class ReproduceArguments:
     hub_dir: str = field(default="hub_configs")
     batch_scale: int = field(default=1, metadata={"help": "Multiply batch size and learning rate (e.g. on a GPU)."})
     seed: int | None = field(default=None, metadata={"help": "Train with this seed instead of the recipe's; written under outputs/ unless --target."})
+    continue_folder: bool = field(default=False, metadata={
+        "help": "Take the stages the folder's model already finished from the folder (weights, log, wall time) and train "
+                "only the recipe's later stages (for a recipe that gained a stage after its checkpoints were lost)."})
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -39,7 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     if argv and not argv[0].startswith("--"):
         argv = ["--name", *argv]
     (args,) = HfArgumentParser(ReproduceArguments).parse_args_into_dataclasses(args=argv)
-    return reproduce(args.name, args.hub_dir, args.work_dir, args.target, args.quick, args.batch_scale, args.seed)
+    return reproduce(args.name, args.hub_dir, args.work_dir, args.target, args.quick, args.batch_scale, args.seed,
+                     args.continue_folder)
 
 
 if __name__ == "__main__":

@@ -122,3 +122,55 @@ def test_a_malformed_stage_is_refused_by_name(stages, message):
     recipe = {**load_recipe(ROOT / "hub_configs/anira-o-depo"), "stages": stages}
     with pytest.raises(ValueError, match=message):
         stage_runs(recipe, Path("/nonexistent"))
+
+
+def test_a_folder_continues_with_the_stage_its_recipe_gained_after_its_checkpoints_are_gone(tmp_path, monkeypatch):
+    import shutil
+
+    from anira_study.analysis import read_probe_log
+    from anira_study.reproduce import shipped_stages
+
+    monkeypatch.chdir(ROOT)
+    name, hub = "anira-o-depo", _staged_hub(tmp_path)
+    staged = load_recipe(hub / name)
+    one_stage = {k: v for k, v in staged.items() if k != "stages"}
+    (hub / name / "recipe.json").write_text(json.dumps(one_stage))
+    reproduce = load_script("reproduce").main
+    reproduce([name, "--quick", "--hub_dir", str(hub), "--work_dir", str(tmp_path / "old"), "--target", str(hub / name)])
+    shipped = json.loads((hub / name / "report.json").read_text())
+    assert [r["step"] for r in read_probe_log(hub / name / "training_log.jsonl")][-1] == 30  # the folder keeps its log
+    shutil.rmtree(tmp_path / "old")  # the machine that trained it is gone
+    (hub / name / "recipe.json").write_text(json.dumps(staged))  # and the recipe gains a stage
+
+    work, folder = tmp_path / "new", tmp_path / "folder"
+    summary = reproduce([name, "--quick", "--hub_dir", str(hub), "--work_dir", str(work), "--target", str(folder),
+                         "--continue_folder", "true"])
+    assert summary["stage_steps"] == [30, 30] and summary["train_seconds"] > shipped["train_seconds"]
+    # stage 1 was not retrained: its folder is the shipped model, from which stage 2 started
+    assert not (work / "stage1" / "trainer_state.json").exists() and (work / "stage2" / "trainer_state.json").exists()
+    assert (work / "stage1" / "model.safetensors").read_bytes() == (hub / name / "model.safetensors").read_bytes()
+    steps = [r["step"] for r in read_probe_log(folder / "training_log.jsonl")]
+    assert steps[0] <= 30 < steps[-1] == 60  # one log over both stages
+    assert summary["continued"] == {"stages": 1, "date": shipped["date"], "machine": shipped["machine"], "log_kept": True}
+    card = (folder / "README.md").read_text()
+    assert "Stage 1 was trained earlier" in card and "--continue_folder true" in card and "not kept" not in card
+    assert "--model_name_or_path outputs/reproduce/anira-o-depo/stage1 --from_scratch false" in card
+
+    # a folder written before folders kept their log: the figure and phases say what is missing
+    (hub / name / "training_log.jsonl").unlink()
+    summary = reproduce([name, "--quick", "--hub_dir", str(hub), "--work_dir", str(tmp_path / "newer"), "--target",
+                         str(tmp_path / "folder2"), "--continue_folder", "true"])
+    assert summary["continued"]["log_kept"] is False and summary["phases"]["learned_step"] == shipped["phases"]["learned_step"]
+    assert min(r["step"] for r in read_probe_log(tmp_path / "folder2" / "training_log.jsonl")) > 30
+    assert "probe log of the earlier stages was not kept" in (tmp_path / "folder2" / "README.md").read_text()
+
+    # refused by name: nothing left to continue, finished stages of another recipe, no trained model
+    with pytest.raises(ValueError, match="nothing to continue"):
+        shipped_stages(folder, staged, name, quick=True)
+    args = list(one_stage["train_args"])
+    args[args.index("--learning_rate") + 1] = "1e-4"
+    other = {**staged, "train_args": args}
+    with pytest.raises(ValueError, match="other stage commands"):
+        shipped_stages(hub / name, other, name, quick=True)
+    with pytest.raises(ValueError, match="no trained model"):
+        shipped_stages(tmp_path, staged, name, quick=True)
