@@ -4,8 +4,10 @@
 1. builds the task's splits once and saves them (both models read the same data);
 2. trains the two models at the same time, one process each (one torch thread per process: on a
    2-core machine each model gets a core), for a fixed number of *steps*, so the same seed gives the
-   same table whatever else loads the machine. A wall-time guard (`max_train_minutes`) can still stop
-   a run on a slow machine; the report and the printed findings then say that it fired;
+   same table on one machine whatever else loads it (another CPU rounds differently, and a short run
+   amplifies that into another table: measured, AMD EPYC against Intel Xeon). A wall-time guard
+   (`max_train_minutes`) can still stop a run on a slow machine; the report and the printed findings
+   then say that it fired;
 3. each process evaluates its model on the test splits (read once, here, and never during training:
    the probe, the penalty gate and the curriculum read the validation split);
 4. the parent assembles the table (accuracies and depths with 95 % intervals, the number of distinct
