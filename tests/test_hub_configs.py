@@ -30,8 +30,10 @@ def test_shipped_folders_are_what_build_py_writes(tmp_path):
     build = load_build()
     build.build_all(tmp_path)
     for name in NAMES:
-        if build.is_trained(HUB / name):
-            continue  # written by examples/reproduce.py (tested below)
+        if build.is_trained(HUB / name):  # written by examples/reproduce.py (tested below), from build.py's recipe
+            shipped_recipe = json.loads((HUB / name / "recipe.json").read_text())
+            assert shipped_recipe == build.RECIPES[name], f"{name}: its recipe.json is not build.py's recipe for it"
+            continue
         fresh = {p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*") if p.is_file()}
         shipped = {p.relative_to(HUB / name): p.read_bytes() for p in (HUB / name).rglob("*") if p.is_file()}
         assert fresh.keys() == shipped.keys(), f"{name}: rerun `python hub_configs/build.py`"
