@@ -2,9 +2,10 @@
 
     python benchmarks/experiment/brevo_accuracy/keep_rule.py --data RUN_FOLDER BEFORE AFTER [MORE ...]
 
-For each model folder: the validation probe that training logs (teacher-forced token accuracy per graph size, the
-number the keep rule compares at the largest seen size) and the greedy-answer accuracy on the same validation
-prompts, with Wilson 95 % intervals and counts. `--data` is a training folder of the recipe (its `anira_data.json`
+For each model folder, per graph size: teacher-forced token accuracy on the validation prompts (the number the
+keep rule compares at the largest seen size; printed also as the training probe computes it, which must agree),
+with a bootstrap interval over prompts, and greedy-answer accuracy on the same prompts with its Wilson interval,
+and the number of prompts. `--data` is a training folder of the recipe (its `anira_data.json`
 rebuilds the data; every stage of a recipe has the same task seed, so the same validation prompts). A stage is kept
 when its model's probe accuracy at the largest seen size is above the previous stage's.
 """
@@ -38,10 +39,11 @@ def main() -> None:
         report = evaluation_report(model, data, tokenizer, splits=("validation",), generate=True)["validation"]
         print(f"\n{path}")
         for c, values in report["per_complexity"].items():
-            n, accuracy = values["items"], values["generated_accuracy"]
-            low, high = values["intervals"]["generated_accuracy"]
-            print(f"  n = {c}: probe token accuracy {probe[f'probe/accuracy@{c}']:.4f}, depth {probe[f'probe/depth@{c}']:.2f}; "
-                  f"greedy answers {accuracy:.3f} [{low:.3f}, {high:.3f}] of {n}")
+            intervals = values["intervals"]
+            print(f"  n = {c}: token accuracy {values['token_accuracy']:.4f} [{intervals['token_accuracy'][0]:.4f}, "
+                  f"{intervals['token_accuracy'][1]:.4f}] (the training probe's: {probe[f'probe/accuracy@{c}']:.4f}), "
+                  f"depth {values['mean_depth']:.2f}; greedy answers {values['generated_accuracy']:.3f} "
+                  f"[{intervals['generated_accuracy'][0]:.3f}, {intervals['generated_accuracy'][1]:.3f}]; {values['items']} prompts")
 
 
 if __name__ == "__main__":
