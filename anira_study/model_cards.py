@@ -74,6 +74,16 @@ def format_shares(importance: dict) -> str:
     return f"{shares} (R^2 {importance['r2_full']:.3f}, {importance['tokens']} answer tokens of {importance['items']} prompts)"
 
 
+def training_machines(report: dict) -> str:
+    """Where a model trained: one machine, or (a model continued from an earlier folder) the earlier stages' and the rest's."""
+    continued = report.get("continued")
+    if not continued:
+        return report["machine"]
+    k, total = continued["stages"], len(report["stage_steps"])
+    later = f"stage {total}" if k + 1 == total else f"stages {k + 1}-{total}"
+    return f"{continued['machine']} (stages 1-{k}) and {report['machine']} ({later})"
+
+
 def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
     """The card of a trained named model: what it is, how to use it, what it scores (with intervals and
     counts), the exact command that trained it, its wall time and the machine."""
@@ -109,7 +119,7 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
     runs = [f"# stage {k}\n{command}" for k, command in enumerate(commands, 1)] if len(commands) > 1 else commands
     lines += ["", "## How it was trained", "",
               f"{summary['steps']:,} steps{staged}, {summary['parameters']:,} parameters, {summary['train_seconds'] / 60:.1f} minutes of "
-              f"training on {summary['machine']} (folder written {summary['date']}). Retrain from scratch (resumes after an "
+              f"training on {training_machines(summary)} (folder written {summary['date']}). Retrain from scratch (resumes after an "
               "interruption, then writes this folder):", "", "```bash", summary.get("command", f"python examples/reproduce.py {name}"),
               "```", "", "which runs exactly:", "", "```bash", *runs, "```", ""]
     continued = summary.get("continued")

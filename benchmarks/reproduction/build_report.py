@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from anira_study.evaluation import format_table  # noqa: E402
-from anira_study.model_cards import format_shares  # noqa: E402
+from anira_study.model_cards import format_shares, training_machines  # noqa: E402
 from anira_study.statistics import format_correlation  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def main() -> str:
             stages = report.get("stage_steps", [report["steps"]])
             staged = f" ({len(stages)} stages: {' + '.join(f'{s:,}' for s in stages)})" if len(stages) > 1 else ""
             lines += [f"### {name}", "", f"{report['steps']:,} steps{staged}, {report['parameters']:,} parameters, "
-                      f"{report['train_seconds'] / 60:.0f} min on {report['machine']}; `{report['command']}`; "
+                      f"{report['train_seconds'] / 60:.0f} min on {training_machines(report)}; `{report['command']}`; "
                       f"figure: `hub_configs/{name}/training_dynamics.png`.", "", "```", format_table({name: report["report"]}), "```", ""]
             seen = report["report"]["test_seen"]
             lines.append(f"- rho(depth, complexity) on seen sizes: {format_correlation(seen['spearman'], seen['spearman_interval'])} "
