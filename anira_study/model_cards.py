@@ -74,14 +74,39 @@ def format_shares(importance: dict) -> str:
     return f"{shares} (R^2 {importance['r2_full']:.3f}, {importance['tokens']} answer tokens of {importance['items']} prompts)"
 
 
-def training_machines(report: dict) -> str:
-    """Where a model trained: one machine, or (a model continued from an earlier folder) the earlier stages' and the rest's."""
+def stage_machines(report: dict) -> list[str]:
+    """The machine each stage trained on. Reports written before they listed it: a continued model's earlier stages
+    ran on `continued["machine"]`, the rest on `machine`."""
+    if "stage_machines" in report:
+        return list(report["stage_machines"])
+    total, continued = len(report.get("stage_steps", [report["steps"]])), report.get("continued")
+    k = continued["stages"] if continued else 0
+    return [continued["machine"]] * k + [report["machine"]] * (total - k) if continued else [report["machine"]] * total
+
+
+def log_missing_until(report: dict) -> int:
+    """Steps at the start of training whose probe log the folder does not hold (0 when it holds all of it)."""
+    if "log_missing_until" in report:
+        return int(report["log_missing_until"])
     continued = report.get("continued")
-    if not continued:
-        return report["machine"]
-    k, total = continued["stages"], len(report["stage_steps"])
-    later = f"stage {total}" if k + 1 == total else f"stages {k + 1}-{total}"
-    return f"{continued['machine']} (stages 1-{k}) and {report['machine']} ({later})"
+    return sum(report["stage_steps"][:continued["stages"]]) if continued and not continued["log_kept"] else 0
+
+
+def _stage_range(first: int, last: int) -> str:
+    return f"stage {first}" if first == last else f"stages {first}-{last}"
+
+
+def training_machines(report: dict) -> str:
+    """Where a model trained: one machine, or each machine with the stages it ran."""
+    groups = []  # [machine, first stage, last stage]
+    for k, machine in enumerate(stage_machines(report), 1):
+        if groups and groups[-1][0] == machine:
+            groups[-1][2] = k
+        else:
+            groups.append([machine, k, k])
+    if len(groups) == 1:
+        return groups[0][0]
+    return " and ".join(f"{machine} ({_stage_range(first, last)})" for machine, first, last in groups)
 
 
 def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
@@ -123,15 +148,16 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
               "interruption, then writes this folder):", "", "```bash", summary.get("command", f"python examples/reproduce.py {name}"),
               "```", "", "which runs exactly:", "", "```bash", *runs, "```", ""]
     continued = summary.get("continued")
-    if continued:  # trained in two sittings: the earlier stages' folder, then the later stages from its weights
+    if continued:  # trained in sittings: the earlier stages' folder, then the later stages from its weights
         k, total = continued["stages"], len(stages)
         done = "Stage 1 was" if k == 1 else f"Stages 1-{k} were"
-        later = f"stage {total}" if k + 1 == total else f"stages {k + 1}-{total}"
-        lines += [f"{done} trained earlier (folder written {continued['date']} on {continued['machine']}); {later} then "
+        missing = log_missing_until(summary)
+        lines += [f"{done} trained earlier (folder written {continued['date']}); {_stage_range(k + 1, total)} then "
                   f"continued from that folder's weights, stage {k}'s final ones (`--continue_folder true`), so the model is "
                   "the recipe's. The wall time counts every stage."
-                  + ("" if continued["log_kept"] else " The probe log of the earlier stages was not kept with that folder: "
-                     "the figure shows the later ones, and the learning phase above is the earlier report's."), ""]
+                  + ("" if not missing else f" The probe log of the first {missing:,} steps was not kept with the folder "
+                     "they were trained for: the figure shades those steps, and the learning phase above is the earlier "
+                     "report's."), ""]
     if recipe.get("notes"):
         lines += [recipe["notes"], ""]
     return "\n".join(lines)

@@ -30,7 +30,10 @@ report, so the record of a model does not live only on the machine that trained 
 when a recipe gains a stage after its model shipped and the earlier stages' checkpoints are gone (a new machine,
 a cleared disk), the stages the folder's report lists as finished are taken from the folder (its weights start
 the next stage; its log and wall time are carried over) instead of being retrained; only the new stages train.
-It refuses a folder whose finished stages were trained with other arguments than the recipe's. Retraining from
+The report records the machine of every stage (`stage_machines`) and how many first steps the log lacks
+(`log_missing_until`: a folder continued from one that kept no log), so a folder continued twice still names every
+machine and still shades the lost steps. It refuses a folder whose finished stages were trained with other
+arguments than the recipe's. Retraining from
 scratch (the default) gives the same model, with the whole log; the card says which of the two made it.
 
 `seed` trains the recipe with another training seed (the model's initialisation and the order of the training
@@ -189,6 +192,7 @@ def shipped_stages(folder: Path, recipe: dict, name: str, quick: bool = False, b
     machine. Refuses, by name, a folder without a trained model, one that already has every stage, and one whose
     finished stages ran other commands than the recipe's (continuing it would not be this recipe's model)."""
     from .analysis import read_probe_log
+    from .model_cards import log_missing_until, stage_machines
 
     report_path = folder / REPORT_FILE
     if not (folder / "model.safetensors").exists() or not report_path.exists():
@@ -205,9 +209,12 @@ def shipped_stages(folder: Path, recipe: dict, name: str, quick: bool = False, b
         raise ValueError(f"{folder}'s model was trained with other stage commands than the first {len(done)} of its "
                          "recipe: continuing it would not reproduce the recipe; retrain it from scratch")
     log = folder / TRAINING_LOG_FILE
+    # a folder written before folders kept their log has none: its stages' steps are all missing from the log
+    missing = log_missing_until(report) if log.exists() else sum(done)
     return {"stages": len(done), "stage_steps": done, "train_seconds": report["train_seconds"],
-            "probe_log": read_probe_log(log) if log.exists() else None, "phases": report.get("phases") or {},
-            "date": report["date"], "machine": report["machine"]}
+            "probe_log": read_probe_log(log) if log.exists() else [], "log_missing_until": missing,
+            "phases": report.get("phases") or {}, "date": report["date"], "machine": report["machine"],
+            "stage_machines": stage_machines(report)}
 
 
 def carried_phases(earlier: dict, records: list[dict]) -> dict:
@@ -263,7 +270,7 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     stage_steps, seconds, probe_log = [], 0.0, []
     earlier = shipped_stages(folder, recipe, name, quick, batch_scale) if continue_folder else None
     if earlier:  # the folder's model is the last finished stage: the next stage starts from a copy of it
-        stage_steps, seconds, probe_log = list(earlier["stage_steps"]), earlier["train_seconds"], earlier["probe_log"] or []
+        stage_steps, seconds, probe_log = list(earlier["stage_steps"]), earlier["train_seconds"], earlier["probe_log"]
         start_from = runs[earlier["stages"] - 1][0]
         if not (start_from / "model.safetensors").exists():
             shutil.copytree(folder, start_from, dirs_exist_ok=True)
@@ -301,16 +308,18 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     stage_starts = [sum(stage_steps[:k]) for k in range(1, len(stage_steps))]
-    log_lost = bool(earlier) and earlier["probe_log"] is None  # continued from a folder written before logs were kept
-    phases = carried_phases(earlier["phases"], probe_log) if log_lost else training_phases(probe_log)
+    missing = earlier["log_missing_until"] if earlier else 0  # steps whose probe log an earlier folder did not keep
+    phases = carried_phases(earlier["phases"], probe_log) if missing else training_phases(probe_log)
     plot_training_dynamics({name: probe_log}, target / "training_dynamics.png", {name: stage_starts},
-                           log_missing_until={name: sum(earlier["stage_steps"])} if log_lost else None, phases={name: phases})
+                           log_missing_until={name: missing} if missing else None, phases={name: phases})
     with open(target / TRAINING_LOG_FILE, "w") as log:
         log.writelines(json.dumps(record) + "\n" for record in probe_log)
     command = "python examples/reproduce.py " + name + ("" if seed is None else f" --seed {seed}") + (" --quick" if quick else "")
     summary = {
         "name": name, "task": task, "train_sizes": train_sizes, "steps": sum(stage_steps), "stage_steps": stage_steps,
         "train_seconds": seconds, "machine": machine(), "command": command,
+        "stage_machines": (earlier["stage_machines"] if earlier else []) + [machine()] * len(runs_to_train),
+        "log_missing_until": missing,
         "train_commands": canonical_commands(recipe, name, quick, batch_scale, cuda),
         "parameters": sum(p.numel() for p in model.parameters()), "table": format_table({name: report}),
         "phases": phases, "importance": importance,
@@ -319,7 +328,7 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     }
     if earlier:
         summary["continued"] = {"stages": earlier["stages"], "date": earlier["date"], "machine": earlier["machine"],
-                                "log_kept": not log_lost}
+                                "log_kept": not missing}
     (target / REPORT_FILE).write_text(json.dumps(summary, indent=2))
     (target / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
     (target / "README.md").write_text(trained_model_card(name, model.config, recipe, summary))

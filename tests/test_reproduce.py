@@ -162,7 +162,25 @@ def test_a_folder_continues_with_the_stage_its_recipe_gained_after_its_checkpoin
                          str(tmp_path / "folder2"), "--continue_folder", "true"])
     assert summary["continued"]["log_kept"] is False and summary["phases"]["learned_step"] == shipped["phases"]["learned_step"]
     assert min(r["step"] for r in read_probe_log(tmp_path / "folder2" / "training_log.jsonl")) > 30
-    assert "probe log of the earlier stages was not kept" in (tmp_path / "folder2" / "README.md").read_text()
+    assert "probe log of the first 30 steps was not kept" in (tmp_path / "folder2" / "README.md").read_text()
+    assert summary["log_missing_until"] == 30 and len(summary["stage_machines"]) == 2
+
+    # continued again (the recipe gains a third stage), from the folder that lacks stage 1's log and whose stage 1
+    # ran elsewhere: the lost steps, the learning phase and every stage's machine are carried, not forgotten
+    hub2 = tmp_path / "hub2"
+    shutil.copytree(tmp_path / "folder2", hub2 / name)
+    report2 = json.loads((hub2 / name / "report.json").read_text())
+    report2["stage_machines"][0] = "an older CPU"
+    (hub2 / name / "report.json").write_text(json.dumps(report2))
+    (hub2 / name / "recipe.json").write_text(json.dumps({**staged, "stages": staged["stages"] * 2}))
+    summary = reproduce([name, "--quick", "--hub_dir", str(hub2), "--work_dir", str(tmp_path / "newest"), "--target",
+                         str(tmp_path / "folder3"), "--continue_folder", "true"])
+    assert summary["stage_steps"] == [30, 30, 30] and summary["log_missing_until"] == 30
+    assert summary["phases"]["learned_step"] == shipped["phases"]["learned_step"]
+    assert summary["stage_machines"] == ["an older CPU", report2["machine"], report2["machine"]]
+    card3 = (tmp_path / "folder3" / "README.md").read_text()
+    assert f"an older CPU (stage 1) and {report2['machine']} (stages 2-3)" in card3
+    assert "probe log of the first 30 steps was not kept" in card3
 
     # refused by name: nothing left to continue, finished stages of another recipe, no trained model
     with pytest.raises(ValueError, match="nothing to continue"):
@@ -174,3 +192,16 @@ def test_a_folder_continues_with_the_stage_its_recipe_gained_after_its_checkpoin
         shipped_stages(hub / name, other, name, quick=True)
     with pytest.raises(ValueError, match="no trained model"):
         shipped_stages(tmp_path, staged, name, quick=True)
+
+
+def test_training_machines_names_each_machine_with_its_stages():
+    from anira_study.model_cards import log_missing_until, stage_machines, training_machines
+
+    one = {"machine": "A", "steps": 10}
+    assert training_machines(one) == "A" and stage_machines(one) == ["A"] and log_missing_until(one) == 0
+    # a report written before reports listed each stage's machine: a continued model's earlier stages ran elsewhere
+    old = {"machine": "B", "steps": 40, "stage_steps": [10] * 4,
+           "continued": {"stages": 3, "machine": "A", "date": "d", "log_kept": False}}
+    assert training_machines(old) == "A (stages 1-3) and B (stage 4)" and log_missing_until(old) == 30
+    new = {**old, "stage_machines": ["A", "A", "A", "B", "B"], "stage_steps": [10] * 5, "log_missing_until": 30}
+    assert training_machines(new) == "A (stages 1-3) and B (stages 4-5)" and log_missing_until(new) == 30
