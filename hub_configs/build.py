@@ -117,7 +117,7 @@ BREVO_CONTINUE = ["--learning_rate", "1.5e-3", "--warmup_steps", "500", "--num_t
 BREVO_STAGES = {
     "fixed": [{"train_args": ["--max_steps", "30000", *BREVO_CONTINUE]}] * 2,
     "e": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 3,
-    "o": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 3,
+    "o": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 4,
 }
 
 
