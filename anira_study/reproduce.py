@@ -114,6 +114,22 @@ def stage_overrides(recipe: dict) -> list[list[str]]:
     return overrides
 
 
+def keep_stage(before: tuple[float, float], after: tuple[float, float]) -> tuple[bool, str]:
+    """Whether a continuation stage is kept, and why: `before` and `after` are (probe accuracy at the largest
+    seen size, rho(depth, complexity)) on the validation split, rho NaN when the depth is constant. Kept when the
+    accuracy rose; on a tie (the same count of answer tokens right), when rho rose; a fixed-depth model's tie is
+    not kept. `benchmarks/experiment/brevo_accuracy/keep_rule.py` measures the pairs and says why accuracy comes
+    first and when the tie-break was added."""
+    (accuracy_before, rho_before), (accuracy_after, rho_after) = before, after
+    if accuracy_after != accuracy_before:
+        verb = "rose" if accuracy_after > accuracy_before else "fell"
+        return accuracy_after > accuracy_before, f"accuracy {verb} ({accuracy_before:.4f} -> {accuracy_after:.4f})"
+    if math.isnan(rho_before) or math.isnan(rho_after):
+        return False, f"accuracy tied ({accuracy_after:.4f}) and rho is undefined"
+    verb = "rose" if rho_after > rho_before else "did not rise"
+    return rho_after > rho_before, f"accuracy tied ({accuracy_after:.4f}); rho {verb} ({rho_before:.3f} -> {rho_after:.3f})"
+
+
 def stage_runs(recipe: dict, work_dir: Path, quick: bool = False, batch_scale: int = 1, cuda: bool = False) -> list[tuple[Path, list[str]]]:
     """One (training folder, `examples/train.py` arguments) per stage of the recipe, in order. A one-stage
     recipe trains in `work_dir` itself; stage k of a staged one in `work_dir/stage<k>`, from stage k-1's weights."""

@@ -205,3 +205,14 @@ def test_training_machines_names_each_machine_with_its_stages():
     assert training_machines(old) == "A (stages 1-3) and B (stage 4)" and log_missing_until(old) == 30
     new = {**old, "stage_machines": ["A", "A", "A", "B", "B"], "stage_steps": [10] * 5, "log_missing_until": 30}
     assert training_machines(new) == "A (stages 1-3) and B (stages 4-5)" and log_missing_until(new) == 30
+
+
+def test_keep_stage_reads_accuracy_first_and_rho_only_on_a_tie():
+    from anira_study.reproduce import keep_stage
+
+    nan = float("nan")
+    assert keep_stage((0.90, 0.7), (0.91, 0.1)) == (True, "accuracy rose (0.9000 -> 0.9100)")
+    assert keep_stage((0.90, 0.1), (0.89, 0.9))[0] is False
+    assert keep_stage((0.8958, 0.07), (0.8958, 0.73)) == (True, "accuracy tied (0.8958); rho rose (0.070 -> 0.730)")
+    assert keep_stage((0.8958, 0.73), (0.8958, 0.73))[0] is False
+    assert keep_stage((0.983, nan), (0.983, nan)) == (False, "accuracy tied (0.9830) and rho is undefined")

@@ -5,12 +5,24 @@
 For each model folder, per graph size: teacher-forced token accuracy on the validation prompts (the number the
 keep rule compares at the largest seen size; printed also as the training probe computes it, which must agree),
 with a bootstrap interval over prompts, and greedy-answer accuracy on the same prompts with its Wilson interval,
-and the number of prompts. `--data` is a training folder of the recipe (its `anira_data.json`
-rebuilds the data; every stage of a recipe has the same task seed, so the same validation prompts). A stage is kept
-when its model's probe accuracy at the largest seen size is above the previous stage's.
+and the number of prompts; then rho(depth, n) over the validation prompts with its bootstrap interval. `--data` is
+a training folder of the recipe (its `anira_data.json` rebuilds the data; every stage of a recipe has the same task
+seed, so the same validation prompts).
+
+The rule, for each AFTER against BEFORE (the first folder), printed as the last line of each AFTER:
+
+1. a stage is kept when its probe accuracy at the largest seen size is above BEFORE's;
+2. when the two are equal (the same count of answer tokens right, on the same prompts), it is kept when its
+   validation rho(depth, n) is above BEFORE's. A fixed-depth model has no rho, so a tie is not kept.
+
+Accuracy comes first because it is the target farther from being met. Part 2 was added on 2026-11-30, before the
+stages it was then applied to were trained, but after the test split of one stage it would have kept (ANIRA-E on
+BREVO at penalty 0.01, `benchmarks/experiment/penalty_runs/`) had been read; every decision taken under part 1
+alone is the same under both parts (the one tie, the fixed model's fourth stage, has no rho).
 """
 
 import argparse
+import math
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -19,11 +31,12 @@ import modeling_anira  # noqa: F401  (registers the Auto classes)
 from anira_study.callbacks import DepthProbeCallback
 from anira_study.data import probe_rows
 from anira_study.evaluation import evaluation_report, load_eval_data
+from anira_study.reproduce import keep_stage
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+")
+    parser.add_argument("models", nargs="+", help="BEFORE, then the stages to decide on")
     parser.add_argument("--data", required=True, help="a training folder of the recipe (holds anira_data.json)")
     parser.add_argument("--per_size", type=int, default=64, help="validation prompts per size (the recipes probe 64)")
     args = parser.parse_args()
@@ -33,6 +46,7 @@ def main() -> None:
     data["validation"] = data["validation"].select([i for i, row in enumerate(data["validation"]) if row in rows])
     tokenizer = AutoTokenizer.from_pretrained(args.data)
     print(f"validation split of {args.data}: {len(rows)} prompts, sizes {sizes}")
+    largest, first = max(sizes), None
     for path in args.models:
         model = AutoModelForCausalLM.from_pretrained(path).eval()
         probe = DepthProbeCallback(rows, tokenizer).probe(model)
@@ -44,6 +58,15 @@ def main() -> None:
                   f"{intervals['token_accuracy'][1]:.4f}] (the training probe's: {probe[f'probe/accuracy@{c}']:.4f}), "
                   f"depth {values['mean_depth']:.2f}; greedy answers {values['generated_accuracy']:.3f} "
                   f"[{intervals['generated_accuracy'][0]:.3f}, {intervals['generated_accuracy'][1]:.3f}]; {values['items']} prompts")
+        rho, (low, high) = report["spearman"], report["spearman_interval"]
+        print(f"  rho(depth, n) " + ("undefined (constant depth)" if math.isnan(rho) else
+                                     f"{rho:.3f} [{low:.3f}, {high:.3f}]") + f" over {report['items']} prompts")
+        this = (probe[f"probe/accuracy@{largest}"], rho)
+        if first is None:
+            first = this
+        else:
+            keep, why = keep_stage(first, this)
+            print(f"  keep rule against {args.models[0]}: {'KEPT' if keep else 'not kept'}: {why}")
 
 
 if __name__ == "__main__":
