@@ -112,11 +112,15 @@ def depo_recipe(variant: str) -> dict:
 # (benchmarks/experiment/brevo_accuracy/). A lower peak learning rate than the first stage's 3e-3, a short warm-up,
 # and 1,000,000 training rows (the same task seed, so the same validation and test prompts). A further stage was
 # kept only when it raised the validation probe's accuracy at the largest seen size (n = 6); the test split
-# decided nothing.
+# decided nothing; on a tie, a rise of validation rho(depth, n) kept it.
 BREVO_CONTINUE = ["--learning_rate", "1.5e-3", "--warmup_steps", "500", "--num_train", "1000000"]
+# ANIRA-E's depth stopped following n at penalty 0.003 (4.9-5.0 iterations at every n after 95,000 steps); a stage at
+# 0.01 gives each n its own depth at the same accuracy, 0.03 flattens it again (benchmarks/experiment/penalty_runs/).
+# That stage tied the accuracy part of the keep rule and was kept by its rho part (keep_rule.py says when that was set).
+E_PENALTY_STAGE = {"train_args": ["--max_steps", "15000", "--compute_penalty", "0.01", *BREVO_CONTINUE]}
 BREVO_STAGES = {
     "fixed": [{"train_args": ["--max_steps", "30000", *BREVO_CONTINUE]}] * 2,
-    "e": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 3,
+    "e": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 3 + [E_PENALTY_STAGE],
     "o": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 4,
 }
 
@@ -156,6 +160,9 @@ def brevo_recipe(variant: str) -> dict:
                  + ("; in them the curriculum starts again at n = 3 and unlocks the other sizes at the first three probes."
                     if variant == "fixed" else "; in them the penalty gate opens at the first probe (the model already has"
                     " the accuracy) and the penalty ramps in again over 1,000 steps.")
+                 + (" The last stage trains at compute penalty 0.01 in place of 0.003: at 0.003 the depth had stopped "
+                    "following n (4.9-5.0 iterations at every n after the fourth stage), at 0.01 each n gets its own "
+                    "depth at the same accuracy." if variant == "e" else "")
                  + SEED_NOTES.get(f"anira-{variant}-brevo", ""),
     }
 
