@@ -70,3 +70,31 @@ def test_loading_a_checkpoint_of_another_model_type_is_a_clear_error(tmp_path):
                                  num_hidden_layers=1, vocab_size=40)).save_pretrained(tmp_path)
     with pytest.raises((ValueError, TypeError), match="(?i)llama|anira"):
         AniraForCausalLM.from_pretrained(tmp_path)
+
+
+def test_an_early_checkpoint_loads_only_with_its_depth_range(tmp_path):
+    tiny_model(depth_mode="early").save_pretrained(tmp_path)
+    for override in ({"min_depth": 2}, {"max_depth": 6}):
+        with pytest.raises(ValueError, match=f"early-mode.*{next(iter(override))}="):
+            AutoModelForCausalLM.from_pretrained(tmp_path, **override)
+    config = AutoConfig.from_pretrained(tmp_path, min_depth=3)
+    with pytest.raises(ValueError, match="min_depth=3"):
+        AniraForCausalLM.from_pretrained(tmp_path, config=config)
+    with pytest.raises(ValueError, match="min_depth=3"):  # ignore_mismatched_sizes would start a random router
+        AniraForCausalLM.from_pretrained(tmp_path, min_depth=3, ignore_mismatched_sizes=True)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path, depth_mode="fixed").config.depth_mode == "fixed"
+
+
+def test_a_controller_the_checkpoint_lacks_is_a_clear_error_and_depth_budgets_stay_free(tmp_path):
+    tiny_model(depth_mode="fixed").save_pretrained(tmp_path / "fixed")
+    for mode, head in (("online", "halting head"), ("early", "router")):
+        with pytest.raises(ValueError, match=f"depth_mode='fixed' checkpoint: it holds no {mode}-mode {head}"):
+            AutoModelForCausalLM.from_pretrained(tmp_path / "fixed", depth_mode=mode)
+    online = tiny_model(depth_mode="online")
+    online.save_pretrained(tmp_path / "online")
+    longer = AutoModelForCausalLM.from_pretrained(tmp_path / "online", max_depth=online.config.max_depth + 2,
+                                                  min_depth=2, halting_threshold=0.9)
+    assert (longer.config.max_depth, longer.config.min_depth, longer.config.halting_threshold) == (
+        online.config.max_depth + 2, 2, 0.9)
+    torch.testing.assert_close(longer.model.depth_controller.halting_head.weight,
+                               online.model.depth_controller.halting_head.weight.to(longer.dtype))

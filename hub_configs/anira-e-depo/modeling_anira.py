@@ -20,6 +20,7 @@ the cache and the fast inference path rely on that.
 
 import contextlib
 import copy
+import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -309,6 +310,44 @@ class AniraCausalLMOutput(CausalLMOutputWithPast):
     expected_depth: torch.Tensor | None = None
 
 
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def _check_depth_controller(path, kwargs: dict) -> None:
+    """Raise a `ValueError` when the depth controller asked for (by `config=` or by keyword overrides) needs weights
+    that the checkpoint at `path` does not hold in that shape (`AniraPreTrainedModel.from_pretrained`)."""
+    try:
+        saved, _ = AniraConfig.get_config_dict(path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs})
+    except (OSError, ValueError):
+        return  # no readable config here: transformers' own loading says what is wrong
+    if saved.get("model_type") != AniraConfig.model_type:
+        return  # AniraConfig.from_pretrained names a checkpoint of another model type
+    config, defaults = kwargs.get("config"), inspect.signature(AniraConfig.__init__).parameters
+
+    def stored(field: str):
+        return saved.get(field, defaults[field].default)
+
+    def asked(field: str):
+        value = getattr(config, field, None) if config is not None else kwargs.get(field)
+        return stored(field) if value is None else value
+
+    saved_mode, mode = stored("depth_mode"), asked("depth_mode")
+    saved_range = (stored("min_depth"), stored("max_depth"))
+    depth_range = (asked("min_depth"), asked("max_depth"))
+    if mode == "early" and saved_mode == "early" and depth_range != saved_range:
+        raise ValueError(
+            f"{path} is an early-mode (ANIRA-E) checkpoint whose router scores depths {saved_range[0]}..{saved_range[1]}; "
+            f"it cannot be loaded with min_depth={depth_range[0]}, max_depth={depth_range[1]}, since its depth is chosen "
+            "once from those logits. Load it with the range it was trained with."
+        )
+    if mode in ("early", "online") and saved_mode != mode:
+        head = "router" if mode == "early" else "halting head"
+        raise ValueError(
+            f"{path} is a depth_mode={saved_mode!r} checkpoint: it holds no {mode}-mode {head}, so it cannot be "
+            f"loaded as depth_mode={mode!r} (the {head} would start at random). Load it as {saved_mode!r} or as 'fixed'."
+        )
+
+
 class AniraPreTrainedModel(PreTrainedModel):
     config_class = AniraConfig
     config: AniraConfig
@@ -324,6 +363,19 @@ class AniraPreTrainedModel(PreTrainedModel):
     # Early and online loops stop on a data-dependent condition (no token active). Fixed mode has none: it exports
     # and compiles with fullgraph=True (tested), but generate's automatic compilation also wants a static cache.
     _can_compile_fullgraph = False
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """As `PreTrainedModel.from_pretrained`, but a depth controller that the checkpoint's weights cannot fill is
+        an error. An early-mode router has one logit per depth `min_depth..max_depth`, so an ANIRA-E checkpoint
+        loads only with the range it was trained with; an online-mode halting head exists only in ANIRA-O
+        checkpoints. Without this check transformers reports a size mismatch or, with
+        `ignore_mismatched_sizes=True` or for a missing head, starts the controller at random. Fixed and online
+        checkpoints do take another `max_depth`, `min_depth` or `halting_threshold` (no weight depends on them);
+        any checkpoint loads as `depth_mode="fixed"`."""
+        if pretrained_model_name_or_path is not None:
+            _check_depth_controller(pretrained_model_name_or_path, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
