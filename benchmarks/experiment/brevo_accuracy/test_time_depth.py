@@ -1,14 +1,17 @@
-"""Does thinking longer at inference close the gap to 0.9? ANIRA-O on BREVO halted later, or run at full depth.
+"""Does thinking longer at inference close the gap to 0.9? The BREVO models halted later, or run at full depth.
 
     python benchmarks/experiment/brevo_accuracy/test_time_depth.py hub_configs/anira-o-brevo hub_configs/anira-fixed-brevo
+    python benchmarks/experiment/brevo_accuracy/test_time_depth.py hub_configs/anira-e-brevo
 
 Each ANIRA-O folder is evaluated as trained (halting threshold 0.5), with the halting threshold raised to 0.7 and
 0.9 (a token halts only once its halting probability reaches it, so later), and with `min_depth` = `max_depth`
 (every token runs every iteration); a fixed-depth folder as trained and with two iterations more than it was
-trained with. These are `from_pretrained` config overrides: no weight changes. Greedy-answer accuracy and mean
-answer depth per graph size, [Wilson 95 %], on the validation prompts (64 per size, what training probes) and on
-the test prompts (300 per size) of the shipped recipe's data (task seed 0). Nothing here is selected on either
-split: every setting is printed.
+trained with; an ANIRA-E folder as trained and loaded as a fixed-depth model (every token runs all `max_depth`
+iterations: its router has no logit for a deeper budget, so that is the one longer setting it has). These are
+`from_pretrained` config overrides: no weight changes. Greedy-answer accuracy and mean answer depth per graph
+size, [Wilson 95 %], on the validation prompts (64 per size, what training probes) and on the test prompts (300
+per size) of the shipped recipe's data (task seed 0). Nothing here is selected on either split: every setting is
+printed.
 """
 
 import sys
@@ -26,8 +29,9 @@ def settings(config) -> list[dict]:
         return [{}, {"halting_threshold": 0.7}, {"halting_threshold": 0.9}, {"min_depth": config.max_depth}]
     if config.depth_mode == "fixed":
         return [{}, {"max_depth": config.max_depth + 2}]
-    raise ValueError(f"{config.depth_mode!r} models choose their depth once from {config.max_depth} logits; "
-                     "this script overrides only online and fixed depth")
+    if config.depth_mode == "early":  # the router has no logit past max_depth: all it can be given is every iteration
+        return [{}, {"depth_mode": "fixed"}]
+    raise ValueError(f"unknown depth_mode {config.depth_mode!r}")
 
 
 def main() -> None:
