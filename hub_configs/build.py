@@ -122,7 +122,7 @@ E_PENALTY_STAGE = {"train_args": ["--max_steps", "15000", "--compute_penalty", "
 BREVO_STAGES = {
     "fixed": [{"train_args": ["--max_steps", "30000", *BREVO_CONTINUE]}] * 2,
     "e": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 3 + [E_PENALTY_STAGE] * 2,
-    "o": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 4,
+    "o": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 5,
 }
 
 
