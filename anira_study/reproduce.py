@@ -114,13 +114,17 @@ def stage_overrides(recipe: dict) -> list[list[str]]:
     return overrides
 
 
-def keep_stage(before: tuple[float, float], after: tuple[float, float]) -> tuple[bool, str]:
+def keep_stage(before: tuple[float, float], after: tuple[float, float],
+               min_rho: float | None = None) -> tuple[bool, str]:
     """Whether a continuation stage is kept, and why: `before` and `after` are (probe accuracy at the largest
     seen size, rho(depth, complexity)) on the validation split, rho NaN when the depth is constant. Kept when the
     accuracy rose; on a tie (the same count of answer tokens right), when rho rose; a fixed-depth model's tie is
-    not kept. `benchmarks/experiment/brevo_accuracy/keep_rule.py` measures the pairs and says why accuracy comes
-    first and when the tie-break was added."""
+    not kept. With `min_rho`, an adaptive model's stage whose rho is below it is not kept whatever its accuracy
+    (both targets at once). `benchmarks/experiment/brevo_accuracy/keep_rule.py` measures the pairs and says why
+    accuracy comes first and when the tie-break and `min_rho` were added."""
     (accuracy_before, rho_before), (accuracy_after, rho_after) = before, after
+    if min_rho is not None and not math.isnan(rho_after) and rho_after < min_rho:
+        return False, f"rho {rho_after:.3f} is below the floor {min_rho:.2f}"
     if accuracy_after != accuracy_before:
         verb = "rose" if accuracy_after > accuracy_before else "fell"
         return accuracy_after > accuracy_before, f"accuracy {verb} ({accuracy_before:.4f} -> {accuracy_after:.4f})"

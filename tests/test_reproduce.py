@@ -216,3 +216,13 @@ def test_keep_stage_reads_accuracy_first_and_rho_only_on_a_tie():
     assert keep_stage((0.8958, 0.07), (0.8958, 0.73)) == (True, "accuracy tied (0.8958); rho rose (0.070 -> 0.730)")
     assert keep_stage((0.8958, 0.73), (0.8958, 0.73))[0] is False
     assert keep_stage((0.983, nan), (0.983, nan)) == (False, "accuracy tied (0.9830) and rho is undefined")
+
+
+def test_keep_stage_with_a_rho_floor_refuses_a_more_accurate_stage_whose_depth_stopped_following_n():
+    from anira_study.reproduce import keep_stage
+
+    nan = float("nan")
+    assert keep_stage((0.9132, 0.71), (0.93, 0.29), min_rho=0.6) == (False, "rho 0.290 is below the floor 0.60")
+    assert keep_stage((0.9132, 0.71), (0.93, 0.65), min_rho=0.6) == (True, "accuracy rose (0.9132 -> 0.9300)")
+    assert keep_stage((0.9132, 0.71), (0.90, 0.80), min_rho=0.6)[0] is False  # the floor never keeps on its own
+    assert keep_stage((0.983, nan), (0.99, nan), min_rho=0.6) == (True, "accuracy rose (0.9830 -> 0.9900)")

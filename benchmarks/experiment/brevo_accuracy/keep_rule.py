@@ -19,6 +19,12 @@ Accuracy comes first because it is the target farther from being met. Part 2 was
 stages it was then applied to were trained, but after the test split of one stage it would have kept (ANIRA-E on
 BREVO at penalty 0.01, `benchmarks/experiment/penalty_runs/`) had been read; every decision taken under part 1
 alone is the same under both parts (the one tie, the fixed model's fourth stage, has no rho).
+
+3. with `--min_rho R`, an adaptive model's stage whose validation rho(depth, n) is below R is not kept, whatever
+   its accuracy. Added on 2026-12-01 at 01:23 UTC, before the run it decides (ANIRA-E's stage at a lower peak
+   learning rate) had started: ANIRA-E's seventh stage had shown that training on can raise accuracy while its
+   depth stops following n, so for ANIRA-E, which is short of both targets at once, a stage now has to keep
+   rho >= 0.6 (the target) to be kept. ANIRA-O and the fixed baseline are decided as before.
 """
 
 import argparse
@@ -39,6 +45,8 @@ def main() -> None:
     parser.add_argument("models", nargs="+", help="BEFORE, then the stages to decide on")
     parser.add_argument("--data", required=True, help="a training folder of the recipe (holds anira_data.json)")
     parser.add_argument("--per_size", type=int, default=64, help="validation prompts per size (the recipes probe 64)")
+    parser.add_argument("--min_rho", type=float, default=None,
+                        help="part 3: a stage whose validation rho(depth, n) is below this is not kept")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data, sizes = load_eval_data(args.data)
@@ -65,7 +73,7 @@ def main() -> None:
         if first is None:
             first = this
         else:
-            keep, why = keep_stage(first, this)
+            keep, why = keep_stage(first, this, args.min_rho)
             print(f"  keep rule against {args.models[0]}: {'KEPT' if keep else 'not kept'}: {why}")
 
 
