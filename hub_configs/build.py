@@ -119,9 +119,13 @@ BREVO_CONTINUE = ["--learning_rate", "1.5e-3", "--warmup_steps", "500", "--num_t
 # That stage tied the accuracy part of the keep rule and was kept by its rho part (keep_rule.py says when that was set);
 # a second one, the same settings, raised the accuracy at n = 6 and was kept by the first part.
 E_PENALTY_STAGE = {"train_args": ["--max_steps", "15000", "--compute_penalty", "0.01", *BREVO_CONTINUE]}
+# A third stage at 0.01 with the same peak learning rate flattened the depth (rho 0.25, not kept); one at a third of
+# it (5e-4) was decided by the keep rule with the floor rho >= 0.6 set before it ran: accuracy at n = 6 rose, rho 0.62.
+E_PENALTY_STAGE_LOW_LR = {"train_args": ["--max_steps", "15000", "--compute_penalty", "0.01", "--learning_rate", "5e-4",
+                                         "--warmup_steps", "500", "--num_train", "1000000"]}
 BREVO_STAGES = {
     "fixed": [{"train_args": ["--max_steps", "30000", *BREVO_CONTINUE]}] * 2,
-    "e": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 3 + [E_PENALTY_STAGE] * 2,
+    "e": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 3 + [E_PENALTY_STAGE] * 2 + [E_PENALTY_STAGE_LOW_LR],
     "o": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 5,
 }
 
@@ -161,9 +165,10 @@ def brevo_recipe(variant: str) -> dict:
                  + ("; in them the curriculum starts again at n = 3 and unlocks the other sizes at the first three probes."
                     if variant == "fixed" else "; in them the penalty gate opens at the first probe (the model already has"
                     " the accuracy) and the penalty ramps in again over 1,000 steps.")
-                 + (" The last two stages train at compute penalty 0.01 in place of 0.003: at 0.003 the depth had "
+                 + (" The last three stages train at compute penalty 0.01 in place of 0.003: at 0.003 the depth had "
                     "stopped following n (4.9-5.0 iterations at every n after the fourth stage), at 0.01 each n gets "
-                    "its own depth at the same accuracy." if variant == "e" else "")
+                    "its own depth at the same accuracy. The last of them peaks at learning rate 5e-4: a third 0.01 "
+                    "stage at 1.5e-3 had taken every n to 4 iterations and was not kept." if variant == "e" else "")
                  + SEED_NOTES.get(f"anira-{variant}-brevo", ""),
     }
 
