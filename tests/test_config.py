@@ -16,6 +16,7 @@ from modeling_anira import AniraConfig
         (dict(depth_mode="sometimes"), "depth_mode"),
         (dict(injection="multiply"), "injection"),
         (dict(halting_objective="vibes"), "halting_objective"),
+        (dict(router_sampling="softmax"), "router_sampling"),
         (dict(halting_threshold=0.0), "halting_threshold"),
         (dict(halting_threshold=1.0), "halting_threshold"),
         (dict(halting_threshold=-0.3), "halting_threshold"),

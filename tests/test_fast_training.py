@@ -15,6 +15,7 @@ VARIANTS = [
     dict(depth_mode="fixed"),
     dict(depth_mode="early"),
     dict(depth_mode="early", router_gradient="next"),
+    dict(depth_mode="early", router_sampling="argmax"),
     dict(depth_mode="online"),
     dict(depth_mode="online", halting_objective="act"),
     dict(depth_mode="online", halting_objective="pondernet"),
@@ -169,6 +170,21 @@ def test_router_gradient_next_changes_the_gradient_not_the_forward():
     assert not torch.allclose(local_grads[router], full_grads[router])
     coda = "model.coda.0.mlp.down_proj.weight"  # after the recurrence: only forward values reach it
     torch.testing.assert_close(local_grads[coda], full_grads[coda], rtol=0, atol=0)
+
+
+def test_router_sampling_argmax_trains_at_the_depth_inference_takes():
+    """`router_sampling="argmax"`: the training forward runs each token at the router's most likely depth, as
+    evaluation does, and the router still gets the straight-through gradient; "gumbel" samples other depths."""
+    model = tiny_model(depth_mode="early", compute_penalty=0.3, router_sampling="argmax")
+    ids, mask = padded_batch(3, seq=12)
+    with torch.no_grad():
+        inference_depths = model.eval()(ids, attention_mask=mask).depths
+    loss, depths, grads = loss_and_gradients(model, "dense", ids, mask)
+    assert torch.equal(depths, inference_depths)
+    assert grads["model.depth_controller.router.weight"].abs().sum() > 0
+    sampled = tiny_model(depth_mode="early", compute_penalty=0.3)  # same weights, the default sampling
+    sampled_depths = [loss_and_gradients(sampled, "dense", ids, mask, seed=seed)[1] for seed in range(4)]
+    assert any(not torch.equal(d, inference_depths) for d in sampled_depths)
 
 
 def trainer_update(tmp_path, recurrence: str, batch: int, accumulation: int) -> dict[str, torch.Tensor]:

@@ -28,6 +28,7 @@ DEPTH_MODES = ("fixed", "early", "online")
 INJECTIONS = ("concat", "add")
 HALTING_OBJECTIVES = ("straight_through", "act", "pondernet")
 ROUTER_GRADIENTS = ("full", "next")
+ROUTER_SAMPLINGS = ("gumbel", "argmax")
 # The most iterations a config or a call may ask for. Every token's depth distribution is a
 # [batch, seq, max_depth] tensor and an early model's router has max_depth outputs, so an unbounded budget
 # (a typo, 10**9) would hang or exhaust memory instead of failing; 1024 is far beyond any trained budget.
@@ -140,6 +141,7 @@ _FIELD_RULES = {
     "injection": lambda name, value, config: _check_choice(name, value, INJECTIONS),
     "halting_objective": lambda name, value, config: _check_choice(name, value, HALTING_OBJECTIVES),
     "router_gradient": lambda name, value, config: _check_choice(name, value, ROUTER_GRADIENTS),
+    "router_sampling": lambda name, value, config: _check_choice(name, value, ROUTER_SAMPLINGS),
     "rope_parameters": lambda name, value, config: _check_rope(value),
     **{name: (lambda name, value, config: _check_token_id(name, value, getattr(config, "vocab_size", None)))
        for name in ("pad_token_id", "bos_token_id", "eos_token_id")},
@@ -186,6 +188,12 @@ class AniraConfig(PreTrainedConfig):
             `act` objective: a token halts once its cumulative halting probability reaches 1 - act_epsilon.
         gumbel_temperature (`float`, defaults to 1.0):
             Early mode: temperature of the straight-through Gumbel-softmax used in training.
+        router_sampling (`str`, defaults to `"gumbel"`):
+            Early mode: how training picks each token's depth (the backward is the straight-through softmax
+            gradient either way; evaluation always takes the argmax). `"gumbel"` draws it from the router's
+            distribution (straight-through Gumbel-softmax), so a token whose router is unsure trains at several
+            depths. `"argmax"` takes the depth inference will take, as ANIRA-O's default halting objective
+            trains on its inference rule; the router then explores only through its gradient.
         router_gradient (`str`, defaults to `"full"`):
             Early mode: which iterations the router's straight-through gradient reads in training (the
             forward is the same). `"full"` is the exact straight-through Gumbel-softmax: the choice z_d of
@@ -250,6 +258,7 @@ class AniraConfig(PreTrainedConfig):
         act_epsilon: float = 0.01,
         gumbel_temperature: float = 1.0,
         router_gradient: str = "full",
+        router_sampling: str = "gumbel",
         compute_penalty: float = 0.01,
         depth_init_bias: float = 3.0,
         iteration_loss_weight: float = 0.0,
@@ -291,6 +300,7 @@ class AniraConfig(PreTrainedConfig):
         self.act_epsilon = act_epsilon
         self.gumbel_temperature = gumbel_temperature
         self.router_gradient = router_gradient
+        self.router_sampling = router_sampling
         self.compute_penalty = compute_penalty
         self.depth_init_bias = depth_init_bias
         self.iteration_loss_weight = iteration_loss_weight

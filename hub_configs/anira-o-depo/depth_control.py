@@ -175,8 +175,9 @@ class EarlyPlan:
 class EarlyDepth(nn.Module):
     """ANIRA-E: a router on norm(e_i) picks each token's depth once, before the recurrence.
 
-    Training draws a hard one-hot with straight-through Gumbel-softmax (forward hard, backward soft);
-    evaluation takes the argmax, so inference is deterministic. The router's output layer is the only
+    Training draws a hard one-hot with straight-through Gumbel-softmax (forward hard, backward soft), or with
+    `router_sampling="argmax"` takes the argmax with the same straight-through gradient; evaluation takes the
+    argmax, so inference is deterministic. The router's output layer is the only
     parameter whose shape depends on `max_depth`, so an early model cannot be given a larger budget at
     inference: it has no logit for depths it never had.
     """
@@ -186,6 +187,7 @@ class EarlyDepth(nn.Module):
         self.min_depth, self.max_depth = config.min_depth, config.max_depth
         self.temperature = config.gumbel_temperature
         self.next_only = config.router_gradient == "next"
+        self.sample = config.router_sampling == "gumbel"
         self.hold_full_depth = False
         self.norm = AniraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.router = DepthRouter(config.hidden_size, config.max_depth - config.min_depth + 1)
@@ -201,8 +203,12 @@ class EarlyDepth(nn.Module):
         if self.training and self.hold_full_depth:
             choice = F.one_hot(torch.full_like(logits[..., 0], logits.shape[-1] - 1, dtype=torch.long), logits.shape[-1])
             choice = choice.to(logits.dtype)  # no straight-through path: the router is not trained while held
-        elif self.training:
+        elif self.training and self.sample:
             choice = F.gumbel_softmax(logits, tau=self.temperature, hard=True)
+        elif self.training:  # the inference rule forward, the tempered softmax's gradient backward
+            soft = (logits / self.temperature).softmax(-1)
+            hard = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft.dtype)
+            choice = hard - soft.detach() + soft
         else:
             choice = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
         return EarlyPlan(choice, probs, token_mask, self.min_depth, self.max_depth, self.next_only)
