@@ -179,17 +179,23 @@ def evaluation_report(model, data, tokenizer, splits=EVAL_SPLITS, batch_size: in
 
 
 # ----------------------------------------------------------------------------- data of a trained folder
-def load_eval_data(model_dir: str | Path, dataset_path: str | None = None):
+def load_eval_data(model_dir: str | Path, dataset_path: str | None = None, num_validation: int | None = None):
     """(DatasetDict, training sizes) of a folder saved by `examples/train.py`: its `anira_data.json`
-    rebuilds exactly the data it was trained on (or names the saved DatasetDict it used)."""
+    rebuilds exactly the data it was trained on (or names the saved DatasetDict it used).
+
+    num_validation: rebuild the validation split with this many prompts per size. They come from the same
+    validation bucket of the prompt space, which no training row is drawn from, so a larger validation split
+    stays disjoint from training; the other splits do not change (the test bucket is apart from it)."""
     import datasets
 
     if dataset_path is None:
         spec = json.loads((Path(model_dir) / "anira_data.json").read_text())
         if "dataset_path" not in spec:
-            spec = TaskSpec(**spec)
+            spec = TaskSpec(**(spec | ({"num_validation": num_validation} if num_validation else {})))
             return build_dataset_dict(spec), list(spec.train_sizes)
         dataset_path = spec["dataset_path"]
+    if num_validation:
+        raise ValueError("num_validation rebuilds a generated split; a saved DatasetDict (dataset_path) has a fixed one")
     data = datasets.load_from_disk(dataset_path)
     return data, sorted(set(data["train"]["complexity"]))
 
