@@ -28,7 +28,7 @@ alone is the same under both parts (the one tie, the fixed model's fourth stage,
 
 `--num_validation N` reads N validation prompts per size instead of the recipe's 64: the split is rebuilt from the
 same validation bucket of the prompt space (a hash of the prompt; no training row of any stage is ever drawn from
-it), so it is as unseen as the 64 and only larger. From 2026-12-01 06:55 UTC on, before the two stages it first
+it), so it is as unseen as the 64 and only larger. From 2026-12-01 06:31 UTC on, before the two stages it first
 decided had been trained, decisions read 512 per size: on the 64 the fixed baseline's n = 6 was at 0.98 token
 accuracy (four wrong answer tokens) while its test accuracy was 0.85, and its three fourth stages had tied or fallen
 by one token: the 64 prompts could no longer tell stages apart. The parts of the rule are unchanged.
