@@ -139,6 +139,24 @@ def test_evaluation_report_on_two_models_gives_one_table_column_each(tiny_depo_r
     assert table.count("rho(depth, c)") == 2 * 3  # seen, unseen, all
 
 
+def test_a_larger_validation_split_comes_from_the_held_out_bucket_and_leaves_the_rest_alone(tiny_depo_run, tmp_path):
+    from anira_study.evaluation import load_eval_data
+    from anira_tasks.dataset import prompt_bucket
+    data, sizes = load_eval_data(tiny_depo_run)
+    larger, same_sizes = load_eval_data(tiny_depo_run, num_validation=20)
+    assert same_sizes == sizes == [1, 2]
+    counts = {c: larger["validation"]["complexity"].count(c) for c in sizes}
+    assert counts == {1: 20, 2: 20} and len(data["validation"]) == 16
+    prompts = set(larger["validation"]["prompt"])
+    assert len(prompts) == 40 and {prompt_bucket(p, 0.1) for p in prompts} == {"validation"}
+    assert not prompts & set(larger["train"]["prompt"])
+    for split in ("train", "test_seen", "test_extrapolation"):
+        assert larger[split]["prompt"] == data[split]["prompt"]
+    (tmp_path / "anira_data.json").write_text(json.dumps({"dataset_path": str(tmp_path / "saved")}))
+    with pytest.raises(ValueError, match="num_validation rebuilds a generated split"):
+        load_eval_data(tmp_path, num_validation=20)
+
+
 def test_rho_of_a_constant_depth_is_printed_as_undefined_with_the_reason():
     from anira_study.statistics import format_correlation
     assert format_correlation(0.8215, [0.801, 0.84]) == "0.82 [0.80, 0.84]"
