@@ -40,6 +40,10 @@ class DataArguments:
     train_sizes: list[int] = field(default_factory=lambda: [2, 3, 4], metadata={"help": "Complexities trained on."})
     interpolation_sizes: list[int] = field(default_factory=list, metadata={"help": "Held-out complexities inside the training range."})
     extrapolation_sizes: list[int] = field(default_factory=lambda: [5, 6], metadata={"help": "Complexities above the training range."})
+    train_size_weights: str | None = field(
+        default=None, metadata={"help": "Comma-separated relative frequencies of the training sizes in the train split, in "
+                                        "--train_sizes order, e.g. '1,1,2,4' (default: the task's own distribution). "
+                                        "Validation and test splits do not depend on it."})
     num_train: int = field(default=20_000)
     num_validation: int = field(default=64, metadata={"help": "Validation prompts per training size (the probe reads them)."})
     num_test_per_size: int = field(default=200, metadata={"help": "Distinct test prompts per size, in every test split."})
@@ -81,6 +85,21 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def parse_size_weights(text: str | None, train_sizes: list[int]) -> tuple[float, ...]:
+    """`--train_size_weights '1,1,2,4'` as floats (empty when not given); ValueError naming what is wrong."""
+    if text is None or not text.strip():
+        return ()
+    try:
+        weights = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--train_size_weights must be comma-separated numbers, got {text!r}") from None
+    _check(len(weights) == len(train_sizes),
+           f"--train_size_weights has {len(weights)} values for the {len(train_sizes)} --train_sizes {list(train_sizes)}")
+    _check(all(math.isfinite(w) and w > 0 for w in weights),
+           f"--train_size_weights must be finite and > 0 (leave a size out of --train_sizes instead), got {text!r}")
+    return weights
+
+
 def validate_arguments(data_args: DataArguments, schedule_args: ScheduleArguments, model_args: ModelArguments | None = None) -> None:
     """ValueError naming the first bad argument (task parameters are checked by the task's TaskSpec)."""
     if model_args is not None:
@@ -91,6 +110,7 @@ def validate_arguments(data_args: DataArguments, schedule_args: ScheduleArgument
     except json.JSONDecodeError as error:
         raise ValueError(f"--task_params is not valid JSON ({error.msg}): {data_args.task_params!r}") from None
     _check(isinstance(params, dict), f"--task_params must be a JSON object, got {data_args.task_params!r}")
+    parse_size_weights(data_args.train_size_weights, data_args.train_sizes)
     for name in ("num_train", "num_validation", "num_test_per_size"):
         _check(getattr(data_args, name) >= 1, f"--{name} must be >= 1, got {getattr(data_args, name)}")
     _check(data_args.task_seed >= 0, f"--task_seed must be >= 0, got {data_args.task_seed}")

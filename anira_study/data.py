@@ -15,7 +15,7 @@ import torch
 
 from anira_tasks import TaskSpec, build_dataset_dict
 
-from .arguments import DataArguments
+from .arguments import DataArguments, parse_size_weights
 
 PROBE_SPLIT = "validation"
 
@@ -58,6 +58,7 @@ def task_spec(data_args: DataArguments) -> TaskSpec:
         extrapolation_sizes=data_args.extrapolation_sizes, num_train=data_args.num_train,
         num_validation=data_args.num_validation, num_test_per_size=data_args.num_test_per_size,
         seed=data_args.task_seed, task_params=json.loads(data_args.task_params),
+        train_size_weights=parse_size_weights(data_args.train_size_weights, data_args.train_sizes),
     )
 
 

@@ -36,6 +36,7 @@ belong together: each needs the others' decisions.)
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -78,6 +79,10 @@ class TaskSpec:
     seed: int = 0
     task_params: dict = field(default_factory=dict)
     heldout_fraction: float = 0.1  # share of the prompt space at training sizes reserved for validation and test
+    # Relative frequency of each training size in the train split, in train_sizes order; empty: the task's own
+    # distribution (uniform; BREVO's P(n) ~ 1 / (n + sqrt(N))). Only the train split depends on it: validation and
+    # test are the same prompts whatever the weights, so runs trained on different mixes are compared on one set.
+    train_size_weights: Sequence[float] = ()
 
     def validate(self) -> Task:
         task = get_task(self.task)
@@ -100,6 +105,13 @@ class TaskSpec:
         for size in self.extrapolation_sizes:
             if size <= max(train):
                 raise ValueError(f"extrapolation_sizes must be above the largest training size {max(train)}, got {size}")
+        weights = list(self.train_size_weights)
+        if weights and len(weights) != len(self.train_sizes):
+            raise ValueError(f"train_size_weights has {len(weights)} values for {len(self.train_sizes)} train_sizes {list(self.train_sizes)}")
+        for size, weight in zip(self.train_sizes, weights):
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+                raise ValueError(f"train_size_weights must be finite numbers > 0 (leave a size out of train_sizes instead), "
+                                 f"got {weight!r} for size {size}")
         check_int("num_train", self.num_train, 1)
         check_int("num_validation", self.num_validation, 1)
         check_int("num_test_per_size", self.num_test_per_size, 1)
@@ -250,7 +262,8 @@ def _description(spec: TaskSpec, task: Task, split: str, split_names: list[str])
         task.description,
         f"Complexity knob: {task.knob}. Task parameters: {task.default_params | spec.task_params}.",
         f"Training sizes {list(spec.train_sizes)}, interpolation sizes {list(spec.interpolation_sizes)}, "
-        f"extrapolation sizes {list(spec.extrapolation_sizes)}; seed {spec.seed}.",
+        f"extrapolation sizes {list(spec.extrapolation_sizes)}; seed {spec.seed}."
+        + (f" Training sizes drawn with weights {list(spec.train_size_weights)}." if spec.train_size_weights else ""),
         "Splits: " + "; ".join(f"{name}: {SPLIT_PURPOSE[name]}" for name in split_names) + ".",
         f"This split ({split}): {SPLIT_PURPOSE[split]}.",
         "labels are -100 outside the answer (and its final <eos>)" + _EXTRA_LABELS_NOTE * _labels_solved_queries(spec)
@@ -271,7 +284,7 @@ def build_dataset_dict(spec: TaskSpec, tokenizer=None, num_proc: int | None = No
     num_proc = num_proc if num_proc is not None else (os.cpu_count() or 1)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.task)
     train_sizes = list(spec.train_sizes)
-    weights = task.train_size_weights(train_sizes)
+    weights = [float(w) for w in spec.train_size_weights] or task.train_size_weights(train_sizes)
     annotation_names = list(generate_sample(spec.task, train_sizes[0], 0, **spec.task_params).annotations)
     features = _features(annotation_names)
     train = _build_train(spec, train_sizes, weights, tokenizer, features.arrow_schema, num_proc)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -196,6 +197,9 @@ def test_different_seed_gives_different_data():
         (dict(task="mano", train_sizes=[1], num_test_per_size=0), "num_test_per_size"),
         (dict(task="mano", train_sizes=[1], seed=-1), "seed"),
         (dict(task="mano", train_sizes=[1], heldout_fraction=1.0), "heldout_fraction"),
+        (dict(task="mano", train_sizes=[1, 2], train_size_weights=[1.0]), "train_size_weights has 1 values for 2"),
+        (dict(task="mano", train_sizes=[1, 2], train_size_weights=[1.0, 0.0]), "train_size_weights must be finite numbers > 0"),
+        (dict(task="mano", train_sizes=[1, 2], train_size_weights=[1.0, float("nan")]), "train_size_weights must be finite"),
     ],
 )
 def test_bad_specs_raise_value_error_naming_the_parameter(spec_kwargs, name):
@@ -216,3 +220,19 @@ def test_make_datasets_script_saves_a_loadable_dataset_with_card(tmp_path):
     assert loaded["train"]["text"] == built["train"]["text"]
     card = (tmp_path / "README.md").read_text()
     assert "input size n" in card and "`test_extrapolation`" in card and "answer_node" in card
+
+
+def test_train_size_weights_set_the_training_mix_and_leave_evaluation_splits_unchanged():
+    common = dict(task="brevo", train_sizes=[3, 4, 5, 6], extrapolation_sizes=[7], num_train=2_000, num_validation=16,
+                  num_test_per_size=8)
+    default = build_dataset_dict(TaskSpec(**common), num_proc=1)
+    weighted = build_dataset_dict(TaskSpec(**common, train_size_weights=[1, 1, 2, 4]), num_proc=1)
+    counts = Counter(weighted["train"]["complexity"])
+    shares = {size: counts[size] / 2_000 for size in (3, 4, 5, 6)}
+    # 1:1:2:4 is 0.125 / 0.125 / 0.25 / 0.5; 2,000 draws put each share within 0.035 of it (over 3 standard errors)
+    for size, expected in zip((3, 4, 5, 6), (0.125, 0.125, 0.25, 0.5)):
+        assert abs(shares[size] - expected) < 0.035, (size, shares)
+    # BREVO's own mix gives n = 6 about 0.2 of the rows
+    assert abs(Counter(default["train"]["complexity"])[6] / 2_000 - 0.197) < 0.035
+    for split in ("validation", "test_seen", "test_extrapolation"):
+        assert weighted[split]["prompt"] == default[split]["prompt"], split

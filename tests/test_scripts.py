@@ -32,6 +32,9 @@ def train_argv(output_dir, *extra) -> list[str]:
     (["--config_overrides", "max_depth=0"], "max_depth"),
     (["--resume_from_checkpoint", "last"], "no checkpoint"),
     (["--recurrence", "sparse"], "--recurrence"),
+    (["--train_size_weights", "1,2,3"], "--train_size_weights has 3 values for the 2 --train_sizes"),
+    (["--train_size_weights", "1,0"], "--train_size_weights must be finite and > 0"),
+    (["--train_size_weights", "1;2"], "--train_size_weights must be comma-separated numbers"),
 ])
 def test_train_refuses_bad_arguments_before_training(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):
