@@ -187,9 +187,9 @@ def brevo_recipe(variant: str) -> dict:
                  + (" The last three stages train at compute penalty 0.01 in place of 0.003: at 0.003 the depth had "
                     "stopped following n (4.9-5.0 iterations at every n after the fourth stage), at 0.01 each n gets "
                     "its own depth at the same accuracy. The last of them peaks at learning rate 5e-4: a third 0.01 "
-                    "stage at 1.5e-3 had taken every n to 4 iterations and was not kept. The eighth to twelfth train on the depth "
+                    "stage at 1.5e-3 had taken every n to 4 iterations and was not kept. The eighth to thirteenth train on the depth "
                     "inference takes (router_sampling=argmax, saved in the config) instead of a depth drawn from the router; "
-                    "the eighth stage with drawn depths raised the accuracy as much and flattened the depth. The twelfth draws the training sizes n = 3 / 4 / 5 / 6 as 1 : 1 : 2 : 4 (--train_size_weights)." if variant == "e" else "")
+                    "the eighth stage with drawn depths raised the accuracy as much and flattened the depth. The twelfth and thirteenth draw the training sizes n = 3 / 4 / 5 / 6 as 1 : 1 : 2 : 4 (--train_size_weights)." if variant == "e" else "")
                  + SEED_NOTES.get(f"anira-{variant}-brevo", ""),
     }
 
