@@ -144,13 +144,17 @@ E_MIXED_LOW_LR_STAGE = {"train_args": ["--max_steps", "7500", "--compute_penalty
                                        "--config_overrides", "iteration_loss_weight=0.5,router_sampling=argmax",
                                        "--learning_rate", "5e-4", "--warmup_steps", "500", "--num_train", "1000000",
                                        "--train_size_weights", "1,1,1,2"]}
+# The fifteenth: that command for 15,000 steps, from the fourteenth, raised it by one answer token again (0.9787 to
+# 0.9791) at rho 0.67: kept; the hard-size mix at 5e-4 from the same weights raised it more (0.9807) and flattened the
+# depth below the floor (rho 0.595): not kept.
+E_MIXED_LOW_LR_LONG_STAGE = {"train_args": ["--max_steps", "15000", *E_MIXED_LOW_LR_STAGE["train_args"][2:]]}
 # The fixed baseline's fourth stage: its third's command on a training mix that draws n = 3 / 4 / 5 / 6 as 1 : 1 : 2 : 4
 # (half the rows at n = 6); four earlier tries at a fourth stage on the task's mix (three peak learning rates, the
 # iteration loss) tied or fell on validation and were not kept.
 FIXED_HARD_MIX_STAGE = {"train_args": ["--max_steps", "30000", *BREVO_CONTINUE, "--train_size_weights", "1,1,2,4"]}
 BREVO_STAGES = {
     "fixed": [{"train_args": ["--max_steps", "30000", *BREVO_CONTINUE]}] * 2 + [FIXED_HARD_MIX_STAGE],
-    "e": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 3 + [E_PENALTY_STAGE] * 2 + [E_PENALTY_STAGE_LOW_LR] + [E_ARGMAX_STAGE] * 4 + [E_HARD_MIX_STAGE] * 2 + [E_MIXED_LOW_LR_STAGE],
+    "e": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 3 + [E_PENALTY_STAGE] * 2 + [E_PENALTY_STAGE_LOW_LR] + [E_ARGMAX_STAGE] * 4 + [E_HARD_MIX_STAGE] * 2 + [E_MIXED_LOW_LR_STAGE, E_MIXED_LOW_LR_LONG_STAGE],
     "o": [{"train_args": ["--max_steps", "25000", *BREVO_CONTINUE]}] * 5,
 }
 
@@ -194,9 +198,9 @@ def brevo_recipe(variant: str) -> dict:
                  + (" From the fifth stage on, the stages train at compute penalty 0.01 in place of 0.003: at 0.003 the depth had "
                     "stopped following n (4.9-5.0 iterations at every n after the fourth stage), at 0.01 each n gets "
                     "its own depth at the same accuracy. The seventh peaks at learning rate 5e-4: a third 0.01 "
-                    "stage at 1.5e-3 had taken every n to 4 iterations and was not kept. The eighth to fourteenth train on the depth "
+                    "stage at 1.5e-3 had taken every n to 4 iterations and was not kept. The eighth to fifteenth train on the depth "
                     "inference takes (router_sampling=argmax, saved in the config) instead of a depth drawn from the router; "
-                    "the eighth stage with drawn depths raised the accuracy as much and flattened the depth. The twelfth and thirteenth draw the training sizes n = 3 / 4 / 5 / 6 as 1 : 1 : 2 : 4 (--train_size_weights); the fourteenth, 7,500 steps from peak 5e-4, as 1 : 1 : 1 : 2." if variant == "e" else "")
+                    "the eighth stage with drawn depths raised the accuracy as much and flattened the depth. The twelfth and thirteenth draw the training sizes n = 3 / 4 / 5 / 6 as 1 : 1 : 2 : 4 (--train_size_weights); the fourteenth (7,500 steps) and fifteenth (15,000), from peak 5e-4, as 1 : 1 : 1 : 2." if variant == "e" else "")
                  + SEED_NOTES.get(f"anira-{variant}-brevo", ""),
     }
 
