@@ -17,9 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from anira_study.analysis import FEATURE_GROUPS  # noqa: E402
 from anira_study.evaluation import format_table  # noqa: E402
 from anira_study.model_cards import format_shares, training_machines  # noqa: E402
 from anira_study.statistics import format_correlation  # noqa: E402
+
+
+def _depth_mode(name: str) -> str:
+    return json.loads((ROOT / "hub_configs" / name / "config.json").read_text())["depth_mode"]
 
 
 def main() -> str:
@@ -47,6 +52,10 @@ def main() -> str:
                          f"over {seen['items']} prompts.")
             if report.get("importance"):
                 lines.append(f"- Depth variance explained: {format_shares(report['importance'])}.")
+            elif task not in FEATURE_GROUPS and _depth_mode(name) != "fixed":
+                lines.append(f"- Depth variance by static vs execution-state features (finding 3): not measured; {task} "
+                             f"annotates only its complexity, no per-token execution state (`FEATURE_GROUPS` in "
+                             f"`anira_study/analysis.py` lists the tasks that do).")
             if report.get("importance_within_prompt"):
                 lines.append(f"- Within a prompt (each prompt's mean depth and features removed): "
                              f"{format_shares(report['importance_within_prompt'])}.")
