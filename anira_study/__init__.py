@@ -4,7 +4,7 @@ the compute they allocate follows that difficulty.
 One module per concern (dependencies run one way: examples -> anira_study -> anira_tasks, modeling_anira):
 
 - `arguments`: the argument dataclasses of the scripts, validated before anything runs;
-- `data`: splits, the collator, the probe set (validation only);
+- `data`: splits, the collators (packed by default, or padded), the probe set (validation only);
 - `callbacks`: the validation probe, the compute-penalty schedule, the wall-time guard, progress;
 - `trainer`: config overrides, loading, building the `Trainer`, saving a trained folder;
 - `evaluation`: answer records, generated scoring, per-complexity summaries with 95 % intervals, the table;
@@ -19,12 +19,12 @@ One module per concern (dependencies run one way: examples -> anira_study -> ani
 """
 
 from .arguments import DataArguments, ModelArguments, ScheduleArguments
-from .data import AnswerCollator
+from .data import AnswerCollator, PackedAnswerCollator
 from .evaluation import answer_records, evaluation_report, format_table, generated_correct, summarize_by_complexity
 from .trainer import apply_config_overrides, build_trainer, load_model_and_tokenizer, save_outputs
 
 __all__ = [
-    "AnswerCollator", "DataArguments", "ModelArguments", "ScheduleArguments", "answer_records", "apply_config_overrides",
+    "AnswerCollator", "DataArguments", "PackedAnswerCollator", "ModelArguments", "ScheduleArguments", "answer_records", "apply_config_overrides",
     "build_trainer", "evaluation_report", "format_table", "generated_correct", "load_model_and_tokenizer", "save_outputs",
     "summarize_by_complexity",
 ]

@@ -50,6 +50,10 @@ class DataArguments:
     task_seed: int = field(default=0, metadata={"help": "Seed of the task data (independent of --seed, the training seed)."})
     task_params: str = field(default="{}", metadata={"help": "JSON task parameters, e.g. '{\"max_key\": 7}' (minimum), '{\"num_nodes\": 5}' (depo)."})
     dataset_path: str | None = field(default=None, metadata={"help": "A DatasetDict saved with save_to_disk (replaces the task arguments)."})
+    padding_free: bool = field(
+        default=True, metadata={"help": "Pack each batch's samples into as few rows as fit, position ids restarting per "
+                                        "sample (same losses and gradients as padded rows, less padding computed); "
+                                        "false: right-pad every sample to the batch's longest."})
 
 
 @dataclass

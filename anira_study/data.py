@@ -52,6 +52,67 @@ class AnswerCollator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+@dataclass
+class PackedAnswerCollator:
+    """Padding-free batches: the rows are packed into as few rows of `pack_length` tokens as first-fit
+    decreasing gives (default: the batch's longest sample, so no sample is ever split), with `position_ids`
+    restarting at 0 for each sample. The model confines attention to each sample where the position ids
+    restart (`modeling_anira.modeling_anira.packed_samples`, transformers' packed-sequence rule), so a packed
+    batch gives the losses, gradients and depths of the padded one (tests/test_packing.py): the same samples
+    per step, computed without most of the padding. On BREVO, whose samples vary in length, that halves the
+    rows of every matmul.
+
+    The unfilled tail of a packed row is padding (`attention_mask` 0, labels -100) whose position ids go on
+    counting from the row's last sample, so it belongs to that sample as padding does to a padded row. The
+    label of each sample's first token is set to -100: in a padded row it is never a target (the loss shifts
+    it away), and in a packed row it would be the target of the previous sample's last token."""
+
+    pad_token_id: int
+    pack_length: int | None = None
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        lengths = [len(row["input_ids"]) for row in rows]
+        if min(lengths) == 0:
+            raise ValueError("a row with no input_ids cannot be packed")
+        capacity = max(lengths) if self.pack_length is None else self.pack_length
+        if capacity < max(lengths):
+            raise ValueError(f"pack_length {self.pack_length} is shorter than a sample of {max(lengths)} tokens")
+        bins: list[list[int]] = []  # first-fit decreasing, ties in row order: deterministic
+        room: list[int] = []
+        for i in sorted(range(len(rows)), key=lambda i: -lengths[i]):
+            for b, free in enumerate(room):
+                if free >= lengths[i]:
+                    bins[b].append(i)
+                    room[b] -= lengths[i]
+                    break
+            else:
+                bins.append([i])
+                room.append(capacity - lengths[i])
+        width = capacity
+        input_ids = torch.full((len(bins), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(bins), width), -100, dtype=torch.long)
+        attention_mask = torch.zeros((len(bins), width), dtype=torch.long)
+        position_ids = torch.zeros((len(bins), width), dtype=torch.long)
+        for b, members in enumerate(bins):
+            start = 0
+            for i in members:
+                n = lengths[i]
+                input_ids[b, start:start + n] = torch.as_tensor(rows[i]["input_ids"])
+                labels[b, start:start + n] = torch.as_tensor(rows[i].get("labels", rows[i]["input_ids"]))
+                labels[b, start] = -100
+                attention_mask[b, start:start + n] = 1
+                position_ids[b, start:start + n] = torch.arange(n)
+                start += n
+            last = lengths[members[-1]]
+            position_ids[b, start:] = torch.arange(last, last + width - start)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids, "labels": labels}
+
+
+def make_collator(pad_token_id: int, padding_free: bool):
+    """The training collator: packed rows (`--padding_free true`, the default) or right-padded ones."""
+    return PackedAnswerCollator(pad_token_id) if padding_free else AnswerCollator(pad_token_id)
+
+
 def task_spec(data_args: DataArguments) -> TaskSpec:
     return TaskSpec(
         task=data_args.task, train_sizes=data_args.train_sizes, interpolation_sizes=data_args.interpolation_sizes,

@@ -20,7 +20,7 @@ from anira_tasks import TASKS, load_tokenizer
 from .arguments import DataArguments, ModelArguments, OutputArguments, ScheduleArguments, validate_arguments
 from .callbacks import ComputePenaltyCallback, DepthHoldCallback, DepthProbeCallback, TimeBudgetCallback, use_compact_progress
 from .curriculum import ComplexityCurriculum, CurriculumCallback
-from .data import AnswerCollator, load_data, probe_rows, unwrap_model
+from .data import load_data, make_collator, probe_rows, unwrap_model
 from .model_cards import model_card
 
 DATA_SPEC_FILE = "anira_data.json"
@@ -100,7 +100,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, schedule
         args=training_args,
         train_dataset=curriculum if curriculum is not None else train_dataset,
         eval_dataset=data["validation"].select_columns(["input_ids", "labels"]),
-        data_collator=AnswerCollator(tokenizer.pad_token_id),
+        data_collator=make_collator(tokenizer.pad_token_id, data_args.padding_free),
         processing_class=tokenizer,
     )
     probe = DepthProbeCallback(probe_rows(data, schedule_args.probe_per_size), tokenizer, schedule_args.probe_steps,

@@ -30,7 +30,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
-from transformers.masking_utils import create_causal_mask
+from transformers.masking_utils import create_causal_mask, find_packed_sequence_indices, packed_sequence_mask_function
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
@@ -348,6 +348,22 @@ def _check_depth_controller(path, kwargs: dict) -> None:
         )
 
 
+def packed_samples(attention_mask, position_ids, cache, past: int, batch: int) -> Callable | None:
+    """The mask function that confines attention to each sample of a packed row (several samples in one row,
+    their position ids restarting inside it; anira_study.data.PackedAnswerCollator) where transformers' own
+    detection does not look: it detects packed rows only with no attention mask and no cache, while a packed
+    batch's last rows carry a padded tail (a 2D mask) and an evaluation forward builds a cache. Its rule is
+    kept: a sample starts where the position ids do not go up by one; only from the start of the sequences
+    (`past` 0). Left padding's position ids restart too (generate gives every pad position 0): there only
+    padding queries are confined, to themselves, and they attend to nothing either way."""
+    if position_ids is None or past > 0 or (attention_mask is None and cache is None):
+        return None
+    if (attention_mask is not None and attention_mask.dim() != 2) or is_tracing(position_ids):
+        return None
+    samples = find_packed_sequence_indices(position_ids.expand(batch, -1))
+    return None if samples is None else packed_sequence_mask_function(samples)
+
+
 class AniraPreTrainedModel(PreTrainedModel):
     config_class = AniraConfig
     config: AniraConfig
@@ -576,6 +592,7 @@ class AniraModel(AniraPreTrainedModel):
             inputs_embeds = self.embed_tokens(input_ids)
         batch, seq_len = inputs_embeds.shape[:2]
         past = cache.get_seq_length() if cache is not None else 0
+        given_positions = position_ids
         if attention_mask is not None and attention_mask.dim() == 2:
             token_mask = attention_mask[:, -seq_len:].bool()
             if position_ids is None:  # left padding: positions count real tokens only
@@ -591,6 +608,7 @@ class AniraModel(AniraPreTrainedModel):
             attention_mask=attention_mask,
             cache=cache,
             position_ids=position_ids,
+            and_mask_function=packed_samples(attention_mask, given_positions, cache, past, batch),
         )
         position_embeddings = self.rotary_emb(inputs_embeds, position_ids)
         attention_sink = [] if output_attentions else None
