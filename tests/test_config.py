@@ -62,6 +62,10 @@ from modeling_anira import AniraConfig
         (dict(pad_token_id="0"), "pad_token_id"),
         # a depth budget that would hang instead of failing
         (dict(max_depth=10**9), "max_depth"),
+        # layer counts that would hang while the model allocates its layers
+        (dict(num_core_layers=10**6), "num_core_layers"),
+        (dict(num_prelude_layers=10**6), "num_prelude_layers"),
+        (dict(num_coda_layers=2000), "num_coda_layers"),
     ],
 )
 def test_invalid_value_raises_error_naming_the_field(overrides, field):
@@ -144,3 +148,35 @@ def test_saved_config_with_bad_value_fails_to_load(tmp_path):
     path.write_text(path.read_text().replace('"depth_mode": "online"', '"depth_mode": "late"'))
     with pytest.raises(ValueError, match="depth_mode"):
         AutoConfig.from_pretrained(tmp_path)
+
+
+def test_layer_counts_are_bounded_on_an_existing_config_too():
+    from modeling_anira.configuration_anira import MAX_LAYERS_LIMIT
+
+    config = AniraConfig()
+    with pytest.raises(ValueError, match=r"num_core_layers must be an integer in \[1, 1024\], got 1000000"):
+        config.num_core_layers = 10**6
+    assert config.num_core_layers == 2
+    config.num_core_layers = MAX_LAYERS_LIMIT  # the bound itself is allowed
+    assert MAX_LAYERS_LIMIT == 1024
+
+
+@pytest.mark.parametrize("how", ["made", "set", "update"])
+def test_rope_parameters_without_rope_theta_get_the_default_base_as_llama_does(how):
+    from transformers import LlamaConfig
+
+    from modeling_anira import AniraForCausalLM
+
+    sizes = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, vocab_size=40)
+    if how == "made":
+        config = AniraConfig(rope_parameters={"rope_type": "default"}, **sizes)
+    else:
+        config = AniraConfig(rope_parameters={"rope_type": "default", "rope_theta": 500.0}, **sizes)
+        if how == "set":
+            config.rope_parameters = {"rope_type": "default"}
+        else:
+            config.update({"rope_parameters": {"rope_type": "default"}})
+    llama = LlamaConfig(rope_parameters={"rope_type": "default"})
+    assert config.rope_parameters == llama.rope_parameters == {"rope_type": "default", "rope_theta": 10000.0}
+    model = AniraForCausalLM(config)  # a KeyError('rope_theta') before
+    assert model.model.rotary_emb.inv_freq[1].item() == pytest.approx(10000.0 ** (-2 / config.head_dim))

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -98,3 +99,72 @@ def test_a_controller_the_checkpoint_lacks_is_a_clear_error_and_depth_budgets_st
         online.config.max_depth + 2, 2, 0.9)
     torch.testing.assert_close(longer.model.depth_controller.halting_head.weight,
                                online.model.depth_controller.halting_head.weight.to(longer.dtype))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINED = [ROOT / "hub_configs" / f"anira-{variant}-{family}" for family in ("depo", "brevo") for variant in ("e", "o", "fixed")]
+AUTO_CLASSES = ("AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoTokenizer")
+
+
+@pytest.fixture
+def saved_folder(tmp_path):
+    from anira_tasks import load_tokenizer
+
+    folder = tmp_path / "saved"
+    tokenizer = load_tokenizer("depo")
+    tiny_model(depth_mode="online", vocab_size=len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_saved_and_trained_folders_name_every_auto_model_class(saved_folder):
+    for folder in [saved_folder, *TRAINED]:
+        auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+        assert auto_map == {"AutoConfig": "configuration_anira.AniraConfig", "AutoModel": "modeling_anira.AniraModel",
+                            "AutoModelForCausalLM": "modeling_anira.AniraForCausalLM"}, folder.name
+
+
+def test_every_auto_class_loads_saved_and_trained_folders_with_the_package_imported(saved_folder):
+    from transformers import AutoTokenizer
+
+    for folder in [saved_folder, *TRAINED]:
+        for remote in (False, True):
+            kwargs = {"trust_remote_code": True} if remote else {}
+            config = AutoConfig.from_pretrained(folder, **kwargs)
+            base = AutoModel.from_pretrained(folder, **kwargs)
+            lm = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+            assert (type(config).__name__, type(base).__name__, type(lm).__name__) == (
+                "AniraConfig", "AniraModel", "AniraForCausalLM"), folder.name
+            assert len(tokenizer) == config.vocab_size, folder.name
+
+
+def test_every_auto_class_loads_saved_and_trained_folders_in_a_process_that_never_imported_the_package(saved_folder):
+    folders = [str(folder) for folder in [saved_folder, *TRAINED]]
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path = [p for p in sys.path if p not in ("", ".")]
+        import transformers
+        loaded = {{}}
+        for folder in {folders!r}:
+            for name in {AUTO_CLASSES!r}:
+                obj = getattr(transformers, name).from_pretrained(folder, trust_remote_code=True)
+                loaded[folder + " " + name] = [type(obj).__name__, type(obj).__module__, len(obj) if name == "AutoTokenizer" else None]
+        assert "modeling_anira" not in sys.modules, "the installed package must not be needed"
+        print(json.dumps(loaded))
+        """
+    )
+    home = saved_folder.parent
+    result = subprocess.run([sys.executable, "-c", script], cwd=home, capture_output=True, text=True,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(home),
+                                 "PYTHONNOUSERSITE": "1", "HF_MODULES_CACHE": str(home / "modules")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = {"AutoConfig": "AniraConfig", "AutoModel": "AniraModel", "AutoModelForCausalLM": "AniraForCausalLM"}
+    for folder in folders:
+        vocab_size = json.loads((Path(folder) / "config.json").read_text())["vocab_size"]
+        for name, class_name in expected.items():
+            got, module, _ = loaded[f"{folder} {name}"]
+            assert got == class_name and module.startswith("transformers_modules"), (folder, name, got, module)
+        assert loaded[f"{folder} AutoTokenizer"][2] == vocab_size, folder

@@ -33,6 +33,18 @@ ROUTER_SAMPLINGS = ("gumbel", "argmax")
 # [batch, seq, max_depth] tensor and an early model's router has max_depth outputs, so an unbounded budget
 # (a typo, 10**9) would hang or exhaust memory instead of failing; 1024 is far beyond any trained budget.
 MAX_DEPTH_LIMIT = 1024
+# The most layers one stack (prelude, core, coda) may hold: building a model allocates every layer, so a typo
+# (num_core_layers=1000000) would hang there instead of failing; a trained model has a handful.
+MAX_LAYERS_LIMIT = 1024
+# What a saved model folder's config.json names for `trust_remote_code=True`: every Auto class a user reaches for
+# (AutoTokenizer needs no entry: the tokenizer is a plain `PreTrainedTokenizerFast`). transformers writes only the
+# class being saved (`AutoModelForCausalLM` for the LM), so `AutoModel` would refuse the folder; `save_pretrained`
+# below completes the map.
+AUTO_MAP = {
+    "AutoConfig": "configuration_anira.AniraConfig",
+    "AutoModel": "modeling_anira.AniraModel",
+    "AutoModelForCausalLM": "modeling_anira.AniraForCausalLM",
+}
 
 # Keys that PreTrainedConfig itself consumes or writes, on top of its dataclass fields and AniraConfig's own.
 _BASE_KEYS = {
@@ -120,10 +132,11 @@ def _check_rope(value) -> None:
 _FIELD_RULES = {
     **{name: (lambda name, value, config: _check_integer(name, value, 1))
        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
-                    "head_dim", "max_position_embeddings", "num_core_layers", "min_depth")},
+                    "head_dim", "max_position_embeddings", "min_depth")},
     "max_depth": lambda name, value, config: _check_integer(name, value, 1, MAX_DEPTH_LIMIT),
-    "num_prelude_layers": lambda name, value, config: _check_integer(name, value, 0),
-    "num_coda_layers": lambda name, value, config: _check_integer(name, value, 0),
+    "num_core_layers": lambda name, value, config: _check_integer(name, value, 1, MAX_LAYERS_LIMIT),
+    "num_prelude_layers": lambda name, value, config: _check_integer(name, value, 0, MAX_LAYERS_LIMIT),
+    "num_coda_layers": lambda name, value, config: _check_integer(name, value, 0, MAX_LAYERS_LIMIT),
     "initializer_range": lambda name, value, config: _check_real(name, value, 0.0, low_open=True),
     "rms_norm_eps": lambda name, value, config: _check_real(name, value, 0.0, low_open=True),
     "attention_dropout": lambda name, value, config: _check_real(name, value, 0.0, 1.0, high_open=True),
@@ -163,6 +176,7 @@ class AniraConfig(PreTrainedConfig):
             C layers whose weights are shared across iterations (one iteration = one pass through all C).
         num_coda_layers (`int`, defaults to 1):
             K untied layers over each token's final recurrent state, before the final norm and the head.
+            Each of the three stacks holds at most `MAX_LAYERS_LIMIT` (1024) layers.
         max_depth (`int`, defaults to 8):
             D, the most iterations of the core a token can get in training. Fixed and online models can
             be given a larger budget at inference (`forward(..., max_depth=...)`). At most `MAX_DEPTH_LIMIT`
@@ -317,7 +331,19 @@ class AniraConfig(PreTrainedConfig):
         rule = _FIELD_RULES.get(key)
         if rule is not None and self.__dict__.get("_post_init_done", False):
             rule(key, value, self)
+            if key == "rope_parameters" and value is not None:
+                # Standardized as when the config is made (and as LlamaConfig does): a missing rope_type is the
+                # default rotary embedding, a missing rope_theta the default base, not a KeyError in the model.
+                value = {"rope_type": value.get("type", "default"), "rope_theta": self.default_theta, **value}
         super().__setattr__(key, value)
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> None:
+        # A model's save_pretrained has copied every modeling file beside this config and named its own class in
+        # auto_map: name the others, which those files define too. A config saved alone keeps its AutoConfig entry.
+        auto_map = getattr(self, "auto_map", None) or {}
+        if self._auto_class is not None and set(auto_map) & (set(AUTO_MAP) - {"AutoConfig"}):
+            self.auto_map = {**auto_map, **AUTO_MAP}
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     def update(self, config_dict: dict) -> None:
         super().update(config_dict)
