@@ -454,6 +454,28 @@ def test_hidden_states_and_attentions_follow_the_budget_with_frozen_states_and_z
             torch.testing.assert_close(maps.transpose(1, 2)[ran].sum(-1), torch.ones_like(maps.transpose(1, 2)[ran].sum(-1)))
 
 
+def test_the_lm_declares_output_attentions_and_hidden_states_and_passes_them_through():
+    """transformers' SDPA/eager equivalence test skips a class whose forward does not name output_attentions."""
+    import inspect
+
+    from modeling_anira import AniraForCausalLM
+
+    parameters = inspect.signature(AniraForCausalLM.forward).parameters
+    assert {"output_attentions", "output_hidden_states"} <= set(parameters)
+    model = tiny_model(depth_mode="online", attn_implementation="eager")
+    ids = random_ids(2, 7)
+    base = model.model(ids, output_attentions=True, output_hidden_states=True)
+    out = model(ids, output_attentions=True, output_hidden_states=True)
+    assert len(out.attentions) == len(base.attentions) and len(out.hidden_states) == len(base.hidden_states)
+    for a, b in zip(out.attentions + out.hidden_states, base.attentions + base.hidden_states, strict=True):
+        assert torch.equal(a, b)
+    plain = model(ids, output_attentions=False, output_hidden_states=False)
+    assert plain.attentions is None and plain.hidden_states is None
+    model.config.output_attentions = True  # None falls back to the config, as in Llama
+    assert len(model(ids).attentions) == len(base.attentions)
+    assert model(ids, output_attentions=False).attentions is None
+
+
 def test_output_attentions_on_an_sdpa_model_warns_and_runs_that_call_eagerly():
     model = tiny_model(depth_mode="online", attn_implementation="sdpa")
     ids = random_ids(2, 7)

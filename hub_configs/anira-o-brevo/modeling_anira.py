@@ -760,10 +760,14 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         max_depth: int | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> AniraCausalLMOutput:
         r"""
         labels: next-token targets [batch, seq] (the model shifts them); -100 is ignored.
+        output_attentions, output_hidden_states: as in `AniraModel.forward` (named here, as Llama names them, so
+            that transformers' attention-backend tests find them).
         shift_labels (*optional*, in kwargs): targets already shifted, [batch, seq], as sequence/context-parallel
             training passes them (each rank holds a slice of the sequence, so it cannot shift its labels itself);
             used instead of `labels` by both losses.
@@ -796,6 +800,8 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             max_depth=max_depth,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             output_iteration_readouts=readouts,
             return_dict=True,
             **kwargs,
