@@ -1,7 +1,7 @@
 """What the example scripts share: checks of user input that end in one clear line, not a traceback.
 
-`run_script(main, "evaluate.py")` turns the `ValueError` a user mistake raises (a missing model folder, a
-malformed argument, a corrupt tokenizer file, an empty prompt) into `evaluate.py: error: <message>` and exit
+`run_script(main, "evaluate_models.py")` turns the `ValueError` a user mistake raises (a missing model folder, a
+malformed argument, a corrupt tokenizer file, an empty prompt) into `evaluate_models.py: error: <message>` and exit
 status 2, the convention of `argparse`; programming errors keep their traceback.
 """
 

@@ -1,4 +1,4 @@
-"""Where does the compute go? Training dynamics and depth feature importance of trained ANIRA models.
+"""Where does the compute go? Training dynamics, depth feature importance, and needed versus allocated depth.
 
     # training dynamics from the probe logs train.py wrote (learning phase, then compute reduction)
     python examples/analyze.py dynamics --models outputs/anira-e-brevo outputs/anira-o-brevo --output_dir outputs/analysis
@@ -12,6 +12,15 @@ node in/out degree, node depth in the DAG) and the algorithm's execution state (
 nodes, DFS stack depth). It reports each group's share of explained variance (Shapley split of R^2) per
 model, with 95 % bootstrap intervals over items; and the same for the variation inside a prompt (each
 prompt's mean depth and features removed, so graph size explains nothing there), under "inside_prompts".
+
+    # accuracy when every token runs exactly t iterations, each prompt's oracle depth, and the adaptive gain
+    python examples/analyze.py depth-need --models hub_configs/anira-o-depo --num_prompts 100 --output_dir outputs/analysis
+
+`depth-need` runs the same weights at every uniform depth t (the checkpoint loaded in fixed mode) on the first
+`num_prompts` test prompts per size (`--sizes`, default all) of the model's own evaluation (rebuilt from its
+`anira_data.json` or `recipe.json`, or `--dataset_path`), and compares each prompt's oracle depth (the smallest t
+that answers it) with the depth the adaptive model gives it (definitions: `anira_study.depth_need`). Writes
+`depth_need.json` and prints a markdown table.
 """
 
 import json
@@ -19,18 +28,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# examples/evaluate.py would shadow the `evaluate` library for the scripts of this folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser  # noqa: E402
-
-import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
-from anira_study.analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log, training_phases  # noqa: E402
-from anira_study.evaluation import EVAL_SPLITS, cap_per_size, evaluation_report, load_eval_data  # noqa: E402
-from anira_study.cli import check_model_dir, run_script  # noqa: E402
-from anira_study.figures import plot_training_dynamics  # noqa: E402
-from anira_study.model_cards import format_shares  # noqa: E402
+import modeling_anira  # noqa: F401  (registers the Auto classes)
+from anira_study.analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log, training_phases
+from anira_study.evaluation import EVAL_SPLITS, cap_per_size, evaluation_report, load_eval_data
+from anira_study.cli import check_model_dir, check_positive, run_script
+from anira_study.depth_need import (depth_need_records, depth_need_report, format_depth_need, generation_records,
+                                    heldout_test_rows, uniform_depth_records)
+from anira_study.figures import plot_training_dynamics
+from anira_study.model_cards import format_shares
 
 
 @dataclass
@@ -41,6 +49,9 @@ class AnalysisArguments:
     dataset_path: str | None = field(default=None)
     max_per_size: int | None = field(default=200)
     batch_size: int = field(default=64)
+    num_prompts: int = field(default=100, metadata={"help": "depth-need: test prompts per size (the first of the model's test splits)."})
+    sizes: list[int] = field(default_factory=list, metadata={"help": "depth-need: the sizes to read (default: every test size)."})
+    resamples: int = field(default=1000, metadata={"help": "depth-need: bootstrap resamples of the prompts."})
 
 
 def dynamics(args: AnalysisArguments, names: list[str]) -> dict:
@@ -79,15 +90,49 @@ def importance(args: AnalysisArguments, names: list[str]) -> dict:
     return results
 
 
+def depth_need(args: AnalysisArguments, names: list[str]) -> dict:
+    check_positive("num_prompts", args.num_prompts)
+    check_positive("batch_size", args.batch_size)
+    check_positive("resamples", args.resamples)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    results = {}
+    for name, model_dir in zip(names, args.models):
+        rows = heldout_test_rows(model_dir, args.dataset_path, args.sizes, args.num_prompts)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        own = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
+        uniform = uniform_depth_records(AutoModelForCausalLM.from_pretrained(model_dir, depth_mode="fixed").to(device),
+                                        rows, tokenizer, args.batch_size)
+        adaptive = None if own.config.depth_mode == "fixed" else generation_records(own, rows, tokenizer, args.batch_size)
+        config = own.config
+        records = depth_need_records(rows, uniform, adaptive, config.min_depth)
+        layers = (config.num_prelude_layers, config.num_core_layers, config.num_coda_layers)
+        report = {"model": model_dir, "depth_mode": config.depth_mode, "max_depth": config.max_depth,
+                  "num_prompts_per_size": args.num_prompts, "sizes": sorted({r["complexity"] for r in records}),
+                  **depth_need_report(records, layers, config.min_depth, args.resamples)}
+        report["table"] = format_depth_need(report)
+        results[name] = report
+        print(f"\n{name} ({config.depth_mode}), {len(records)} test prompts\n\n{report['table']}")
+    path = Path(args.output_dir) / "depth_need.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+    return results
+
+
+COMMANDS = {"dynamics": dynamics, "importance": importance, "depth-need": depth_need}
+
+
 def main(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("dynamics", "importance"):
-        raise SystemExit("usage: analyze.py {dynamics,importance} --models DIR [DIR ...] [--output_dir DIR]")
+    if not argv or argv[0] not in COMMANDS:
+        raise SystemExit(f"usage: analyze.py {{{','.join(COMMANDS)}}} --models DIR [DIR ...] [--output_dir DIR]")
     (args,) = HfArgumentParser(AnalysisArguments).parse_args_into_dataclasses(args=argv[1:])
     names = args.names or [Path(m).name for m in args.models]
+    if len(names) != len(args.models):
+        raise ValueError(f"--names gives {len(names)} names for {len(args.models)} models")
     for model_dir in args.models:
         check_model_dir(model_dir)
-    return (dynamics if argv[0] == "dynamics" else importance)(args, names)
+    return COMMANDS[argv[0]](args, names)
 
 
 if __name__ == "__main__":

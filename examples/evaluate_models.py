@@ -1,6 +1,6 @@
 """Evaluate trained ANIRA models per split and per complexity; write a JSON report and figures.
 
-    python examples/evaluate.py --models outputs/anira-e-depo outputs/anira-o-depo --output_dir outputs/eval
+    python examples/evaluate_models.py --models outputs/anira-e-depo outputs/anira-o-depo --output_dir outputs/eval
 
 For each model: teacher-forced per-token and per-answer accuracy, accuracy of the greedily generated
 answer (the task's scorer), mean depth at the positions that predict answer tokens, and Spearman's rho
@@ -15,16 +15,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# This file's name would shadow the `evaluate` library (which the metrics use): drop its folder from the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser  # noqa: E402
-
-import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
-from anira_study.evaluation import EVAL_SPLITS, cap_per_size, evaluation_report, format_table, load_eval_data  # noqa: E402
-from anira_study.cli import check_model_dir, check_positive, run_script  # noqa: E402
-from anira_study.figures import plot_complexity  # noqa: E402
+import modeling_anira  # noqa: F401  (registers the Auto classes)
+from anira_study.evaluation import EVAL_SPLITS, cap_per_size, evaluation_report, format_table, load_eval_data
+from anira_study.cli import check_model_dir, check_positive, run_script
+from anira_study.figures import plot_complexity
 
 
 @dataclass
@@ -75,4 +72,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run_script(lambda: main(sys.argv[1:]), "evaluate.py")
+    run_script(lambda: main(sys.argv[1:]), "evaluate_models.py")

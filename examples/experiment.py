@@ -15,12 +15,6 @@ import time
 
 PROCESS_START = time.time()  # the 10-minute budget counts imports too
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-# examples/evaluate.py would shadow the `evaluate` library for the scripts of this folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 from transformers import HfArgumentParser  # noqa: E402
 
 from anira_study.experiment import ExperimentArguments, run_experiment  # noqa: E402

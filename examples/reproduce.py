@@ -12,16 +12,12 @@ On a GPU it trains in bf16; `--batch_scale N` multiplies batch size and learning
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-# examples/evaluate.py would shadow the `evaluate` library for the scripts of this folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from transformers import HfArgumentParser
 
-from transformers import HfArgumentParser  # noqa: E402
-
-import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
-from anira_study.cli import run_script  # noqa: E402
-from anira_study.reproduce import reproduce  # noqa: E402
+import modeling_anira  # noqa: F401  (registers the Auto classes)
+from anira_study.cli import run_script
+from anira_study.reproduce import reproduce
 
 
 @dataclass

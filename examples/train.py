@@ -16,18 +16,12 @@ Every rank builds the same data (the generators are seeded), the Trainer shards 
 
 The saved folder (weights, config, generation config, tokenizer, model card, `anira_data.json` with the
 data spec, `probe_log.jsonl`) loads with `AutoModelForCausalLM.from_pretrained` and is what
-`examples/evaluate.py` and `examples/analyze.py` read. The logic lives in `anira_study.trainer`.
+`examples/evaluate_models.py` and `examples/analyze.py` read. The logic lives in `anira_study.trainer`.
 """
 
-import sys
-from pathlib import Path
-
-# examples/evaluate.py would shadow the `evaluate` library for the scripts of this folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
-from anira_study.cli import run_script  # noqa: E402
-from anira_study.trainer import train_from_argv  # noqa: E402
+import modeling_anira  # noqa: F401  (registers the Auto classes)
+from anira_study.cli import run_script
+from anira_study.trainer import train_from_argv
 
 
 def main(argv: list[str] | None = None):

@@ -1,4 +1,4 @@
-"""Per-complexity evaluation: the metric modules, teacher-forced and generated accuracy, depth, examples/evaluate.py."""
+"""Per-complexity evaluation: the metric modules, teacher-forced and generated accuracy, depth, examples/evaluate_models.py."""
 
 import json
 import math
@@ -115,7 +115,7 @@ def test_generated_answers_are_scored_for_every_row(tiny_depo_run):
 
 
 def test_evaluate_script_writes_a_report_with_every_split_and_complexity(tiny_depo_run, tmp_path):
-    evaluate_script = load_script("evaluate")
+    evaluate_script = load_script("evaluate_models")
     reports = evaluate_script.main(["--models", str(tiny_depo_run), "--names", "ANIRA-O", "--output_dir", str(tmp_path)])
     report = json.loads((tmp_path / "report.json").read_text())
     assert (tmp_path / "complexity.png").stat().st_size > 0

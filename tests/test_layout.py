@@ -38,3 +38,18 @@ def test_nothing_imports_upward(package):
     if package == "anira_tasks":  # the task side knows nothing of training
         for path in files:
             assert not {m for m in imported_modules(path) if m.endswith("Trainer") or m.startswith("transformers.trainer")}, path
+
+
+def test_no_example_script_shadows_an_importable_module():
+    """`python examples/X.py` puts examples/ first on sys.path, so a script named like a module the package imports
+    (as `evaluate.py` once shadowed the `evaluate` library the metrics load) would be imported in its place."""
+    import importlib.machinery
+    import sys
+
+    examples = ROOT / "examples"
+    scripts = sorted(path.stem for path in examples.glob("*.py"))
+    assert scripts
+    path = [p for p in sys.path if Path(p or ".").resolve() != examples]
+    shadowed = [name for name in scripts
+                if name in sys.stdlib_module_names or importlib.machinery.PathFinder.find_spec(name, path) is not None]
+    assert not shadowed, f"examples/ scripts named like importable modules: {shadowed}"

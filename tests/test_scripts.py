@@ -55,7 +55,7 @@ def test_train_refuses_a_folder_that_holds_a_finished_run_unless_told_to_overwri
 
 
 def test_evaluate_and_generate_name_the_problem(tmp_path):
-    evaluate = load_script("evaluate")
+    evaluate = load_script("evaluate_models")
     with pytest.raises(ValueError, match="does not exist"):
         evaluate.main(["--models", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "out")])
     assert not (tmp_path / "out" / "report.json").exists()
@@ -76,10 +76,10 @@ def test_evaluate_and_generate_name_the_problem(tmp_path):
 
 
 def test_a_user_mistake_is_one_line_and_exit_status_2():
-    result = subprocess.run([sys.executable, str(ROOT / "examples/evaluate.py"), "--models", "/nonexistent/model"],
+    result = subprocess.run([sys.executable, str(ROOT / "examples/evaluate_models.py"), "--models", "/nonexistent/model"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["evaluate.py: error: model folder '/nonexistent/model' does not exist"]
+    assert result.stderr.strip().splitlines() == ["evaluate_models.py: error: model folder '/nonexistent/model' does not exist"]
 
 
 def test_overrides_that_do_not_fit_a_trained_folder_ask_for_from_scratch(tmp_path):

@@ -191,7 +191,7 @@ def test_train_script_saves_a_folder_that_loads_with_from_pretrained(tmp_path):
     assert model.config.compute_penalty == 0.1
     assert GenerationConfig.from_pretrained(output_dir).eos_token_id == load_tokenizer("depo").eos_token_id
     card = (output_dir / "README.md").read_text()
-    assert card.startswith("---\n") and "depth-mode-online" in card and "examples/evaluate.py" in card
+    assert card.startswith("---\n") and "depth-mode-online" in card and "examples/evaluate_models.py" in card
     probes = [json.loads(line) for line in (output_dir / "probe_log.jsonl").read_text().splitlines()]
     assert [p["step"] for p in probes] == [2, 4]
     assert probes[-1]["probe/compute_penalty"] > 0.0  # the ramp started after the 1-step warm-up
@@ -208,22 +208,40 @@ def test_train_resumes_from_its_last_checkpoint(tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]  # the history of the first run carried over, then steps 5 and 6
 
 
-def test_torchrun_two_processes_both_train_and_rank_zero_saves(tmp_path):
-    output_dir = tmp_path / "ddp"
+def test_torchrun_on_cpu_trains_one_model_on_the_union_of_the_ranks_batches(tmp_path):
+    """The README's command, `torchrun --nproc_per_node 2 examples/train.py ...` naming no device, on CPU: the two
+    ranks train one data-parallel model. SGD at a constant rate without clipping makes the result linear in the
+    gradient: after 3 steps of 2 x 8 rows both ranks hold the same parameters, equal to those of one process
+    trained on 16-row batches (the union of the ranks' batches: one sampler order), with the same logged loss.
+    Ranks training each its own model (on 8-row batches), or a loss scaled by the world size, end elsewhere."""
+    from safetensors.torch import load_file
+
+    sgd = ("--max_steps", "3", "--save_strategy", "no", "--optim", "sgd", "--learning_rate", "0.1",
+           "--lr_scheduler_type", "constant", "--max_grad_norm", "0")
+    argv = train_argv(tmp_path / "ddp", *sgd)
+    del argv[argv.index("--use_cpu"):argv.index("--use_cpu") + 2]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("ACCELERATE_USE_CPU", None)
     with socket.socket() as probe:  # a free port, so parallel test runs do not collide
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-               str(ROOT / "examples/train.py"), *train_argv(output_dir, "--max_steps", "3", "--save_strategy", "no",
-                                                               "--ddp_backend", "gloo")]
+               str(ROOT / "examples/train.py"), *argv]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((output_dir / f"train_rank{rank}.json").read_text()) for rank in (0, 1)]
+    load_script("train").main(train_argv(tmp_path / "one", *sgd, "--per_device_train_batch_size", "16"))
+
+    together, alone = load_file(tmp_path / "ddp/model.safetensors"), load_file(tmp_path / "one/model.safetensors")
+    assert together.keys() == alone.keys()
+    for name, weight in alone.items():
+        torch.testing.assert_close(together[name], weight, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+    ranks = [json.loads((tmp_path / f"ddp/train_rank{rank}.json").read_text()) for rank in (0, 1)]
+    one = json.loads((tmp_path / "one/train_rank0.json").read_text())
     assert [r["rank"] for r in ranks] == [0, 1]
     assert all(r["world_size"] == 2 and r["global_step"] == 3 for r in ranks)
-    model = AutoModelForCausalLM.from_pretrained(output_dir)
-    assert model.config.depth_mode == "online"
+    assert ranks[0]["parameter_sha256"] == ranks[1]["parameter_sha256"]
+    assert ranks[0]["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "ddp").config.depth_mode == "online"
 
 
 @pytest.mark.parametrize("recurrence", ["fast", "dense"])

@@ -7,7 +7,7 @@ Builds the recipe's data (`hub_configs/anira-e-brevo/recipe.json`: task seed, si
 depend on it: prompts are assigned to buckets by a hash of their text), saves it to DIR/data, and prints the check
 that the 300 prompts of the models' reports are among the new ones. Then evaluate each model on it:
 
-    python examples/evaluate.py --models hub_configs/anira-{e,o,fixed}-brevo --dataset_path DIR/data \\
+    python examples/evaluate_models.py --models hub_configs/anira-{e,o,fixed}-brevo --dataset_path DIR/data \\
         --splits test_seen --output_dir DIR
 
 and, for an adaptive model, the shares of its per-token depth variance explained by static vs execution-state

@@ -1,5 +1,5 @@
 """Print, per shipped recipe, the test results of every training seed run: the shipped model (its folder's
-report.json) and the other seeds (`<model>_seed<S>_report.json` here, written by `examples/evaluate.py`); then
+report.json) and the other seeds (`<model>_seed<S>_report.json` here, written by `examples/evaluate_models.py`); then
 the runs of the recipe plus a depth hold (`<model>_<variant>_seed<S>_report.json`, VARIANTS below).
 
     python benchmarks/experiment/seeds/summarize.py
