@@ -286,3 +286,34 @@ def test_depth_streamer_spaces_word_level_tokens_once(path):
     ids = torch.tensor([tokenizer("<bos> v1>v2 v2>v1 <hop=1> v1 <ans>")["input_ids"]])
     model.generate(ids, attention_mask=torch.ones_like(ids), streamer=DepthStreamer(tokenizer, file=sink), max_new_tokens=3, **NO_EOS)
     assert sink.getvalue().startswith("<bos> v1>v2[") and "  " not in sink.getvalue()
+
+
+def test_a_batch_the_trained_tokenizer_pads_by_default_answers_as_each_prompt_alone():
+    """Prompts of different lengths from the task generator, padded by the shipped tokenizer with its default
+    settings (left: a right-padded prompt would be continued after its padding), on a trained model."""
+    import json
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from anira_tasks import generate_sample
+
+    folder = Path(__file__).resolve().parents[1] / "hub_configs" / "anira-o-depo"
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    args = json.loads((folder / "recipe.json").read_text())["train_args"]
+    params = json.loads(args[args.index("--task_params") + 1])
+    prompts = []
+    for hops, queries in ((1, 1), (2, 3), (3, 6), (2, 2), (3, 1)):  # a prompt up to its j-th query's <ans>
+        pieces = generate_sample("depo", hops, seed=7 + hops + queries, **params).prompt.split("<ans>")
+        prompts.append("<ans>".join(pieces[:queries]) + "<ans>")
+    batch = tokenizer(prompts, padding=True, return_tensors="pt")
+    assert (batch["attention_mask"] == 0).any(), "the prompts must need padding"
+    options = dict(max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    batched = model.generate(**batch, **options)[:, batch["input_ids"].shape[1]:]
+    for row, prompt in enumerate(prompts):
+        alone = tokenizer(prompt, return_tensors="pt")
+        expected = model.generate(**alone, **options)[0, alone["input_ids"].shape[1]:]
+        got = batched[row, : expected.shape[0]]
+        assert tokenizer.decode(got) == tokenizer.decode(expected), prompt
+        assert (batched[row, expected.shape[0]:] == tokenizer.pad_token_id).all()

@@ -45,6 +45,20 @@ def test_auto_tokenizer_loads_with_special_tokens_set(family):
     assert load_tokenizer(family).get_vocab() == tokenizer.get_vocab()
 
 
+def test_every_shipped_tokenizer_pads_prompts_on_the_left():
+    """A batch of prompts for generate() must end where each answer starts; the training collators pad themselves."""
+    folders = [ROOT / "tokenization" / family for family in FAMILIES]
+    folders += [folder for folder in sorted((ROOT / "hub_configs").iterdir()) if (folder / "tokenizer_config.json").exists()]
+    assert len(folders) == len(FAMILIES) + 12
+    for folder in folders:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        assert tokenizer.padding_side == "left", folder.name
+        batch = tokenizer(["<bos>", "<bos> <eos> <eos>"], padding=True)  # default settings
+        assert batch["attention_mask"][0] == [0, 0, 1] and batch["input_ids"][0][-1] == tokenizer.bos_token_id, folder.name
+    for family in FAMILIES:
+        assert load_tokenizer(family).padding_side == "left"
+
+
 @settings(max_examples=60, deadline=None)
 @given(task=st.sampled_from(sorted(TASKS)), seed=st.integers(0, 2**62), fraction=st.floats(0, 1))
 def test_encode_then_decode_gives_back_the_text(task, seed, fraction):

@@ -38,6 +38,9 @@ def build_tokenizer(family: str):
         bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
         clean_up_tokenization_spaces=False,
         model_max_length=8192,
+        # Prompts end where the answer starts, so a batch of prompts for `generate` pads on the left (a right-padded
+        # prompt would be continued after its padding). Training pads itself (anira_study.data's collators).
+        padding_side="left",
     )
 
 
