@@ -125,13 +125,30 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, schedule
     return trainer, data, data_spec, tokenizer
 
 
+def parameter_digest(model) -> str:
+    """sha256 of the trained parameters (name order, float bytes). Data-parallel ranks hold bitwise-identical
+    replicas (one averaged gradient, one optimizer step), so `train_rank*.json` shows whether the ranks
+    trained one model or each its own."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in sorted(unwrap_model(model).named_parameters()):
+        tensor = param.detach()
+        if hasattr(tensor, "full_tensor"):  # an FSDP2 shard: every rank gathers the whole parameter
+            tensor = tensor.full_tensor()
+        digest.update(name.encode())
+        digest.update(tensor.float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_outputs(trainer: Trainer, data_spec: dict, model_args: ModelArguments, data_args: DataArguments, train_result,
                  print_metrics: bool = True) -> None:
     trainer.save_model()  # weights, config, generation config and tokenizer; rank 0 only
     trainer.save_state()
     output_dir = Path(trainer.args.output_dir)
     rank_summary = {"rank": trainer.args.process_index, "world_size": trainer.args.world_size,
-                    "global_step": trainer.state.global_step, "train_loss": train_result.training_loss}
+                    "global_step": trainer.state.global_step, "train_loss": train_result.training_loss,
+                    "parameter_sha256": parameter_digest(trainer.model)}
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / f"train_rank{trainer.args.process_index}.json").write_text(json.dumps(rank_summary))
     if trainer.is_world_process_zero():
@@ -176,6 +193,42 @@ def check_output_dir(training_args, resuming: bool) -> None:
             (output_dir / name).unlink()
 
 
+def launched_processes() -> int:
+    """How many processes the launcher started: torchrun's `WORLD_SIZE` (or MPI's), 1 without a launcher."""
+    from accelerate.utils import get_int_from_env
+
+    return get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"], 1)
+
+
+def use_cpu_for_launched_processes() -> None:
+    """Several launched processes on a machine with no accelerator train as one CPU (gloo) data-parallel group.
+
+    Without it, `torchrun --nproc_per_node N examples/train.py ...` on CPU ran N independent trainings into one
+    folder: accelerate's `PartialState` (built by `TrainingArguments.__post_init__`) forms a CPU process group
+    only when told the run is on CPU (`use_cpu`, or `ACCELERATE_USE_CPU`, which `accelerate launch --cpu` sets);
+    otherwise it asks for the accelerator's backend, finds none, and makes every process a one-process run on
+    all the data. Must run before the `TrainingArguments` are built."""
+    from accelerate.utils.imports import get_distributed_backend, get_torch_accelerator_backend
+
+    if launched_processes() > 1 and get_distributed_backend(get_torch_accelerator_backend()[0]) is None:
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+
+
+def check_launched_processes(training_args) -> None:
+    """Refuses a run whose launcher started several processes that the Trainer would not train as one group, and
+    one whose launcher asked for several but started one: `accelerate launch --num_processes N` on a machine with
+    no GPU (`--cpu` or not) runs its simple launcher, which sets `MASTER_ADDR` for the N processes and then starts
+    a single one with no `WORLD_SIZE` (accelerate starts several CPU processes only through mpirun)."""
+    launched = launched_processes()
+    if launched == 1 and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
+        raise ValueError("MASTER_ADDR is set but the launcher started this process alone (accelerate launch starts one "
+                         "process on CPUs): use torchrun --nproc_per_node N examples/train.py ..., or unset MASTER_ADDR")
+    if launched > 1 and (training_args.world_size != launched or training_args.parallel_mode.value != "distributed"):
+        raise ValueError(f"the launcher started {launched} processes but the Trainer sees {training_args.world_size} "
+                         f"({training_args.parallel_mode.value}): each process would train its own model on all the data; "
+                         "pass --use_cpu true to train them as one CPU (gloo) group")
+
+
 def train_from_argv(argv: list[str] | None = None) -> Trainer:
     """`examples/train.py`: parse the arguments (or one JSON file), check them all, train, save."""
     import logging
@@ -185,6 +238,7 @@ def train_from_argv(argv: list[str] | None = None) -> Trainer:
     from transformers import HfArgumentParser, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
+    use_cpu_for_launched_processes()
     parser = HfArgumentParser((ModelArguments, DataArguments, ScheduleArguments, TrainingArguments, OutputArguments))
     if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
         model_args, data_args, schedule_args, training_args, output_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
@@ -195,6 +249,7 @@ def train_from_argv(argv: list[str] | None = None) -> Trainer:
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     validate_arguments(data_args, schedule_args, model_args)
     validate_training_arguments(training_args)
+    check_launched_processes(training_args)
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint == "last":
         checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None

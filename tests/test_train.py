@@ -244,6 +244,45 @@ def test_torchrun_on_cpu_trains_one_model_on_the_union_of_the_ranks_batches(tmp_
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "ddp").config.depth_mode == "online"
 
 
+def test_launched_processes_on_cpu_form_one_group_and_a_lone_launched_process_is_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    import accelerate.utils.imports as accelerate_imports
+    from transformers.training_args import ParallelMode
+
+    from anira_study.trainer import check_launched_processes, use_cpu_for_launched_processes
+
+    monkeypatch.setattr(accelerate_imports, "get_torch_accelerator_backend", lambda *args, **kwargs: (None, None))
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "false")  # restored after the test
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    use_cpu_for_launched_processes()
+    assert os.environ["ACCELERATE_USE_CPU"] == "false"  # one process: the device flags decide
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    use_cpu_for_launched_processes()
+    assert os.environ["ACCELERATE_USE_CPU"] == "true"  # torchrun on CPU: accelerate then forms a gloo group
+    check_launched_processes(SimpleNamespace(world_size=2, parallel_mode=ParallelMode.DISTRIBUTED))
+    with pytest.raises(ValueError, match="started 2 processes but the Trainer sees 1 .not_parallel."):
+        check_launched_processes(SimpleNamespace(world_size=1, parallel_mode=ParallelMode.NOT_PARALLEL))
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # what `accelerate launch --cpu --num_processes 2` leaves
+    with pytest.raises(ValueError, match="started this process alone.*torchrun --nproc_per_node N"):
+        check_launched_processes(SimpleNamespace(world_size=1, parallel_mode=ParallelMode.NOT_PARALLEL))
+
+
+def test_parameter_digest_changes_with_any_parameter_and_sees_through_a_wrapper(make_model):
+    from anira_study.trainer import parameter_digest
+
+    model = make_model()
+    wrapper = torch.nn.Module()
+    wrapper.module = model
+    before = parameter_digest(model)
+    assert parameter_digest(wrapper) == before and len(before) == 64
+    with torch.no_grad():
+        model.model.core[0].mlp.down_proj.weight[0, 0] += 1e-6
+    assert parameter_digest(model) != before
+
+
 @pytest.mark.parametrize("recurrence", ["fast", "dense"])
 def test_train_runs_the_chosen_recurrence(tmp_path, monkeypatch, recurrence):
     import modeling_anira.modeling_anira as modeling
