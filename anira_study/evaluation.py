@@ -6,7 +6,9 @@
 - `summarize_by_complexity`: per complexity the number of distinct prompts (`items`), accuracies and
   mean depth, each with a 95 % interval (`anira_study.statistics`); with `trained_symbols`, also the
   share of items whose answer needs a symbol that training never produced as a target, and the
-  generated accuracy without them (an untrained output symbol caps accuracy whatever the reasoning).
+  generated accuracy without them (an untrained output symbol caps accuracy whatever the reasoning);
+  with `input_symbols`, the input side too: the items whose prompt holds a symbol that no training row
+  holds anywhere (e.g. the `<hop=k>` marker of an unseen k: its embedding was never trained), and those symbols.
 - `evaluation_report`: that summary for every test split, plus Spearman's rho between an item's mean
   answer depth and its complexity, with a bootstrap interval over items.
 
@@ -105,13 +107,23 @@ def trained_target_symbols(train_rows, tokenizer) -> set[str]:
     return set(tokenizer.convert_ids_to_tokens(sorted(ids)))
 
 
+def trained_input_symbols(train_rows, tokenizer) -> set[str]:
+    """Every symbol that occurs anywhere in a training row (prompt or answer): the inputs the model ever read."""
+    ids = {token for input_ids in train_rows["input_ids"] for token in input_ids}
+    return set(tokenizer.convert_ids_to_tokens(sorted(ids)))
+
+
 def summarize_by_complexity(records: list[dict], generated: list[bool] | None = None,
-                            answers: list[str] | None = None, trained_symbols: set[str] | None = None) -> dict:
+                            answers: list[str] | None = None, trained_symbols: set[str] | None = None,
+                            prompts: list[str] | None = None, input_symbols: set[str] | None = None) -> dict:
     """{"overall": ..., "per_complexity": {c: ...}}, each with
 
         items (distinct prompts), token_accuracy, answer_accuracy, mean_depth[, generated_accuracy]
         and `intervals` {name: [low, high]} (95 %: Wilson for items, item bootstrap for pooled tokens);
-        with `answers` and `trained_symbols`: untrained_answer_share and generated_accuracy_trained_symbols.
+        with `generated`, `answers` and `trained_symbols`: untrained_answer_share, untrained_answer_items and
+        generated_accuracy_trained_symbols (output side: an answer symbol never trained as a target);
+        with `prompts` and `input_symbols`: untrained_prompt_share, untrained_prompt_items and
+        untrained_prompt_symbols (input side: the prompt symbols that occur in no training row, sorted).
     """
     groups = defaultdict(list)
     for index, record in enumerate(records):
@@ -130,7 +142,13 @@ def summarize_by_complexity(records: list[dict], generated: list[bool] | None = 
         if generated is not None and answers is not None and trained_symbols is not None:
             covered = [i for i in indices if set(answers[i].split()) <= trained_symbols]
             result["untrained_answer_share"] = 1 - len(covered) / len(indices) if indices else float("nan")
+            result["untrained_answer_items"] = len(indices) - len(covered)
             stats["generated_accuracy_trained_symbols"] = proportion(sum(generated[i] for i in covered), len(covered))
+        if prompts is not None and input_symbols is not None:
+            unread = [set(prompts[i].split()) - input_symbols for i in indices]
+            result["untrained_prompt_items"] = sum(1 for symbols in unread if symbols)
+            result["untrained_prompt_share"] = result["untrained_prompt_items"] / len(indices) if indices else float("nan")
+            result["untrained_prompt_symbols"] = sorted(set().union(*unread))
         result |= {name: stat["value"] for name, stat in stats.items()}
         result["intervals"] = {name: [stat["low"], stat["high"]] for name, stat in stats.items()}
         return result
@@ -155,6 +173,7 @@ def evaluation_report(model, data, tokenizer, splits=EVAL_SPLITS, batch_size: in
     percentile bootstrap interval over items (the `depth_complexity_spearman` metric module)."""
     spearman = load_metric("depth_complexity_spearman")
     trained = trained_target_symbols(data["train"], tokenizer) if "train" in data else None
+    read = trained_input_symbols(data["train"], tokenizer) if "train" in data else None
     report, all_depths, all_complexities = {}, [], []
     for split in splits:
         if split not in data:
@@ -162,7 +181,8 @@ def evaluation_report(model, data, tokenizer, splits=EVAL_SPLITS, batch_size: in
         rows = data[split].to_list()
         records = answer_records(model, rows, tokenizer, batch_size)
         generated = generated_correct(model, rows, tokenizer, batch_size) if generate else None
-        summary = summarize_by_complexity(records, generated, [row["answer"] for row in rows], trained)
+        summary = summarize_by_complexity(records, generated, [row["answer"] for row in rows], trained,
+                                          [row["prompt"] for row in rows], read)
         depths, complexities = item_depths(records)
         rho = spearman.compute(predictions=depths, references=complexities, resamples=resamples)
         report[split] = {**summary, "spearman": rho["spearman"], "spearman_interval": [rho["spearman_low"], rho["spearman_high"]],

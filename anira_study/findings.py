@@ -46,7 +46,10 @@ def findings(args, runs: dict) -> list[str]:
             lines.append(f"F2 {name}: unseen sizes accuracy {unseen.get('generated_accuracy', math.nan):.2f} "
                          f"(seen {_seen(report, 'generated_accuracy'):.2f}), mean answer depth {unseen['mean_depth']:.2f} "
                          f"(seen {_seen(report, 'mean_depth'):.2f}); answers needing a symbol never trained: "
-                         f"{unseen.get('untrained_answer_share', math.nan):.0%}.")
+                         f"{unseen.get('untrained_answer_share', math.nan):.0%}; prompts holding a symbol no training row "
+                         f"holds: {unseen.get('untrained_prompt_share', math.nan):.0%}"
+                         + (f" ({', '.join(unseen['untrained_prompt_symbols'])})" if unseen.get("untrained_prompt_symbols") else "")
+                         + ".")
     for name, run in runs.items():
         phases = run["phases"]
         if phases:

@@ -180,3 +180,29 @@ def test_shipped_findings_state_each_model_with_its_rho_or_why_it_is_undefined()
     assert "rho(depth, c) seen undefined (constant depth) over 750 prompts" in lines[0]
     assert "rho(depth, c) seen 0.82 [0.80, 0.84] over 750 prompts" in lines[1]
     assert lines[2] == "missing: not evaluated (no weights)."
+
+
+def test_unseen_size_reports_count_prompt_symbols_no_training_row_holds_as_well_as_untrained_answers(tiny_depo_run):
+    from transformers import AutoModelForCausalLM
+    from anira_study.evaluation import load_eval_data, trained_input_symbols
+    records = [{"complexity": c, "token_correct": [True], "answer_correct": True, "depths": [1]} for c in (1, 1, 2)]
+    summary = summarize_by_complexity(records, [True, False, True], ["a", "z", "a"], {"a"},
+                                      ["<bos> a b <ans>", "<bos> a q <ans>", "<bos> b x y <ans>"], {"<bos>", "a", "b", "<ans>"})
+    one, two = summary["per_complexity"][1], summary["per_complexity"][2]
+    assert (one["untrained_answer_items"], one["untrained_prompt_items"], one["untrained_prompt_symbols"]) == (1, 1, ["q"])
+    assert (two["untrained_answer_items"], two["untrained_prompt_items"], two["untrained_prompt_symbols"]) == (0, 1, ["x", "y"])
+    assert summary["overall"]["untrained_prompt_share"] == pytest.approx(2 / 3)
+    # DEPO trained on k = 1, 2: every prompt at k = 3 holds <hop=3>, which no training row holds; no seen prompt does
+    data, _ = load_eval_data(tiny_depo_run)
+    tokenizer = load_tokenizer("depo")
+    read = trained_input_symbols(data["train"], tokenizer)
+    assert "<hop=3>" not in read and "<hop=2>" in read
+    report = evaluation_report(AutoModelForCausalLM.from_pretrained(tiny_depo_run), data, tokenizer, generate=False, resamples=10)
+    unseen, seen = report["test_extrapolation"]["overall"], report["test_seen"]["overall"]
+    assert unseen["untrained_prompt_share"] == 1.0 and "<hop=3>" in unseen["untrained_prompt_symbols"]
+    # (64 training rows leave some node symbols unread too: those are counted, on both splits)
+    for split, entry in (("test_extrapolation", unseen), ("test_seen", seen)):
+        prompts = data[split]["prompt"]
+        assert entry["untrained_prompt_symbols"] == sorted({s for p in prompts for s in p.split()} - read)
+        assert entry["untrained_prompt_items"] == sum(not set(p.split()) <= read for p in prompts)
+    assert not {"<hop=1>", "<hop=2>"} & set(seen["untrained_prompt_symbols"])
