@@ -10,6 +10,7 @@ One module per concern (dependencies run one way: examples -> anira_study -> ani
 - `evaluation`: answer records, generated scoring, per-complexity summaries with 95 % intervals, the table;
 - `statistics`: Wilson and bootstrap intervals, Spearman's rho over items;
 - `analysis`: training phases, depth feature importance (static vs execution-state features);
+- `depth_need`: accuracy at every uniform depth, each prompt's oracle depth, allocated vs needed depth, gains;
 - `figures`: plots drawn from reports and logs;
 - `model_cards`: README.md of model folders;
 - `experiment`: the main job (ANIRA-E and ANIRA-O trained side by side, one process each), and
