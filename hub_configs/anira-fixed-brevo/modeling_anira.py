@@ -41,7 +41,7 @@ from transformers.utils.import_utils import is_tracing
 from .cache_anira import AniraCache
 from .configuration_anira import MAX_DEPTH_LIMIT, AniraConfig
 from .depth_control import DEPTH_CONTROLLERS, AniraRMSNorm, DepthReport, DepthRouter, HaltingHead
-from .fast_path import fast_recur
+from .fast_path import fast_recur, layer_at
 from .generation_anira import AniraGenerationMixin
 
 try:  # FSDP2's marker class (torch >= 2.6)
@@ -283,7 +283,8 @@ class AniraModelOutput(BaseModelOutputWithPast):
     expected_depth (`torch.Tensor` [batch, seq]): E[d] under `depth_probs`.
     compute_cost (`torch.Tensor` [batch, seq]): each token's compute loss term (E[d] / max_depth by default).
     iteration_readouts (`tuple(torch.Tensor)`, only with `output_iteration_readouts=True`): for each iteration
-        t < max_depth, the final-normed coda output [batch, seq, hidden] of the states after iteration t.
+        t < max_depth, the final-normed coda output [batch, seq, hidden] of the states after iteration t. From
+        the iteration where the loop stopped on (no token active after it) the entry is `last_hidden_state` itself.
     """
 
     depths: torch.LongTensor | None = None
@@ -541,6 +542,7 @@ class AniraModel(AniraPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         output_iteration_readouts: bool = False,
+        readout_positions: torch.Tensor | None = None,
         **kwargs,
     ) -> AniraModelOutput:
         r"""
@@ -559,6 +561,10 @@ class AniraModel(AniraPreTrainedModel):
         output_iteration_readouts: also runs the coda and the final norm over the states after each iteration
             t < max_depth (`iteration_readouts`; the iteration loss reads them). Needs a forward from the start
             of the sequence: the readouts attend to this call's tokens only.
+        readout_positions (`torch.BoolTensor` [batch, seq], *optional*): with `output_iteration_readouts`, read
+            out only these positions: each readout before the loop stopped is then [N, hidden], the N positions in
+            row-major order (the iteration loss reads the supervised positions only; the coda's last layer runs
+            its queries and MLP there, exactly as over the whole sequence).
         return_dict: `False` returns a tuple of the output's non-None fields, in order (as Llama).
         """
         if cache is None:
@@ -639,7 +645,9 @@ class AniraModel(AniraPreTrainedModel):
         # Outputs of one length whatever the batch: the iterations after the loop stopped hold every token's
         # frozen state, and zero attention maps (no token ran them).
         prelude = self.config.num_prelude_layers
+        ran = None
         if all_hidden is not None:
+            ran = len(all_hidden) - 1 - prelude  # iterations the loop ran
             all_hidden.extend([hidden] * (1 + prelude + max_depth - len(all_hidden)))
         if attention_sink is not None:
             missing = prelude + self.config.num_core_layers * max_depth - len(attention_sink)
@@ -651,7 +659,10 @@ class AniraModel(AniraPreTrainedModel):
         if output_iteration_readouts:
             first = 1 + prelude
             readout_kwargs = {**layer_kwargs, "cache": None, "attention_sink": None}
-            readouts = tuple(self.readout(state, readout_kwargs) for state in all_hidden[first:first + max_depth - 1])
+            # From iteration `ran` on every state is the final one, whose readout is this forward's own output
+            # (filled in below): only the iterations before it need a coda pass of their own.
+            readouts = [self.readout(state, readout_kwargs, readout_positions)
+                        for state in all_hidden[first:first + min(ran, max_depth) - 1]]
             if not output_hidden_states:
                 all_hidden = None
 
@@ -660,8 +671,11 @@ class AniraModel(AniraPreTrainedModel):
             if all_hidden is not None:
                 all_hidden.append(hidden)
 
+        last_hidden_state = self.norm(hidden)
+        if readouts is not None:
+            readouts = tuple(readouts) + (last_hidden_state,) * (max_depth - 1 - len(readouts))
         return AniraModelOutput(
-            last_hidden_state=self.norm(hidden),
+            last_hidden_state=last_hidden_state,
             cache=cache,
             hidden_states=tuple(all_hidden) if all_hidden is not None else None,
             attentions=tuple(attention_sink) if attention_sink is not None else None,
@@ -673,12 +687,17 @@ class AniraModel(AniraPreTrainedModel):
             iteration_readouts=readouts,
         )
 
-    def readout(self, hidden: torch.Tensor, layer_kwargs: dict) -> torch.Tensor:
+    def readout(self, hidden: torch.Tensor, layer_kwargs: dict, positions: torch.Tensor | None = None) -> torch.Tensor:
         """The coda and the final norm over recurrent states `hidden` (no cache): what the head would read if
-        the recurrence stopped there."""
-        for layer in self.coda:
+        the recurrence stopped there; at `positions` only ([N, hidden]) when given."""
+        coda = list(self.coda)
+        if positions is not None and coda:
+            for layer in coda[:-1]:
+                hidden = layer(hidden, cache_slot=None, **layer_kwargs)
+            return self.norm(layer_at(coda[-1], hidden, positions, layer_kwargs, self.config))
+        for layer in coda:
             hidden = layer(hidden, cache_slot=None, **layer_kwargs)
-        return self.norm(hidden)
+        return self.norm(hidden) if positions is None else self.norm(hidden)[positions]
 
     def recur_fast(self, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
         """The same recurrence computing only the active tokens (fast_path.py); tested equal to `recur`."""
@@ -786,6 +805,11 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         shift_labels = kwargs.pop("shift_labels", None)
         supervised = labels is not None or shift_labels is not None
         readouts = supervised and self.config.iteration_loss_weight > 0
+        if readouts:  # the iteration loss reads the readouts at the supervised positions only
+            shifted = shift_labels if shift_labels is not None else nn.functional.pad(labels[..., 1:], (0, 1), value=-100)
+            readout_positions = shifted != -100
+            if bool(readout_positions.any()):
+                kwargs["readout_positions"] = readout_positions
         inputs = input_ids if input_ids is not None else inputs_embeds
         for name, targets in (("labels", labels), ("shift_labels", shift_labels)):
             if targets is not None and inputs is not None and tuple(targets.shape) != tuple(inputs.shape[:2]):
@@ -819,11 +843,19 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
                 )
 
             lm_loss = lm(logits)
+            if "readout_positions" in kwargs:
+                readout_targets = shifted[readout_positions][None]
             targets = shift_labels if shift_labels is not None else labels[..., 1:]  # what the LM loss counts
             compute_loss = self.compute_loss(outputs.compute_cost, outputs.depths, targets, num_items_in_batch)
             loss = lm_loss + self.config.compute_penalty * compute_loss
             if outputs.iteration_readouts:  # max_depth 1 has no iteration before the last
-                losses = [lm(self.lm_head(state[:, keep, :])) for state in outputs.iteration_readouts]
+                # A readout that is the final state (the loop had stopped) has the LM loss already computed; the
+                # others are the supervised positions' rows.
+                losses = [lm_loss if state is hidden else self.loss_function(
+                    logits=self.lm_head(state)[None], labels=None, vocab_size=self.config.vocab_size,
+                    num_items_in_batch=num_items_in_batch, shift_labels=readout_targets)
+                    if state.dim() == 2 else lm(self.lm_head(state[:, keep, :]))
+                    for state in outputs.iteration_readouts]
                 iteration_loss = torch.stack(losses).mean()
                 loss = loss + self.config.iteration_loss_weight * iteration_loss
 

@@ -235,6 +235,27 @@ def _full_mask(layer_kwargs: dict, batch: int, seq: int, past: int, device, dtyp
     return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
+def layer_at(layer, hidden: torch.Tensor, selected: torch.Tensor, layer_kwargs: dict, config) -> torch.Tensor:
+    """A decoder layer's output [N, H] at the `selected` positions [B, S] only (row-major order), for a chunk with
+    no cached past: keys/values from every position, queries, attention, o_proj and the MLP for the N selected
+    ones. Exact, as attention is per query: the iteration loss reads its readouts at the supervised positions."""
+    batch, seq, width = hidden.shape
+    mask = _full_mask(layer_kwargs, batch, seq, 0, hidden.device, hidden.dtype, config)
+    packing = ActivePacking(selected, mask, whole_chunk=True)
+    index = packing.index
+    cos, sin = layer_kwargs["position_embeddings"]
+    rope = (cos.expand(batch, -1, -1).reshape(batch * seq, -1)[index].unsqueeze(0),
+            sin.expand(batch, -1, -1).reshape(batch * seq, -1)[index].unsqueeze(0))
+    attention = layer.self_attn
+    normed = layer.input_layernorm(hidden)
+    key, value = attention.project_key_value(normed, layer_kwargs["position_embeddings"])  # [B, kv_heads, S, head_dim]
+    query = attention.project_query(normed.reshape(-1, width)[index].unsqueeze(0), rope)  # [1, heads, N, head_dim]
+    attend_kwargs = {k: v for k, v in layer_kwargs.items() if k not in _DENSE_LAYER_ARGS}
+    out = packing.attend(attention, query[0].transpose(0, 1), key, value, **attend_kwargs)
+    out = hidden.reshape(-1, width)[index] + attention.o_proj(out)
+    return out + layer.mlp(layer.post_attention_layernorm(out))
+
+
 def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
     """`AniraModel.recur` computing only the tokens `plan.computed(t)` names; equal to it, values and gradients
     (tests/test_fast_path.py, tests/test_fast_training.py)."""

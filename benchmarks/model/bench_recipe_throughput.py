@@ -1,0 +1,124 @@
+"""Training throughput of the shipped recipes: samples and answer tokens per core-second, one torch thread.
+
+    python benchmarks/model/bench_recipe_throughput.py                          # anira-o-brevo, anira-e-depo
+    python benchmarks/model/bench_recipe_throughput.py --recipes anira-fixed-brevo --steps 40
+
+A step is what the Trainer runs for each batch of the recipe: forward with the recipe's losses (iteration
+loss and compute penalty included), backward, gradient clipping at the recipe's norm, AdamW. The batches are
+the recipe's own (`per_device_train_batch_size` rows of its training split, drawn with a fixed seed), and each
+arm computes the same batches: `padded` (right-padded rows, the collator before padding-free training) and
+`packed` (anira_study.data.PackedAnswerCollator, the default now). Arms alternate step by step, so a change of
+machine load hits both alike; the learning rate is 0, so the weights, and with them every token's depth, stay
+the same for both arms throughout. `--weights trained` starts from the folder's trained weights (the depths of
+late training), `init` from a fresh initialisation (controllers at max_depth: early training).
+
+Reported per arm: the median CPU time of a step (this process's, one thread), samples per core-second, answer
+tokens (supervised labels) per core-second, and the share of the computed positions that are padding.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
+from anira_study.arguments import DataArguments, ModelArguments, OutputArguments, ScheduleArguments  # noqa: E402
+from anira_study.data import AnswerCollator, PackedAnswerCollator, load_data  # noqa: E402
+from anira_study.trainer import load_model_and_tokenizer  # noqa: E402
+
+
+def recipe_setup(name: str, num_train: int, weights: str):
+    """The recipe's model (fresh or trained weights), its training rows and its step settings."""
+    recipe = json.loads((REPO / "hub_configs" / name / "recipe.json").read_text())
+    argv = list(recipe["train_args"])
+    argv[argv.index("--num_train") + 1] = str(num_train)
+    argv += ["--output_dir", "unused"]
+    parser = HfArgumentParser((ModelArguments, DataArguments, ScheduleArguments, TrainingArguments, OutputArguments))
+    model_args, data_args, schedule_args, training_args, _ = parser.parse_args_into_dataclasses(args=argv)
+    model_args.model_name_or_path = str(REPO / "hub_configs" / name)
+    model_args.from_scratch = weights == "init"
+    model, tokenizer = load_model_and_tokenizer(model_args, data_args.task)
+    if schedule_args.compute_penalty is not None:
+        model.config.compute_penalty = schedule_args.compute_penalty
+    data, _ = load_data(data_args)
+    return model, tokenizer, data["train"], training_args
+
+
+def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model, tokenizer, train, training_args = recipe_setup(name, num_train, weights)
+    model.train()
+    batch_size = training_args.per_device_train_batch_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, weight_decay=training_args.weight_decay)
+    collators = {"padded": AnswerCollator(tokenizer.pad_token_id), "packed": PackedAnswerCollator(tokenizer.pad_token_id)}
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train), generator=generator).tolist()
+    rows = [train[i] for i in order[: (steps + warmup) * batch_size]]
+    times = {arm: [] for arm in collators}
+    stats = {arm: {"positions": 0, "padding": 0, "answer_tokens": 0, "samples": 0} for arm in collators}
+    for step in range(warmup + steps):
+        chunk = rows[step * batch_size:(step + 1) * batch_size]
+        arms = list(collators) if step % 2 == 0 else list(reversed(collators))
+        for arm in arms:
+            batch = collators[arm](chunk)
+            start = time.process_time()
+            out = model(**batch)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            elapsed = time.process_time() - start
+            if step >= warmup:
+                times[arm].append(elapsed)
+                s = stats[arm]
+                s["positions"] += batch["input_ids"].numel()
+                s["padding"] += int((batch["attention_mask"] == 0).sum())
+                s["answer_tokens"] += int((batch["labels"] != -100).sum())
+                s["samples"] += len(chunk)
+    result = {"recipe": name, "weights": weights, "batch": batch_size, "steps": steps}
+    for arm, values in times.items():
+        s, median = stats[arm], statistics.median(values)
+        per_step_answers = s["answer_tokens"] / steps
+        result[arm] = {"step_ms": 1000 * median, "samples_per_s": batch_size / median,
+                       "answer_tokens_per_s": per_step_answers / median, "padding_share": s["padding"] / s["positions"],
+                       "positions_per_step": s["positions"] / steps}
+    result["speedup"] = result["padded"]["step_ms"] / result["packed"]["step_ms"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", nargs="+", default=["anira-o-brevo", "anira-e-depo"])
+    parser.add_argument("--weights", nargs="+", default=["init", "trained"], choices=["init", "trained"])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--num_train", type=int, default=4096, help="training rows built to draw the batches from")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results = [run(name, args.steps, args.warmup, args.num_train, weights, args.seed)
+               for name in args.recipes for weights in args.weights]
+    print(f"torch {torch.__version__}, 1 thread, median CPU time per step over {args.steps} steps per arm (alternating)")
+    print("| recipe | weights | arm | step (ms) | samples / core-s | answer tokens / core-s | padding share | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        for arm in ("padded", "packed"):
+            a = r[arm]
+            speedup = f"{r['speedup']:.2f}" if arm == "packed" else "1.00"
+            print(f"| {r['recipe']} | {r['weights']} | {arm} | {a['step_ms']:.1f} | {a['samples_per_s']:.0f} | "
+                  f"{a['answer_tokens_per_s']:.0f} | {a['padding_share']:.2f} | {speedup} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
