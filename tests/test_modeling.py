@@ -631,11 +631,11 @@ dist.destroy_process_group()
 
 
 def readme_fsdp_arguments() -> list[str]:
-    """The FSDP flags of the README's torchrun command (a shell command over lines joined by backslashes)."""
+    """The FSDP flags of the torchrun command in docs/training.md (a shell command over lines joined by backslashes)."""
     import shlex
     from pathlib import Path
 
-    lines = (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
+    lines = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text().splitlines()
     index = next(i for i, line in enumerate(lines) if "torchrun" in line and "--fsdp" in line)
     command = lines[index]
     while command.rstrip().endswith("\\"):
@@ -645,8 +645,8 @@ def readme_fsdp_arguments() -> list[str]:
     return tokens[tokens.index("--fsdp") :]
 
 
-def test_readme_fsdp_command_uses_the_current_form():
-    """transformers 5.24 reports the string form (`--fsdp "full_shard auto_wrap"`) as deprecated: the README's
+def test_the_documented_fsdp_command_uses_the_current_form():
+    """transformers 5.24 reports the string form (`--fsdp "full_shard auto_wrap"`) as deprecated: docs/training.md's
     command must parse without that warning, into FSDP2 wrapping the decoder layers."""
     from transformers import HfArgumentParser, TrainingArguments
     from transformers.testing_utils import CaptureLogger
@@ -661,7 +661,7 @@ def test_readme_fsdp_command_uses_the_current_form():
 
 
 def test_fsdp_shards_the_model_over_two_cpu_processes(tmp_path):
-    """2 gloo processes shard the model with FSDP2 as the README's fsdp_config asks (each rank holds about half of
+    """2 gloo processes shard the model with FSDP2 as docs/training.md's fsdp_config asks (each rank holds about half of
     every parameter); training through the weight-tied core gives the unsharded gradient, and inference works."""
     import json
     import os

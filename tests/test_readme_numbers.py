@@ -1,8 +1,9 @@
-"""The README's tables of the trained named models say what their `report.json` says.
+"""The tables of the trained named models say what their `report.json` says, wherever they are quoted.
 
-The README quotes each trained folder's test table (accuracy with its interval, mean answer depth per complexity,
-rho over the seen sizes). Those folders are retrained and replaced stage by stage; this test fails when a table row
-was left at an earlier model's numbers.
+Two places quote each trained folder's test results: the README's table of trained models (accuracy and mean answer
+depth per seen size, rho over the seen sizes) and the full tables of docs/results.md (accuracy with its interval and
+mean answer depth per size, seen and unseen, and rho). Those folders are retrained and replaced stage by stage; these
+tests fail when a row in either place was left at an earlier model's numbers, or a trained folder is missing there.
 """
 
 import json
@@ -12,58 +13,100 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+README = ROOT / "README.md"
+RESULTS = ROOT / "docs" / "results.md"
 NUMBER = r"-?\d+\.\d\d"
 CELL = re.compile(rf"^(?P<accuracy>{NUMBER})(?: \[(?P<low>{NUMBER}), (?P<high>{NUMBER})\])?, (?:depth )?(?P<depth>\d+(?:\.\d)?)$")
 RHO = re.compile(rf"^(?P<rho>{NUMBER}) \[(?P<low>{NUMBER}), (?P<high>{NUMBER})\]$")
+TRAINED = sorted(path.parent.name for path in (ROOT / "hub_configs").glob("*/report.json"))
 
 
-def readme_rows() -> list[tuple[list[str], list[str]]]:
-    """(header cells, row cells) of every README table row that names a trained folder."""
+def table_rows(path: Path) -> list[tuple[list[str], list[str]]]:
+    """(header cells, row cells) of every markdown table row in `path` whose first cell names a trained folder."""
     rows, header = [], None
-    for line in README.splitlines():
+    for line in path.read_text().splitlines():
         if not line.startswith("|"):
             header = None
             continue
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if header is None:
             header = cells
-        elif re.fullmatch(r"`anira-[a-z]+-[a-z]+`", cells[0]) and (ROOT / "hub_configs" / cells[0].strip("`") / "report.json").exists():
+        elif re.fullmatch(r"`anira-[a-z]+-[a-z]+`", cells[0]) and cells[0].strip("`") in TRAINED:
             rows.append((header, cells))
     return rows
 
 
-ROWS = readme_rows()
+def load_report(name: str) -> dict:
+    return json.loads((ROOT / "hub_configs" / name / "report.json").read_text())["report"]
 
 
-def test_the_readme_quotes_every_trained_folder():
-    quoted = {cells[0].strip("`") for _, cells in ROWS}
-    trained = {path.parent.name for path in (ROOT / "hub_configs").glob("*/report.json")}
-    assert trained and quoted == trained
+def per_size(report: dict, splits: tuple[str, ...]) -> list[tuple[int, dict]]:
+    return [(int(c), entry) for split in splits
+            for c, entry in sorted(report[split]["per_complexity"].items(), key=lambda item: int(item[0]))]
 
 
-@pytest.mark.parametrize("header,cells", ROWS, ids=[cells[0].strip("`") for _, cells in ROWS])
-def test_a_readme_table_row_matches_its_report(header, cells):
-    report = json.loads((ROOT / "hub_configs" / cells[0].strip("`") / "report.json").read_text())["report"]
-    per_size = [(int(c), entry) for split in ("test_seen", "test_extrapolation")
-                for c, entry in sorted(report[split]["per_complexity"].items(), key=lambda item: int(item[0]))]
-    size_cells, rho_cell = cells[-len(per_size) - 1:-1], cells[-1]
-    # the header names the sizes in the same order ("k = 1", "2", ..., "4 (unseen)")
-    assert [int(re.search(r"\d+", h).group()) for h in header[-len(per_size) - 1:-1]] == [c for c, _ in per_size]
-    for cell, (c, entry) in zip(size_cells, per_size):
-        parsed = CELL.match(cell)
-        assert parsed, f"{cells[0]} at {c}: unreadable cell {cell!r}"
-        accuracy, interval = entry["generated_accuracy"], entry["intervals"]["generated_accuracy"]
-        assert parsed["accuracy"] == f"{accuracy:.2f}", f"{cells[0]} at {c}: README {cell!r}, report {accuracy:.4f}"
-        if parsed["low"] is not None:
-            assert (parsed["low"], parsed["high"]) == (f"{interval[0]:.2f}", f"{interval[1]:.2f}"), f"{cells[0]} at {c}"
-        depth = entry["mean_depth"]
-        expected = f"{depth:.0f}" if "." not in parsed["depth"] else f"{depth:.1f}"
-        assert parsed["depth"] == expected, f"{cells[0]} at {c}: README depth {parsed['depth']}, report {depth:.3f}"
+def expected_depth(depth: float, quoted: str) -> str:
+    """A fixed-depth model's depth is quoted as an integer ("6"), an adaptive one's to one decimal ("2.4")."""
+    return f"{depth:.0f}" if "." not in quoted else f"{depth:.1f}"
+
+
+def check_rho(name: str, report: dict, cell: str) -> None:
     rho, interval = report["test_seen"]["spearman"], report["test_seen"]["spearman_interval"]
     if rho != rho:  # NaN: a fixed-depth model's depth does not vary
-        assert rho_cell == "-"
-    else:
-        parsed = RHO.match(rho_cell)
-        assert parsed, f"{cells[0]}: unreadable rho cell {rho_cell!r}"
-        assert (parsed["rho"], parsed["low"], parsed["high"]) == tuple(f"{x:.2f}" for x in (rho, *interval)), cells[0]
+        assert cell == "-", f"{name}: rho is undefined for a depth that does not vary, quoted {cell!r}"
+        return
+    parsed = RHO.match(cell)
+    assert parsed, f"{name}: unreadable rho cell {cell!r}"
+    assert (parsed["rho"], parsed["low"], parsed["high"]) == tuple(f"{x:.2f}" for x in (rho, *interval)), \
+        f"{name}: quoted rho {cell!r}, report {rho:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+RESULTS_ROWS = table_rows(RESULTS)
+README_ROWS = table_rows(README)
+
+
+@pytest.mark.parametrize("path,rows", [(README, README_ROWS), (RESULTS, RESULTS_ROWS)], ids=["README", "results"])
+def test_every_trained_folder_is_quoted_once(path, rows):
+    quoted = [cells[0].strip("`") for _, cells in rows]
+    assert TRAINED and sorted(quoted) == TRAINED, f"{path.relative_to(ROOT)} quotes {sorted(quoted)}, trained: {TRAINED}"
+
+
+@pytest.mark.parametrize("header,cells", RESULTS_ROWS, ids=[cells[0].strip("`") for _, cells in RESULTS_ROWS])
+def test_a_results_table_row_matches_its_report(header, cells):
+    """docs/results.md: accuracy [interval], depth per seen and unseen size, then rho over the seen sizes."""
+    name = cells[0].strip("`")
+    report = load_report(name)
+    sizes = per_size(report, ("test_seen", "test_extrapolation"))
+    size_cells, rho_cell = cells[-len(sizes) - 1:-1], cells[-1]
+    # the header names the sizes in the same order ("k = 1", "2", ..., "4 (unseen)")
+    assert [int(re.search(r"\d+", h).group()) for h in header[-len(sizes) - 1:-1]] == [c for c, _ in sizes], name
+    for cell, (c, entry) in zip(size_cells, sizes):
+        parsed = CELL.match(cell)
+        assert parsed, f"{name} at {c}: unreadable cell {cell!r}"
+        accuracy, interval = entry["generated_accuracy"], entry["intervals"]["generated_accuracy"]
+        assert parsed["accuracy"] == f"{accuracy:.2f}", f"{name} at {c}: quoted {cell!r}, report {accuracy:.4f}"
+        if parsed["low"] is not None:
+            assert (parsed["low"], parsed["high"]) == (f"{interval[0]:.2f}", f"{interval[1]:.2f}"), f"{name} at {c}"
+        assert parsed["depth"] == expected_depth(entry["mean_depth"], parsed["depth"]), \
+            f"{name} at {c}: quoted depth {parsed['depth']}, report {entry['mean_depth']:.3f}"
+    check_rho(name, report, rho_cell)
+
+
+@pytest.mark.parametrize("header,cells", README_ROWS, ids=[cells[0].strip("`") for _, cells in README_ROWS])
+def test_a_readme_table_row_matches_its_report(header, cells):
+    """README: `task, k = 1 / 2 / 3`, accuracies and depths per seen size joined by " / ", rho, a link to the card."""
+    name = cells[0].strip("`")
+    report = load_report(name)
+    columns = dict(zip(header, cells))
+    sizes = per_size(report, ("test_seen",))
+    assert [int(s) for s in re.findall(r"\d+", columns["task, seen sizes"])] == [c for c, _ in sizes], name
+    accuracies = columns["accuracy"].split(" / ")
+    depths = columns["mean depth"].split(" / ")
+    assert len(accuracies) == len(depths) == len(sizes), f"{name}: one accuracy and one depth per seen size"
+    for accuracy, depth, (c, entry) in zip(accuracies, depths, sizes):
+        assert accuracy == f"{entry['generated_accuracy']:.2f}", \
+            f"{name} at {c}: README accuracy {accuracy}, report {entry['generated_accuracy']:.4f}"
+        assert re.fullmatch(r"\d+(?:\.\d)?", depth) and depth == expected_depth(entry["mean_depth"], depth), \
+            f"{name} at {c}: README depth {depth}, report {entry['mean_depth']:.3f}"
+    check_rho(name, report, columns["rho(depth, size), seen"])
+    assert columns["card"] == f"[card](hub_configs/{name}/README.md)", name
