@@ -1,6 +1,7 @@
 """generate() with per-token depths: alignment with the forward, beams, sampling, budgets, streamer, pipeline."""
 
 import io
+import re
 
 import pytest
 import torch
@@ -213,11 +214,11 @@ def test_depth_streamer_prints_each_token_with_the_depth_that_produced_it(path):
     streamer = DepthStreamer(tokenizer, file=sink)
     out = model.generate(**inputs, streamer=streamer, max_new_tokens=5, return_dict_in_generate=True, **NO_EOS)
     texts = [text for text, _ in streamer.tokens]
-    assert texts == [tokenizer.decode([i]).strip() for i in out.sequences[0].tolist()]
+    assert len(texts) == out.sequences.shape[1] and "".join(texts) == tokenizer.decode(out.sequences[0])
     shown = [depth for _, depth in streamer.tokens]
     assert shown[0] is None and shown[1:] == out.depths[0, :-1].tolist(), "token i shows depths[i - 1]"
-    assert sink.getvalue().split() == [t if d is None else f"{t}[{d}]" for t, d in streamer.tokens]
-    assert "  " not in sink.getvalue()  # tokens that decode with a leading space are not double-spaced
+    assert sink.getvalue() == "".join(t if d is None else f"{t}[{d}]" for t, d in streamer.tokens) + "\n"
+    assert re.sub(r"\[\d+\]", "", sink.getvalue()) == tokenizer.decode(out.sequences[0]) + "\n"
 
 
 def test_text_generation_pipeline_works(path):
@@ -284,8 +285,17 @@ def test_depth_streamer_spaces_word_level_tokens_once(path):
     model = tiny_model(dtype=torch.float32, depth_mode="online", recurrence=path, vocab_size=len(tokenizer))
     sink = io.StringIO()
     ids = torch.tensor([tokenizer("<bos> v1>v2 v2>v1 <hop=1> v1 <ans>")["input_ids"]])
-    model.generate(ids, attention_mask=torch.ones_like(ids), streamer=DepthStreamer(tokenizer, file=sink), max_new_tokens=3, **NO_EOS)
+    streamer = DepthStreamer(tokenizer, file=sink)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), streamer=streamer, max_new_tokens=3, **NO_EOS)
     assert sink.getvalue().startswith("<bos> v1>v2[") and "  " not in sink.getvalue()
+    # the stream is the decoded sequence, spaces included: a generated symbol prints as " v2", as decode gives it
+    assert re.sub(r"\[\d+\]", "", sink.getvalue()) == tokenizer.decode(out[0]) + "\n"
+    generated = out[0, ids.shape[1]:].tolist()
+    assert [text for text, _ in streamer.tokens[ids.shape[1]:]] == [tokenizer.decode([i]) for i in generated]
+    assert all(text.startswith(" ") for text, _ in streamer.tokens[ids.shape[1]:])
+    quiet = DepthStreamer(tokenizer, skip_prompt=True, file=io.StringIO())
+    again = model.generate(ids, attention_mask=torch.ones_like(ids), streamer=quiet, max_new_tokens=3, **NO_EOS)
+    assert re.sub(r"\[\d+\]", "", quiet.file.getvalue()) == tokenizer.decode(again[0, ids.shape[1]:]) + "\n"
 
 
 def test_a_batch_the_trained_tokenizer_pads_by_default_answers_as_each_prompt_alone():
@@ -317,3 +327,19 @@ def test_a_batch_the_trained_tokenizer_pads_by_default_answers_as_each_prompt_al
         got = batched[row, : expected.shape[0]]
         assert tokenizer.decode(got) == tokenizer.decode(expected), prompt
         assert (batched[row, expected.shape[0]:] == tokenizer.pad_token_id).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_generate_in_train_mode_runs_in_eval_mode_and_restores_the_modes(mode):
+    """A training forward draws early-mode depths and applies dropout: greedy generation must not."""
+    model = tiny_model(depth_mode=mode, attention_dropout=0.5)
+    ids, mask = left_padded()
+    options = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, return_dict_in_generate=True, **NO_EOS)
+    expected = model.generate(ids, **options)  # eval mode
+    model.train()
+    model.model.embed_tokens.eval()  # a module the user keeps in eval mode stays so
+    first, second = model.generate(ids, **options), model.generate(ids, **options)
+    for out in (first, second):
+        assert torch.equal(out.sequences, expected.sequences) and torch.equal(out.depths, expected.depths)
+    assert model.training and model.model.training and not model.model.embed_tokens.training
+    assert all(m.training for m in model.modules() if m is not model.model.embed_tokens)

@@ -55,7 +55,18 @@ class AniraGenerationMixin(GenerationMixin):
         r"""`GenerationMixin.generate` with ANIRA's cache and per-token depths (see the module docstring).
 
         max_depth (`int`, *optional*): the depth budget of every forward (default `config.max_depth`).
+
+        A model in train mode generates in eval mode, and gets its modules' train/eval modes back afterwards: a
+        training forward draws early-mode depths (Gumbel) and applies dropout, so two greedy calls would differ.
         """
+        if self.training:
+            modes = [(module, module.training) for module in self.modules()]
+            self.eval()
+            try:
+                return self.generate(inputs, generation_config, streamer, **kwargs)
+            finally:
+                for module, training in modes:
+                    module.training = training
         config = generation_config if generation_config is not None else self.generation_config
         max_depth = kwargs.get("max_depth") or self.config.max_depth
         cache = kwargs.pop("cache", None)
@@ -167,7 +178,9 @@ class DepthStreamer(BaseStreamer):
     spent on predicting it), read from the model's cache, which `generate` hands to the streamer. The
     prompt is printed once its forward has run, its first token without a depth. Batch size 1 only (as
     transformers' `TextStreamer`). `color=True` paints a heat map with ANSI colours instead of `[d]`.
-    Everything streamed is also kept in `self.tokens` as (text, depth) pairs.
+    Each token is printed as the text it adds to `tokenizer.decode` of everything streamed so far (` 2` for a
+    word-level tokenizer's `2`), so the stream without its depth marks is exactly the decoded sequence, spaces
+    included. Everything streamed is also kept in `self.tokens` as (text, depth) pairs.
 
         >>> streamer = DepthStreamer(tokenizer)
         >>> model.generate(**tokenizer("3 + 4 =", return_tensors="pt"), streamer=streamer, max_new_tokens=5)
@@ -180,10 +193,12 @@ class DepthStreamer(BaseStreamer):
         self.cache: AniraCache | None = None
         self.prompt: list[int] | None = None
         self.tokens: list[tuple[str, int | None]] = []
+        self.ids: list[int] = []  # every token streamed, and their decoded text: each token prints what it adds
+        self.text = ""
 
     def watch(self, cache: AniraCache | None) -> None:
         """Called by `generate`: the cache whose depth record the streamer reads."""
-        self.cache, self.prompt, self.tokens = cache, None, []
+        self.cache, self.prompt, self.tokens, self.ids, self.text = cache, None, [], [], ""
         if cache is not None and self.max_depth is None:
             self.max_depth = cache.max_depth
 
@@ -195,24 +210,29 @@ class DepthStreamer(BaseStreamer):
             self.prompt = ids
             return
         record = self.cache.depths[0].tolist() if self.cache is not None and self.cache.depths is not None else []
-        if self.prompt and not self.skip_prompt:
-            for position, token in enumerate(self.prompt):
-                depth = record[position - 1] if 0 < position <= len(record) else None
-                self._emit(token, depth)
+        for position, token in enumerate(self.prompt):
+            depth = record[position - 1] if 0 < position <= len(record) else None
+            self._emit(token, depth, shown=not self.skip_prompt)
         self.prompt = []
         for token in ids:
             self._emit(token, record[-1] if record else None)
 
-    def _emit(self, token: int, depth: int | None) -> None:
-        # word-level tokenizers decode a token as " symbol" (so that pieces concatenate): the streamer spaces itself
-        text = self.tokenizer.decode([token], **self.decode_kwargs).strip()
+    def _emit(self, token: int, depth: int | None, shown: bool = True) -> None:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, **self.decode_kwargs)
+        # what this token adds to the decoded text (a decoder that rewrites earlier text gets the new text whole)
+        piece = text[len(self.text):] if text.startswith(self.text) else text
+        self.text = text
+        if not shown:
+            return
         depth = depth if depth is not None and depth >= 0 else None
-        self.tokens.append((text, depth))
+        self.tokens.append((piece, depth))
         if self.color:
-            shown = paint(text, depth, self.max_depth or 1)
+            word = piece.lstrip()
+            printed = piece[: len(piece) - len(word)] + paint(word, depth, self.max_depth or 1)
         else:
-            shown = text if depth is None else f"{text}[{depth}]"
-        print(shown, end=" ", flush=True, file=self.file or sys.stdout)
+            printed = piece if depth is None else f"{piece}[{depth}]"
+        print(printed, end="", flush=True, file=self.file or sys.stdout)
 
     def end(self) -> None:
         print(file=self.file or sys.stdout, flush=True)
