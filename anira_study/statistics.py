@@ -11,6 +11,9 @@ Decisions:
   and its bootstrap interval (it must load by path with `evaluate`, so it carries its own code).
 - Bootstraps are seeded (`seed`) and use `resamples` draws (1000 by default): a report is reproducible
   to the last digit.
+- Several training runs (seeds) of one recipe are summarised by `seed_summary`: its interval is a t-interval
+  over the seeds' values (n - 1 degrees of freedom), the variation between training runs, which the
+  per-run intervals over test items above do not contain.
 """
 
 import math
@@ -66,3 +69,35 @@ def pooled_mean(sums: Sequence[float], counts: Sequence[int], resamples: int = 1
         draws = sums[indices].sum(1) / counts[indices].sum(1)
     low, high = np.nanpercentile(draws, [2.5, 97.5])
     return {"value": value, "low": float(low), "high": float(high), "count": int(len(sums))}
+
+
+def seed_summary(values: Sequence[float], target: float | None = None, at_most: bool = False,
+                 confidence: float = 0.95) -> dict:
+    """One number over training runs, one value per seed: {"mean", "sd", "min", "max", "seeds", "low", "high",
+    "meeting_target", "target", "interval_over"}.
+
+    `low`/`high` is a t-interval over seeds, mean +- t(1 - (1 - confidence) / 2, seeds - 1) * sd / sqrt(seeds)
+    (sd with n - 1 in the denominator): the spread of the *training runs*, i.e. where the mean over seeds of
+    another batch of runs would fall, not the uncertainty of one run's test items (that is a Wilson or
+    bootstrap interval per run). It assumes seed values roughly normal; one seed gives no interval (NaN).
+    `meeting_target` counts the seeds with value >= `target` (<= with `at_most`); None without a target."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"seed_summary needs a flat list of one value per seed, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        bad = [i for i, v in enumerate(values) if not np.isfinite(v)]
+        raise ValueError(f"seed_summary: the values of seeds at positions {bad} are not finite ({values[bad].tolist()})")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    seeds = len(values)
+    mean = float(values.mean())
+    sd = float(values.std(ddof=1)) if seeds > 1 else math.nan
+    half = float(t.ppf(1 - (1 - confidence) / 2, seeds - 1)) * sd / math.sqrt(seeds) if seeds > 1 else math.nan
+    meeting = None
+    if target is not None:
+        meeting = int((values <= target).sum() if at_most else (values >= target).sum())
+    return {"mean": mean, "sd": sd, "min": float(values.min()), "max": float(values.max()), "seeds": seeds,
+            "low": mean - half, "high": mean + half, "meeting_target": meeting, "target": target,
+            "interval_over": f"training runs: {confidence:.0%} t-interval over {seeds} seeds ({seeds - 1} degrees of freedom)"}

@@ -4,6 +4,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from anira_study.analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log, token_table, training_phases
@@ -112,6 +113,23 @@ def test_node_depth_in_the_dag_counts_as_static_and_shares_carry_bootstrap_inter
         low, high = result["share_interval"][group]
         assert low <= result["share"][group] <= high and 0 < high - low < 0.2
     assert result["items"] == 300
+
+
+def test_share_interval_holds_the_central_95_percent_of_the_bootstrap_draws(monkeypatch):
+    import anira_study.analysis as analysis
+
+    calls = []
+    real = analysis._shares
+    monkeypatch.setattr(analysis, "_shares", lambda *args: calls.append(real(*args)) or calls[-1])
+    result = depth_feature_importance(synthetic_records(lambda f: 1 + f["num_nodes"] + (f["frontier_size"] > 2),
+                                                        samples=120), GROUPS, resamples=80)
+    assert len(calls) == 81  # the estimate on all items, then one call per bootstrap draw
+    for group in GROUPS:
+        draws = np.array([shares[group] for shares, _ in calls[1:]])
+        low, high = result["share_interval"][group]
+        assert (low, high) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
+        assert (draws < low).mean() <= 0.04 and (draws > high).mean() <= 0.04  # 2.5 % on each side (2 of 80)
+        assert (draws < low).mean() >= 0.01 and (draws > high).mean() >= 0.01
 
 
 def test_within_prompt_shares_ignore_what_is_constant_in_a_prompt():
