@@ -13,6 +13,8 @@ anything is built. The same command runs on several processes / GPUs unchanged:
 `torchrun --nproc_per_node N examples/train.py ...` or `accelerate launch examples/train.py ...` (DDP; FSDP2
 with `--fsdp --fsdp_config '{"transformer_layer_cls_to_wrap": ["AniraDecoderLayer"]}'` on GPUs).
 Every rank builds the same data (the generators are seeded), the Trainer shards it, and only rank 0 writes.
+On a machine without GPUs torchrun's processes train as one gloo DDP group, no device flag needed; there
+`accelerate launch --num_processes N` starts one process, which is refused (`--multi_gpu` starts N).
 
 The saved folder (weights, config, generation config, tokenizer, model card, `anira_data.json` with the
 data spec, `probe_log.jsonl`) loads with `AutoModelForCausalLM.from_pretrained` and is what
