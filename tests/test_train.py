@@ -208,9 +208,18 @@ def test_train_resumes_from_its_last_checkpoint(tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]  # the history of the first run carried over, then steps 5 and 6
 
 
+def documented_cpu_launcher() -> list[str]:
+    """The multi-process CPU command of docs/training.md up to its `...` (the training arguments)."""
+    import shlex
+
+    lines = (ROOT / "docs/training.md").read_text().splitlines()
+    tokens = shlex.split(next(line for line in lines if line.startswith("torchrun") and "CPU" in line), comments=True)
+    return tokens[:tokens.index("...")]
+
+
 def test_torchrun_on_cpu_trains_one_model_on_the_union_of_the_ranks_batches(tmp_path):
-    """The README's command, `torchrun --nproc_per_node 2 examples/train.py ...` naming no device, on CPU: the two
-    ranks train one data-parallel model. SGD at a constant rate without clipping makes the result linear in the
+    """The CPU line of docs/training.md, `torchrun --nproc_per_node 2 examples/train.py ...` naming no device: the
+    two ranks train one data-parallel model. SGD at a constant rate without clipping makes the result linear in the
     gradient: after 3 steps of 2 x 8 rows both ranks hold the same parameters, equal to those of one process
     trained on 16-row batches (the union of the ranks' batches: one sampler order), with the same logged loss.
     Ranks training each its own model (on 8-row batches), or a loss scaled by the world size, end elsewhere."""
@@ -225,8 +234,9 @@ def test_torchrun_on_cpu_trains_one_model_on_the_union_of_the_ranks_batches(tmp_
     with socket.socket() as probe:  # a free port, so parallel test runs do not collide
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-               str(ROOT / "examples/train.py"), *argv]
+    launcher = documented_cpu_launcher()
+    assert launcher == ["torchrun", "--nproc_per_node", "2", "examples/train.py"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--master_port", port, *launcher[1:], *argv]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     load_script("train").main(train_argv(tmp_path / "one", *sgd, "--per_device_train_batch_size", "16"))
