@@ -27,11 +27,18 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 REPO = Path(__file__).resolve().parents[2]
+if "--repo" in sys.argv:  # measure another checkout's code (e.g. the commit before a change) with this script
+    REPO = Path(sys.argv[sys.argv.index("--repo") + 1]).resolve()
 sys.path.insert(0, str(REPO))
 
 import modeling_anira  # noqa: E402,F401  (registers the Auto classes)
 from anira_study.arguments import DataArguments, ModelArguments, OutputArguments, ScheduleArguments  # noqa: E402
-from anira_study.data import AnswerCollator, PackedAnswerCollator, load_data  # noqa: E402
+from anira_study.data import AnswerCollator, load_data  # noqa: E402
+
+try:  # absent before padding-free training: `--repo` may point at a checkout of an older commit
+    from anira_study.data import PackedAnswerCollator
+except ImportError:
+    PackedAnswerCollator = None
 from anira_study.trainer import load_model_and_tokenizer  # noqa: E402
 
 
@@ -58,7 +65,9 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
     model.train()
     batch_size = training_args.per_device_train_batch_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, weight_decay=training_args.weight_decay)
-    collators = {"padded": AnswerCollator(tokenizer.pad_token_id), "packed": PackedAnswerCollator(tokenizer.pad_token_id)}
+    collators = {"padded": AnswerCollator(tokenizer.pad_token_id)}
+    if PackedAnswerCollator is not None:
+        collators["packed"] = PackedAnswerCollator(tokenizer.pad_token_id)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train), generator=generator).tolist()
     rows = [train[i] for i in order[: (steps + warmup) * batch_size]]
@@ -90,7 +99,8 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
         result[arm] = {"step_ms": 1000 * median, "samples_per_s": batch_size / median,
                        "answer_tokens_per_s": per_step_answers / median, "padding_share": s["padding"] / s["positions"],
                        "positions_per_step": s["positions"] / steps}
-    result["speedup"] = result["padded"]["step_ms"] / result["packed"]["step_ms"]
+    if "packed" in result:
+        result["speedup"] = result["padded"]["step_ms"] / result["packed"]["step_ms"]
     return result
 
 
@@ -103,6 +113,7 @@ def main() -> None:
     parser.add_argument("--num_train", type=int, default=4096, help="training rows built to draw the batches from")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--repo", help="the checkout whose code is measured (default: this one); its hub_configs are used")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = [run(name, args.steps, args.warmup, args.num_train, weights, args.seed)
@@ -111,7 +122,7 @@ def main() -> None:
     print("| recipe | weights | arm | step (ms) | samples / core-s | answer tokens / core-s | padding share | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        for arm in ("padded", "packed"):
+        for arm in [arm for arm in ("padded", "packed") if arm in r]:
             a = r[arm]
             speedup = f"{r['speedup']:.2f}" if arm == "packed" else "1.00"
             print(f"| {r['recipe']} | {r['weights']} | {arm} | {a['step_ms']:.1f} | {a['samples_per_s']:.0f} | "

@@ -805,11 +805,13 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         shift_labels = kwargs.pop("shift_labels", None)
         supervised = labels is not None or shift_labels is not None
         readouts = supervised and self.config.iteration_loss_weight > 0
-        if readouts:  # the iteration loss reads the readouts at the supervised positions only
+        rows = None  # the positions that have a target (not under torch.compile: their number is data-dependent)
+        if supervised:
             shifted = shift_labels if shift_labels is not None else nn.functional.pad(labels[..., 1:], (0, 1), value=-100)
-            readout_positions = shifted != -100
-            if bool(readout_positions.any()):
-                kwargs["readout_positions"] = readout_positions
+            if not is_tracing(shifted) and bool((shifted != -100).any()):
+                rows = shifted != -100
+        if readouts and rows is not None:  # the iteration loss reads its readouts at the supervised positions only
+            kwargs["readout_positions"] = rows
         inputs = input_ids if input_ids is not None else inputs_embeds
         for name, targets in (("labels", labels), ("shift_labels", shift_labels)):
             if targets is not None and inputs is not None and tuple(targets.shape) != tuple(inputs.shape[:2]):
@@ -837,25 +839,25 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         loss = lm_loss = iteration_loss = compute_loss = None
         if supervised:
             def lm(logits):
+                if rows is not None and logits.dim() == 2:  # the supervised positions' logits [N, vocab]
+                    logits, targets = logits[None], shifted[rows][None]
+                    return self.loss_function(logits=logits, labels=None, vocab_size=self.config.vocab_size,
+                                              num_items_in_batch=num_items_in_batch, shift_labels=targets)
                 return self.loss_function(
                     logits=logits, labels=labels, vocab_size=self.config.vocab_size,
                     num_items_in_batch=num_items_in_batch, shift_labels=shift_labels,
                 )
 
-            lm_loss = lm(logits)
-            if "readout_positions" in kwargs:
-                readout_targets = shifted[readout_positions][None]
+            # The loss reads the supervised positions only (the same terms; no log-softmax over the others).
+            lm_loss = lm(logits[rows] if rows is not None and logits.shape[1] == rows.shape[1] else logits)
             targets = shift_labels if shift_labels is not None else labels[..., 1:]  # what the LM loss counts
             compute_loss = self.compute_loss(outputs.compute_cost, outputs.depths, targets, num_items_in_batch)
             loss = lm_loss + self.config.compute_penalty * compute_loss
             if outputs.iteration_readouts:  # max_depth 1 has no iteration before the last
                 # A readout that is the final state (the loop had stopped) has the LM loss already computed; the
-                # others are the supervised positions' rows.
-                losses = [lm_loss if state is hidden else self.loss_function(
-                    logits=self.lm_head(state)[None], labels=None, vocab_size=self.config.vocab_size,
-                    num_items_in_batch=num_items_in_batch, shift_labels=readout_targets)
-                    if state.dim() == 2 else lm(self.lm_head(state[:, keep, :]))
-                    for state in outputs.iteration_readouts]
+                # others hold the supervised positions' rows (all positions when `rows` is None).
+                losses = [lm_loss if state is hidden else lm(self.lm_head(state if state.dim() == 2 else state[:, keep, :]))
+                          for state in outputs.iteration_readouts]
                 iteration_loss = torch.stack(losses).mean()
                 loss = loss + self.config.iteration_loss_weight * iteration_loss
 
