@@ -9,24 +9,25 @@ import json
 import sys
 from pathlib import Path
 
+from tokenization import check_tokenizer_files
+
 
 def check_model_dir(path: str | Path) -> Path:
-    """A folder `from_pretrained` can read: it exists, has a config.json, and its tokenizer.json (if any)
-    parses; the ValueError names the file."""
+    """A folder `from_pretrained` can read: it exists, has a config.json, a tokenizer.json, and every config and
+    tokenizer file in it parses; the ValueError names the file."""
     folder = Path(path)
     if not folder.is_dir():
         raise ValueError(f"model folder {str(path)!r} does not exist")
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder / 'config.json'} is missing: {str(path)!r} is not a saved model folder")
-    for name in ("config.json", "tokenizer.json"):
+    for name in ("config.json", "generation_config.json"):
         file = folder / name
         if file.exists():
             try:
                 json.loads(file.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise ValueError(f"{file} is corrupt ({error})") from None
-    if not (folder / "tokenizer.json").exists():
-        raise ValueError(f"{folder / 'tokenizer.json'} is missing: the folder has no tokenizer")
+    check_tokenizer_files(folder)
     return folder
 
 

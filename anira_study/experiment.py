@@ -157,11 +157,53 @@ def build_data(args: ExperimentArguments, data_path: Path) -> dict:
     return {"spec": asdict(spec), "rows": {k: len(v) for k, v in data.items()}, "distinct_prompts": distinct_prompts(data)}
 
 
+def validate_experiment_arguments(args: ExperimentArguments) -> None:
+    """A ValueError naming the first bad argument, before any data are built or a process is started."""
+    import math
+
+    from transformers import AutoConfig
+
+    import modeling_anira  # noqa: F401  (registers the Auto classes)
+    from anira_tasks import TaskSpec, family_of
+
+    from .arguments import DataArguments, ScheduleArguments, validate_arguments
+    from .trainer import apply_config_overrides
+
+    validate_arguments(
+        DataArguments(task=args.task, task_params=args.task_params, train_sizes=args.train_sizes,
+                      extrapolation_sizes=args.extrapolation_sizes, num_train=args.num_train,
+                      num_validation=args.num_validation, num_test_per_size=args.num_test_per_size),
+        ScheduleArguments(compute_penalty=args.compute_penalty, penalty_warmup_steps=args.penalty_warmup_steps,
+                          penalty_ramp_steps=args.penalty_ramp_steps, penalty_gate_accuracy=args.penalty_gate_accuracy,
+                          probe_steps=args.probe_steps, probe_per_size=args.probe_per_size,
+                          curriculum_accuracy=args.curriculum_accuracy, max_train_minutes=args.max_train_minutes))
+    for name in ("max_steps", "per_device_train_batch_size", "threads"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("warmup_steps", "seed"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
+    if not math.isfinite(args.learning_rate) or args.learning_rate < 0:
+        raise ValueError(f"--learning_rate must be a finite number >= 0, got {args.learning_rate}")
+    spec = TaskSpec(task=args.task, train_sizes=args.train_sizes, extrapolation_sizes=args.extrapolation_sizes,
+                    num_train=args.num_train, num_validation=args.num_validation,
+                    num_test_per_size=args.num_test_per_size, seed=args.seed, task_params=json.loads(args.task_params))
+    spec.validate()  # sizes and task parameters
+    family = family_of(args.task)
+    for depth_mode in MODELS.values():
+        folder = Path(f"hub_configs/anira-{'e' if depth_mode == 'early' else 'o'}-{family}")
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"{folder} is missing (relative to the current folder {Path.cwd()}): run from the "
+                             "repository root")
+        apply_config_overrides(AutoConfig.from_pretrained(folder), _model_overrides(args, depth_mode))
+
+
 def run_experiment(args: ExperimentArguments, job_start: float | None = None) -> dict:
     from anira_tasks import family_of
 
     job_start = job_start or time.time()
     args = args.effective()
+    validate_experiment_arguments(args)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data_path = output_dir / "data"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
 
-from anira_tasks import TASKS, load_tokenizer
+from anira_tasks import TASKS, family_of, load_tokenizer
+from tokenization import FAMILIES, check_tokenizer_files
 
 from .arguments import DataArguments, ModelArguments, OutputArguments, ScheduleArguments, validate_arguments
 from .callbacks import ComputePenaltyCallback, DepthHoldCallback, DepthProbeCallback, TimeBudgetCallback, use_compact_progress
@@ -53,10 +54,53 @@ def apply_config_overrides(config, overrides: str | None):
     return config
 
 
+def load_config(name_or_path: str):
+    """`AutoConfig.from_pretrained`, with a ValueError that names the folder when there is none (transformers
+    answers a missing local folder with a Hub connection error)."""
+    path = Path(name_or_path)
+    where = "" if path.is_absolute() else (f" (relative to the current folder {Path.cwd()}: run from the repository root "
+                                           "or give an absolute path)")
+    hub_id = (not path.is_absolute() and not str(name_or_path).startswith((".", "~")) and str(name_or_path).count("/") == 1
+              and path.parts[0] not in ("hub_configs", "outputs"))
+    if not path.exists() and not hub_id:  # no Hub request, whose connection error would hide the missing folder
+        raise ValueError(f"--model_name_or_path {name_or_path!r}: no such folder{where}")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ValueError(f"{path / 'config.json'} is missing: --model_name_or_path {name_or_path} is not a model folder")
+    try:
+        return AutoConfig.from_pretrained(name_or_path)
+    except OSError as error:
+        first = str(error).splitlines()[0]
+        if path.exists():
+            raise ValueError(f"--model_name_or_path {name_or_path}: {first}") from None
+        raise ValueError(f"--model_name_or_path {name_or_path!r} is neither a folder{where} nor a model the Hub could "
+                         f"give ({first})") from None
+
+
+def check_tokenizer_fits_task(tokenizer, task: str, source: str) -> None:
+    """The task's data are token ids of its family's tokenizer (`anira_tasks.load_tokenizer`): a model folder's
+    tokenizer must give every one of those symbols the same id, or training reads the data as other symbols
+    (DEPO's `v29` as MANO's `8`)."""
+    family = family_of(task)
+    expected, vocabulary = load_tokenizer(family).get_vocab(), tokenizer.get_vocab()
+    symbols = sorted(expected, key=expected.get)
+    missing = [symbol for symbol in symbols if symbol not in vocabulary]
+    moved = [symbol for symbol in symbols if symbol in vocabulary and vocabulary[symbol] != expected[symbol]]
+    if not missing and not moved:
+        return
+    other = next((name for name in FAMILIES if load_tokenizer(name).get_vocab() == vocabulary), None)
+    holds = f"the {other!r} family's tokenizer" if other else "a tokenizer of another vocabulary"
+    detail = (f"it lacks {len(missing)} of its symbols, e.g. {missing[:3]}" if missing
+              else f"{len(moved)} of its symbols have other ids, e.g. {moved[:3]}")
+    raise ValueError(f"{source} holds {holds}, but --task {task} is a {family!r} task ({detail}): its data would be "
+                     f"read as other symbols; use a folder of the {family!r} family (hub_configs/anira-*-{family})")
+
+
 def load_model_and_tokenizer(model_args: ModelArguments, task: str):
     path = Path(model_args.model_name_or_path)
-    config = apply_config_overrides(AutoConfig.from_pretrained(model_args.model_name_or_path), model_args.config_overrides)
+    config = apply_config_overrides(load_config(model_args.model_name_or_path), model_args.config_overrides)
     has_tokenizer = (path / "tokenizer.json").exists() or not path.exists()
+    if path.is_dir() and has_tokenizer:
+        check_tokenizer_files(path)  # a ValueError naming a corrupt file, not transformers' generic message
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path) if has_tokenizer else load_tokenizer(task)
     has_weights = path.exists() and any(path.glob("*.safetensors")) and not model_args.from_scratch
     reshaped = {k.split("=")[0].strip() for k in (model_args.config_overrides or "").split(",")} & SHAPE_FIELDS
@@ -86,8 +130,13 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, schedule
     validate_arguments(data_args, schedule_args, model_args)
     set_seed(training_args.seed)
     model, tokenizer = load_model_and_tokenizer(model_args, data_args.task)
+    checked = data is None and not data_args.dataset_path
+    if checked:  # before the data are built
+        check_tokenizer_fits_task(tokenizer, data_args.task, model_args.model_name_or_path)
     if data is None:
         data, data_spec = load_data(data_args)
+    if not checked:  # a saved dataset's own task
+        check_tokenizer_fits_task(tokenizer, data_spec["task"], model_args.model_name_or_path)
     if schedule_args.compute_penalty is not None:
         model.config.compute_penalty = schedule_args.compute_penalty
     target_penalty = model.config.compute_penalty

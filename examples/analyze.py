@@ -122,10 +122,17 @@ def depth_need(args: AnalysisArguments, names: list[str]) -> dict:
 COMMANDS = {"dynamics": dynamics, "importance": importance, "depth-need": depth_need}
 
 
+USAGE = f"usage: analyze.py {{{','.join(COMMANDS)}}} --models DIR [DIR ...] [--output_dir DIR]"
+
+
 def main(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):  # `analyze.py COMMAND --help` lists the options
+        print(f"{USAGE}\n{__doc__}")
+        raise SystemExit(0)
     if not argv or argv[0] not in COMMANDS:
-        raise SystemExit(f"usage: analyze.py {{{','.join(COMMANDS)}}} --models DIR [DIR ...] [--output_dir DIR]")
+        given = f"got {argv[0]!r}" if argv else "none given"
+        raise ValueError(f"the first argument must be a command, one of {list(COMMANDS)} ({given}; --help for more)")
     (args,) = HfArgumentParser(AnalysisArguments).parse_args_into_dataclasses(args=argv[1:])
     names = args.names or [Path(m).name for m in args.models]
     if len(names) != len(args.models):

@@ -17,6 +17,7 @@ PROCESS_START = time.time()  # the 10-minute budget counts imports too
 
 from transformers import HfArgumentParser  # noqa: E402
 
+from anira_study.cli import run_script  # noqa: E402
 from anira_study.experiment import ExperimentArguments, run_experiment  # noqa: E402
 
 
@@ -26,4 +27,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "experiment.py")  # a user mistake: one line that names it, not a traceback

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
+from anira_study.cli import run_script
 from anira_tasks import TASKS, TaskSpec, build_dataset_dict, dataset_card
 
 # task -> (train sizes, interpolation sizes, extrapolation sizes); CPU-friendly defaults.
@@ -44,7 +45,13 @@ class MakeDatasetArguments:
 def main(argv: list[str] | None = None):
     (args,) = HfArgumentParser(MakeDatasetArguments).parse_args_into_dataclasses(args=argv)
     if args.task not in DEFAULT_SIZES:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {args.task!r}")
+        raise ValueError(f"--task must be one of {sorted(TASKS)}, got {args.task!r}")
+    try:
+        task_params = json.loads(args.task_params)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--task_params is not valid JSON ({error.msg}): {args.task_params!r}") from None
+    if not isinstance(task_params, dict):
+        raise ValueError(f"--task_params must be a JSON object, got {args.task_params!r}")
     default_train, default_interpolation, default_extrapolation = DEFAULT_SIZES[args.task]
     spec = TaskSpec(
         task=args.task,
@@ -55,8 +62,9 @@ def main(argv: list[str] | None = None):
         num_validation=args.num_validation,
         num_test_per_size=args.num_test_per_size,
         seed=args.seed,
-        task_params=json.loads(args.task_params),
+        task_params=task_params,
     )
+    spec.validate()  # sizes, counts and task parameters, before anything is built
     dataset_dict = build_dataset_dict(spec, num_proc=args.num_proc)
     card = dataset_card(spec, dataset_dict)
     output_dir = args.output_dir or f"outputs/datasets/{args.task}"
@@ -78,4 +86,4 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "make_datasets.py")  # a user mistake: one line that names it, not a traceback

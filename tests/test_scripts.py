@@ -1,6 +1,7 @@
 """User mistakes in the example scripts end with one line that names them, before any work is done."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,93 @@ def test_overrides_that_do_not_fit_a_trained_folder_ask_for_from_scratch(tmp_pat
     argv.remove("true")
     with pytest.raises(ValueError, match="--from_scratch true"):
         load_script("train").main(argv)
+
+
+def test_train_refuses_a_tokenizer_of_another_family_than_the_task(tmp_path):
+    """hub_configs/anira-o-mano's tokenizer would read DEPO's data as MANO symbols (`v29` as `8`)."""
+    argv = train_argv(tmp_path / "run")
+    argv[argv.index("--model_name_or_path") + 1] = str(ROOT / "hub_configs/anira-o-mano")
+    with pytest.raises(ValueError, match=r"anira-o-mano holds the 'mano' family's tokenizer, but --task depo is a 'depo' "
+                                         r"task \(it lacks \d+ of its symbols"):
+        load_script("train").main(argv)
+    assert not (tmp_path / "run" / "probe_log.jsonl").exists()  # nothing ran
+
+
+def test_train_names_a_missing_model_folder_and_a_corrupt_tokenizer_file(tmp_path):
+    train = load_script("train")
+    argv = train_argv(tmp_path / "run")
+    argv[argv.index("--model_name_or_path") + 1] = str(tmp_path / "missing")
+    with pytest.raises(ValueError, match="--model_name_or_path '.*missing': no such folder"):
+        train.main(argv)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_bytes((ROOT / "hub_configs/anira-o-depo" / name).read_bytes())
+    argv[argv.index("--model_name_or_path") + 1] = str(folder)
+    for name, text, message in (("tokenizer_config.json", "{oops", "tokenizer_config.json is corrupt"),
+                                ("tokenizer.json", '{"model": 1}', "tokenizer.json is corrupt: not a tokenizers file")):
+        (folder / name).write_text(text)
+        with pytest.raises(ValueError, match=message):
+            train.main(argv)
+        (folder / name).write_bytes((ROOT / "hub_configs/anira-o-depo" / name).read_bytes())
+    assert not (tmp_path / "run" / "probe_log.jsonl").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max_steps", "-5"], "--max_steps must be >= 1, got -5"),
+    (["--task", "bogus"], "--task must be one of"),
+    (["--task_params", "{num_nodes: 4"], "--task_params is not valid JSON"),
+    (["--extrapolation_sizes", "3", "4"], "extrapolation_sizes must be above the largest training size 3"),
+    (["--model_overrides", "num_core_layers=1000000"], "num_core_layers"),
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size"),
+])
+def test_experiment_refuses_bad_arguments_before_any_work(tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        load_script("experiment").main(["--output_dir", str(tmp_path / "out"), *extra])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--task", "bogus"], "--task must be one of"),
+    (["--task", "depo", "--num_train", "0"], "num_train must be >= 1, got 0"),
+    (["--task", "depo", "--train_sizes", "1", "2", "--extrapolation_sizes", "2", "3"],
+     "extrapolation_sizes must be above the largest training size 2"),
+    (["--task", "depo", "--task_params", "{bad"], "--task_params is not valid JSON"),
+    (["--task", "depo", "--task_params", "[1]"], "--task_params must be a JSON object"),
+])
+def test_make_datasets_refuses_bad_arguments_before_any_work(tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        load_script("make_datasets").main([*extra, "--output_dir", str(tmp_path / "data")])
+    assert not (tmp_path / "data").exists()
+
+
+def test_analyze_help_prints_the_usage(capsys):
+    analyze = load_script("analyze")
+    for flag in ("--help", "-h"):
+        with pytest.raises(SystemExit) as exit_info:
+            analyze.main([flag])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: analyze.py {dynamics,importance,depth-need}") and "depth-need" in out
+    with pytest.raises(ValueError, match=r"must be a command, one of \['dynamics', 'importance', 'depth-need'\]"):
+        analyze.main([])
+
+
+@pytest.mark.parametrize("script, args, status, line", [
+    ("analyze.py", ["--help"], 0, None),
+    ("experiment.py", ["--task", "bogus"], 2, "experiment.py: error: --task must be one of"),
+    ("make_datasets.py", ["--task", "depo", "--task_params", "{bad"], 2, "make_datasets.py: error: --task_params is not valid JSON"),
+    ("train.py", ["--model_name_or_path", "hub_configs/anira-o-depo", "--task", "depo", "--output_dir", "run"], 2,
+     "train.py: error: --model_name_or_path 'hub_configs/anira-o-depo': no such folder (relative to the current folder"),
+])
+def test_scripts_run_from_outside_the_repository_end_in_one_line(tmp_path, script, args, status, line):
+    """Each script as a user runs it, from another folder: the exit status and the one line, no traceback."""
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == status, result.stderr[-2000:]
+    if line is None:
+        assert result.stdout.startswith("usage: analyze.py")
+    else:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(line), result.stderr[-2000:]
+    assert not (tmp_path / "run").exists()

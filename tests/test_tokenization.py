@@ -136,3 +136,31 @@ def test_unknown_task_or_family_raises():
         load_tokenizer("sudoku")
     with pytest.raises(ValueError, match="family must be one of"):
         tokenization.load_tokenizer("bfs")  # the library side knows families only; anira_tasks maps tasks
+
+
+def test_missing_or_corrupt_tokenizer_files_are_errors_naming_the_file(tmp_path):
+    import shutil
+
+    from tokenization import check_tokenizer_files
+
+    folder = tmp_path / "depo"
+    shutil.copytree(TOKENIZATION_DIR / "depo", folder)
+    assert check_tokenizer_files(folder) == folder
+    cases = [("tokenizer.json", None, r"depo/tokenizer\.json is missing: .* holds no tokenizer"),
+             ("tokenizer.json", "{not json", r"depo/tokenizer\.json is corrupt \(Expecting"),
+             ("tokenizer.json", '{"model": {"type": "nothing"}}', r"depo/tokenizer\.json is corrupt: not a tokenizers file"),
+             ("tokenizer_config.json", '{"pad_token": ', r"depo/tokenizer_config\.json is corrupt"),
+             ("special_tokens_map.json", "]", r"depo/special_tokens_map\.json is corrupt")]
+    for name, text, message in cases:
+        original = (folder / name).read_bytes() if (folder / name).exists() else None
+        if text is None:
+            (folder / name).unlink()
+        else:
+            (folder / name).write_text(text)
+        with pytest.raises(ValueError, match=message):
+            check_tokenizer_files(folder)
+        if original is None:
+            (folder / name).unlink()
+        else:
+            (folder / name).write_bytes(original)
+    assert check_tokenizer_files(folder) == folder

@@ -28,6 +28,7 @@ Decisions:
   tokenizer serves every modulus.
 """
 
+import json
 from pathlib import Path
 
 TOKENIZATION_DIR = Path(__file__).resolve().parent
@@ -48,7 +49,32 @@ def load_tokenizer(family: str):
 
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r} (anira_tasks.load_tokenizer maps task names)")
+    check_tokenizer_files(TOKENIZATION_DIR / family)
     return PreTrainedTokenizerFast.from_pretrained(str(TOKENIZATION_DIR / family))
+
+
+def check_tokenizer_files(folder: str | Path) -> Path:
+    """The folder holds a tokenizer.json, and every tokenizer file in it parses; else a ValueError naming the file.
+
+    transformers names neither: a missing tokenizer.json gives "Couldn't instantiate the backend tokenizer" (it
+    looks for a slow tokenizer to convert), a corrupt file a bare JSONDecodeError."""
+    from tokenizers import Tokenizer
+
+    folder = Path(folder)
+    tokenizer_file = folder / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise ValueError(f"{tokenizer_file} is missing: {folder} holds no tokenizer")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (folder / name).exists():
+            try:
+                json.loads((folder / name).read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise ValueError(f"{folder / name} is corrupt ({error})") from None
+    try:
+        Tokenizer.from_file(str(tokenizer_file))
+    except Exception as error:  # the Rust library's errors are plain Exceptions
+        raise ValueError(f"{tokenizer_file} is corrupt: not a tokenizers file ({error})") from None
+    return folder
 
 
 def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
