@@ -20,6 +20,10 @@
   counts sequential steps and nothing else. The price is a vocabulary of EDGE_POOL_SIZE^2 - EDGE_POOL_SIZE
   edge symbols, so this format draws nodes from the first EDGE_POOL_SIZE = 12 node symbols
   (2 <= num_nodes <= 12); every size draws from the same pool, so no size has unseen symbols.
+- `hop_format`: `"marker"` (default: one symbol `<hop=k>` per query) or `"unary"` (k copies of `<hop=1>`).
+  With markers, a k never trained is a symbol never trained (its embedding keeps its initial value), so
+  extrapolation to it tests an untrained input, not reasoning. In unary every k is written with the one
+  symbol that training uses, and an unseen k differs from the seen ones only in how many there are.
 """
 
 import random
@@ -33,6 +37,7 @@ MAX_HOPS = 16
 DEFAULT_NUM_NODES = 8
 ANSWER = "<ans>"
 EDGE_FORMATS = ("pair", "token")
+HOP_FORMATS = ("marker", "unary")
 EDGE_POOL_SIZE = 12
 EDGE_SYMBOLS = [f"{a}>{b}" for a in NODE_SYMBOLS[:EDGE_POOL_SIZE] for b in NODE_SYMBOLS[:EDGE_POOL_SIZE] if a != b]
 
@@ -41,12 +46,19 @@ def hop_marker(hops: int) -> str:
     return f"<hop={hops}>"
 
 
+def hop_count(hops: int, hop_format: str) -> list[str]:
+    """The symbols that state a query's number of hops."""
+    return [hop_marker(hops)] if hop_format == "marker" else [hop_marker(1)] * hops
+
+
 def check_params(complexity: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False,
-                 edge_format: str = "pair") -> None:
+                 edge_format: str = "pair", hop_format: str = "marker") -> None:
     check_int("hops (complexity)", complexity, 1, MAX_HOPS)
     check_int("num_nodes", num_nodes, MIN_NODES)
     if edge_format not in EDGE_FORMATS:
         raise ValueError(f"edge_format must be one of {EDGE_FORMATS}, got {edge_format!r}")
+    if hop_format not in HOP_FORMATS:
+        raise ValueError(f"hop_format must be one of {HOP_FORMATS}, got {hop_format!r}")
     pool = EDGE_POOL_SIZE if edge_format == "token" else POOL_SIZE
     if num_nodes > pool:
         raise ValueError(f"num_nodes = {num_nodes} exceeds the DEPO node pool of {pool} symbols (edge_format {edge_format!r})")
@@ -55,8 +67,8 @@ def check_params(complexity: int, num_nodes: int = DEFAULT_NUM_NODES, num_querie
 
 
 def generate(complexity: int, seed: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False,
-             edge_format: str = "pair") -> Sample:
-    check_params(complexity, num_nodes, num_queries, supervise_all_queries, edge_format)
+             edge_format: str = "pair", hop_format: str = "marker") -> Sample:
+    check_params(complexity, num_nodes, num_queries, supervise_all_queries, edge_format, hop_format)
     rng = random.Random(seed)
     hops = complexity
     pool = NODE_SYMBOLS[:EDGE_POOL_SIZE] if edge_format == "token" else NODE_SYMBOLS
@@ -70,9 +82,9 @@ def generate(complexity: int, seed: int, num_nodes: int = DEFAULT_NUM_NODES, num
         prompt = [BOS] + [s for edge in edges for s in edge]
     solved_targets = []
     for start in starts[:-1]:
-        prompt += [hop_marker(hops), cycle[start], ANSWER, cycle[(start + hops) % num_nodes]]
+        prompt += [*hop_count(hops, hop_format), cycle[start], ANSWER, cycle[(start + hops) % num_nodes]]
         solved_targets.append(len(prompt) - 1)
-    prompt += [hop_marker(hops), cycle[starts[-1]], ANSWER]
+    prompt += [*hop_count(hops, hop_format), cycle[starts[-1]], ANSWER]
     return Sample(
         task="depo",
         complexity=complexity,

@@ -95,7 +95,8 @@ TASKS: dict[str, Task] = {
         "depo", "depo", "number of hops k",
         "DEPO: follow k edges of a directed cycle listed in shuffled order.",
         depo.generate, depo.check_params,
-        default_params={"num_nodes": depo.DEFAULT_NUM_NODES, "num_queries": 1, "supervise_all_queries": False, "edge_format": "pair"},
+        default_params={"num_nodes": depo.DEFAULT_NUM_NODES, "num_queries": 1, "supervise_all_queries": False, "edge_format": "pair",
+                        "hop_format": "marker"},
     ),
     **{
         name: Task(

@@ -59,3 +59,28 @@ def test_supervise_all_queries_marks_the_solved_targets():
     answer_markers = [i for i, s in enumerate(symbols) if s == "<ans>"]
     assert answer_markers[-1] == len(symbols) - 1  # the last query is the answer
     assert supervised.prompt_label_positions == [i + 1 for i in answer_markers[:-1]]  # the 3 solved targets
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**62), hops=st.integers(1, MAX_HOPS))
+def test_unary_hop_format_writes_k_as_k_copies_of_the_one_hop_symbol(seed, hops):
+    marker = generate_sample("depo", hops, seed, num_nodes=8, num_queries=3, edge_format="token")
+    unary = generate_sample("depo", hops, seed, num_nodes=8, num_queries=3, edge_format="token", hop_format="unary")
+    assert unary.answer == marker.answer  # the same graph and queries, only the count is written otherwise
+    assert unary.text.replace(" ".join(["<hop=1>"] * hops), f"<hop={hops}>") == marker.text
+    assert {s for s in unary.text.split() if s.startswith("<hop")} == {"<hop=1>"}
+
+
+def test_unary_hops_give_an_unseen_k_no_symbol_that_the_seen_k_lack():
+    params = dict(num_nodes=8, num_queries=6, edge_format="token", hop_format="unary")
+    seen = {s for k in (1, 2, 3, 4) for seed in range(200) for s in generate_sample("depo", k, seed, **params).text.split()}
+    for k in (5, 6):
+        unseen = {s for seed in range(200) for s in generate_sample("depo", k, seed, **params).text.split()}
+        assert unseen <= seen
+    marker_params = {**params, "hop_format": "marker"}
+    assert "<hop=5>" in generate_sample("depo", 5, 0, **marker_params).text.split()
+
+
+def test_a_bad_hop_format_is_refused_by_name():
+    with pytest.raises(ValueError, match="hop_format"):
+        generate_sample("depo", 2, 0, hop_format="binary")
