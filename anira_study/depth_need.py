@@ -375,3 +375,27 @@ def heldout_test_rows(model_dir: str | Path, dataset_path: str | None = None, si
                 taken[row["complexity"]] += 1
                 rows.append({**row, "split": split})
     return rows
+
+
+def depth_need_for_folder(model_dir: str | Path, num_prompts: int | None = 100, sizes: Sequence[int] | None = None,
+                          batch_size: int = 64, resamples: int = 1000, dataset_path: str | None = None,
+                          device: str | None = None) -> dict:
+    """The depth-need report of a trained folder on its own test prompts (the first `num_prompts` per size): its
+    weights at every uniform depth, and its own allocation when it is adaptive, with the markdown table."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rows = heldout_test_rows(model_dir, dataset_path, sizes, num_prompts)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    own = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
+    uniform = uniform_depth_records(AutoModelForCausalLM.from_pretrained(model_dir, depth_mode="fixed").to(device),
+                                    rows, tokenizer, batch_size)
+    adaptive = None if own.config.depth_mode == "fixed" else generation_records(own, rows, tokenizer, batch_size)
+    config = own.config
+    records = depth_need_records(rows, uniform, adaptive, config.min_depth)
+    layers = (config.num_prelude_layers, config.num_core_layers, config.num_coda_layers)
+    report = {"model": str(model_dir), "depth_mode": config.depth_mode, "max_depth": config.max_depth,
+              "num_prompts_per_size": num_prompts, "sizes": sorted({r["complexity"] for r in records}),
+              **depth_need_report(records, layers, config.min_depth, resamples)}
+    report["table"] = format_depth_need(report)
+    return report

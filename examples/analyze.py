@@ -35,8 +35,7 @@ import modeling_anira  # noqa: F401  (registers the Auto classes)
 from anira_study.analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log, training_phases
 from anira_study.evaluation import EVAL_SPLITS, cap_per_size, evaluation_report, load_eval_data
 from anira_study.cli import check_model_dir, check_positive, run_script
-from anira_study.depth_need import (depth_need_records, depth_need_report, format_depth_need, generation_records,
-                                    heldout_test_rows, uniform_depth_records)
+from anira_study.depth_need import depth_need_for_folder
 from anira_study.figures import plot_training_dynamics
 from anira_study.model_cards import format_shares
 
@@ -94,24 +93,12 @@ def depth_need(args: AnalysisArguments, names: list[str]) -> dict:
     check_positive("num_prompts", args.num_prompts)
     check_positive("batch_size", args.batch_size)
     check_positive("resamples", args.resamples)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     results = {}
     for name, model_dir in zip(names, args.models):
-        rows = heldout_test_rows(model_dir, args.dataset_path, args.sizes, args.num_prompts)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        own = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
-        uniform = uniform_depth_records(AutoModelForCausalLM.from_pretrained(model_dir, depth_mode="fixed").to(device),
-                                        rows, tokenizer, args.batch_size)
-        adaptive = None if own.config.depth_mode == "fixed" else generation_records(own, rows, tokenizer, args.batch_size)
-        config = own.config
-        records = depth_need_records(rows, uniform, adaptive, config.min_depth)
-        layers = (config.num_prelude_layers, config.num_core_layers, config.num_coda_layers)
-        report = {"model": model_dir, "depth_mode": config.depth_mode, "max_depth": config.max_depth,
-                  "num_prompts_per_size": args.num_prompts, "sizes": sorted({r["complexity"] for r in records}),
-                  **depth_need_report(records, layers, config.min_depth, args.resamples)}
-        report["table"] = format_depth_need(report)
+        report = depth_need_for_folder(model_dir, args.num_prompts, args.sizes, args.batch_size, args.resamples,
+                                       args.dataset_path)
         results[name] = report
-        print(f"\n{name} ({config.depth_mode}), {len(records)} test prompts\n\n{report['table']}")
+        print(f"\n{name} ({report['depth_mode']}), {report['overall']['prompts']} test prompts\n\n{report['table']}")
     path = Path(args.output_dir) / "depth_need.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
