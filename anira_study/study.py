@@ -1,0 +1,396 @@
+"""The replicated study: every model of a task's grid trained from scratch with a frozen recipe, over seeds.
+
+    python examples/study.py run --task depo --seeds 0 1 2        # train + evaluate every (model, seed), resumable
+    python examples/study.py report --task depo                   # the tables over seeds, from runs.json
+
+The protocol (experiments/study/PROTOCOL.md) fixes, before its runs: the models of each task's grid and their
+recipes (`GRIDS`: one `examples/train.py` command each, the same data, steps and schedule for all), the seeds,
+the test prompts (the task's own test splits, `task_seed` 0) and the analyses. This module is that protocol in
+code; a change to a recipe after results exist is a new `PROTOCOL_VERSION`, and runs keep the version that
+trained them.
+
+A run trains in `work_dir/<task>/<model>-seed<k>` (checkpoints every `--save_steps`: an interruption costs
+minutes; `run` again resumes), then evaluates once on the test splits (generated answers, depth per size, rho,
+the depth-need analysis) and copies what it made into the repository: `experiments/study/<task>/runs/<run>/`
+(weights, config, tokenizer, `report.json`, the probe log) and a line of `experiments/study/<task>/runs.json`.
+On CPU one training process runs per core (`--processes`, default the core count, one torch thread each); on a
+GPU several processes share the device (`--processes`, default 4), each with its own CUDA context.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+PROTOCOL_VERSION = "v1"
+REPO = Path(__file__).resolve().parents[1]
+STUDY_DIR = REPO / "experiments" / "study"
+SEEDS = (0, 1, 2)
+
+# Every config field the study sets; the rest are AniraConfig's defaults (RMSNorm eps, rope theta 10000, ...).
+SHAPE = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=4, num_prelude_layers=1,
+             num_core_layers=1, num_coda_layers=1, injection="add", min_depth=1, max_depth=6)
+ADAPTIVE = dict(iteration_loss_weight=0.5, compute_penalty=0.003)
+MODELS = {  # name: (depth_mode, config fields)
+    "anira-e": ("early", dict(**ADAPTIVE, depth_init_bias=0.0, router_gradient="full", router_sampling="gumbel")),
+    "anira-o": ("online", dict(**ADAPTIVE, depth_init_bias=3.0, halting_objective="straight_through", halting_threshold=0.5)),
+    "fixed-6": ("fixed", dict(iteration_loss_weight=0.0)),
+    "fixed-3": ("fixed", dict(iteration_loss_weight=0.0, max_depth=3)),
+    "fixed-1": ("fixed", dict(iteration_loss_weight=0.0, max_depth=1)),
+}
+COMMON_ARGS = ["--learning_rate", "3e-3", "--warmup_steps", "200", "--lr_scheduler_type", "cosine", "--weight_decay", "0.0",
+               "--max_grad_norm", "1.0", "--per_device_train_batch_size", "64", "--probe_steps", "200",
+               "--probe_per_size", "64", "--logging_steps", "200", "--save_steps", "1000", "--report_to", "none",
+               "--disable_tqdm", "true", "--padding_free", "true"]
+ADAPTIVE_ARGS = ["--penalty_gate_accuracy", "0.9", "--penalty_ramp_steps", "1000"]
+GRIDS = {
+    "depo": dict(
+        family="depo", max_position_embeddings=256,
+        data=["--task", "depo", "--task_params", json.dumps({"num_nodes": 8, "num_queries": 6, "supervise_all_queries": True,
+                                                               "edge_format": "token", "hop_format": "unary"}),
+              "--train_sizes", "1", "2", "3", "4", "--extrapolation_sizes", "5", "6", "--num_train", "100000",
+              "--num_test_per_size", "500", "--task_seed", "0"],
+        schedule=["--max_steps", "15000", "--curriculum_accuracy", "0.8"],
+    ),
+    "brevo": dict(
+        family="brevo", max_position_embeddings=1024,
+        data=["--task", "brevo", "--train_sizes", "3", "4", "5", "6", "--extrapolation_sizes", "7", "8", "--num_train", "200000",
+              "--num_test_per_size", "300", "--task_seed", "0"],
+        schedule=["--max_steps", "40000", "--curriculum_accuracy", "0.8"],
+    ),
+}
+QUICK = {"--max_steps": "20", "--num_train": "400", "--num_test_per_size": "8", "--probe_steps": "10", "--save_steps": "10",
+         "--num_validation": "8", "--probe_per_size": "8"}
+QUICK_DEPTH_NEED_PROMPTS = 4
+DEPTH_NEED_PROMPTS = 200  # test prompts per size of the depth-need analysis (uniform depths 1..max_depth each)
+RUNS_FILE = "runs.json"
+_lock = threading.Lock()
+
+
+def run_name(model: str, seed: int) -> str:
+    return f"{model}-seed{seed}"
+
+
+def model_config(task: str, model: str):
+    """The AniraConfig of `model` in `task`'s grid (vocabulary and special tokens from the task's tokenizer)."""
+    import modeling_anira  # noqa: F401
+    from anira_tasks import TASKS, load_tokenizer
+    from modeling_anira import AniraConfig
+
+    if task not in GRIDS:
+        raise ValueError(f"the study has grids for {sorted(GRIDS)}, not {task!r}")
+    if model not in MODELS:
+        raise ValueError(f"the study's models are {sorted(MODELS)}, not {model!r}")
+    mode, fields = MODELS[model]
+    tokenizer = load_tokenizer(TASKS[GRIDS[task]["data"][1]].family)
+    values = {**SHAPE, "max_position_embeddings": GRIDS[task]["max_position_embeddings"], **fields}
+    return AniraConfig(vocab_size=len(tokenizer), depth_mode=mode, pad_token_id=tokenizer.pad_token_id,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, use_cache=False,
+                       **values), tokenizer
+
+
+def write_model_folder(task: str, model: str, folder: Path) -> Path:
+    """A config-only folder (config, tokenizer) that `examples/train.py --model_name_or_path` trains from scratch."""
+    config, tokenizer = model_config(task, model)
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def training_args(task: str, model: str, seed: int, model_folder: Path, output_dir: Path, quick: bool = False) -> list[str]:
+    """The `examples/train.py` arguments of one run: the grid's data and schedule, the model's penalty schedule."""
+    grid = GRIDS[task]
+    argv = ["--model_name_or_path", str(model_folder), "--output_dir", str(output_dir), "--seed", str(seed),
+            *grid["data"], *grid["schedule"], *COMMON_ARGS]
+    if MODELS[model][0] != "fixed":
+        argv += ADAPTIVE_ARGS
+    if quick:
+        for flag, value in QUICK.items():
+            if flag in argv:
+                argv[argv.index(flag) + 1] = value
+            else:
+                argv += [flag, value]
+    return argv
+
+
+def read_runs(task: str, study_dir: Path = STUDY_DIR) -> list[dict]:
+    path = study_dir / task / RUNS_FILE
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def record_run(task: str, entry: dict, study_dir: Path = STUDY_DIR) -> None:
+    """Adds (or replaces: same run, same protocol version) a run's line in runs.json."""
+    with _lock:
+        runs = [r for r in read_runs(task, study_dir)
+                if (r["run"], r["protocol_version"]) != (entry["run"], entry["protocol_version"])]
+        runs.append(entry)
+        runs.sort(key=lambda r: (r["protocol_version"], r["model"], r["seed"]))
+        path = study_dir / task / RUNS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(runs, indent=2) + "\n")
+
+
+def _finished(output_dir: Path) -> bool:
+    return (output_dir / "model.safetensors").exists() and (output_dir / "anira_data.json").exists()
+
+
+def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_dir: Path = STUDY_DIR, quick: bool = False,
+                       device: str | None = None) -> dict:
+    """One run, in this process: train (or resume, or skip when finished), evaluate on the test splits, run the
+    depth-need analysis, copy the folder into `study_dir` and record it in runs.json."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .analysis import read_probe_log
+    from .depth_need import depth_need_for_folder
+    from .evaluation import evaluation_report, format_table, load_eval_data
+    from .reproduce import machine
+    from .trainer import PROBE_LOG_FILE, train_from_argv
+
+    name = run_name(model, seed)
+    output_dir = work_dir / task / name
+    model_folder = write_model_folder(task, model, work_dir / task / "configs" / model)
+    argv = training_args(task, model, seed, model_folder, output_dir, quick)
+    times_file = output_dir / "wall_times.json"
+    if not _finished(output_dir):
+        resume = output_dir.is_dir() and get_last_checkpoint(str(output_dir)) is not None
+        start = time.time()
+        # a folder with no checkpoint yet (interrupted before the first save) starts over
+        restart = ["--resume_from_checkpoint", "last"] if resume else (["--overwrite_output_dir", "true"] if output_dir.exists() else [])
+        train_from_argv(argv + restart)
+        times = json.loads(times_file.read_text()) if times_file.exists() else []
+        times_file.write_text(json.dumps(times + [time.time() - start]))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    trained = AutoModelForCausalLM.from_pretrained(output_dir).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    data, train_sizes = load_eval_data(output_dir)
+    report = evaluation_report(trained, data, tokenizer, generate=True)
+    need = depth_need_for_folder(output_dir, QUICK_DEPTH_NEED_PROMPTS if quick else DEPTH_NEED_PROMPTS, device=device)
+    probe_log = read_probe_log(output_dir / PROBE_LOG_FILE)
+    state = json.loads((output_dir / "trainer_state.json").read_text()) if (output_dir / "trainer_state.json").exists() else {}
+    target = study_dir / task / "runs" / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    trained.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    for code in target.glob("*.py"):  # the package's code: a study folder is read with `import modeling_anira`
+        code.unlink()
+    for file in ("anira_data.json", PROBE_LOG_FILE):
+        shutil.copyfile(output_dir / file, target / file)
+    summary = {
+        "run": name, "task": task, "model": model, "depth_mode": trained.config.depth_mode,
+        "max_depth": trained.config.max_depth, "seed": seed, "protocol_version": PROTOCOL_VERSION, "quick": quick,
+        "steps": state.get("global_step"), "train_seconds": sum(json.loads(times_file.read_text())) if times_file.exists() else None,
+        "machine": machine(), "commit": _commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": f"python examples/study.py run --task {task} --models {model} --seeds {seed}" + (" --quick" if quick else ""),
+        "train_args": argv, "train_sizes": train_sizes, "table": format_table({name: report}),
+        "report": report, "depth_need": need, "probe_steps_logged": len(probe_log),
+    }
+    (target / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    entry = {key: summary[key] for key in ("run", "model", "depth_mode", "max_depth", "seed", "steps", "train_seconds",
+                                            "protocol_version", "quick", "machine", "commit", "date")}
+    entry["folder"] = str(target.relative_to(study_dir / task))
+    record_run(task, entry, study_dir)
+    return summary
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def pending_runs(task: str, models: list[str], seeds: list[int], study_dir: Path = STUDY_DIR, quick: bool = False) -> list[tuple[str, int]]:
+    """The (model, seed) pairs with no line of this protocol version in runs.json, seed-major: every model's seed
+    0 before any seed 1, so an interrupted grid holds whole seeds."""
+    done = {(r["model"], r["seed"]) for r in read_runs(task, study_dir)
+            if r["protocol_version"] == PROTOCOL_VERSION and r.get("quick", False) == quick}
+    return [(model, seed) for seed in seeds for model in models if (model, seed) not in done]
+
+
+def run_grid(task: str, models: list[str] | None = None, seeds: list[int] | None = None, work_dir: str | Path = "outputs/study",
+             study_dir: Path = STUDY_DIR, processes: int | None = None, quick: bool = False) -> list[tuple[str, int, int]]:
+    """Every pending (model, seed) of the grid, `processes` at a time, each in its own process (`examples/study.py
+    one`); returns (model, seed, exit code) per run. Exit codes other than 0 are reported, the others go on."""
+    import torch
+
+    models, seeds = list(models or MODELS), list(SEEDS if seeds is None else seeds)
+    for model in models:
+        model_config(task, model)  # a bad task or model name fails here, before anything runs
+    cuda = torch.cuda.is_available()
+    processes = processes or (4 if cuda else (os.cpu_count() or 1))
+    todo = pending_runs(task, models, seeds, study_dir, quick)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    logs = Path(work_dir) / task / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def launch(job):
+        model, seed = job
+        command = [sys.executable, str(REPO / "examples" / "study.py"), "one", "--task", task, "--model", model, "--seed", str(seed),
+                   "--work_dir", str(work_dir), "--study_dir", str(study_dir)] + (["--quick"] if quick else [])
+        with open(logs / f"{run_name(model, seed)}.log", "a") as log:
+            code = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        print(f"{task} {run_name(model, seed)}: {'done' if code == 0 else f'FAILED (exit {code}, log {log.name})'}", flush=True)
+        return model, seed, code
+
+    print(f"{task}: {len(todo)} runs pending, {processes} at a time: " + ", ".join(run_name(*job) for job in todo), flush=True)
+    with ThreadPoolExecutor(max_workers=processes) as pool:
+        return list(pool.map(launch, todo))
+
+
+# ----------------------------------------------------------------------------- the report over seeds
+SEEN, UNSEEN = "test_seen", "test_extrapolation"
+FINDING_1_ACCURACY, FINDING_1_RHO = 0.9, 0.6  # PROTOCOL.md, "What counts as a finding holding"
+FINDING_2_DROP = 0.3
+FINDING_5_TOLERANCE = 0.02
+GAIN_GOAL = 1.25
+
+
+def run_numbers(summary: dict) -> dict:
+    """The per-run numbers the protocol's analyses read, from a run's report.json."""
+    report, need = summary["report"], summary["depth_need"]
+    seen = report[SEEN]
+    unseen = report.get(UNSEEN, {"per_complexity": {}})
+    numbers = {
+        "seen_accuracy": {int(c): v["generated_accuracy"] for c, v in seen["per_complexity"].items()},
+        "seen_depth": {int(c): v["mean_depth"] for c, v in seen["per_complexity"].items()},
+        "unseen_accuracy": {int(c): v["generated_accuracy"] for c, v in unseen["per_complexity"].items()},
+        "unseen_depth": {int(c): v["mean_depth"] for c, v in unseen["per_complexity"].items()},
+        "pooled_seen_accuracy": seen["overall"]["generated_accuracy"], "pooled_seen_depth": seen["overall"]["mean_depth"],
+        "rho_seen": seen["spearman"], "rho_seen_interval": seen.get("spearman_interval"),
+    }
+    need_seen = need["per_split"].get(SEEN, need["overall"])
+    numbers["uniform_seen_accuracy"] = {u["depth"]: u["accuracy"] for u in need_seen["uniform"]}
+    numbers["oracle_gain_matched"] = need_seen["oracle"]["gain_matched"]["value"]
+    if "adaptive" in need_seen:
+        adaptive = need_seen["adaptive"]
+        numbers |= {"adaptive_gain": adaptive["gain"]["value"], "adaptive_gain_interval": adaptive["gain"]["interval"],
+                    "rho_allocated_oracle": adaptive["rho"], "given_less": adaptive["allocation"]["less"]["share"],
+                    "given_more": adaptive["allocation"]["more"]["share"]}
+    return numbers
+
+
+def finding_1(n: dict) -> bool:
+    """Depth follows complexity: every seen size answered >= 0.9 and rho(depth, size) on seen sizes >= 0.6."""
+    return min(n["seen_accuracy"].values()) >= FINDING_1_ACCURACY and n["rho_seen"] >= FINDING_1_RHO
+
+
+def finding_2(n: dict) -> bool:
+    """No extrapolation: every unseen size's accuracy >= 0.3 below the mean seen accuracy, while the depth at
+    every unseen size is at least the depth at the largest seen size."""
+    if not n["unseen_accuracy"]:
+        return False
+    mean_seen = sum(n["seen_accuracy"].values()) / len(n["seen_accuracy"])
+    largest = n["seen_depth"][max(n["seen_depth"])]
+    return all(a <= mean_seen - FINDING_2_DROP for a in n["unseen_accuracy"].values()) and \
+        all(d >= largest for d in n["unseen_depth"].values())
+
+
+def finding_5(online: dict, early: dict) -> bool:
+    """ANIRA-O reaches ANIRA-E's accuracy (within 0.02, pooled over seen sizes) with fewer iterations."""
+    return online["pooled_seen_accuracy"] >= early["pooled_seen_accuracy"] - FINDING_5_TOLERANCE and \
+        online["pooled_seen_depth"] < early["pooled_seen_depth"]
+
+
+def study_report(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False) -> dict:
+    """Per model, every seed's numbers and their summary over seeds; per finding, how many seeds it holds in;
+    written to `<task>/results.md` and `<task>/summary.json`."""
+    from .statistics import seed_summary
+
+    entries = [r for r in read_runs(task, study_dir) if r["protocol_version"] == version and r.get("quick", False) == quick]
+    if not entries:
+        raise ValueError(f"no runs of protocol {version} in {study_dir / task / RUNS_FILE}: run `examples/study.py run --task {task}` first")
+    per_model: dict[str, dict[int, dict]] = {}
+    for entry in entries:
+        summary = json.loads((study_dir / task / entry["folder"] / "report.json").read_text())
+        per_model.setdefault(entry["model"], {})[entry["seed"]] = run_numbers(summary) | {"steps": entry["steps"]}
+
+    def over_seeds(model: str, key, target=None) -> dict | None:
+        values = [key(n) for n in per_model[model].values()]
+        values = [v for v in values if v is not None and v == v]
+        return seed_summary(values, target) if values else None
+
+    models = {}
+    for model, seeds in sorted(per_model.items()):
+        models[model] = {
+            "seeds": {str(s): n for s, n in sorted(seeds.items())},
+            "pooled_seen_accuracy": over_seeds(model, lambda n: n["pooled_seen_accuracy"]),
+            "pooled_seen_depth": over_seeds(model, lambda n: n["pooled_seen_depth"]),
+            "min_seen_accuracy": over_seeds(model, lambda n: min(n["seen_accuracy"].values()), FINDING_1_ACCURACY),
+            "rho_seen": over_seeds(model, lambda n: n["rho_seen"], FINDING_1_RHO),
+            "adaptive_gain": over_seeds(model, lambda n: n.get("adaptive_gain"), GAIN_GOAL),
+            "oracle_gain_matched": over_seeds(model, lambda n: n["oracle_gain_matched"]),
+        }
+        if MODELS[model][0] != "fixed":
+            models[model]["finding_1_seeds"] = sum(finding_1(n) for n in seeds.values())
+            models[model]["finding_2_seeds"] = sum(finding_2(n) for n in seeds.values())
+    findings = {}
+    if "anira-o" in per_model and "anira-e" in per_model:
+        pairs = [s for s in per_model["anira-o"] if s in per_model["anira-e"]]
+        findings["finding_5_seeds"] = sum(finding_5(per_model["anira-o"][s], per_model["anira-e"][s]) for s in pairs)
+        findings["finding_5_pairs"] = len(pairs)
+    result = {"task": task, "protocol_version": version, "runs": len(entries), "models": models, "findings": findings}
+    result["markdown"] = format_study(result)
+    out = study_dir / task
+    (out / ("summary-quick.json" if quick else "summary.json")).write_text(json.dumps(
+        {k: v for k, v in result.items() if k != "markdown"}, indent=2) + "\n")
+    (out / ("results-quick.md" if quick else "results.md")).write_text(result["markdown"] + "\n")
+    return result
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _over(stat: dict | None) -> str:
+    if not stat:
+        return "-"
+    spread = f"range {_fmt(stat['min'])}-{_fmt(stat['max'])}"
+    interval = "" if stat["seeds"] < 2 else f", t-interval [{_fmt(stat['low'])}, {_fmt(stat['high'])}]"
+    return f"{_fmt(stat['mean'])} ({spread}{interval}, {stat['seeds']} seeds)"
+
+
+def format_study(result: dict) -> str:
+    """Markdown: one row per (model, seed), then one row per model over seeds, then the findings' seed counts."""
+    lines = [f"# {result['task']}: protocol {result['protocol_version']}, {result['runs']} runs", "",
+             "Per run (accuracy of the generated answer on the test prompts; depth at the answer positions; rho over "
+             "prompts with its bootstrap interval; gains from the depth-need analysis on the seen sizes):", "",
+             "| model | seed | seen accuracy per size | unseen accuracy | seen depth per size | rho (seen) | "
+             "adaptive gain | oracle gain (matched) | F1 | F2 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for model, m in result["models"].items():
+        for seed, n in m["seeds"].items():
+            rho = _fmt(n["rho_seen"]) + (f" [{_fmt(n['rho_seen_interval'][0])}, {_fmt(n['rho_seen_interval'][1])}]"
+                                         if n.get("rho_seen_interval") and n["rho_seen"] == n["rho_seen"] else "")
+            adaptive = MODELS[model][0] != "fixed"
+            gain = _fmt(n.get("adaptive_gain")) + (f" [{_fmt(n['adaptive_gain_interval'][0])}, "
+                                                    f"{_fmt(n['adaptive_gain_interval'][1])}]" if n.get("adaptive_gain_interval") else "")
+            lines.append(
+                f"| {model} | {seed} | {' / '.join(_fmt(v) for v in n['seen_accuracy'].values())} | "
+                f"{' / '.join(_fmt(v) for v in n['unseen_accuracy'].values())} | "
+                f"{' / '.join(_fmt(v) for v in n['seen_depth'].values())} | {rho} | {gain if adaptive else '-'} | "
+                f"{_fmt(n['oracle_gain_matched'])} | {('yes' if finding_1(n) else 'no') if adaptive else '-'} | "
+                f"{('yes' if finding_2(n) else 'no') if adaptive else '-'} |")
+    lines += ["", "Over seeds (mean, range, and a t-interval over training runs, not over prompts):", "",
+              "| model | pooled seen accuracy | lowest seen-size accuracy | pooled seen depth | rho (seen) | adaptive gain | "
+              "F1 holds | F2 holds |", "|---|---|---|---|---|---|---|---|"]
+    for model, m in result["models"].items():
+        seeds = len(m["seeds"])
+        f1 = f"{m['finding_1_seeds']} of {seeds}" if "finding_1_seeds" in m else "-"
+        f2 = f"{m['finding_2_seeds']} of {seeds}" if "finding_2_seeds" in m else "-"
+        lines.append(f"| {model} | {_over(m['pooled_seen_accuracy'])} | {_over(m['min_seen_accuracy'])} | "
+                     f"{_over(m['pooled_seen_depth'])} | {_over(m['rho_seen'])} | {_over(m['adaptive_gain'])} | {f1} | {f2} |")
+    if result["findings"]:
+        f = result["findings"]
+        lines += ["", f"Finding 5 (ANIRA-O as accurate as ANIRA-E, within {FINDING_5_TOLERANCE}, with fewer iterations): "
+                      f"{f['finding_5_seeds']} of {f['finding_5_pairs']} seeds."]
+    return "\n".join(lines)

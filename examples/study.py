@@ -1,0 +1,64 @@
+"""The replicated study (experiments/study/PROTOCOL.md): a task's grid of models over seeds, from scratch.
+
+    python examples/study.py run --task depo                     # every (model, seed) of the grid; resumes
+    python examples/study.py run --task depo --models anira-o --seeds 0 --processes 1
+    python examples/study.py report --task depo                  # tables over seeds from runs.json
+    python examples/study.py run --task depo --quick             # the whole pipeline in minutes (tests use it)
+
+`run` trains one process per core on CPU (several per GPU), checkpoints as it goes (run it again after an
+interruption), evaluates each finished run on the test prompts, and writes its weights and report under
+experiments/study/<task>/runs/ with a line in runs.json. The logic lives in `anira_study.study`.
+"""
+
+import argparse
+import sys
+
+import modeling_anira  # noqa: F401  (registers the Auto classes)
+from anira_study.cli import run_script
+from anira_study.study import GRIDS, MODELS, SEEDS, STUDY_DIR, run_grid, study_report, train_and_evaluate
+
+
+def main(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "one", "report"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--task", required=True, choices=sorted(GRIDS))
+        sub.add_argument("--study_dir", help="where runs.json and the runs' folders go (default experiments/study, "
+                                             "with --quick outputs/study-quick)")
+        sub.add_argument("--quick", action="store_true", help="tiny runs (minutes) through the whole pipeline")
+        if name != "report":
+            sub.add_argument("--work_dir", default="outputs/study", help="training folders (checkpoints), outside the repository")
+        if name == "run":
+            sub.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+            sub.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+            sub.add_argument("--processes", type=int, help="runs at a time (default: the cores on CPU, 4 on a GPU)")
+        if name == "one":
+            sub.add_argument("--model", required=True, choices=list(MODELS))
+            sub.add_argument("--seed", required=True, type=int)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    from pathlib import Path
+
+    study_dir = Path(args.study_dir or ("outputs/study-quick" if args.quick else STUDY_DIR))
+    if args.command == "run":
+        if args.processes is not None and args.processes < 1:
+            raise ValueError(f"--processes must be >= 1, got {args.processes}")
+        if any(seed < 0 for seed in args.seeds):
+            raise ValueError(f"--seeds must be >= 0, got {args.seeds}")
+        results = run_grid(args.task, args.models, args.seeds, args.work_dir, study_dir, args.processes, args.quick)
+        failed = [f"{model}-seed{seed}" for model, seed, code in results if code != 0]
+        if failed:
+            raise SystemExit(f"failed runs (their logs are under {args.work_dir}/{args.task}/logs): {', '.join(failed)}")
+        return results
+    if args.command == "one":
+        import torch
+
+        torch.set_num_threads(1) if not torch.cuda.is_available() else None
+        return train_and_evaluate(args.task, args.model, args.seed, Path(args.work_dir), study_dir, args.quick)
+    report = study_report(args.task, study_dir, quick=args.quick)
+    print(report["markdown"])
+    return report
+
+
+if __name__ == "__main__":
+    run_script(main, "study.py")

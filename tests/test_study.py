@@ -1,0 +1,64 @@
+"""The replicated study's machinery (anira_study.study): the frozen grids, one run end to end, the report."""
+
+import json
+
+import pytest
+
+from anira_study import study
+
+
+def test_every_model_of_a_grid_trains_on_the_same_data_and_schedule(tmp_path):
+    for task in study.GRIDS:
+        argvs = {model: study.training_args(task, model, 0, tmp_path / "m", tmp_path / "o") for model in study.MODELS}
+        adaptive = [a for m, a in argvs.items() if study.MODELS[m][0] != "fixed"]
+        fixed = [a for m, a in argvs.items() if study.MODELS[m][0] == "fixed"]
+        assert all(a == adaptive[0] for a in adaptive) and all(a == fixed[0] for a in fixed)
+        assert adaptive[0] == fixed[0] + study.ADAPTIVE_ARGS  # only the penalty schedule differs
+        assert "--resume_from_checkpoint" not in fixed[0] and "--seed" in fixed[0]
+
+
+def test_model_configs_differ_only_in_the_declared_fields():
+    configs = {model: study.model_config("depo", model)[0].to_dict() for model in study.MODELS}
+    base = configs["fixed-6"]
+    for model, config in configs.items():
+        changed = {k for k in config if config[k] != base.get(k)}
+        declared = set(study.MODELS[model][1]) | {"depth_mode"}
+        assert changed <= declared, (model, changed - declared)
+    assert configs["fixed-3"]["max_depth"] == 3 and configs["anira-o"]["depth_mode"] == "online"
+    with pytest.raises(ValueError, match="not 'bogus'"):
+        study.model_config("depo", "bogus")
+    with pytest.raises(ValueError, match="grids for"):
+        study.model_config("mano", "anira-o")
+
+
+def test_pending_runs_are_seed_major_and_skip_recorded_ones(tmp_path):
+    study.record_run("depo", {"run": "anira-o-seed0", "model": "anira-o", "seed": 0, "protocol_version": study.PROTOCOL_VERSION,
+                              "quick": False}, tmp_path)
+    todo = study.pending_runs("depo", ["anira-e", "anira-o"], [0, 1], tmp_path)
+    assert todo == [("anira-e", 0), ("anira-e", 1), ("anira-o", 1)]
+
+
+def test_a_quick_run_trains_evaluates_records_and_reports(tmp_path):
+    summary = study.train_and_evaluate("depo", "fixed-1", 0, tmp_path / "work", tmp_path / "study", quick=True)
+    folder = tmp_path / "study" / "depo" / "runs" / "fixed-1-seed0"
+    assert (folder / "model.safetensors").exists() and not list(folder.glob("*.py"))
+    runs = json.loads((tmp_path / "study" / "depo" / "runs.json").read_text())
+    assert [(r["model"], r["seed"], r["steps"], r["protocol_version"]) for r in runs] == [("fixed-1", 0, 20, "v1")]
+    assert summary["depth_need"]["max_depth"] == 1 and "test_seen" in summary["report"]
+    again = study.train_and_evaluate("depo", "fixed-1", 0, tmp_path / "work", tmp_path / "study", quick=True)
+    assert again["train_seconds"] == summary["train_seconds"]  # finished: not trained again
+    report = study.study_report("depo", tmp_path / "study", quick=True)
+    assert report["models"]["fixed-1"]["pooled_seen_accuracy"]["seeds"] == 1
+    assert "| fixed-1 | 0 |" in (tmp_path / "study" / "depo" / "results-quick.md").read_text()
+    with pytest.raises(ValueError, match="no runs of protocol"):
+        study.study_report("brevo", tmp_path / "study")
+
+
+def test_findings_follow_the_protocols_rules():
+    run = {"seen_accuracy": {1: 1.0, 2: 0.95, 3: 0.91}, "rho_seen": 0.65, "seen_depth": {1: 1.0, 2: 2.0, 3: 3.0},
+           "unseen_accuracy": {4: 0.5}, "unseen_depth": {4: 3.0}, "pooled_seen_accuracy": 0.95, "pooled_seen_depth": 2.0}
+    assert study.finding_1(run) and study.finding_2(run)
+    assert not study.finding_1({**run, "rho_seen": 0.59}) and not study.finding_1({**run, "seen_accuracy": {1: 0.89}})
+    assert not study.finding_2({**run, "unseen_accuracy": {4: 0.7}}) and not study.finding_2({**run, "unseen_depth": {4: 2.9}})
+    early = {**run, "pooled_seen_accuracy": 0.96, "pooled_seen_depth": 2.5}
+    assert study.finding_5(run, early) and not study.finding_5({**run, "pooled_seen_accuracy": 0.93}, early)
