@@ -9,7 +9,8 @@ the recipe's own (`per_device_train_batch_size` rows of its training split, draw
 arm computes the same batches: `padded` (right-padded rows, the collator before padding-free training) and
 `packed` (anira_study.data.PackedAnswerCollator, the default now). Arms alternate step by step, so a change of
 machine load hits both alike; the learning rate is 0, so the weights, and with them every token's depth, stay
-the same for both arms throughout. `--weights trained` starts from the folder's trained weights (the depths of
+the same for every arm throughout. `--compile` adds a third arm, the packed batches through
+`torch.compile(model, dynamic=True)` (its first step, which compiles, is reported apart). `--weights trained` starts from the folder's trained weights (the depths of
 late training), `init` from a fresh initialisation (controllers at max_depth: early training).
 
 Reported per arm: the median CPU time of a step (this process's, one thread), samples per core-second, answer
@@ -59,7 +60,7 @@ def recipe_setup(name: str, num_train: int, weights: str):
     return model, tokenizer, data["train"], training_args
 
 
-def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: int) -> dict:
+def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: int, compile_arm: bool = False) -> dict:
     torch.manual_seed(seed)
     model, tokenizer, train, training_args = recipe_setup(name, num_train, weights)
     model.train()
@@ -68,10 +69,16 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
     collators = {"padded": AnswerCollator(tokenizer.pad_token_id)}
     if PackedAnswerCollator is not None:
         collators["packed"] = PackedAnswerCollator(tokenizer.pad_token_id)
+    models = dict.fromkeys(collators, model)
+    compile_seconds = None
+    if compile_arm and PackedAnswerCollator is not None:  # the packed batches through torch.compile(model)
+        collators["compiled"] = collators["packed"]
+        models["compiled"] = torch.compile(model, dynamic=True)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train), generator=generator).tolist()
     rows = [train[i] for i in order[: (steps + warmup) * batch_size]]
     times = {arm: [] for arm in collators}
+    first_step = {}
     stats = {arm: {"positions": 0, "padding": 0, "answer_tokens": 0, "samples": 0} for arm in collators}
     for step in range(warmup + steps):
         chunk = rows[step * batch_size:(step + 1) * batch_size]
@@ -79,12 +86,13 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
         for arm in arms:
             batch = collators[arm](chunk)
             start = time.process_time()
-            out = model(**batch)
+            out = models[arm](**batch)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             elapsed = time.process_time() - start
+            first_step.setdefault(arm, elapsed)  # the compiled arm's first step holds the compilation
             if step >= warmup:
                 times[arm].append(elapsed)
                 s = stats[arm]
@@ -101,6 +109,9 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
                        "positions_per_step": s["positions"] / steps}
     if "packed" in result:
         result["speedup"] = result["padded"]["step_ms"] / result["packed"]["step_ms"]
+    if "compiled" in result:
+        result["compiled"]["first_step_s"] = first_step["compiled"]
+        result["compiled_speedup"] = result["padded"]["step_ms"] / result["compiled"]["step_ms"]
     return result
 
 
@@ -113,18 +124,21 @@ def main() -> None:
     parser.add_argument("--num_train", type=int, default=4096, help="training rows built to draw the batches from")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--compile", action="store_true", help="also time the packed batches through torch.compile(model, dynamic=True)")
     parser.add_argument("--repo", help="the checkout whose code is measured (default: this one); its hub_configs are used")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = [run(name, args.steps, args.warmup, args.num_train, weights, args.seed)
+    results = [run(name, args.steps, args.warmup, args.num_train, weights, args.seed, args.compile)
                for name in args.recipes for weights in args.weights]
     print(f"torch {torch.__version__}, 1 thread, median CPU time per step over {args.steps} steps per arm (alternating)")
     print("| recipe | weights | arm | step (ms) | samples / core-s | answer tokens / core-s | padding share | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        for arm in [arm for arm in ("padded", "packed") if arm in r]:
+        for arm in [arm for arm in ("padded", "packed", "compiled") if arm in r]:
             a = r[arm]
-            speedup = f"{r['speedup']:.2f}" if arm == "packed" else "1.00"
+            speedup = {"padded": "1.00", "packed": f"{r.get('speedup', 0):.2f}", "compiled": f"{r.get('compiled_speedup', 0):.2f}"}[arm]
+            if arm == "compiled":
+                arm = f"packed + compile (first step {a['first_step_s']:.0f} s)"
             print(f"| {r['recipe']} | {r['weights']} | {arm} | {a['step_ms']:.1f} | {a['samples_per_s']:.0f} | "
                   f"{a['answer_tokens_per_s']:.0f} | {a['padding_share']:.2f} | {speedup} |")
     if args.json:
