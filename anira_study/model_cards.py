@@ -1,7 +1,19 @@
 """Model cards: the README.md of a `hub_configs/` folder and of a folder `examples/train.py` saves."""
 
-from .evaluation import format_table
+import yaml
+
+from .evaluation import EVAL_SPLITS, SPLIT_LABELS, format_table
 from .statistics import format_correlation
+
+# The paper's BibTeX, as the metrics in anira_study/metrics/ cite it.
+CITATION = """@inproceedings{moosa2026anira,
+  title={Understanding Dynamic Compute Allocation in Recurrent Transformers},
+  author={Moosa, Ibraheem Muhammad and Lohit, Suhas and Wang, Ye and Chatterjee, Moitreya and Yin, Wenpeng},
+  booktitle={ICML}, year={2026}, note={arXiv:2602.08864}
+}"""
+# A test size answered below this greedy accuracy is one a card's Limitations say the model fails on (the validation
+# accuracy the recipes' penalty gates wait for).
+FAIL_ACCURACY = 0.9
 
 DEPTH_MODE_TITLES = {
     "early": "ANIRA-E (early decision: a router picks each token's depth once, from the prelude's shallow representation)",
@@ -11,14 +23,16 @@ DEPTH_MODE_TITLES = {
 
 
 def model_card(name: str, config, task: str, knob: str, model_name_or_path: str, train_args: str,
-               base_model: str | None = None, results_table: str | None = None) -> str:
-    """A model card (YAML metadata; task, knob, sizes; how to train and evaluate) for `hub_configs/`
-    folders and for the folders `examples/train.py` saves."""
+               base_model: str | None = None, results_table: str | None = None,
+               extra_metadata: list[str] | None = None) -> str:
+    """A model card (YAML metadata; task, knob, sizes; how to train and evaluate; citation) for `hub_configs/`
+    folders and for the folders `examples/train.py` saves. `extra_metadata`: YAML lines added to the metadata."""
     metadata = ["---", "library_name: transformers", "license: apache-2.0", "pipeline_tag: text-generation", "tags:",
                 "- anira", "- recurrent-transformer", "- adaptive-computation", f"- depth-mode-{config.depth_mode}",
                 f"- task-{task}"]
     if base_model:
         metadata.append(f"base_model: {base_model}")
+    metadata += extra_metadata or []
     lines = metadata + [
         "---",
         "",
@@ -53,7 +67,100 @@ def model_card(name: str, config, task: str, knob: str, model_name_or_path: str,
     ]
     if results_table:
         lines += ["", "## Results", "", results_table]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *citation()]) + "\n"
+
+
+def citation() -> list[str]:
+    return ["## Citation", "", "```bibtex", CITATION, "```"]
+
+
+def _knob_symbol(knob: str) -> str:
+    """'number of hops k' -> 'k'."""
+    return knob.split()[-1]
+
+
+def _accuracy_key(split_report: dict) -> str:
+    """The accuracy a card's table shows: greedy generation's, teacher-forced tokens' when not generated."""
+    return "generated_accuracy" if "generated_accuracy" in split_report["overall"] else "token_accuracy"
+
+
+def model_index(name: str, task: str, knob: str, report: dict) -> dict:
+    """Hugging Face `model-index` metadata: per seen size, the accuracy and the mean answer depth on the held-out
+    test prompts, and rho(depth, size) over the seen sizes where the depth varies; the numbers of `report` as they are."""
+    seen, symbol = report["test_seen"], _knob_symbol(knob)
+    key = _accuracy_key(seen)
+    accuracy_name = "greedy answer accuracy" if key == "generated_accuracy" else "teacher-forced token accuracy"
+    results = []
+    for c, entry in seen["per_complexity"].items():
+        results.append({
+            "task": {"type": "text-generation", "name": f"{task}, {knob} = {c}"},
+            "dataset": {"name": f"{task} held-out test prompts, {symbol} = {c} (seen in training)", "type": task,
+                        "config": f"{symbol}={c}", "split": "test"},
+            "metrics": [{"type": "accuracy", "value": entry[key], "name": f"{accuracy_name} ({entry['items']} prompts)"},
+                        {"type": "mean_depth", "value": entry["mean_depth"], "name": "mean answer depth (iterations)"}],
+        })
+    if seen["spearman"] == seen["spearman"]:  # NaN (a fixed-depth model): undefined, not reported
+        sizes = ", ".join(seen["per_complexity"])
+        results.append({
+            "task": {"type": "text-generation", "name": f"{task}, {knob} = {sizes}"},
+            "dataset": {"name": f"{task} held-out test prompts, {symbol} = {sizes} (seen in training)", "type": task,
+                        "config": "seen", "split": "test"},
+            "metrics": [{"type": "spearmanr", "value": seen["spearman"],
+                         "name": f"rho(depth, {symbol}) over {seen['items']} prompts"}],
+        })
+    return {"model-index": [{"name": name, "results": results}]}
+
+
+def limitations(name: str, config, recipe: dict, summary: dict) -> list[str]:
+    """A trained card's Limitations: one training seed, the test sizes it fails on, what its depth does not show."""
+    report, args = summary["report"], recipe.get("train_args", [])
+    symbol = _knob_symbol(recipe.get("knob", "complexity"))
+    seed = args[args.index("--seed") + 1] if "--seed" in args else "the default"
+    failing = []
+    for split in EVAL_SPLITS:
+        if split in report:
+            key = _accuracy_key(report[split])
+            failing += [f"{symbol} = {c} ({SPLIT_LABELS[split]}: {entry[key]:.2f} over {entry['items']} prompts)"
+                        for c, entry in report[split]["per_complexity"].items() if entry[key] < FAIL_ACCURACY]
+    fails = ("; ".join(failing) + "." if failing else f"none: {FAIL_ACCURACY} or more at every test size.")
+    need = f"`python examples/analyze.py depth-need --models hub_configs/{name}`"
+    if summary.get("depth_need"):
+        pending = "The depth-need analysis is in `report.json` (`depth_need`)."
+    else:
+        pending = f"That depth-need analysis is pending for this folder ({need})."
+    if config.depth_mode == "fixed":
+        depth = (f"Every token runs {config.max_depth} iterations, so the depth says nothing about a prompt; how few "
+                 "iterations these weights need per prompt (accuracy at every uniform depth, each prompt's oracle depth) "
+                 f"is not measured here. {pending}")
+    else:
+        depth = ("The depth is the compute the model spent, not the compute a prompt needs: rho measures how the depth "
+                 f"orders with {symbol}, not whether a prompt got the iterations it needed, nor whether fewer would have "
+                 "served. That needs these weights' accuracy at every uniform depth and each prompt's oracle depth. " + pending)
+    return ["## Limitations", "",
+            f"- **One training seed.** The weights are one run of the recipe (`--seed {seed}`): its accuracy and depth "
+            "pattern are that run's, and the intervals above are over test prompts, not over training runs. Where other "
+            "seeds of the recipe were trained, the notes above say what they gave (benchmarks/experiment/seeds/).",
+            f"- **Sizes it fails on** (accuracy below {FAIL_ACCURACY} on the test prompts): {fails}",
+            f"- **What the depth does not show.** {depth}"]
+
+
+def stage_commits(report: dict) -> list[str | None]:
+    """The git commit that trained each stage (None: not recorded at training time)."""
+    if "stage_commits" in report:
+        return list(report["stage_commits"])
+    return [report.get("training_commit")] * len(report.get("stage_steps", [report["steps"]]))
+
+
+def training_provenance(report: dict) -> str:
+    """The commit(s) and package version that trained the weights, or that they were not recorded."""
+    commits = stage_commits(report)
+    if not any(commits):
+        return "The git commit and the package version that trained these weights were not recorded at training time."
+    grouped = _per_stage([f"commit `{commit[:12]}`" if commit else "an unrecorded commit" for commit in commits])
+    dirty = " (with uncommitted changes to tracked files)" if report.get("training_commit_dirty") else ""
+    version = report.get("package_version")
+    return (f"Trained at {grouped} of this repository{dirty}"
+            + (f", package anira {version}." if version else ", package version not recorded."))
 
 
 def _usage(name: str, example_prompt: str) -> list[str]:
@@ -96,17 +203,22 @@ def _stage_range(first: int, last: int) -> str:
     return f"stage {first}" if first == last else f"stages {first}-{last}"
 
 
-def training_machines(report: dict) -> str:
-    """Where a model trained: one machine, or each machine with the stages it ran."""
-    groups = []  # [machine, first stage, last stage]
-    for k, machine in enumerate(stage_machines(report), 1):
-        if groups and groups[-1][0] == machine:
+def _per_stage(values: list[str]) -> str:
+    """One value, or each value with the stages it holds for."""
+    groups = []  # [value, first stage, last stage]
+    for k, value in enumerate(values, 1):
+        if groups and groups[-1][0] == value:
             groups[-1][2] = k
         else:
-            groups.append([machine, k, k])
+            groups.append([value, k, k])
     if len(groups) == 1:
         return groups[0][0]
-    return " and ".join(f"{machine} ({_stage_range(first, last)})" for machine, first, last in groups)
+    return " and ".join(f"{value} ({_stage_range(first, last)})" for value, first, last in groups)
+
+
+def training_machines(report: dict) -> str:
+    """Where a model trained: one machine, or each machine with the stages it ran."""
+    return _per_stage(stage_machines(report))
 
 
 def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
@@ -114,7 +226,10 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
     counts), the exact command that trained it, its wall time and the machine."""
     task = summary["task"]
     report = summary["report"]
-    base = model_card(name, config, task, recipe.get("knob", "complexity"), f"hub_configs/{name}", "")
+    knob = recipe.get("knob", "complexity")
+    index = model_index(name, task, knob, report) if "test_seen" in report else {}
+    extra = yaml.safe_dump(index, sort_keys=False, width=1000).splitlines() if index else []
+    base = model_card(name, config, task, knob, f"hub_configs/{name}", "", extra_metadata=extra)
     header = base.split("## Train and evaluate")[0].rstrip()
     seen = report.get("test_seen", {})
     lines = [header, "", "## Use it", "", *_usage(name, recipe.get("example_prompt", "<bos>")), "",
@@ -144,8 +259,9 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
     runs = [f"# stage {k}\n{command}" for k, command in enumerate(commands, 1)] if len(commands) > 1 else commands
     lines += ["", "## How it was trained", "",
               f"{summary['steps']:,} steps{staged}, {summary['parameters']:,} parameters, {summary['train_seconds'] / 60:.1f} minutes of "
-              f"training on {training_machines(summary)} (folder written {summary['date']}). Retrain from scratch (resumes after an "
-              "interruption, then writes this folder):", "", "```bash", summary.get("command", f"python examples/reproduce.py {name}"),
+              f"training on {training_machines(summary)} (folder written {summary['date']}). {training_provenance(summary)} "
+              "Retrain from scratch (resumes after an interruption, then writes this folder):", "", "```bash",
+              summary.get("command", f"python examples/reproduce.py {name}"),
               "```", "", "which runs exactly:", "", "```bash", *runs, "```", ""]
     continued = summary.get("continued")
     if continued:  # trained in sittings: the earlier stages' folder, then the later stages from its weights
@@ -160,4 +276,5 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
                      "report's."), ""]
     if recipe.get("notes"):
         lines += [recipe["notes"], ""]
+    lines += [*limitations(name, config, recipe, summary), "", *citation(), ""]
     return "\n".join(lines)

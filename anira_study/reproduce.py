@@ -30,7 +30,9 @@ report, so the record of a model does not live only on the machine that trained 
 when a recipe gains a stage after its model shipped and the earlier stages' checkpoints are gone (a new machine,
 a cleared disk), the stages the folder's report lists as finished are taken from the folder (its weights start
 the next stage; its log and wall time are carried over) instead of being retrained; only the new stages train.
-The report records the machine of every stage (`stage_machines`) and how many first steps the log lacks
+The report records the machine of every stage (`stage_machines`), the git commit and package version that trained the
+weights (`training_commit`, `training_commit_dirty`, `package_version`; each stage's commit in `stage_commits`), and how
+many first steps the log lacks
 (`log_missing_until`: a folder continued from one that kept no log), so a folder continued twice still names every
 machine and still shades the lost steps. It refuses a folder whose finished stages were trained with other
 arguments than the recipe's. Retraining from
@@ -54,6 +56,7 @@ from pathlib import Path
 RECIPE_FILE = "recipe.json"
 REPORT_FILE = "report.json"
 TRAINING_LOG_FILE = "training_log.jsonl"
+PROVENANCE_FILE = "provenance.json"  # in a stage's training folder: the commit and package version that trained it
 QUICK = {"--max_steps": "30", "--num_train": "1000", "--num_test_per_size": "10", "--probe_steps": "15", "--save_steps": "15",
          "--num_validation": "16", "--probe_per_size": "16"}
 
@@ -212,7 +215,7 @@ def shipped_stages(folder: Path, recipe: dict, name: str, quick: bool = False, b
     machine. Refuses, by name, a folder without a trained model, one that already has every stage, and one whose
     finished stages ran other commands than the recipe's (continuing it would not be this recipe's model)."""
     from .analysis import read_probe_log
-    from .model_cards import log_missing_until, stage_machines
+    from .model_cards import log_missing_until, stage_commits, stage_machines
 
     report_path = folder / REPORT_FILE
     if not (folder / "model.safetensors").exists() or not report_path.exists():
@@ -234,7 +237,7 @@ def shipped_stages(folder: Path, recipe: dict, name: str, quick: bool = False, b
     return {"stages": len(done), "stage_steps": done, "train_seconds": report["train_seconds"],
             "probe_log": read_probe_log(log) if log.exists() else [], "log_missing_until": missing,
             "phases": report.get("phases") or {}, "date": report["date"], "machine": report["machine"],
-            "stage_machines": stage_machines(report)}
+            "stage_machines": stage_machines(report), "stage_commits": stage_commits(report)}
 
 
 def carried_phases(earlier: dict, records: list[dict]) -> dict:
@@ -252,6 +255,26 @@ def carried_phases(earlier: dict, records: list[dict]) -> dict:
     if peak is None or math.isnan(peak) or later["peak_depth_spearman"] > peak:
         phases.update(peak_depth_spearman=later["peak_depth_spearman"], peak_depth_spearman_step=later["peak_depth_spearman_step"])
     return phases
+
+
+def provenance() -> dict:
+    """What trains now: the git commit of this checkout (None outside one), whether its tracked files have uncommitted
+    changes, and the installed package's version (None when it is not installed)."""
+    import subprocess
+    from importlib import metadata
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                                    text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = None, None
+    try:
+        version = metadata.version("anira")
+    except metadata.PackageNotFoundError:
+        version = None
+    return {"training_commit": commit, "training_commit_dirty": dirty, "package_version": version}
 
 
 def machine() -> str:
@@ -287,7 +310,8 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     target = Path(target or (work_dir / "folder" if quick or seed is not None else folder))
     cuda = torch.cuda.is_available()
     runs = stage_runs(recipe, work_dir, quick, batch_scale, cuda)
-    stage_steps, seconds, probe_log = [], 0.0, []
+    stage_steps, seconds, probe_log, trained_by = [], 0.0, [], []
+    now = provenance()  # taken before training: the checkout may change while it runs
     earlier = shipped_stages(folder, recipe, name, quick, batch_scale) if continue_folder else None
     if earlier:  # the folder's model is the last finished stage: the next stage starts from a copy of it
         stage_steps, seconds, probe_log = list(earlier["stage_steps"]), earlier["train_seconds"], earlier["probe_log"]
@@ -306,6 +330,9 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
             steps = train_from_argv(argv).state.global_step
             times.append(time.time() - start)
             times_file.write_text(json.dumps(times))
+            (folder_k / PROVENANCE_FILE).write_text(json.dumps(now))  # the call that finished this stage
+        stage_file = folder_k / PROVENANCE_FILE  # absent: a stage finished before runs recorded it
+        trained_by.append(json.loads(stage_file.read_text()) if stage_file.exists() else dict.fromkeys(now))
         # one figure over all stages: a stage's steps continue the previous stage's count
         probe_log += [{**record, "step": record["step"] + sum(stage_steps)} for record in read_probe_log(folder_k / PROBE_LOG_FILE)]
         stage_steps.append(steps)
@@ -339,6 +366,8 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
         "name": name, "task": task, "train_sizes": train_sizes, "steps": sum(stage_steps), "stage_steps": stage_steps,
         "train_seconds": seconds, "machine": machine(), "command": command,
         "stage_machines": (earlier["stage_machines"] if earlier else []) + [machine()] * len(runs_to_train),
+        **trained_by[-1],  # the commit and package version of the final weights' stage
+        "stage_commits": (earlier["stage_commits"] if earlier else []) + [p["training_commit"] for p in trained_by],
         "log_missing_until": missing,
         "train_commands": canonical_commands(recipe, name, quick, batch_scale, cuda),
         "parameters": sum(p.numel() for p in model.parameters()), "table": format_table({name: report}),

@@ -1,22 +1,33 @@
-"""Write the named-model folders `hub_configs/anira-{e,o,fixed}-{mano,brevo,depo,clrs}` from code.
+"""Write the named-model folders `hub_configs/anira-{e,o,fixed}-{mano,brevo,depo,clrs}` from one source.
 
-    python hub_configs/build.py [output_dir]
+    python hub_configs/build.py               # write every folder
+    python hub_configs/build.py --check       # write nothing; name every out-of-date file (exit 1)
+    python hub_configs/build.py [--check] DIR # the same for the folders under DIR
 
-Each folder is a Hub repository in miniature: `config.json`, `generation_config.json`, the task family's
-tokenizer, a model card (`README.md` with YAML metadata) and, for the models with a training recipe,
-`recipe.json` (the `examples/train.py` arguments that train it; `python examples/reproduce.py <name>`
-runs them and writes the weights, card and report into the folder). A folder that holds trained weights
-belongs to `examples/reproduce.py`: this script leaves it alone. A test rebuilds the folders and fails
-when the shipped untrained ones differ (edit this file, then rerun it).
+Each folder is a Hub repository in miniature. This script owns, in every folder, the package's modeling files
+(`modeling_anira/*.py` but `__init__.py`, for `trust_remote_code=True`), the config fields that come from the package
+(`auto_map`, `architectures`), the task family's tokenizer (`tokenization/<family>/`, as shipped), the model card
+(`README.md` with YAML metadata) and, for the models with a training recipe, `recipe.json` (the `examples/train.py`
+arguments that train it; `python examples/reproduce.py <name>` runs them and writes the weights, card and report into
+the folder).
+
+An untrained folder is all this script's: config, generation config, tokenizer, card, recipe and code, nothing else.
+A folder that holds trained weights (`model.safetensors`) keeps what its training wrote (weights, the rest of its
+config, generation config, `report.json`, `training_log.jsonl`, the figure); its code copies, tokenizer files, config
+package fields, recipe and card are rewritten, the card from its `report.json` and recipe (`anira_study.model_cards`).
+After `examples/reproduce.py` rewrites a trained folder, or a file under `modeling_anira/` or `tokenization/` changes,
+run this script; a test runs `--check` and fails until then.
 
 Sizes: the DEPO models are the trained ones (width 64, one core layer, max_depth 6: big enough to learn
 k <= 3 hops on a CPU within an hour, small enough for git at ~0.5 MB). The other families keep a
 GPU-sized width-256 configuration with two core layers, untrained.
 """
 
+import argparse
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 HUB_CONFIGS_DIR = Path(__file__).resolve().parent
@@ -223,51 +234,162 @@ def build_config(variant: str, family: str, tokenizer):
     )
 
 
+PACKAGE_DIR = HUB_CONFIGS_DIR.parent / "modeling_anira"
+NAMES = [model_name(variant, family) for family in FAMILY_TASKS for variant in VARIANTS]
+
+
 def is_trained(folder: Path) -> bool:
     return (folder / "model.safetensors").exists()
 
 
-def build_all(output_dir: str | Path = HUB_CONFIGS_DIR) -> list[Path]:
-    """Writes every untrained named folder (and the recipes); returns the folders written."""
-    from transformers import GenerationConfig
+def code_files() -> list[Path]:
+    """The package's modeling files, which every folder carries: all of `modeling_anira/` but `__init__.py`."""
+    return sorted(path for path in PACKAGE_DIR.glob("*.py") if path.name != "__init__.py")
 
-    import modeling_anira  # noqa: F401  (registers the Auto classes)
-    from anira_study.model_cards import model_card
-    from anira_tasks import load_tokenizer
+
+def package_config_fields() -> dict:
+    """The config.json fields that come from the package, not from a training: what `save_pretrained` writes for
+    the Auto classes (`trust_remote_code=True` loads the folder's code copies through them)."""
+    from modeling_anira import AniraForCausalLM
+    from modeling_anira.configuration_anira import AUTO_MAP
+
+    return {"architectures": [AniraForCausalLM.__name__], "auto_map": dict(AUTO_MAP)}
+
+
+def _write_shared(name: str, family: str, target: Path) -> list[Path]:
+    """The files every folder gets as they are: the code copies and the family's tokenizer."""
     from tokenization import TOKENIZATION_DIR
 
-    folders = []
-    for family, (task, knob, sizes) in FAMILY_TASKS.items():
-        tokenizer = load_tokenizer(family)
-        for variant in VARIANTS:
-            name = model_name(variant, family)
-            folder = Path(output_dir) / name
-            if is_trained(HUB_CONFIGS_DIR / name) and Path(output_dir).resolve() == HUB_CONFIGS_DIR:
-                continue  # trained: examples/reproduce.py wrote it
-            config = build_config(variant, family, tokenizer)
-            # Plain data, no code copy: these folders are used with the installed package (`import modeling_anira`);
-            # the folders `examples/train.py` saves carry the modeling files for `trust_remote_code=True`.
-            folder.mkdir(parents=True, exist_ok=True)
-            config.to_json_file(folder / "config.json")
-            GenerationConfig(
-                do_sample=False, max_new_tokens=256, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-            ).save_pretrained(folder)
-            for tokenizer_file in sorted((TOKENIZATION_DIR / family).iterdir()):  # the shipped files, as they are
-                shutil.copyfile(tokenizer_file, folder / tokenizer_file.name)
-            card = model_card(name, config, task, knob, f"hub_configs/{name}", f"--task {task} {sizes}")
-            notice = ("**Untrained configuration**: this folder holds no weights. "
-                      + (f"`python examples/reproduce.py {name}` trains it with its stored recipe (`recipe.json`).\n\n"
-                         if name in RECIPES else "Train it with the command below.\n\n"))
-            card = card.replace("| field | value |", notice + "| field | value |", 1)  # first thing a reader sees
-            (folder / "README.md").write_text(card)
-            if name in RECIPES:
-                (folder / "recipe.json").write_text(json.dumps(RECIPES[name], indent=2) + "\n")
-            folders.append(folder)
-    return folders
+    sources = code_files() + sorted((TOKENIZATION_DIR / family).iterdir())
+    for source in sources:
+        shutil.copyfile(source, target / source.name)
+    return [target / source.name for source in sources]
+
+
+def _write_untrained(name: str, family: str, tokenizer, target: Path) -> list[Path]:
+    from transformers import GenerationConfig
+
+    from anira_study.model_cards import model_card
+
+    variant, (task, knob, sizes) = name.split("-")[1], FAMILY_TASKS[family]
+    config = build_config(variant, family, tokenizer)
+    for field, value in package_config_fields().items():
+        setattr(config, field, value)
+    config.to_json_file(target / "config.json")
+    GenerationConfig(
+        do_sample=False, max_new_tokens=256, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    ).save_pretrained(target)
+    card = model_card(name, config, task, knob, f"hub_configs/{name}", f"--task {task} {sizes}")
+    notice = ("**Untrained configuration**: this folder holds no weights. "
+              + (f"`python examples/reproduce.py {name}` trains it with its stored recipe (`recipe.json`).\n\n"
+                 if name in RECIPES else "Train it with the command below.\n\n"))
+    card = card.replace("| field | value |", notice + "| field | value |", 1)  # first thing a reader sees
+    (target / "README.md").write_text(card)
+    written = [target / "config.json", target / "generation_config.json", target / "README.md"]
+    if name in RECIPES:
+        (target / "recipe.json").write_text(json.dumps(RECIPES[name], indent=2) + "\n")
+        written.append(target / "recipe.json")
+    return written
+
+
+def _write_trained(name: str, source: Path, target: Path) -> list[Path]:
+    """A trained folder's package fields, recipe and card; the card from `source`'s report.json and recipe."""
+    from modeling_anira import AniraConfig
+    from anira_study.model_cards import trained_model_card
+
+    if not (source / "report.json").exists():
+        raise ValueError(f"{source} holds weights but no report.json: `python examples/reproduce.py {name}` writes a "
+                         "trained folder whole")
+    config = json.loads((source / "config.json").read_text())
+    config.update(package_config_fields())
+    (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")  # as to_json_file does
+    if name in RECIPES:
+        recipe = RECIPES[name]
+    elif (source / "recipe.json").exists():
+        recipe = json.loads((source / "recipe.json").read_text())
+    else:
+        raise ValueError(f"{source} holds weights but no recipe (neither build.py's RECIPES nor a recipe.json)")
+    (target / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    card = trained_model_card(name, AniraConfig.from_pretrained(target), recipe, json.loads((source / "report.json").read_text()))
+    (target / "README.md").write_text(card)
+    return [target / "config.json", target / "recipe.json", target / "README.md"]
+
+
+def write_folder(name: str, source: Path, target: Path, tokenizer) -> list[Path]:
+    """Writes into `target` every file build.py owns of folder `name`, reading what a training wrote from `source`
+    (the same folder when it is synced in place); returns the files written."""
+    family = name.split("-")[-1]
+    target.mkdir(parents=True, exist_ok=True)
+    written = _write_shared(name, family, target)
+    if is_trained(source):
+        return written + _write_trained(name, source, target)
+    return written + _write_untrained(name, family, tokenizer, target)
+
+
+def extra_files(folder: Path, written: list[Path]) -> list[Path]:
+    """Files of `folder` that build.py would remove: in an untrained folder every file it does not write, in a
+    trained one a code copy of a module the package no longer has."""
+    names = {path.name for path in written}
+    candidates = folder.rglob("*") if not is_trained(folder) else folder.glob("*.py")
+    return sorted(path for path in candidates if path.is_file() and path.relative_to(folder).as_posix() not in names)
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(HUB_CONFIGS_DIR.parent)) if path.is_relative_to(HUB_CONFIGS_DIR.parent) else str(path)
+
+
+def build_all(output_dir: str | Path = HUB_CONFIGS_DIR, check: bool = False) -> list[str] | list[Path]:
+    """Writes every named folder under `output_dir` (returns the folders). With `check`, writes nothing and
+    returns the out-of-date files as 'path: why' (empty when every folder is what this script writes)."""
+    from anira_tasks import load_tokenizer
+
+    output_dir = Path(output_dir)
+    folders, problems = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for family in FAMILY_TASKS:
+            tokenizer = load_tokenizer(family)
+            for variant in VARIANTS:
+                name = model_name(variant, family)
+                folder = output_dir / name
+                written = write_folder(name, folder, Path(scratch) / name if check else folder, tokenizer)
+                extras = extra_files(folder, written) if folder.is_dir() else []
+                if not check:
+                    for path in extras:
+                        path.unlink()
+                    folders.append(folder)
+                    continue
+                for fresh in written:
+                    shipped = folder / fresh.name
+                    if not shipped.exists():
+                        problems.append(f"{_shown(shipped)}: missing")
+                    elif shipped.read_bytes() != fresh.read_bytes():
+                        problems.append(f"{_shown(shipped)}: differs from what build.py writes")
+                problems += [f"{_shown(path)}: not a file build.py writes (it removes it)" for path in extras]
+    return problems if check else folders
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the named-model folders (hub_configs/anira-*) from the package.")
+    parser.add_argument("output_dir", nargs="?", default=str(HUB_CONFIGS_DIR), help="the folder holding them")
+    parser.add_argument("--check", action="store_true", help="write nothing; name every out-of-date file, exit 1 if any")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = build_all(args.output_dir, check=True)
+        for problem in problems:
+            print(problem)
+        if problems:
+            where = "" if Path(args.output_dir).resolve() == HUB_CONFIGS_DIR else f" {args.output_dir}"
+            print(f"{len(problems)} file(s) out of date: run `python hub_configs/build.py{where}`")
+            return 1
+        print(f"every named folder under {_shown(Path(args.output_dir))} is up to date")
+        return 0
+    for folder in build_all(args.output_dir):
+        print(f"wrote {folder}")
+    return 0
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HUB_CONFIGS_DIR.parent))
-    for folder in build_all(sys.argv[1] if len(sys.argv) > 1 else HUB_CONFIGS_DIR):
-        print(f"wrote {folder}")
+    sys.exit(main())

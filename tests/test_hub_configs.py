@@ -26,19 +26,93 @@ def load_build():
 TRAINED = [f"anira-{variant}-{family}" for family in ("depo", "brevo") for variant in ("e", "o", "fixed")]
 
 
-def test_shipped_folders_are_what_build_py_writes(tmp_path):
+def test_every_folder_is_what_build_py_writes():
+    """`python hub_configs/build.py --check` passes: every folder holds every code file, the package's config fields,
+    its family's tokenizer files, build.py's recipe and the card build.py writes (a trained one's from its report)."""
     build = load_build()
-    build.build_all(tmp_path)
+    assert sorted(build.NAMES) == sorted(NAMES)
+    problems = build.build_all(HUB, check=True)
+    assert not problems, "\n".join(problems) + "\nrun `python hub_configs/build.py`"
+    for name in NAMES:  # the check compares against what build.py writes, which includes all the code
+        assert {p.name for p in build.code_files()} <= {p.name for p in (HUB / name).glob("*.py")}, name
+
+
+def _copy_hub(tmp_path: Path) -> Path:
+    """A copy of the named folders, brought up to date with the package as it is now (the shipped folders' own
+    state is the test above's)."""
+    import shutil
+
+    hub = tmp_path / "hub"
     for name in NAMES:
-        if build.is_trained(HUB / name):  # written by examples/reproduce.py (tested below), from build.py's recipe
-            shipped_recipe = json.loads((HUB / name / "recipe.json").read_text())
-            assert shipped_recipe == build.RECIPES[name], f"{name}: its recipe.json is not build.py's recipe for it"
-            continue
-        fresh = {p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*") if p.is_file()}
-        shipped = {p.relative_to(HUB / name): p.read_bytes() for p in (HUB / name).rglob("*") if p.is_file()}
-        assert fresh.keys() == shipped.keys(), f"{name}: rerun `python hub_configs/build.py`"
-        stale = [str(path) for path in fresh if fresh[path] != shipped[path]]
-        assert not stale, f"{name}: {stale} differ from a fresh build; rerun `python hub_configs/build.py`"
+        shutil.copytree(HUB / name, hub / name)
+    load_build().build_all(hub)
+    return hub
+
+
+def test_check_names_every_out_of_date_file_and_build_fixes_them_without_touching_training_outputs(tmp_path):
+    build = load_build()
+    hub = _copy_hub(tmp_path)
+    trained, untrained = hub / "anira-o-depo", hub / "anira-e-mano"
+    kept = {p.name: p.read_bytes() for p in trained.iterdir()
+            if p.name in ("model.safetensors", "report.json", "training_log.jsonl", "training_dynamics.png", "generation_config.json")}
+    (untrained / "fast_path.py").unlink()  # a folder lacking a copy is out of date, not skipped
+    (trained / "depth_control.py").write_text("# edited by hand\n")
+    (trained / "old_module.py").write_text("")  # a module the package no longer has
+    (untrained / "notes.txt").write_text("")  # an untrained folder holds only what build.py writes
+    (trained / "README.md").write_text((trained / "README.md").read_text().replace("## Limitations", "## Caveats"))
+    (hub / "anira-e-brevo" / "tokenizer.json").unlink()
+    config = json.loads((trained / "config.json").read_text())
+    del config["auto_map"]
+    (trained / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    before = sorted(p.relative_to(hub).as_posix() for p in hub.rglob("*"))
+
+    problems = build.build_all(hub, check=True)
+    assert sorted(problems) == sorted([
+        f"{untrained / 'fast_path.py'}: missing",
+        f"{trained / 'depth_control.py'}: differs from what build.py writes",
+        f"{trained / 'old_module.py'}: not a file build.py writes (it removes it)",
+        f"{untrained / 'notes.txt'}: not a file build.py writes (it removes it)",
+        f"{trained / 'README.md'}: differs from what build.py writes",
+        f"{hub / 'anira-e-brevo' / 'tokenizer.json'}: missing",
+        f"{trained / 'config.json'}: differs from what build.py writes",
+    ])
+    assert sorted(p.relative_to(hub).as_posix() for p in hub.rglob("*")) == before  # --check writes nothing
+
+    build.build_all(hub)
+    assert build.build_all(hub, check=True) == []
+    assert {name: (trained / name).read_bytes() for name in kept} == kept  # what training wrote is untouched
+    assert not (trained / "old_module.py").exists() and not (untrained / "notes.txt").exists()
+    assert json.loads((trained / "config.json").read_text()) == json.loads((HUB / "anira-o-depo" / "config.json").read_text())
+
+
+def test_check_command_exits_non_zero_and_names_the_fix(tmp_path):
+    import subprocess
+    import sys
+
+    hub = _copy_hub(tmp_path)
+    command = [sys.executable, str(HUB / "build.py"), "--check", str(hub)]
+    assert subprocess.run(command, capture_output=True, text=True, cwd=tmp_path).returncode == 0
+    (hub / "anira-fixed-clrs" / "modeling_anira.py").write_text("")
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{hub / 'anira-fixed-clrs' / 'modeling_anira.py'}: differs from what build.py writes" in result.stdout
+    assert f"1 file(s) out of date: run `python hub_configs/build.py {hub}`" in result.stdout
+
+
+def test_build_writes_untrained_folders_into_an_empty_folder(tmp_path):
+    build = load_build()
+    folders = build.build_all(tmp_path)
+    assert sorted(f.name for f in folders) == sorted(NAMES)
+    for name in NAMES:  # nothing trained there: every folder is an untrained configuration, with all the code
+        assert not build.is_trained(tmp_path / name) and "**Untrained configuration**" in (tmp_path / name / "README.md").read_text()
+        assert (tmp_path / name / "modeling_anira.py").read_bytes() == (ROOT / "modeling_anira" / "modeling_anira.py").read_bytes()
+    assert build.build_all(tmp_path, check=True) == []
+
+
+def test_trained_recipes_are_build_pys():
+    build = load_build()
+    for name in TRAINED:
+        assert json.loads((HUB / name / "recipe.json").read_text()) == build.RECIPES[name], name
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -108,11 +182,77 @@ def test_trained_named_models_generate_and_report_per_token_depths(name):
     assert report["report"]["test_seen"]["items"] == per_size * len(sizes)  # distinct prompts per seen size
 
 
-def test_trained_folders_carry_the_current_modeling_code():
-    """A trained folder loads with trust_remote_code from the code it carries: that code is the package's."""
-    package = ROOT / "modeling_anira"
-    folders = [f for f in HUB.iterdir() if (f / "modeling_anira.py").exists()]
-    assert folders, "the trained folders carry their modeling code"
-    for folder in folders:
-        for copy in folder.glob("*.py"):
-            assert copy.read_text() == (package / copy.name).read_text(), f"{copy} differs from modeling_anira/{copy.name}"
+def test_untrained_folders_load_with_their_own_code(tmp_path):
+    """Every folder carries the modeling code: an untrained one loads with trust_remote_code from its copies too."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from transformers import AutoConfig; "
+              "c = AutoConfig.from_pretrained(sys.argv[1], trust_remote_code=True); "
+              "assert 'modeling_anira' not in sys.modules; print(type(c).__module__)")
+    result = subprocess.run([sys.executable, "-c", script, str(HUB / "anira-o-mano")], capture_output=True, text=True,
+                            cwd=tmp_path, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert "configuration_anira" in result.stdout and "transformers_modules" in result.stdout
+
+
+def _front_matter(card: str) -> dict:
+    import yaml
+
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_trained_cards_have_model_index_limitations_and_citation_from_report(name):
+    from anira_study.model_cards import CITATION
+
+    card = (HUB / name / "README.md").read_text()
+    report = json.loads((HUB / name / "report.json").read_text())["report"]["test_seen"]
+    (index,) = _front_matter(card)["model-index"]
+    assert index["name"] == name
+    per_size = [r for r in index["results"] if r["dataset"]["config"] != "seen"]
+    assert [r["dataset"]["config"].split("=")[1] for r in per_size] == list(report["per_complexity"])  # every seen size
+    for result, (c, entry) in zip(per_size, report["per_complexity"].items()):
+        assert result["task"]["type"] == "text-generation" and result["dataset"]["split"] == "test"
+        assert result["dataset"]["type"] == json.loads((HUB / name / "report.json").read_text())["task"]
+        metrics = {m["type"]: m for m in result["metrics"]}
+        assert all(m["name"] for m in result["metrics"])
+        assert metrics["accuracy"]["value"] == entry["generated_accuracy"]  # exactly, not rounded
+        assert metrics["mean_depth"]["value"] == entry["mean_depth"]
+    rho = [m for r in index["results"] if r["dataset"]["config"] == "seen" for m in r["metrics"]]
+    if report["spearman"] == report["spearman"]:
+        assert [m["value"] for m in rho] == [report["spearman"]]
+    else:  # a fixed-depth model's rho is undefined: not reported
+        assert rho == []
+    limitations = card.split("## Limitations")[1].split("## Citation")[0]
+    assert "One training seed" in limitations and "Sizes it fails on" in limitations and "depth-need" in limitations
+    for c, entry in [item for split in ("test_seen", "test_extrapolation")
+                     for item in json.loads((HUB / name / "report.json").read_text())["report"][split]["per_complexity"].items()]:
+        named = f" = {c} (" in limitations
+        assert named == (entry["generated_accuracy"] < 0.9), (c, entry["generated_accuracy"])
+    assert f"```bibtex\n{CITATION}\n```" in card.split("## Citation")[1]
+
+
+def test_the_cards_cite_the_paper_as_the_repository_does():
+    """One citation: the cards' BibTeX is the one the metrics in anira_study/metrics/ ship."""
+    from anira_study.model_cards import CITATION
+
+    for metric in (ROOT / "anira_study" / "metrics").glob("*/*.py"):
+        text = metric.read_text()
+        if "_CITATION" in text:
+            assert CITATION in text, metric
+    for name in NAMES:
+        assert CITATION in (HUB / name / "README.md").read_text(), name
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_trained_reports_say_which_commit_and_version_trained_them(name):
+    report = json.loads((HUB / name / "report.json").read_text())
+    assert "training_commit" in report and "package_version" in report
+    card = (HUB / name / "README.md").read_text()
+    if report["training_commit"] is None:  # trained before reports recorded it: said, not invented
+        assert "not recorded at training time" in report["provenance_note"]
+        assert "were not recorded at training time" in card
+    else:
+        assert f"`{report['training_commit'][:12]}`" in card

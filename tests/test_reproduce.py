@@ -28,9 +28,45 @@ def test_quick_reproduction_writes_a_loadable_folder_and_resumes_instead_of_rest
     report = json.loads((folder / "report.json").read_text())
     assert report["steps"] == 30 and report["table"] == summary["table"] and (folder / "training_dynamics.png").exists()
     assert json.loads((folder / "recipe.json").read_text()) == load_recipe(ROOT / "hub_configs/anira-o-depo")
+    # the commit and package version that trained it (the checkout may gain commits meanwhile: an ancestor of HEAD)
+    _assert_names_this_checkouts_commit(report)
+    assert report["stage_commits"] == [report["training_commit"]] and f"`{report['training_commit'][:12]}`" in card
     # an interrupted (here: finished) run resumes from its last checkpoint rather than starting over
     argv = training_argv(load_recipe(ROOT / "hub_configs/anira-o-depo"), work, quick=True)
     assert argv[argv.index("--resume_from_checkpoint") + 1] == "last"
+
+
+def _assert_names_this_checkouts_commit(record: dict) -> None:
+    import subprocess
+    from importlib import metadata
+
+    commit = record["training_commit"]
+    assert len(commit) == 40 and isinstance(record["training_commit_dirty"], bool)
+    ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=ROOT)
+    assert ancestor.returncode == 0, f"{commit} is not a commit of this checkout"
+    assert record["package_version"] == metadata.version("anira")
+
+
+def test_provenance_names_the_checkouts_commit_and_the_package_version():
+    from anira_study.reproduce import provenance
+
+    _assert_names_this_checkouts_commit(provenance())
+
+
+def test_cards_say_which_commit_trained_each_stage_or_that_it_was_not_recorded():
+    from anira_study.model_cards import stage_commits, training_provenance
+
+    a, b = "a" * 40, "b" * 40
+    assert training_provenance({"steps": 10}).startswith("The git commit and the package version that trained these "
+                                                         "weights were not recorded at training time")
+    one = {"steps": 10, "training_commit": a, "training_commit_dirty": False, "package_version": "0.1.0"}
+    assert training_provenance(one) == f"Trained at commit `{a[:12]}` of this repository, package anira 0.1.0."
+    staged = {**one, "training_commit": b, "training_commit_dirty": True, "stage_steps": [5, 5, 5],
+              "stage_commits": [None, a, b]}
+    assert stage_commits(staged) == [None, a, b]
+    assert training_provenance(staged) == (f"Trained at an unrecorded commit (stage 1) and commit `{a[:12]}` (stage 2) and "
+                                           f"commit `{b[:12]}` (stage 3) of this repository (with uncommitted changes to "
+                                           "tracked files), package anira 0.1.0.")
 
 
 def test_recipes_retrain_from_scratch_and_scale_for_a_gpu():

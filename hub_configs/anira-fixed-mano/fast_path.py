@@ -1,0 +1,355 @@
+"""The fast recurrence: every iteration computes only the tokens that are still active.
+
+`fast_recur` is a second implementation of `AniraModel.recur` (same arguments, same result) used at
+inference. The dense reference runs every token through every layer application and masks the frozen
+ones back; here, at iteration t:
+
+    active tokens (N of the B x S)    gathered into N rows: injection, q/k/v/o projections and the MLP
+                                      run on those rows only, and the result is scattered back
+    frozen tokens                     no compute: their keys/values at core layer l are those of their
+                                      frozen state (docs/design.md's reuse rule), computed once, when they freeze
+                                      (in the same k/v projection as the next iteration's active tokens)
+    attention                         the active queries are packed into [R, A, ...] (A = most active
+                                      tokens in a row) and attend to the keys/values of every position of
+                                      their row's slot: cached past + the whole current chunk; after a
+                                      cached past, rows with no active token read nothing (ActivePacking)
+
+and the loop stops when no token is active. Every cache slot (t, l) still receives exactly one
+`cache.update` per call with the whole chunk's keys/values (fresh for active tokens, reused for frozen
+ones), so all slots keep the same length and the cache equals the dense path's at every real position.
+
+The packed queries reuse the dense path's 4D mask: packed query j of row b is chunk position p, so its
+mask row is the dense mask's row p (causality and padding come out exactly as in the reference). Rows of
+the packing that hold no query take the chunk's last position, which is never padding under left padding,
+so no row is fully masked.
+
+When every token of an iteration is active (fixed mode, min_depth, batch size 1 in decoding) the
+iteration is the dense one: gathering would only cost time. Attention weights are not returned here:
+`output_attentions=True` runs the dense path.
+
+What it saves: the rows of every matmul of an iteration are the active tokens only, a batch row with no
+active token reads none of its cached keys/values, and whole iterations are skipped once no token of the
+batch is active. So time follows the mean depth where an iteration's cost grows with its active tokens (long
+prompts; decoding after a long context, where each sequence's attention over its cache dominates) and the
+deepest token of the batch where it does not (decoding a few sequences after a short context: a matmul of
+1-8 rows costs about what reading its weights costs); benchmarks/inference/RESULTS.md measures both regimes.
+"""
+
+import bisect
+
+import torch
+
+_DENSE_LAYER_ARGS = ("attention_mask", "position_embeddings", "cache", "attention_sink")
+QUERY_BLOCK = 256  # packed queries per attention call in a long chunk (see ActivePacking.attend)
+OVERFLOW_SAVING = 0.75  # split off the fullest rows' extra queries when that leaves at most this share of the slots
+
+
+class FrozenKeyValues:
+    """Keys/values [B * S, kv_heads, head_dim] per core layer of the chunk's frozen tokens (the reuse rule)."""
+
+    def __init__(self, model, tokens: int):
+        self.core, self.tokens = model.core, tokens
+        self.keys: list[torch.Tensor | None] = [None] * len(model.core)
+        self.values: list[torch.Tensor | None] = [None] * len(model.core)
+
+    def store(self, layer: int, index: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Keep the keys/values [n, kv_heads, head_dim] of the tokens `index` (flat) at `layer`."""
+        if self.keys[layer] is None:
+            self.keys[layer] = key.new_zeros(self.tokens, *key.shape[1:])
+            self.values[layer] = value.new_zeros(self.tokens, *value.shape[1:])
+        # Out of place: in training, earlier iterations' attention read the previous tensors through autograd.
+        self.keys[layer] = self.keys[layer].index_copy(0, index, key)
+        self.values[layer] = self.values[layer].index_copy(0, index, value)
+
+    def freeze(self, hidden_flat: torch.Tensor, index: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
+        """Tokens `index` stop at their state in `hidden_flat`: compute their keys/values at every layer."""
+        if index.numel() == 0:
+            return
+        states = hidden_flat[index].unsqueeze(0)  # [1, n, H]: the n tokens as one sequence
+        rope = (cos[index].unsqueeze(0), sin[index].unsqueeze(0))
+        for position, layer in enumerate(self.core):
+            key, value = layer.key_value(states, rope)  # [1, kv_heads, n, head_dim]
+            self.store(position, index, key[0].transpose(0, 1), value[0].transpose(0, 1))
+
+    def update(self, layer: int, batch: int, index: torch.Tensor, key: torch.Tensor, value: torch.Tensor):
+        """The chunk's keys/values [B, kv_heads, S, head_dim] at `layer` with the tokens `index` (flat) set to
+        `key`/`value` [n, kv_heads, head_dim]: the computed tokens' fresh ones and the freezing tokens' frozen
+        ones, in one copy that is also kept. Keeping the computed tokens' fresh keys/values is harmless: a row
+        is read later only as a frozen token's (stored when it freezes) or after being overwritten."""
+        if self.keys[layer] is None:
+            self.keys[layer] = key.new_zeros(self.tokens, *key.shape[1:])
+            self.values[layer] = value.new_zeros(self.tokens, *value.shape[1:])
+        self.keys[layer] = self.keys[layer].index_copy(0, index, key)
+        self.values[layer] = self.values[layer].index_copy(0, index, value)
+        return self.chunk(layer, batch)
+
+    def chunk(self, layer: int, batch: int):
+        """The chunk's keys/values [B, kv_heads, S, head_dim] at `layer`."""
+        keys, values = self.keys[layer], self.values[layer]
+        return keys.view(batch, -1, *keys.shape[1:]).transpose(1, 2), values.view(batch, -1, *values.shape[1:]).transpose(1, 2)
+
+
+class ActivePacking:
+    """Where the N active tokens of an iteration go: flat rows for the projections and the MLP, packed
+    [R, A] slots for attention (A = most active tokens in a row), and the packed queries' mask rows.
+
+    Which R rows: in decoding after a context (`whole_chunk` False), the batch rows that hold an active token,
+    so a row whose token halted takes no part in attention at all and its cached keys/values are not read (in
+    long-context decoding that read is most of an iteration); non-consecutive rows then take one kernel call
+    per run of consecutive rows. When the keys are the chunk's own (training, a prompt's prefill:
+    `whole_chunk`), every row from the first to the last that holds an active token, in one call: a row without
+    active tokens adds only A dummy queries over a short chunk, while each extra call costs more than that
+    at training sizes (measured in benchmarks/model/RESULTS.md).
+
+    Overflow: every packed row is as wide as the fullest one, so when a few rows hold many active tokens and the
+    rest few (a training batch late in the recurrence: 17-20 % of the slots held a token), most slots are dummy
+    queries. In the one-call case the rows are then cut at `cap` queries (each row's first `cap` active tokens,
+    over the same view of the keys), and the queries past `cap` of the rows that have them attend in a second call
+    to those rows' keys/values alone (a small copy). Attention is per query, so the split is exact. `cap`
+    minimises the slots of both calls, and is used only when that leaves at most OVERFLOW_SAVING of the
+    unsplit slots, since the second call has a cost of its own."""
+
+    def __init__(self, active: torch.Tensor, mask: torch.Tensor | None, whole_chunk: bool = False):
+        batch, seq = active.shape
+        self.seq = seq
+        self.index = active.reshape(-1).nonzero().squeeze(-1)  # flat (b * S + p) of the active tokens
+        counts = active.sum(-1)
+        self.rows = counts.nonzero().squeeze(-1)  # batch rows taking part, ascending
+        if whole_chunk and self.rows.numel():
+            self.rows = torch.arange(int(self.rows[0]), int(self.rows[-1]) + 1, device=active.device)
+        self.width = int(counts.max())  # A
+        self.cap = self.width
+        if whole_chunk and 0 < self.width <= QUERY_BLOCK:
+            self.cap = _overflow_cap(sorted(counts[self.rows].tolist()), self.width)
+        self.overflow_rows = self.rows[counts[self.rows] > self.cap]  # rows with queries past the cap (batch index)
+        rank = (active.cumsum(-1) - 1).reshape(-1)[self.index]  # j: the token's rank among its row's active ones
+        row = torch.div(self.index, seq, rounding_mode="floor")
+        packed_row = row - self.rows[0] if whole_chunk else ((counts > 0).cumsum(0) - 1)[row]  # r: among the R
+        self.slot = packed_row * self.cap + rank  # flat (r * cap + j), for j < cap
+        self.main_slots = self.rows.numel() * self.cap
+        if self.overflow_rows.numel():  # j >= cap: after the main slots, (overflow row, j - cap)
+            overflow_row = torch.full((batch,), -1, dtype=torch.long, device=active.device)
+            overflow_row[self.overflow_rows] = torch.arange(self.overflow_rows.numel(), device=active.device)
+            extra = self.main_slots + overflow_row[row] * (self.width - self.cap) + rank - self.cap
+            self.slot = torch.where(rank >= self.cap, extra, self.slot)
+        self.slots = self.main_slots + self.overflow_rows.numel() * (self.width - self.cap)
+        positions = torch.full((self.slots,), seq - 1, dtype=torch.long, device=active.device)
+        positions[self.slot] = self.index - row * seq
+        self.positions = positions[:self.main_slots].view(-1, self.cap)
+        self.runs = _contiguous_runs(self.rows.tolist())
+        self.mask = self._mask_rows(mask, batch, seq, self.rows, self.positions)
+        if self.overflow_rows.numel():
+            overflow_positions = positions[self.main_slots:].view(-1, self.width - self.cap)
+            self.overflow_mask = self._mask_rows(mask, batch, seq, self.overflow_rows, overflow_positions)
+
+    @staticmethod
+    def _mask_rows(mask: torch.Tensor | None, batch: int, seq: int, rows: torch.Tensor, positions: torch.Tensor):
+        """The dense mask's rows for packed queries at `positions` [len(rows), width] of the batch rows `rows`."""
+        if mask is None:
+            # The dense path needed no mask: no padding, and either one query (it sees every key) or the
+            # causal default, which the packed queries must get explicitly.
+            if seq == 1:
+                return None
+            raise ValueError("the fast path needs the 4D causal mask for a multi-token chunk")
+        if mask.dim() != 4:
+            raise ValueError(f"the fast path expects a 4D attention mask, got shape {tuple(mask.shape)}")
+        mask = mask.expand(batch, -1, -1, -1)[rows]
+        index = positions.view(len(mask), 1, -1, 1).expand(-1, mask.shape[1], -1, mask.shape[-1])
+        return mask.gather(2, index)
+
+    def attend(self, attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Attention of the active tokens' queries [N, heads, head_dim] to their own batch rows' keys/values
+        [B, kv_heads, L, head_dim]; returns the active tokens' outputs [N, heads * head_dim], before o_proj.
+
+        The queries are packed into [R, heads, cap, head_dim]: one backend call per run of consecutive batch rows
+        (slices are views: the cache is not copied), and within a run per block of QUERY_BLOCK packed queries,
+        which attend only to the keys up to the block's latest position: an explicit mask makes the kernel
+        compute every query-key pair, so without the blocks a long prompt's attention would cost the full
+        square instead of the causal triangle. The overflow queries, if any, take one more call."""
+        heads, head_dim = query.shape[1:]
+        packed = query.new_zeros(self.slots, heads, head_dim).index_copy(0, self.slot, query)
+        main = packed[:self.main_slots].view(-1, self.cap, heads, head_dim).transpose(1, 2)
+        blocks = self._query_blocks(key.shape[-2])
+        outputs, start = [], 0
+        for first, last in self.runs:
+            stop = start + last - first
+            row_outputs = []
+            for q0, q1, keys in blocks:
+                mask = None if self.mask is None else self.mask[start:stop, :, q0:q1, :keys]
+                out, _ = attention.mix_heads(main[start:stop, :, q0:q1], key[first:last, :, :keys],
+                                             value[first:last, :, :keys], mask, **kwargs)
+                row_outputs.append(out)
+            outputs.append(row_outputs[0] if len(row_outputs) == 1 else torch.cat(row_outputs, dim=1))
+            start = stop
+        if self.overflow_rows.numel():
+            extra = packed[self.main_slots:].view(-1, self.width - self.cap, heads, head_dim).transpose(1, 2)
+            out, _ = attention.mix_heads(extra, key[self.overflow_rows], value[self.overflow_rows], self.overflow_mask,
+                                         **kwargs)
+            outputs.append(out)
+        out = torch.cat([o.reshape(-1, o.shape[-1]) for o in outputs])
+        return out[self.slot]
+
+    def _query_blocks(self, keys: int) -> list[tuple[int, int, int]]:
+        """(first, last, keys needed) per block of packed queries. Packed positions ascend along a row, so a
+        block's queries see no key beyond its latest position (the mask hides them; dropping them is exact)."""
+        if self.mask is None or self.cap <= QUERY_BLOCK:
+            return [(0, self.cap, keys)]
+        past = keys - self.seq
+        starts = list(range(0, self.cap, QUERY_BLOCK))
+        latest = torch.stack([self.positions[:, q0 : q0 + QUERY_BLOCK].amax() for q0 in starts]).tolist()
+        return [(q0, min(q0 + QUERY_BLOCK, self.cap), past + p + 1) for q0, p in zip(starts, latest)]
+
+
+def _overflow_cap(counts: list[int], width: int) -> int:
+    """The row width that minimises the slots of the main and the overflow call, R * cap + (rows with more than
+    cap) * (width - cap), given the rows' active counts in ascending order; `width` (no split) unless that leaves at
+    most OVERFLOW_SAVING of the R * width slots."""
+    rows, best, fewest = len(counts), width, OVERFLOW_SAVING * len(counts) * width
+    for cap in sorted(set(counts) - {0, width}):  # a row of 0 queries is no cut
+        slots = rows * cap + (rows - bisect.bisect_right(counts, cap)) * (width - cap)
+        if slots <= fewest:
+            best, fewest = cap, slots
+    return best
+
+
+def _contiguous_runs(rows: list[int]) -> list[tuple[int, int]]:
+    """[first, last) ranges of consecutive integers: [0, 1, 2, 5, 6] -> [(0, 3), (5, 7)]."""
+    runs = []
+    for row in rows:
+        if runs and runs[-1][1] == row:
+            runs[-1] = (runs[-1][0], row + 1)
+        else:
+            runs.append((row, row + 1))
+    return runs
+
+
+def _full_mask(layer_kwargs: dict, batch: int, seq: int, past: int, device, dtype, config) -> torch.Tensor | None:
+    """The dense causal mask when create_causal_mask left it to the kernel (SDPA without padding)."""
+    mask = layer_kwargs["attention_mask"]
+    if mask is not None or seq == 1:
+        return mask
+    keys = torch.arange(past + seq, device=device)
+    allowed = (keys[None, :] <= past + torch.arange(seq, device=device)[:, None]).view(1, 1, seq, past + seq)
+    if config._attn_implementation == "sdpa":
+        return allowed
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def layer_at(layer, hidden: torch.Tensor, selected: torch.Tensor, layer_kwargs: dict, config) -> torch.Tensor:
+    """A decoder layer's output [N, H] at the `selected` positions [B, S] only (row-major order), for a chunk with
+    no cached past: keys/values from every position, queries, attention, o_proj and the MLP for the N selected
+    ones. Exact, as attention is per query: the iteration loss reads its readouts at the supervised positions."""
+    batch, seq, width = hidden.shape
+    mask = _full_mask(layer_kwargs, batch, seq, 0, hidden.device, hidden.dtype, config)
+    packing = ActivePacking(selected, mask, whole_chunk=True)
+    index = packing.index
+    cos, sin = layer_kwargs["position_embeddings"]
+    rope = (cos.expand(batch, -1, -1).reshape(batch * seq, -1)[index].unsqueeze(0),
+            sin.expand(batch, -1, -1).reshape(batch * seq, -1)[index].unsqueeze(0))
+    attention = layer.self_attn
+    normed = layer.input_layernorm(hidden)
+    key, value = attention.project_key_value(normed, layer_kwargs["position_embeddings"])  # [B, kv_heads, S, head_dim]
+    query = attention.project_query(normed.reshape(-1, width)[index].unsqueeze(0), rope)  # [1, heads, N, head_dim]
+    attend_kwargs = {k: v for k, v in layer_kwargs.items() if k not in _DENSE_LAYER_ARGS}
+    out = packing.attend(attention, query[0].transpose(0, 1), key, value, **attend_kwargs)
+    out = hidden.reshape(-1, width)[index] + attention.o_proj(out)
+    return out + layer.mlp(layer.post_attention_layernorm(out))
+
+
+def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
+    """`AniraModel.recur` computing only the tokens `plan.computed(t)` names; equal to it, values and gradients
+    (tests/test_fast_path.py, tests/test_fast_training.py)."""
+    batch, seq, width = hidden.shape
+    cos, sin = layer_kwargs["position_embeddings"]
+    cos, sin = cos.expand(batch, -1, -1).reshape(batch * seq, -1), sin.expand(batch, -1, -1).reshape(batch * seq, -1)
+    attend_kwargs = {k: v for k, v in layer_kwargs.items() if k not in _DENSE_LAYER_ARGS}
+    past = cache.get_seq_length(cache.core_slot(1, 0)) if cache is not None else 0  # the prelude slots already hold the chunk
+    dense_mask = None  # built on the first gathered iteration
+    frozen = FrozenKeyValues(model, batch * seq)
+    hidden_flat, prelude_flat = hidden.reshape(-1, width), prelude_states.reshape(-1, width)
+    running = torch.ones(batch * seq, dtype=torch.bool, device=hidden.device)  # computed at the previous iteration
+    all_running = True  # the last iteration (or the prelude, before any) computed every token
+
+    ran = 0
+    for t in range(1, max_depth + 1):
+        if not plan.any_active(t):
+            break
+        active = plan.active(t)
+        computed = plan.computed(t)
+        if computed is None or bool(computed.all()):  # every token computed: the dense iteration
+            mask = None if active is None or (not active.requires_grad and bool((active > 0.5).all())) else active
+            hidden = model.dense_iteration(t, hidden_flat.view(batch, seq, width), prelude_states, mask, cache, layer_kwargs)
+            hidden_flat = hidden.reshape(-1, width)
+            running, all_running = torch.ones_like(running), True
+        else:
+            flat_computed = computed.reshape(-1)
+            freezing = (running & ~flat_computed).nonzero().squeeze(-1)  # computed at t - 1, frozen from t on
+            running, all_running = flat_computed, False
+            if dense_mask is None:
+                dense_mask = _full_mask(layer_kwargs, batch, seq, past, hidden.device, hidden.dtype, model.config)
+            hidden_flat = _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude_flat, frozen,
+                                            cache, dense_mask, past == 0, cos, sin, attend_kwargs)
+        hidden = hidden_flat.view(batch, seq, width)
+        plan.observe(t, hidden)
+        ran = t
+        if all_hidden is not None:
+            all_hidden.append(hidden)
+
+    if cache is not None and all_running:
+        # Every token ran the last iteration (fixed mode): one dense projection, with no data-dependent
+        # gathering, so that a fixed model compiles with its cache.
+        model.write_frozen_slots(hidden_flat.view(batch, seq, width), ran + 1, cache, layer_kwargs["position_embeddings"])
+    elif cache is not None:
+        # Every token is frozen now: the remaining slots, and the one past the last iteration run (the frozen
+        # keys/values a later, deeper chunk starts its new slots from), get each token's frozen keys/values.
+        frozen.freeze(hidden_flat, running.nonzero().squeeze(-1), cos, sin)
+        for index in range(len(model.core)):
+            key, value = frozen.chunk(index, batch)
+            for t in range(ran + 1, max(cache.iterations, ran + 1) + 1):
+                cache.update(key, value, cache.core_slot(t, index))
+    return hidden_flat.view(batch, seq, width)
+
+
+def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude_flat, frozen, cache, dense_mask,
+                      whole_chunk, cos, sin, attend_kwargs):
+    """One iteration over the computed tokens only; returns the new flat states. The tokens `freezing` (flat)
+    stopped being computed after the previous iteration: their frozen keys/values are computed here, in the
+    same projection as the computed tokens' (one pass over the k/v weights per layer, not two).
+
+    At inference the computed tokens are the active ones and each layer is `h <- layer(h)`. In training some
+    computed tokens have a zero mask that carries a gradient, and every mask may (ANIRA-O's a^t = 1 depends on
+    earlier halting decisions), so the rows apply the dense path's `h <- a * layer(h) + (1 - a) * h`: the same
+    expression on the same values, hence the same gradients."""
+    batch = computed.shape[0]
+    if not bool(computed.any()):  # nothing runs, but every slot still gets the chunk's (frozen) keys/values
+        frozen.freeze(hidden_flat, freezing, cos, sin)
+        for position in range(len(model.core)):
+            if cache is not None:
+                cache.update(*frozen.chunk(position, batch), cache.core_slot(t, position))
+        return hidden_flat
+    packing = ActivePacking(computed, dense_mask, whole_chunk)
+    index = packing.index
+    n = index.numel()
+    a = None
+    if active is not None:
+        a = active.reshape(-1)[index]
+        a = a.to(hidden_flat.dtype).view(1, n, 1) if a.requires_grad or not bool((a > 0.5).all()) else None
+    rows = torch.cat([index, freezing])  # computed tokens first, then the freezing ones
+    rope = (cos[rows].unsqueeze(0), sin[rows].unsqueeze(0))
+    frozen_states = hidden_flat[freezing].unsqueeze(0)  # a freezing token's input to every core layer
+    states = model.injection(hidden_flat[index], prelude_flat[index]).unsqueeze(0)  # [1, N, H]
+    if a is not None:
+        states = a * states + (1 - a) * hidden_flat[index].unsqueeze(0)
+    for position, layer in enumerate(model.core):
+        attention = layer.self_attn
+        normed = layer.input_layernorm(torch.cat([states, frozen_states], dim=1))
+        query = attention.project_query(normed[:, :n], (rope[0][:, :n], rope[1][:, :n]))  # [1, heads, N, head_dim]
+        key, value = attention.project_key_value(normed, rope)  # [1, kv_heads, N + frozen, head_dim]
+        key, value = frozen.update(position, batch, rows, key[0].transpose(0, 1), value[0].transpose(0, 1))
+        if cache is not None:
+            key, value = cache.update(key, value, cache.core_slot(t, position))
+        out = packing.attend(attention, query[0].transpose(0, 1), key, value, **attend_kwargs)  # [N, heads * head_dim]
+        out = states + attention.o_proj(out).unsqueeze(0)
+        out = out + layer.mlp(layer.post_attention_layernorm(out))
+        states = out if a is None else a * out + (1 - a) * states
+    return hidden_flat.index_copy(0, index, states[0])
