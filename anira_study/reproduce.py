@@ -137,10 +137,53 @@ def keep_stage(before: tuple[float, float], after: tuple[float, float],
     return rho_after > rho_before, f"accuracy tied ({accuracy_after:.4f}); rho {verb} ({rho_before:.3f} -> {rho_after:.3f})"
 
 
-def stage_runs(recipe: dict, work_dir: Path, quick: bool = False, batch_scale: int = 1, cuda: bool = False) -> list[tuple[Path, list[str]]]:
+def base_config_folder(hub_dir: str | Path, name: str, folder: Path) -> Path:
+    """A config-only folder (config and tokenizer) holding the named model's configuration before any stage of its
+    recipe: `hub_configs/build.py`'s `build_config`, what an untrained named folder holds. A trained folder's own
+    config.json is the *last* stage's (a later stage's `--config_overrides` are saved in it), so the first stage
+    must not start from it."""
+    import importlib.util
+
+    from anira_tasks import load_tokenizer
+
+    spec = importlib.util.spec_from_file_location("anira_hub_build", Path(hub_dir) / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    _, variant, family = name.split("-", 2)
+    tokenizer = load_tokenizer(family)
+    folder.mkdir(parents=True, exist_ok=True)
+    build.build_config(variant, family, tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def stage_configs(recipe: dict, base_config) -> list:
+    """The configuration each stage of `recipe` trains: the base configuration with the `--config_overrides` and
+    `--compute_penalty` of the first stage, then of every later stage in turn (a stage starts from the previous
+    stage's saved config). The last one is what the trained folder's config.json holds (tested)."""
+    import copy
+
+    from .trainer import apply_config_overrides
+
+    configs, config = [], copy.deepcopy(base_config)
+    for number, pairs in enumerate(stage_overrides(recipe)):
+        args = recipe["train_args"] if number == 0 else pairs
+        config = apply_config_overrides(copy.deepcopy(config), _get(args, "--config_overrides"))
+        if _get(args, "--compute_penalty") is not None:
+            config.compute_penalty = float(_get(args, "--compute_penalty"))
+        configs.append(config)
+    return configs
+
+
+def stage_runs(recipe: dict, work_dir: Path, quick: bool = False, batch_scale: int = 1, cuda: bool = False,
+               base: Path | None = None) -> list[tuple[Path, list[str]]]:
     """One (training folder, `examples/train.py` arguments) per stage of the recipe, in order. A one-stage
-    recipe trains in `work_dir` itself; stage k of a staged one in `work_dir/stage<k>`, from stage k-1's weights."""
+    recipe trains in `work_dir` itself; stage k of a staged one in `work_dir/stage<k>`, from stage k-1's weights.
+    `base`: the config-only folder the first stage starts from (`base_config_folder`) in place of the recipe's
+    `--model_name_or_path`."""
     overrides = stage_overrides(recipe)
+    if base is not None:
+        recipe = {**recipe, "train_args": _set(recipe["train_args"], "--model_name_or_path", str(base))}
     if len(overrides) == 1:
         return [(work_dir, training_argv(recipe, work_dir, quick, batch_scale, cuda))]
     runs, previous = [], None
@@ -309,7 +352,8 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     work_dir = Path(work_dir or Path("outputs/reproduce") / run_name)
     target = Path(target or (work_dir / "folder" if quick or seed is not None else folder))
     cuda = torch.cuda.is_available()
-    runs = stage_runs(recipe, work_dir, quick, batch_scale, cuda)
+    base = base_config_folder(hub_dir, name, work_dir / "base-config")  # not the trained folder's (last stage's) config
+    runs = stage_runs(recipe, work_dir, quick, batch_scale, cuda, base)
     stage_steps, seconds, probe_log, trained_by = [], 0.0, [], []
     now = provenance()  # taken before training: the checkout may change while it runs
     earlier = shipped_stages(folder, recipe, name, quick, batch_scale) if continue_folder else None

@@ -262,3 +262,38 @@ def test_keep_stage_with_a_rho_floor_refuses_a_more_accurate_stage_whose_depth_s
     assert keep_stage((0.9132, 0.71), (0.93, 0.65), min_rho=0.6) == (True, "accuracy rose (0.9132 -> 0.9300)")
     assert keep_stage((0.9132, 0.71), (0.90, 0.80), min_rho=0.6)[0] is False  # the floor never keeps on its own
     assert keep_stage((0.983, nan), (0.99, nan), min_rho=0.6) == (True, "accuracy rose (0.9830 -> 0.9900)")
+
+
+TRAINED = ["anira-e-depo", "anira-o-depo", "anira-fixed-depo", "anira-e-brevo", "anira-o-brevo", "anira-fixed-brevo"]
+MACHINE_FIELDS = {"architectures", "auto_map", "transformers_version", "dtype", "torch_dtype", "use_cache", "_name_or_path"}
+
+
+def _fields(config) -> dict:
+    return {k: v for k, v in config.to_dict().items() if k not in MACHINE_FIELDS}
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_each_stage_configuration_rebuilt_from_the_recipe_ends_at_the_trained_one(tmp_path, name):
+    """The pre-stage configuration plus every stage's overrides, in order, is exactly the trained folder's config."""
+    from anira_study.reproduce import base_config_folder, stage_configs
+    from modeling_anira import AniraConfig
+
+    base = AniraConfig.from_pretrained(base_config_folder(ROOT / "hub_configs", name, tmp_path / "base"))
+    configs = stage_configs(load_recipe(ROOT / "hub_configs" / name), base)
+    assert _fields(configs[-1]) == _fields(AniraConfig.from_pretrained(ROOT / "hub_configs" / name))
+
+
+def test_the_first_stage_trains_from_the_pre_stage_configuration_not_the_trained_folders(tmp_path):
+    """anira-e-brevo's config.json says router_sampling='argmax' (its eighth stage on); its first seven stages
+    trained on Gumbel samples. The first stage's command starts from the pre-stage configuration."""
+    from anira_study.reproduce import base_config_folder, stage_configs, stage_runs
+    from modeling_anira import AniraConfig
+
+    recipe = load_recipe(ROOT / "hub_configs/anira-e-brevo")
+    base = base_config_folder(ROOT / "hub_configs", "anira-e-brevo", tmp_path / "base")
+    runs = stage_runs(recipe, tmp_path / "work", base=base)
+    first = runs[0][1]
+    assert first[first.index("--model_name_or_path") + 1] == str(base)
+    assert AniraConfig.from_pretrained(ROOT / "hub_configs/anira-e-brevo").router_sampling == "argmax"
+    sampling = [c.router_sampling for c in stage_configs(recipe, AniraConfig.from_pretrained(base))]
+    assert sampling[:7] == ["gumbel"] * 7 and set(sampling[7:]) == {"argmax"} and len(sampling) == len(runs)
