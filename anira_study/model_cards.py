@@ -125,7 +125,7 @@ def limitations(name: str, config, recipe: dict, summary: dict) -> list[str]:
     fails = ("; ".join(failing) + "." if failing else f"none: {FAIL_ACCURACY} or more at every test size.")
     need = f"`python examples/analyze.py depth-need --models hub_configs/{name}`"
     if summary.get("depth_need"):
-        pending = "The depth-need analysis is in `report.json` (`depth_need`)."
+        pending = "The depth-need analysis (\"Needed versus allocated depth\" above) measures it."
     else:
         pending = f"That depth-need analysis is pending for this folder ({need})."
     if config.depth_mode == "fixed":
@@ -252,6 +252,15 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
         lines.append(f"Training dynamics (`training_dynamics.png`): validation accuracy reached 90 % of its final value at step "
                      f"{phases['learned_step']} (answer depth {phases['depth_when_learned']:.2f}), final answer depth "
                      f"{phases['final_depth']:.2f}.")
+    need = summary.get("depth_need")
+    if need:
+        lines += ["", "## Needed versus allocated depth", "",
+                  "The same weights with every token at exactly t iterations, on the first "
+                  f"{need['num_prompts_per_size']} test prompts per size; a prompt's oracle depth is the smallest t that "
+                  "answers it; the adaptive gain is the compute of the cheapest uniform depth that reaches this model's own "
+                  "accuracy over its own compute (above 1: the allocation saves compute), the matched oracle gain what "
+                  "per-prompt depth could save at the best uniform depth's accuracy (definitions: `anira_study/depth_need.py`). "
+                  f"Measured {need['date']} on {need['machine']} with `{need['command']}`.", "", need["table"]]
     commands = summary.get("train_commands") or [summary["train_command"]]  # reports written before staged recipes
     stages = summary.get("stage_steps", [summary["steps"]])
     staged = (f" in {len(stages)} stages of {' + '.join(f'{s:,}' for s in stages)} steps, each starting from the previous "
