@@ -110,3 +110,21 @@ def test_a_readme_table_row_matches_its_report(header, cells):
             f"{name} at {c}: README depth {depth}, report {entry['mean_depth']:.3f}"
     check_rho(name, report, columns["rho(depth, size), seen"])
     assert columns["card"] == f"[card](hub_configs/{name}/README.md)", name
+
+
+def test_the_depth_need_table_matches_each_reports_depth_need():
+    """docs/results.md "Needed versus allocated depth": each row's uniform accuracies, own accuracy and depth, and
+    matched oracle gain are its folder's report.json `depth_need` on the seen sizes."""
+    text = (ROOT / "docs" / "results.md").read_text()
+    section = text.split("## Needed versus allocated depth")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if re.match(r"^\| anira-[a-z]+-[a-z]+ \|", line)]
+    assert sorted(r.split("|")[1].strip() for r in rows) == sorted(TRAINED)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        need = json.loads((ROOT / "hub_configs" / cells[0] / "report.json").read_text())["depth_need"]["per_split"]["test_seen"]
+        assert int(cells[1]) == need["prompts"], cells[0]
+        assert cells[2] == " / ".join(f"{u['accuracy']:.2f}" for u in need["uniform"]), cells[0]
+        if "adaptive" in need:
+            assert cells[3] == f"{need['adaptive']['accuracy']:.2f} at {need['adaptive']['mean_depth']:.2f}", cells[0]
+        gain = need["oracle"]["gain_matched"]
+        assert cells[6].startswith(f"{gain['value']:.2f} [{gain['interval'][0]:.2f}, {gain['interval'][1]:.2f}]"), cells[0]
