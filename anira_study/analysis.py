@@ -1,6 +1,7 @@
 """What the compute follows: training phases from the probe log, and which features explain depth.
 
-- `read_probe_log` / `training_phases`: the learning phase (seen-size accuracy reaches 90 % of its final
+- `read_probe_log` / `read_probe_events`: a probe log's probe records / its event records (curriculum unlocks).
+- `training_phases`: the learning phase (seen-size accuracy reaches 90 % of its final
   value) and what depth does before and after it, from the JSON lines `DepthProbeCallback` writes.
 - `depth_feature_importance`: regress per-token depth on two groups of one-hot encoded features and split
   the explained variance between them (exact Shapley values of a two-player game, so the shares add up to
@@ -32,14 +33,28 @@ FEATURE_GROUPS = {
 }
 
 
+def _log_lines(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def read_probe_log(path: str | Path) -> list[dict]:
-    """The JSON lines `DepthProbeCallback` wrote; a resumed run's repeated steps keep the last record."""
+    """The probe records `DepthProbeCallback` wrote (event records, which carry an `event` field, are left out:
+    `read_probe_events`); a resumed run's repeated steps keep the last record."""
     by_step = {}
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
+    for record in _log_lines(path):
+        if "event" not in record:
             by_step[record["step"]] = record
     return [by_step[step] for step in sorted(by_step)]
+
+
+def read_probe_events(path: str | Path, event: str | None = None) -> list[dict]:
+    """The event records of a probe log (e.g. `curriculum_unlock`: step, unlocked size, the values that unlocked
+    it), of one kind when `event` is given, by step; a resumed run's repeated (event, step) keeps the last."""
+    by_key = {}
+    for record in _log_lines(path):
+        if "event" in record and (event is None or record["event"] == event):
+            by_key[(record["step"], record["event"])] = record
+    return [by_key[key] for key in sorted(by_key)]
 
 
 def training_phases(records: list[dict], accuracy_level: float = 0.9) -> dict:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from anira_tasks import TASKS
 
+CURRICULUM_METRICS = ("token_accuracy", "answer_exact")  # what --curriculum_metric may name (anira_study.curriculum)
+
 
 @dataclass
 class ModelArguments:
@@ -50,6 +52,10 @@ class DataArguments:
     task_seed: int = field(default=0, metadata={"help": "Seed of the task data (independent of --seed, the training seed)."})
     task_params: str = field(default="{}", metadata={"help": "JSON task parameters, e.g. '{\"max_key\": 7}' (minimum), '{\"num_nodes\": 5}' (depo)."})
     dataset_path: str | None = field(default=None, metadata={"help": "A DatasetDict saved with save_to_disk (replaces the task arguments)."})
+    num_proc: int | None = field(
+        default=None, metadata={"help": "Worker processes that build the training split (default: one per CPU core; 1: "
+                                        "in the training process, e.g. while other jobs hold cores). The data do not "
+                                        "depend on it."})
     padding_free: bool = field(
         default=True, metadata={"help": "Pack each batch's samples into as few rows as fit, position ids restarting per "
                                         "sample (same losses and gradients as padded rows, less padding computed); "
@@ -73,6 +79,11 @@ class ScheduleArguments:
     curriculum_accuracy: float | None = field(
         default=None, metadata={"help": "Complexity curriculum: start with the smallest training size and unlock the next "
                                         "once the validation probe's accuracy at every unlocked size reaches this."})
+    curriculum_metric: str = field(
+        default="token_accuracy", metadata={"help": "What --curriculum_accuracy is compared with at each unlocked size: "
+                                                    "'token_accuracy' (teacher-forced accuracy over every answer token, "
+                                                    "structure symbols included) or 'answer_exact' (share of prompts whose "
+                                                    "whole answer is right, teacher forced)."})
     max_train_minutes: float | None = field(default=None, metadata={"help": "Wall-time guard: stop after this long (all ranks agree); "
                                                                             "the run records that it fired."})
     compact_progress: bool = field(default=False, metadata={"help": "Show probe metrics in the progress bar instead of printing logs."})
@@ -118,6 +129,7 @@ def validate_arguments(data_args: DataArguments, schedule_args: ScheduleArgument
     for name in ("num_train", "num_validation", "num_test_per_size"):
         _check(getattr(data_args, name) >= 1, f"--{name} must be >= 1, got {getattr(data_args, name)}")
     _check(data_args.task_seed >= 0, f"--task_seed must be >= 0, got {data_args.task_seed}")
+    _check(data_args.num_proc is None or data_args.num_proc >= 1, f"--num_proc must be >= 1, got {data_args.num_proc}")
     penalty = schedule_args.compute_penalty
     _check(penalty is None or (math.isfinite(penalty) and penalty >= 0), f"--compute_penalty must be a finite number >= 0, got {penalty}")
     for name in ("penalty_warmup_steps", "penalty_ramp_steps", "probe_steps"):
@@ -131,5 +143,7 @@ def validate_arguments(data_args: DataArguments, schedule_args: ScheduleArgument
     _check(hold_steps is None or hold_steps >= 0, f"--depth_hold_steps must be >= 0, got {hold_steps}")
     curriculum = schedule_args.curriculum_accuracy
     _check(curriculum is None or 0.0 <= curriculum <= 1.0, f"--curriculum_accuracy must lie in [0, 1], got {curriculum}")
+    _check(schedule_args.curriculum_metric in CURRICULUM_METRICS,
+           f"--curriculum_metric must be one of {list(CURRICULUM_METRICS)}, got {schedule_args.curriculum_metric!r}")
     minutes = schedule_args.max_train_minutes
     _check(minutes is None or minutes > 0, f"--max_train_minutes must be > 0, got {minutes}")

@@ -1,8 +1,9 @@
 """Trainer callbacks of the study (each one job, each usable with any `Trainer`).
 
 - `DepthProbeCallback`: every `probe_steps` steps, mean depth, compute loss and per-complexity accuracy
-  and depth on a probe set drawn from the validation split, logged through `Trainer.log` (so every
-  reporter the Trainer has sees them) and appended to a JSON-lines file.
+  (per token, on content tokens, whole answers) and depth on a probe set drawn from the validation split,
+  logged through `Trainer.log` (so every reporter the Trainer has sees them) and appended to a JSON-lines
+  file, which also takes the schedules' event records (`log_event`: a curriculum unlock).
 - `ComputePenaltyCallback`: the compute-penalty schedule (zero during a warm-up in steps, optionally
   until the probe's accuracy reaches a gate, then a linear ramp to the target).
 - `DepthHoldCallback`: every token at `max_depth`, the depth controller untrained, until the probe's
@@ -26,12 +27,15 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.utils import logging
 
+from anira_tasks import answer_content_mask
+
 from .data import unwrap_model
 from .evaluation import answer_records, item_depths, summarize_by_complexity
 
 logger = logging.get_logger(__name__)
 
 PROBE_PREFIX = "probe"
+EVENT_FIELD = "event"  # a probe-log record with this field is an event, not a probe (`anira_study.analysis.read_probe_log`)
 
 
 class DepthProbeCallback(TrainerCallback):
@@ -39,18 +43,27 @@ class DepthProbeCallback(TrainerCallback):
 
         probe/mean_depth (all real tokens), probe/answer_depth (positions predicting answer tokens),
         probe/compute_loss, probe/compute_penalty, probe/token_accuracy (answer tokens of training sizes),
+        probe/content_accuracy (the same over content tokens only), probe/answer_exact (share of training-size
+        items whose every answer token is right),
         probe/depth_spearman (rho of items' answer depth and complexity; absent while depth is constant),
-        probe/accuracy@<c>, probe/depth@<c>   (c = complexity; teacher-forced token accuracy, answer depth)
+        probe/accuracy@<c>, probe/content_accuracy@<c>, probe/answer_exact@<c>, probe/depth@<c>   (c = complexity)
 
     through `trainer.log` (pass `trainer` or call `attach`): the values land in `state.log_history`
     and in every reporter (TensorBoard, W&B, ...). The world-process-zero also appends each record
     to `log_path` (JSON lines) for `examples/analyze.py`. Pass validation rows only
     (`anira_study.data.probe_rows`): the probe steers training through the penalty gate.
+
+    All accuracies are teacher forced (each answer token predicted after the reference prefix; BREVO: any
+    valid next node counts), so `answer_exact` is the whole answer right under teacher forcing, not free
+    generation. Content tokens: every answer token except the task's structure symbols
+    (`anira_tasks.answer_content_mask`; CLRS's `[ ] , :` and `topo_head`, which the layout fixes, so token
+    accuracy there starts far above 0); without structure symbols content accuracy equals token accuracy.
     """
 
     def __init__(self, probe_rows: list[dict], tokenizer, probe_steps: int = 50, log_path: str | None = None,
                  batch_size: int = 128, trainer=None, seen_sizes=None):
         self.probe_rows = list(probe_rows)
+        self.content_masks = [answer_content_mask(row) for row in self.probe_rows]
         self.seen_sizes = set(seen_sizes) if seen_sizes is not None else {row["complexity"] for row in self.probe_rows}
         self.tokenizer = tokenizer
         self.probe_steps = probe_steps
@@ -79,6 +92,10 @@ class DepthProbeCallback(TrainerCallback):
         }
         seen = [c for r in records if r["complexity"] in self.seen_sizes for c in r["token_correct"]]
         metrics[f"{PROBE_PREFIX}/token_accuracy"] = sum(seen) / max(len(seen), 1)
+        by_size = self._answer_metrics(records)
+        seen_items = [r for r in records if r["complexity"] in self.seen_sizes]
+        metrics[f"{PROBE_PREFIX}/content_accuracy"] = self._content_accuracy(records, self.seen_sizes)
+        metrics[f"{PROBE_PREFIX}/answer_exact"] = sum(r["answer_correct"] for r in seen_items) / max(len(seen_items), 1)
         depths, complexities = item_depths(records)
         if len(set(depths)) > 1 and len(set(complexities)) > 1:
             from scipy.stats import spearmanr
@@ -87,7 +104,31 @@ class DepthProbeCallback(TrainerCallback):
         for c, values in summary["per_complexity"].items():
             metrics[f"{PROBE_PREFIX}/accuracy@{c}"] = values["token_accuracy"]
             metrics[f"{PROBE_PREFIX}/depth@{c}"] = values["mean_depth"]
+            metrics[f"{PROBE_PREFIX}/content_accuracy@{c}"] = by_size[c]["content_accuracy"]
+            metrics[f"{PROBE_PREFIX}/answer_exact@{c}"] = by_size[c]["answer_exact"]
         return metrics
+
+    def _content_accuracy(self, records: list[dict], sizes) -> float:
+        """Pooled teacher-forced accuracy over the content tokens of the items whose complexity is in `sizes`."""
+        hits = [correct for record, mask in zip(records, self.content_masks) if record["complexity"] in sizes
+                for correct, content in zip(record["token_correct"], mask) if content]
+        return sum(hits) / max(len(hits), 1)
+
+    def _answer_metrics(self, records: list[dict]) -> dict:
+        """{complexity: {"content_accuracy", "answer_exact"}} (records are in probe-row order)."""
+        sizes = sorted({record["complexity"] for record in records})
+        return {size: {"content_accuracy": self._content_accuracy(records, {size}),
+                       "answer_exact": (sum(r["answer_correct"] for r in records if r["complexity"] == size)
+                                        / sum(r["complexity"] == size for r in records))}
+                for size in sizes}
+
+    def log_event(self, state, event: str, values: dict) -> None:
+        """Appends an event record `{"event": event, "step": ..., **values}` to the probe log (world-process-zero only);
+        readers of the log tell it from a probe record by its `event` field."""
+        if self.log_path and state.is_world_process_zero:
+            Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a") as handle:
+                handle.write(json.dumps({EVENT_FIELD: event, "step": state.global_step, **values}) + "\n")
 
     def _run(self, args, state, control, model) -> None:
         metrics = self.probe(model)

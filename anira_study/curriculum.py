@@ -14,7 +14,12 @@ from collections import defaultdict
 import torch
 from transformers import TrainerCallback
 
+from .arguments import CURRICULUM_METRICS
 from .callbacks import PROBE_PREFIX
+
+# --curriculum_metric -> the probe's per-size key (`<prefix>@<size>`) that the unlock rule reads
+SIZE_METRIC_KEYS = {"token_accuracy": f"{PROBE_PREFIX}/accuracy", "answer_exact": f"{PROBE_PREFIX}/answer_exact"}
+UNLOCK_EVENT = "curriculum_unlock"
 
 
 class ComplexityCurriculum(torch.utils.data.Dataset):
@@ -49,11 +54,19 @@ class ComplexityCurriculum(torch.utils.data.Dataset):
 
 
 class CurriculumCallback(TrainerCallback):
-    """After each probe, unlocks the next complexity once the probe's accuracy at every unlocked size
-    reaches `accuracy`; logs `curriculum/unlocked_size` (read back when training resumes)."""
+    """After each probe, unlocks the next complexity once the probe's `metric` at every unlocked size reaches
+    `accuracy`; logs `curriculum/unlocked_size` (read back when training resumes) and appends a
+    `curriculum_unlock` event to the probe log: the step, the size unlocked, the metric, the threshold and the
+    values at the unlocked sizes that met it.
 
-    def __init__(self, curriculum: ComplexityCurriculum, probe, accuracy: float):
-        self.curriculum, self.probe, self.accuracy = curriculum, probe, accuracy
+    metric: `token_accuracy` (teacher-forced accuracy over every answer token: on CLRS the structure symbols
+    count, so it passes 0.8 before the answers are right) or `answer_exact` (share of prompts whose whole answer
+    is right, teacher forced)."""
+
+    def __init__(self, curriculum: ComplexityCurriculum, probe, accuracy: float, metric: str = "token_accuracy"):
+        if metric not in SIZE_METRIC_KEYS:
+            raise ValueError(f"curriculum metric must be one of {list(CURRICULUM_METRICS)}, got {metric!r}")
+        self.curriculum, self.probe, self.accuracy, self.metric = curriculum, probe, accuracy, metric
         self.checked_step: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -66,9 +79,13 @@ class CurriculumCallback(TrainerCallback):
             return
         self.checked_step = state.global_step
         curriculum = self.curriculum
+        key = SIZE_METRIC_KEYS[self.metric]
         while curriculum.unlocked < len(curriculum.sizes) and all(
-                self.probe.latest.get(f"{PROBE_PREFIX}/accuracy@{size}", 0.0) >= self.accuracy for size in curriculum.unlocked_sizes):
+                self.probe.latest.get(f"{key}@{size}", 0.0) >= self.accuracy for size in curriculum.unlocked_sizes):
+            values = {f"{key}@{size}": self.probe.latest[f"{key}@{size}"] for size in curriculum.unlocked_sizes}
             curriculum.unlocked += 1
+            self.probe.log_event(state, UNLOCK_EVENT, {"unlocked_size": curriculum.unlocked_sizes[-1], "metric": self.metric,
+                                                       "threshold": self.accuracy, "values": values})
             if self.probe.trainer is not None:
                 should_log = control.should_log
                 self.probe.trainer.log({"curriculum/unlocked_size": float(curriculum.unlocked_sizes[-1])})

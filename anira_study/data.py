@@ -131,7 +131,7 @@ def load_data(data_args: DataArguments) -> tuple[datasets.DatasetDict, dict]:
                 "train_sizes": sorted(set(data["train"]["complexity"]))}
         return data, spec
     spec = task_spec(data_args)
-    return build_dataset_dict(spec), asdict(spec)
+    return build_dataset_dict(spec, num_proc=data_args.num_proc), asdict(spec)
 
 
 def probe_rows(data: datasets.DatasetDict, per_size: int) -> list[dict]:

@@ -166,7 +166,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, schedule
         target_penalty, schedule_args.penalty_warmup_steps, schedule_args.penalty_ramp_steps,
         schedule_args.penalty_gate_accuracy, probe, hold))
     if curriculum is not None:
-        trainer.add_callback(CurriculumCallback(curriculum, probe, schedule_args.curriculum_accuracy))
+        trainer.add_callback(CurriculumCallback(curriculum, probe, schedule_args.curriculum_accuracy, schedule_args.curriculum_metric))
     if schedule_args.max_train_minutes is not None:
         trainer.add_callback(TimeBudgetCallback(schedule_args.max_train_minutes, trainer))
     if schedule_args.compact_progress:

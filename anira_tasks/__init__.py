@@ -18,7 +18,7 @@ from tokenization import load_tokenizer as _load_family_tokenizer
 
 from .common import Sample
 from .dataset import TaskSpec, build_dataset_dict, dataset_card, sample_to_row
-from .registry import TASKS, Task, family_of, generate_sample, get_task, score_answer, valid_next_tokens
+from .registry import TASKS, Task, answer_content_mask, family_of, generate_sample, get_task, score_answer, valid_next_tokens
 
 
 def load_tokenizer(task_or_family: str):
@@ -26,6 +26,6 @@ def load_tokenizer(task_or_family: str):
     return _load_family_tokenizer(family_of(task_or_family))
 
 __all__ = [
-    "TASKS", "Task", "Sample", "TaskSpec", "generate_sample", "get_task", "score_answer", "valid_next_tokens",
+    "TASKS", "Task", "Sample", "TaskSpec", "answer_content_mask", "generate_sample", "get_task", "score_answer", "valid_next_tokens",
     "build_dataset_dict", "dataset_card", "sample_to_row", "load_tokenizer", "encode_text", "encode_texts", "family_of",
 ]

@@ -15,6 +15,8 @@ Decisions where docs/tasks.md is silent:
   node permutation for `topological_sort`, directed for `dfs`, undirected for `bfs`.
 - The prompt ends with the first output's name and `:`; the answer is the output value(s), e.g.
   `[ ... ] , topo_head : h` for topological sort, `[ ... ]` for pointer lists, `i` for indices.
+- Structure and content: the answer's brackets, separators and field names (`ANSWER_STRUCTURE_SYMBOLS`) follow
+  from the layout and n; its numbers are the content (`anira_tasks.answer_content_mask`).
 - Annotations: `size` (n) for every answer symbol of every algorithm. Graph tasks add
   `answer_node` (the node a pointer-list element or `topo_head` value belongs to, -1 for `[`, `]`,
   `,`, names). Topological sort adds, for node symbols, `dfs_depth` (depth in the DFS forest of
@@ -36,6 +38,10 @@ ALGORITHMS = ("topological_sort", "dfs", "bfs", "insertion_sort", "minimum", "bi
 GRAPH_ALGORITHMS = ("topological_sort", "dfs", "bfs")
 FIELD_NAMES = ("nodes", "A", "s", "key", "target", "topo", "topo_head", "pi", "sorted", "min", "index")
 STRUCTURE_SYMBOLS = (":", ",", "[", "]", "outputs")
+# Answer symbols that the output layout fixes once n is known (`[`, `]`, `,`, `:`, the name `topo_head`): the
+# content of an answer is its numbers (pointers, keys, indices). Teacher-forced accuracy over every answer token
+# counts these, which a model predicts right before it computes anything (topological sort at n = 4: 5 of 10).
+ANSWER_STRUCTURE_SYMBOLS = frozenset(STRUCTURE_SYMBOLS) | frozenset(FIELD_NAMES)
 NOT_A_NODE = -1
 
 

@@ -275,13 +275,13 @@ def _description(spec: TaskSpec, task: Task, split: str, split_names: list[str])
 def build_dataset_dict(spec: TaskSpec, tokenizer=None, num_proc: int | None = None) -> datasets.DatasetDict:
     """The spec's splits, tokenized with `tokenizer` (default: the task family's shipped one).
 
-    num_proc: worker processes for generating large splits (default: all CPUs); the result does
-    not depend on it.
+    num_proc: worker processes for generating large splits (default: one per CPU core; 1 builds in this
+    process, e.g. while other jobs hold the cores); the result does not depend on it.
     """
     from . import load_tokenizer
 
     task = spec.validate()
-    num_proc = num_proc if num_proc is not None else (os.cpu_count() or 1)
+    num_proc = check_int("num_proc", num_proc, 1) if num_proc is not None else (os.cpu_count() or 1)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.task)
     train_sizes = list(spec.train_sizes)
     weights = [float(w) for w in spec.train_size_weights] or task.train_size_weights(train_sizes)

@@ -67,6 +67,8 @@ class Task:
     valid_next: Callable[[Any, int], set[str]] = _unique_next
     train_size_weights: Callable[[Sequence[int]], list[float]] = _uniform_weights
     default_params: dict = field(default_factory=dict)
+    # Answer symbols that only lay the answer out (CLRS brackets, separators, field names); none for the others.
+    structure_symbols: frozenset[str] = frozenset()
 
 
 _CLRS_DESCRIPTIONS = {
@@ -103,6 +105,7 @@ TASKS: dict[str, Task] = {
             name, "clrs", "input size n", f"CLRS-Text {name}: {_CLRS_DESCRIPTIONS[name]}.",
             partial(clrs.generate, name), partial(clrs.check_params, name),
             default_params={"node_labels": "pool"} if name in clrs.GRAPH_ALGORITHMS else {"max_key": clrs.MAX_SIZE - 1},
+            structure_symbols=clrs.ANSWER_STRUCTURE_SYMBOLS,
         )
         for name in clrs.ALGORITHMS
     },
@@ -146,6 +149,14 @@ def _generated(tokens) -> list[str]:
 def score_answer(sample, generated_answer_tokens: list[str] | str) -> bool:
     """True iff the generated answer is correct: exact match, or a valid order for BREVO."""
     return get_task(_field(sample, "task")).score(sample, _generated(generated_answer_tokens))
+
+
+def answer_content_mask(sample) -> list[bool]:
+    """One bool per answer symbol: True where it carries content, False on the task's structure symbols
+    (`Task.structure_symbols`: CLRS's `[ ] , :` and field names such as `topo_head`). All True for tasks
+    without structure symbols (MANO, BREVO, DEPO), whose every answer symbol is content."""
+    structure = get_task(_field(sample, "task")).structure_symbols
+    return [symbol not in structure for symbol in _answer_tokens(sample)]
 
 
 def valid_next_tokens(sample, step: int) -> set[str]:

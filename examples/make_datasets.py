@@ -39,7 +39,8 @@ class MakeDatasetArguments:
     output_dir: str | None = field(default=None, metadata={"help": "default: outputs/datasets/<task>"})
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset repo id to upload to"})
     private: bool = False
-    num_proc: int | None = None
+    num_proc: int | None = field(default=None, metadata={"help": "worker processes that build the training split "
+                                                           "(default: one per CPU core; 1: in this process); the data do not depend on it"})
 
 
 def main(argv: list[str] | None = None):
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None):
         raise ValueError(f"--task_params is not valid JSON ({error.msg}): {args.task_params!r}") from None
     if not isinstance(task_params, dict):
         raise ValueError(f"--task_params must be a JSON object, got {args.task_params!r}")
+    if args.num_proc is not None and args.num_proc < 1:
+        raise ValueError(f"--num_proc must be >= 1, got {args.num_proc}")
     default_train, default_interpolation, default_extrapolation = DEFAULT_SIZES[args.task]
     spec = TaskSpec(
         task=args.task,

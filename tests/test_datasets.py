@@ -171,6 +171,24 @@ def test_result_does_not_depend_on_num_proc(monkeypatch):
     assert {n: s._fingerprint for n, s in serial.items()} == {n: s._fingerprint for n, s in parallel.items()}
 
 
+def test_num_proc_below_one_is_refused_by_name():
+    spec = TaskSpec("depo", [1, 2], num_train=10, num_validation=2, num_test_per_size=2)
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=f"num_proc must be >= 1, got {bad}"):
+            build_dataset_dict(spec, num_proc=bad)
+
+
+def test_training_data_arguments_pass_num_proc_to_the_builder(monkeypatch):
+    import anira_study.data as data_module
+    from anira_study.arguments import DataArguments
+
+    asked = []
+    monkeypatch.setattr(data_module, "build_dataset_dict", lambda spec, num_proc=None: asked.append(num_proc) or {})
+    data_module.load_data(DataArguments(task="depo", train_sizes=[1, 2], extrapolation_sizes=[3], num_proc=1))
+    data_module.load_data(DataArguments(task="depo", train_sizes=[1, 2], extrapolation_sizes=[3]))
+    assert asked == [1, None]  # None: the builder's default, one worker per core (unchanged)
+
+
 def test_different_seed_gives_different_data():
     a = build_dataset_dict(TaskSpec("depo", [1, 2], num_train=50, num_validation=5, num_test_per_size=2, seed=0))
     b = build_dataset_dict(TaskSpec("depo", [1, 2], num_train=50, num_validation=5, num_test_per_size=2, seed=1))

@@ -36,6 +36,8 @@ def train_argv(output_dir, *extra) -> list[str]:
     (["--train_size_weights", "1,2,3"], "--train_size_weights has 3 values for the 2 --train_sizes"),
     (["--train_size_weights", "1,0"], "--train_size_weights must be finite and > 0"),
     (["--train_size_weights", "1;2"], "--train_size_weights must be comma-separated numbers"),
+    (["--curriculum_metric", "exact_match"], r"--curriculum_metric must be one of \['token_accuracy', 'answer_exact'\], got 'exact_match'"),
+    (["--num_proc", "0"], "--num_proc must be >= 1, got 0"),
 ])
 def test_train_refuses_bad_arguments_before_training(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):
@@ -142,6 +144,7 @@ def test_experiment_refuses_bad_arguments_before_any_work(tmp_path, extra, messa
      "extrapolation_sizes must be above the largest training size 2"),
     (["--task", "depo", "--task_params", "{bad"], "--task_params is not valid JSON"),
     (["--task", "depo", "--task_params", "[1]"], "--task_params must be a JSON object"),
+    (["--task", "depo", "--num_proc", "0"], "--num_proc must be >= 1, got 0"),
 ])
 def test_make_datasets_refuses_bad_arguments_before_any_work(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):

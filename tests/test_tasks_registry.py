@@ -84,3 +84,16 @@ def test_integer_seeds_of_any_integer_type_are_accepted():
 
     assert generate_sample("brevo", 6, np.int64(3)).text == generate_sample("brevo", 6, 3).text
     assert generate_sample("mano", 2, 2**62).seed == 2**62
+
+
+def test_answer_content_mask_leaves_out_the_clrs_layout_symbols_and_nothing_else():
+    from anira_tasks import answer_content_mask
+
+    sample = generate_sample("topological_sort", 4, seed=0)
+    tokens, mask = sample.answer.split(), answer_content_mask(sample)
+    assert [t for t, content in zip(tokens, mask) if not content] == ["[", "]", ",", "topo_head", ":"]
+    assert [t for t, content in zip(tokens, mask) if content] == tokens[1:5] + tokens[-1:]  # the 4 pointers and the head
+    assert answer_content_mask({"task": "dfs", "answer": "[ 5 49 5 33 ]"}) == [False, True, True, True, True, False]  # a dataset row
+    for task in ("mano", "brevo", "depo", "minimum"):  # no layout symbols in the answer: every token is content
+        other = generate_sample(task, SIZES.get(task, 7), seed=1)
+        assert answer_content_mask(other) == [True] * len(other.answer.split())

@@ -45,7 +45,10 @@ def test_collator_right_pads_and_keeps_labels_only_on_answers():
 
 class _Probe:
     def __init__(self):
-        self.latest, self.trainer = {}, None
+        self.latest, self.trainer, self.events = {}, None, []
+
+    def log_event(self, state, event, values):
+        self.events.append({"event": event, "step": state.global_step, **values})
 
 
 def test_penalty_is_zero_until_warmup_and_gate_then_ramps_linearly():
@@ -102,11 +105,15 @@ def test_probe_callback_logs_through_the_trainer_and_to_a_json_file(tmp_path):
     trainer.train()
     probes = [logs for logs in reported if "probe/mean_depth" in logs]
     assert len(probes) == 2  # steps 2 and 4
-    for key in ("probe/compute_loss", "probe/token_accuracy", "probe/accuracy@1", "probe/depth@2", "probe/compute_penalty"):
+    answer_keys = ("probe/content_accuracy", "probe/answer_exact", "probe/content_accuracy@1", "probe/answer_exact@2")
+    for key in ("probe/compute_loss", "probe/token_accuracy", "probe/accuracy@1", "probe/depth@2", "probe/compute_penalty", *answer_keys):
         assert key in probes[-1]
     assert 1.0 <= probes[-1]["probe/depth@2"] <= 3.0
+    # DEPO's answer has no structure symbols: content accuracy is token accuracy; one token: exact match is it too
+    assert probes[-1]["probe/content_accuracy"] == probes[-1]["probe/token_accuracy"] == probes[-1]["probe/answer_exact"]
     lines = [json.loads(line) for line in (tmp_path / "probe.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4]
+    assert all(key in lines[-1] for key in answer_keys)
     assert any("probe/mean_depth" in entry for entry in trainer.state.log_history)
 
 
@@ -176,6 +183,82 @@ def test_curriculum_draws_unlocked_sizes_only_and_unlocks_on_validation_accuracy
     callback.on_step_end(None, state, None)
     assert curriculum.unlocked_sizes == [1, 2]  # one size per probe, even though 2 looks learned too
     assert {curriculum[i]["complexity"] for i in range(len(curriculum))} == {1, 2}
+
+
+def test_probe_reports_teacher_forced_exact_match_and_content_accuracy_per_size(monkeypatch):
+    """CLRS answers right in their layout only: high token accuracy, no content, no whole answer."""
+    import anira_study.callbacks as callbacks
+
+    rows = [{"task": "topological_sort", "complexity": 2, "answer": "[ 7 9 ] , topo_head : 7"},  # content at 1, 2, 7
+            {"task": "topological_sort", "complexity": 2, "answer": "[ 9 9 ] , topo_head : 7"},
+            {"task": "topological_sort", "complexity": 3, "answer": "[ 1 2 2 ] , topo_head : 1"}]  # content at 1, 2, 3, 8
+    correct = [[True, False, False, True, True, True, True, False],  # the layout only
+               [True] * 8,
+               [True, True, False, True, True, True, True, True, True]]  # one pointer wrong
+    records = [{"complexity": row["complexity"], "token_correct": c, "answer_correct": all(c), "depths": [2.0] * len(c),
+                "all_depths_sum": 2.0 * len(c), "all_depths_count": len(c), "compute_loss": 0.0} for row, c in zip(rows, correct)]
+    monkeypatch.setattr(callbacks, "answer_records", lambda model, probe_rows, tokenizer, batch_size: records)
+    model = torch.nn.Module()
+    model.config = type("Config", (), {"compute_penalty": 0.0})()
+    metrics = DepthProbeCallback(rows, tokenizer=None, seen_sizes=[2]).probe(model)
+    assert metrics["probe/token_accuracy"] == pytest.approx(13 / 16)  # training sizes only: size 2
+    assert metrics["probe/content_accuracy"] == pytest.approx(3 / 6)
+    assert metrics["probe/answer_exact"] == pytest.approx(1 / 2)
+    assert metrics["probe/accuracy@2"] == pytest.approx(13 / 16) and metrics["probe/accuracy@3"] == pytest.approx(8 / 9)
+    assert metrics["probe/content_accuracy@2"] == pytest.approx(3 / 6) and metrics["probe/content_accuracy@3"] == pytest.approx(3 / 4)
+    assert metrics["probe/answer_exact@2"] == pytest.approx(1 / 2) and metrics["probe/answer_exact@3"] == 0.0
+
+
+def test_curriculum_on_answer_exact_waits_for_whole_answers_and_logs_each_unlock_to_the_probe_log(tmp_path):
+    import datasets
+
+    from anira_study.analysis import read_probe_events, read_probe_log, training_phases
+    from anira_study.arguments import ScheduleArguments
+    from anira_study.arguments import CURRICULUM_METRICS
+    from anira_study.curriculum import SIZE_METRIC_KEYS, ComplexityCurriculum, CurriculumCallback
+
+    assert set(SIZE_METRIC_KEYS) == set(CURRICULUM_METRICS)  # every name the flag accepts, the callback reads
+    log = tmp_path / "probe_log.jsonl"
+    rows = datasets.Dataset.from_dict({"complexity": [1, 2, 3], "input_ids": [[0], [1], [2]]})
+    curriculum, by_tokens = ComplexityCurriculum(rows, [1, 2, 3]), ComplexityCurriculum(rows, [1, 2, 3])
+    probe = DepthProbeCallback([], tokenizer=None, log_path=str(log))
+    callback = CurriculumCallback(curriculum, probe, accuracy=0.8, metric="answer_exact")
+    default = CurriculumCallback(by_tokens, probe, accuracy=0.8)
+    assert default.metric == ScheduleArguments().curriculum_metric == "token_accuracy"  # today's rule stays the default
+    state = type("State", (), {"global_step": 10, "log_history": [], "is_world_process_zero": True})()
+    for step, token_accuracy, exact in [(10, 0.95, 0.4), (20, 0.97, 0.85)]:
+        state.global_step = probe.last_step = step
+        probe.latest = {"probe/token_accuracy": token_accuracy, "probe/answer_depth": 2.0,
+                        "probe/accuracy@1": token_accuracy, "probe/answer_exact@1": exact}
+        with open(log, "a") as handle:  # what the probe writes before the curriculum reads it
+            handle.write(json.dumps({"step": step, **probe.latest}) + "\n")
+        callback.on_step_end(None, state, None)
+        default.on_step_end(None, state, None)
+        if step == 10:
+            assert by_tokens.unlocked_sizes == [1, 2] and curriculum.unlocked_sizes == [1]  # 0.95 per token, 0.4 whole answers
+    assert curriculum.unlocked_sizes == [1, 2]
+    unlocks = read_probe_events(log, "curriculum_unlock")
+    assert [(e["step"], e["unlocked_size"], e["metric"]) for e in unlocks] == [(10, 2, "token_accuracy"), (20, 2, "answer_exact")]
+    assert unlocks[1]["threshold"] == 0.8 and unlocks[1]["values"] == {"probe/answer_exact@1": 0.85}
+    # the readers of the log see the probe records only, even where an event shares their step
+    records = read_probe_log(log)
+    assert [r["step"] for r in records] == [10, 20] and all("probe/token_accuracy" in r for r in records)
+    assert training_phases(records)["final_accuracy"] == 0.97
+    with pytest.raises(ValueError, match="curriculum metric must be one of"):
+        CurriculumCallback(curriculum, probe, accuracy=0.8, metric="exact_match")
+
+
+def test_train_script_passes_the_curriculum_metric_and_its_unlocks_reach_the_probe_log(tmp_path):
+    from anira_study.analysis import read_probe_events, read_probe_log
+
+    output_dir = tmp_path / "run"
+    trainer = load_script("train").main(train_argv(output_dir, "--max_steps", "2", "--save_strategy", "no", "--num_proc", "1",
+                                                   "--curriculum_accuracy", "0.0", "--curriculum_metric", "answer_exact"))
+    (unlock,) = read_probe_events(output_dir / "probe_log.jsonl")
+    assert (unlock["event"], unlock["step"], unlock["unlocked_size"], unlock["metric"]) == ("curriculum_unlock", 2, 2, "answer_exact")
+    assert list(unlock["values"]) == ["probe/answer_exact@1"]
+    assert [r["step"] for r in read_probe_log(output_dir / "probe_log.jsonl")] == [2]
+    assert any(entry.get("curriculum/unlocked_size") == 2.0 for entry in trainer.state.log_history)
 
 
 def test_train_script_saves_a_folder_that_loads_with_from_pretrained(tmp_path):

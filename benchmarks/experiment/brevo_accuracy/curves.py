@@ -29,7 +29,7 @@ OFFSET = {"fixed_continued.jsonl": 20_000}  # steps the continued model had alre
 
 def load(name: str) -> dict[int, dict]:
     offset = OFFSET.get(name, 0)
-    return {r["step"] + offset: r for r in map(json.loads, (HERE / name).open()) if "step" in r}
+    return {r["step"] + offset: r for r in map(json.loads, (HERE / name).open()) if "step" in r and "event" not in r}
 
 
 def row(record: dict) -> str:

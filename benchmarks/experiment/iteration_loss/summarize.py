@@ -27,7 +27,7 @@ def main() -> None:
         if not path.exists():
             print(f"\n{title}: {path.name} not found")
             continue
-        rows = {row["step"]: row for row in map(json.loads, path.read_text().splitlines())}
+        rows = {row["step"]: row for row in map(json.loads, path.read_text().splitlines()) if "event" not in row}
         print(f"\n{title}  ({path.name}, last step {max(rows)})")
         sizes = sorted({int(key.split("@")[1]) for row in rows.values() for key in row if key.startswith("probe/accuracy@")})
         names = "/".join(map(str, sizes))

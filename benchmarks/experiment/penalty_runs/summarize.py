@@ -18,7 +18,7 @@ def complexities(row: dict) -> list[str]:
 
 def main() -> None:
     for path in sorted(HERE.glob("*.jsonl")):
-        rows = {row["step"]: row for row in map(json.loads, path.read_text().splitlines())}
+        rows = {row["step"]: row for row in map(json.loads, path.read_text().splitlines()) if "event" not in row}
         sizes = complexities(rows[min(rows)])
         label = "/".join(sizes)
         print(f"\n{path.stem}  (last step {max(rows)})")

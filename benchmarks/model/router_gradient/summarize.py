@@ -15,7 +15,7 @@ def main(out: str) -> None:
     for estimator in ("full", "next"):
         run = Path(out) / estimator
         wall, user = (Path(out) / f"{estimator}.time").read_text().split()
-        log = [json.loads(line) for line in (run / "probe_log.jsonl").read_text().splitlines()]
+        log = [row for row in map(json.loads, (run / "probe_log.jsonl").read_text().splitlines()) if "event" not in row]
         sizes = sorted(int(k.split("@")[1]) for k in log[-1] if k.startswith("probe/accuracy@"))
         learned = [next((row["step"] for row in log if row.get(f"probe/accuracy@{k}", 0) >= 0.8), None) for k in sizes]
         final = log[-1]
