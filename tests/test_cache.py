@@ -170,3 +170,57 @@ def test_a_filled_cache_serves_a_raised_budget():
         assert step.depths.max() > 4 and cache.max_depth == 7 and cache.iterations == int(step.depths.max()) + 1
         logits.append(step.logits)
     torch.testing.assert_close(logits[0], logits[1], rtol=1e-10, atol=1e-10)
+
+
+def test_spare_room_of_a_slot_is_zeros_not_uninitialised_memory():
+    """The room a slot keeps for later positions is never read, but its bytes are defined: a cache holds the same
+    bytes however it was produced (eagerly, compiled or exported), not whatever memory it was given."""
+    from modeling_anira.cache_anira import GrowingLayer
+
+    chunks = [torch.randn(2, 2, length, 4, generator=torch.Generator().manual_seed(length)) for length in (3, 1, 2, 5)]
+    layer = GrowingLayer()
+    for chunk in chunks:
+        garbage = [torch.full((2, 2, capacity, 4), float("nan")) for capacity in (6, 14, 22)]
+        del garbage  # freed memory that the next buffer may be given
+        layer.update(chunk, -chunk)
+    filled = layer.get_seq_length()
+    assert filled == 11 and layer._key_buffer.shape[-2] > filled, "the test needs spare room"
+    assert (layer._key_buffer[..., filled:, :] == 0).all() and (layer._value_buffer[..., filled:, :] == 0).all()
+    assert torch.equal(layer.keys, torch.cat(chunks, dim=-2))
+
+
+@pytest.mark.parametrize("bias, budget, iterations", [(50.0, None, 2), (-50.0, None, 5), (-50.0, 7, 8)])
+def test_len_of_the_cache_is_the_layer_count_whatever_depth_the_tokens_reached(bias, budget, iterations):
+    """len(cache) is what transformers compares with config.num_hidden_layers (generate's output checks, assisted
+    decoding): a token's layer applications at the budget, whether the tokens all stopped after one iteration (two
+    stored iteration slots), all ran the budget (one more), or ran a raised budget. Every stored slot holds every
+    position."""
+    model = tiny_model(depth_mode="online", max_depth=4)
+    torch.nn.init.constant_(model.model.depth_controller.halting_head.bias, bias)
+    ids = torch.randint(3, 40, (2, 6), generator=torch.Generator().manual_seed(1))
+    out = model(ids, max_depth=budget)
+    config, cache = model.config, out.cache
+    assert cache.iterations == iterations
+    assert len(cache) == config.layer_applications(budget or config.max_depth)
+    if budget is None:
+        assert len(cache) == config.num_hidden_layers
+    shape = (2, config.num_key_value_heads, 6, config.head_dim)
+    assert all(layer.keys.shape == layer.values.shape == shape for layer in cache.layers)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_assisted_decoding_gives_the_greedy_sequences_and_depths(mode):
+    """Assisted decoding verifies several drafted tokens in one forward and crops the cache back to the accepted
+    ones: with a draft model that agrees (the model itself), one that mostly does not, and prompt lookup, the
+    sequences and per-token depths are greedy search's, and the cache's length is still the model's layer count."""
+    model = tiny_model(depth_mode=mode, recurrence="fast")
+    ids = torch.randint(3, 40, (1, 6), generator=torch.Generator().manual_seed(3))
+    kwargs = dict(max_new_tokens=8, do_sample=False, return_dict_in_generate=True, eos_token_id=None, pad_token_id=0)
+    greedy = model.generate(ids, **kwargs)
+    if mode != "fixed":
+        assert greedy.depths[0, :-1].unique().numel() > 1, "the test needs tokens of different depths"
+    draft = tiny_model(depth_mode=mode, recurrence="fast", seed=1)
+    for assistance in (dict(assistant_model=model), dict(assistant_model=draft), dict(prompt_lookup_num_tokens=2)):
+        out = model.generate(ids, **kwargs, **assistance)
+        assert torch.equal(out.sequences, greedy.sequences) and torch.equal(out.depths, greedy.depths), assistance
+        assert len(out.cache) == model.config.num_hidden_layers

@@ -1,5 +1,7 @@
 """AniraForCausalLM: the recurrence, the three depth modes, the loss and the HF plumbing (dense reference path)."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -278,12 +280,6 @@ def test_out_of_vocabulary_token_id_is_an_error():
         model(torch.tensor([[3, 4, 40]]))
 
 
-def test_sequence_longer_than_max_positions_is_an_error():
-    model = tiny_model(max_position_embeddings=16)
-    with pytest.raises(ValueError, match="max_position_embeddings"):
-        model(random_ids(1, 17))
-
-
 def test_attention_mask_of_wrong_length_is_an_error():
     model = tiny_model()
     with pytest.raises(ValueError, match="attention_mask"):
@@ -501,6 +497,36 @@ def test_fixed_mode_exports_and_compiles_with_the_vocabulary_check_kept_in_eager
         model(torch.tensor([[3, 4, 40]]))
 
 
+@pytest.mark.parametrize("mode", ["early", "online"])
+def test_compiled_early_and_online_models_compile_once_and_give_the_eager_outputs(mode):
+    """torch.compile(model) leaves the depth loop eager (its iterations and gathering follow the tokens' depths) and
+    compiles the rest: ten calls with inputs of one shape whose tokens take different depths compile no new graph
+    after the first two calls (where every depth-dependent value would recompile until the limit), and give the
+    eager outputs."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = tiny_model(dtype=torch.float32, depth_mode=mode, recurrence="fast")
+    compiled = torch.compile(model, backend="eager")
+    generator = torch.Generator().manual_seed(1)
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[0, :2] = 0
+    depths = set()
+    with torch.no_grad():
+        for call in range(10):
+            ids = torch.randint(0, 40, (2, 7), generator=generator)
+            out, reference = compiled(ids, attention_mask=mask), model(ids, attention_mask=mask)
+            if call == 1:
+                graphs = counters["stats"]["unique_graphs"]
+            assert torch.equal(out.depths, reference.depths)
+            torch.testing.assert_close(out.logits, reference.logits, rtol=0, atol=0)
+            assert len(out.cache.layers) == len(reference.cache.layers)
+            depths.add(tuple(out.depths.flatten().tolist()))
+    assert len(depths) == 10, "the test needs calls whose tokens take other depths"
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
 # ------------------------------------------------------------------------------------------------- RoPE
 
 
@@ -552,10 +578,19 @@ def test_scaled_rope_accepts_inputs_longer_than_max_position_embeddings(rope_typ
 
 
 @pytest.mark.parametrize("rope", [{}, {"rope_type": "linear", "factor": 1.0}, {"rope_type": "proportional", "factor": 1.0}])
-def test_rope_without_scaling_refuses_inputs_longer_than_max_position_embeddings(rope):
+def test_rope_without_scaling_takes_positions_past_max_position_embeddings_as_llama_does(rope):
+    """A longer input (or position ids past the limit) runs, with a warning that the rotary embedding extrapolates
+    there (its frequencies equal Llama's at every position: the test above); earlier positions are unchanged."""
     model = tiny_model(max_position_embeddings=16, rope_parameters={"rope_theta": 10000.0, **rope})
-    with pytest.raises(ValueError, match="max_position_embeddings"):
-        model(random_ids(1, 17))
+    ids = random_ids(1, 20)
+    with pytest.warns(UserWarning, match="Position 19 is past max_position_embeddings=16"):
+        long = model(ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        short = model(ids[:, :16])
+    torch.testing.assert_close(long.logits[:, :16], short.logits, rtol=0, atol=1e-10)
+    with pytest.warns(UserWarning, match="Position 64 is past"):
+        model(ids[:, :4], position_ids=torch.tensor([[0, 1, 2, 64]]))
 
 
 # ------------------------------------------------------------------------------------ more bad input
@@ -573,7 +608,6 @@ def test_rope_without_scaling_refuses_inputs_longer_than_max_position_embeddings
         (dict(input_ids=random_ids(2, 4), labels=random_ids(2, 5)), "labels"),
         (dict(input_ids=random_ids(2, 4), labels=random_ids(4, 2)), "labels"),
         (dict(input_ids=random_ids(2, 4), shift_labels=random_ids(2, 3)), "shift_labels"),
-        (dict(input_ids=random_ids(2, 4), position_ids=torch.tensor([[0, 1, 2, 64]] * 2)), "position_ids"),
         (dict(input_ids=random_ids(2, 4), position_ids=torch.tensor([[-1, 0, 1, 2]] * 2)), "position_ids"),
         (dict(input_ids=random_ids(2, 4), position_ids=torch.arange(5)[None]), "position_ids"),
         (dict(inputs_embeds=torch.zeros(1, 4, 7, dtype=torch.float64)), "hidden_size"),

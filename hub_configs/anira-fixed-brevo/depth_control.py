@@ -115,6 +115,8 @@ class FixedPlan:
 class FixedDepth(nn.Module):
     """Every token runs `max_depth` iterations: the plain recurrent-Transformer baseline."""
 
+    data_dependent = False  # the loop's iterations follow the budget alone: it traces (torch.compile, export)
+
     def __init__(self, config: AniraConfig):
         super().__init__()
         self.max_depth = config.max_depth
@@ -181,6 +183,8 @@ class EarlyDepth(nn.Module):
     parameter whose shape depends on `max_depth`, so an early model cannot be given a larger budget at
     inference: it has no logit for depths it never had.
     """
+
+    data_dependent = True  # which tokens run, and how many iterations, are read from tensor values
 
     def __init__(self, config: AniraConfig):
         super().__init__()
@@ -357,6 +361,8 @@ class PonderNetPlan(OnlinePlan):
 
 class OnlineDepth(nn.Module):
     """ANIRA-O: after every iteration each active token halts when lambda = sigmoid(w . norm(h) + b) >= threshold."""
+
+    data_dependent = True  # which tokens run, and how many iterations, are read from tensor values
 
     PLANS = {"straight_through": OnlinePlan, "act": ACTPlan, "pondernet": PonderNetPlan}
 

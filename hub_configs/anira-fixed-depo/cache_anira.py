@@ -57,7 +57,9 @@ class GrowingLayer(DynamicLayer):
 
     def _grow(self, key_states, value_states, length: int, capacity: int) -> None:
         def buffer(states, old):
-            grown = states.new_empty(*states.shape[:-2], capacity, states.shape[-1])
+            # zeros, not uninitialised memory: the spare room is never read, but then a cache's bytes do not depend
+            # on the memory it was given (an exported or compiled run's cache equals an eager one's, spare room too)
+            grown = states.new_zeros(*states.shape[:-2], capacity, states.shape[-1])
             if length:
                 grown[..., :length, :] = old
             return grown
@@ -81,6 +83,9 @@ class AniraCache(Cache):
         self.max_depth = config.max_depth if max_depth is None else max_depth
         slots = self.num_prelude_layers + self.num_coda_layers + self.num_core_layers  # iteration 1's only
         super().__init__(layers=[GrowingLayer() for _ in range(slots)])
+        # The prelude and coda slots, there from the start: reads of them go here, not through `layers`, whose length
+        # follows the tokens' depths (a compiled prelude or coda would be guarded on it and recompile as it grows).
+        self._fixed_slots = tuple(self.layers[: self.num_prelude_layers + self.num_coda_layers])
         self._depths: torch.LongTensor | None = None
 
     # slot arithmetic -------------------------------------------------------------------------------
@@ -94,6 +99,15 @@ class AniraCache(Cache):
         """Slot of core layer `layer` (0-based) at iteration `iteration` (1-based, as in docs/design.md)."""
         return self.num_prelude_layers + self.num_coda_layers + (iteration - 1) * self.num_core_layers + layer
 
+    def __len__(self) -> int:
+        """The model's layer count as transformers reads it from a cache (`len(cache)`, compared with
+        `config.num_hidden_layers`): a token's layer applications at the largest budget the cache has served, P + C x
+        max_depth + K, whatever depth the tokens reached (at the config's budget, `config.num_hidden_layers`). Each
+        application has its keys/values here: the iteration slots past the stored ones are not kept, since every
+        position is frozen there and each would hold what the last stored slot of its core layer holds. `layers` are
+        the stored slots (fewer when the tokens stopped early; one more iteration's when some ran the whole budget)."""
+        return self.num_prelude_layers + self.num_core_layers * self.max_depth + self.num_coda_layers
+
     @property
     def iterations(self) -> int:
         """Iterations that have slots."""
@@ -102,9 +116,13 @@ class AniraCache(Cache):
     def get_seq_length(self, layer_idx: int = 0) -> int:
         # Between forwards every slot holds every position seen, so slot 0 counts them (the model reads this
         # before a forward writes anything).
+        if layer_idx < len(self._fixed_slots):
+            return self._fixed_slots[layer_idx].get_seq_length()
         return super().get_seq_length(layer_idx)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        if layer_idx < len(self._fixed_slots):
+            return self._fixed_slots[layer_idx].update(key_states, value_states, *args, **kwargs)
         while layer_idx >= len(self.layers):
             self._add_iteration(new=key_states.shape[-2])
         return super().update(key_states, value_states, layer_idx, *args, **kwargs)

@@ -457,13 +457,6 @@ class AniraModel(AniraPreTrainedModel):
                 f"inputs_embeds has width {inputs_embeds.shape[-1]}, the model's hidden_size is {self.config.hidden_size}."
             )
         past = cache.get_seq_length() if cache is not None else 0
-        scaled = self.rotary_emb.scales_context
-        if not scaled and past + seq_len > self.config.max_position_embeddings:
-            raise ValueError(
-                f"Sequence length {past + seq_len} (cached {past} + new {seq_len}) exceeds "
-                f"max_position_embeddings={self.config.max_position_embeddings}; rotary scaling "
-                "(rope_parameters with rope_type 'linear', 'dynamic', 'yarn', ...) makes longer inputs meaningful."
-            )
         if attention_mask is not None:
             batches = (batch, 1) if attention_mask.dim() == 4 else (batch,)  # a prepared 4D mask may broadcast
             if attention_mask.dim() not in (2, 4) or attention_mask.shape[0] not in batches:
@@ -505,13 +498,21 @@ class AniraModel(AniraPreTrainedModel):
                     "attention_mask must hold 0 (padding) and 1 (token) only, "
                     f"got values {attention_mask.unique().tolist()}."
                 )
+        highest = past + seq_len - 1
         if position_ids is not None:
-            low, high = int(position_ids.min()), int(position_ids.max())
-            if low < 0 or (not scaled and high >= self.config.max_position_embeddings):
-                raise ValueError(
-                    f"position_ids must be in [0, max_position_embeddings={self.config.max_position_embeddings}), "
-                    f"got {low if low < 0 else high}."
-                )
+            low, highest = int(position_ids.min()), int(position_ids.max())
+            if low < 0:
+                raise ValueError(f"position_ids must be at least 0, got {low}.")
+        # Positions past max_position_embeddings are taken as Llama takes them: the rotary frequencies are defined
+        # at every position, only no training reached those (a scaling rope type is what makes them meaningful).
+        if highest >= self.config.max_position_embeddings and not self.rotary_emb.scales_context:
+            warnings.warn(
+                f"Position {highest} is past max_position_embeddings={self.config.max_position_embeddings}: the "
+                "unscaled rotary embedding extrapolates there (rope_parameters with rope_type 'linear', 'dynamic', "
+                "'yarn', ... scale it to longer inputs).",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _prepare_cache(self, cache: Cache | None, use_cache: bool, max_depth: int) -> AniraCache | None:
         """Our own cache when none or an empty cache of another kind (generate's default) is passed. An AniraCache
@@ -629,7 +630,6 @@ class AniraModel(AniraPreTrainedModel):
                 all_hidden.append(hidden)
         prelude_states = hidden
 
-        plan = self.depth_controller.plan(prelude_states, token_mask, max_depth)
         if self.recurrence not in ("fast", "dense"):
             raise ValueError(f"AniraModel.recurrence must be 'fast' or 'dense', got {self.recurrence!r}.")
         # The fast path calls the core layers' parts, not their forward: under FSDP2 those stay sharded, so a
@@ -637,11 +637,8 @@ class AniraModel(AniraPreTrainedModel):
         # layers' forward). Attention maps come from the dense path too.
         checkpointing = self.training and any(getattr(layer, "gradient_checkpointing", False) for layer in self.core)
         fast = self.recurrence == "fast" and not output_attentions and not checkpointing and not _sharded(self.core)
-        recur = self.recur_fast if fast else self.recur
-        hidden = recur(hidden, prelude_states, plan, max_depth, cache, layer_kwargs, all_hidden)
-        report: DepthReport = plan.report()
-        if cache is not None:
-            cache.record_depths(report.depths)
+        loop = self.eager_depth_loop if self.depth_controller.data_dependent else self.depth_loop
+        hidden, report = loop(hidden, prelude_states, token_mask, max_depth, cache, layer_kwargs, all_hidden, fast)
         # Outputs of one length whatever the batch: the iterations after the loop stopped hold every token's
         # frozen state, and zero attention maps (no token ran them).
         prelude = self.config.num_prelude_layers
@@ -686,6 +683,27 @@ class AniraModel(AniraPreTrainedModel):
             compute_cost=report.compute_cost,
             iteration_readouts=readouts,
         )
+
+    def depth_loop(self, hidden, prelude_states, token_mask, max_depth: int, cache, layer_kwargs: dict, all_hidden,
+                   fast: bool) -> tuple[torch.Tensor, DepthReport]:
+        """The controller's plan, the recurrence it drives (fast or dense), and the plan's report, which the cache
+        records."""
+        plan = self.depth_controller.plan(prelude_states, token_mask, max_depth)
+        recur = self.recur_fast if fast else self.recur
+        hidden = recur(hidden, prelude_states, plan, max_depth, cache, layer_kwargs, all_hidden)
+        report: DepthReport = plan.report()
+        if cache is not None:
+            cache.record_depths(report.depths)
+        return hidden, report
+
+    @torch.compiler.disable
+    def eager_depth_loop(self, *args) -> tuple[torch.Tensor, DepthReport]:
+        """`depth_loop` kept out of torch.compile's graphs (early and online controllers): its iteration count and
+        the fast path's gathering follow the tokens' depths, so a traced loop would break its graph at every such
+        value and recompile whenever the depths change (each call, until the recompile limit). Left eager, it
+        costs what an eager forward's loop costs, and the rest of the forward (embedding, prelude, coda, head)
+        compiles once per input shape."""
+        return self.depth_loop(*args)
 
     def readout(self, hidden: torch.Tensor, layer_kwargs: dict, positions: torch.Tensor | None = None) -> torch.Tensor:
         """The coda and the final norm over recurrent states `hidden` (no cache): what the head would read if
