@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .cache_anira import AniraCache
 from .configuration_anira import AniraConfig
+from .depth_batching import DepthBatcher, DepthBatchResult
 from .depth_control import DEPTH_CONTROLLERS, DepthReport, EarlyDepth, FixedDepth, OnlineDepth
 from .generation_anira import AniraGenerateBeamOutput, AniraGenerateOutput, AniraGenerationMixin, DepthStreamer
 from .modeling_anira import (
@@ -41,6 +42,8 @@ __all__ = [
     "AniraModelOutput",
     "AniraPreTrainedModel",
     "DEPTH_CONTROLLERS",
+    "DepthBatchResult",
+    "DepthBatcher",
     "DepthReport",
     "DepthStreamer",
     "EarlyDepth",

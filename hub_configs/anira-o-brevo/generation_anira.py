@@ -51,10 +51,15 @@ class AniraGenerateBeamOutput(GenerateBeamDecoderOnlyOutput):
 
 
 class AniraGenerationMixin(GenerationMixin):
-    def generate(self, inputs: torch.Tensor | None = None, generation_config=None, streamer=None, **kwargs):
+    def generate(self, inputs: torch.Tensor | None = None, generation_config=None, streamer=None,
+                 depth_batching: bool = False, **kwargs):
         r"""`GenerationMixin.generate` with ANIRA's cache and per-token depths (see the module docstring).
 
         max_depth (`int`, *optional*): the depth budget of every forward (default `config.max_depth`).
+        depth_batching (`bool`, *optional*): decode depth-wise batched (`depth_batching.py`): every sequence advances
+            through the core on its own, so a step no longer lasts as long as the batch's deepest token. Greedy
+            decoding gives each sequence what it gets alone, tokens and depths; sampling draws from one generator per
+            sequence. Beam search, streamers and per-step outputs stay on the standard loop.
 
         A model in train mode generates in eval mode, and gets its modules' train/eval modes back afterwards: a
         training forward draws early-mode depths (Gumbel) and applies dropout, so two greedy calls would differ.
@@ -63,10 +68,14 @@ class AniraGenerationMixin(GenerationMixin):
             modes = [(module, module.training) for module in self.modules()]
             self.eval()
             try:
-                return self.generate(inputs, generation_config, streamer, **kwargs)
+                return self.generate(inputs, generation_config, streamer, depth_batching, **kwargs)
             finally:
                 for module, training in modes:
                     module.training = training
+        if depth_batching:
+            from .depth_batching import depth_batched_generate
+
+            return depth_batched_generate(self, inputs, generation_config, streamer, **kwargs)
         config = generation_config if generation_config is not None else self.generation_config
         max_depth = kwargs.get("max_depth") or self.config.max_depth
         cache = kwargs.pop("cache", None)
@@ -93,6 +102,30 @@ class AniraGenerationMixin(GenerationMixin):
         if depths is not None:
             depths = self._end_at_final_token(depths, result.sequences, prompt_length, self._eos_ids(config, kwargs))
         return output_class(**dict(result.items()), depths=depths)
+
+    def generate_stream(self, prompts, max_batch_size: int = 8, **kwargs):
+        r"""Depth-wise batched decoding of many prompts (`depth_batching.py`): at most `max_batch_size` sequences at
+        a time, each prompt taking a row as soon as one frees. Yields a `DepthBatchResult` per prompt as it finishes
+        (`request_id` is the prompt's index; `.sequence`, `.generated`, `.depths`). `prompts`: an iterable of 1D token
+        ids (no padding), read as rows free up; `kwargs`: generation options as for `generate()` (greedy or sampling).
+        The model must be in eval mode.
+
+            >>> for result in model.generate_stream(tokenizer(texts)["input_ids"], max_batch_size=32, max_new_tokens=16):
+            ...     print(result.request_id, tokenizer.decode(result.generated), result.depths.tolist())
+        """
+        from .depth_batching import DepthBatcher
+
+        batcher = DepthBatcher(self, max_batch_size, **kwargs)
+        prompts = iter(prompts)
+        while True:
+            while len(batcher.queue) < max_batch_size:
+                prompt = next(prompts, None)
+                if prompt is None:
+                    break
+                batcher.add(prompt)
+            if not batcher.busy:
+                return
+            yield from batcher.step()
 
     def _depth_cache(self, cache: Cache | None, max_depth: int) -> AniraCache:
         """A passed-in AniraCache (it serves any budget: slots are added as iterations run), else a new one;

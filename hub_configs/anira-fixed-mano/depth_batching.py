@@ -1,0 +1,522 @@
+"""Depth-wise batched decoding: every sequence advances through the weight-tied core on its own.
+
+`generate()` decodes a batch in lockstep: each step runs every sequence's next token through the core until the
+deepest of them halts, so after a short prompt, where a layer's matmuls cost about the same for 1 row as for 8,
+a step lasts as long as its deepest token. The core is weight-tied, so rows at different iterations of different
+sequences can share one matmul. Here, at every tick:
+
+    core pass       one pass of the core layers over the running rows, each row some sequence's current token at
+                    its own iteration t (its keys/values go to, and its query reads, its sequence's slot (t, l))
+    halting         the depth controller's plan decides, per row, whether the token runs another iteration
+    halted rows     frozen keys/values into the slots of the iterations after its depth (the reuse rule of
+                    docs/design.md), coda, norm, head, logits processors, next token (greedy, or sampled with the
+                    sequence's own generator), stopping checks; a sequence that goes on enters the next tick at
+                    iteration 1 with its new token (embedding and prelude run at the start of that tick)
+
+while the other sequences are still deep in their previous token. Finished sequences leave; `DepthBatcher`
+takes new requests into free rows while it runs (continuous batching), each prompt prefilled alone with the
+model's own forward.
+
+Controllers are not special-cased: tokens that enter the core in the same tick form a cohort with one plan of
+the model's depth controller (`controller.plan(...)`, the same object a forward uses), which a cohort's rows
+follow iteration by iteration (`any_active`, `active`, `observe`) exactly as the forward's loop does; a tick runs
+the active rows of every cohort in one pass.
+
+The cache (`RowCache`) is padded: for each layer application (prelude layer, core layer at iteration t, coda
+layer) one tensor [iterations, rows, kv_heads, positions, head_dim], every row at its own length, and a query
+reads its row's keys up to its own position (a per-row mask). The core's tensors hold all `max_depth` iterations;
+a token that halts at depth d writes its frozen keys/values into iterations d+1..max_depth at once. Memory is
+therefore rows x positions x max_depth per core layer, the budget, not the depth used (AniraCache grows with depth).
+
+Guarantees (tests/test_depth_batching.py, float64): greedy decoding gives each sequence the tokens and per-token
+depths `generate()` gives it alone, in every depth mode, whatever the other rows do (logits agree to rounding: a
+matmul's rows do not depend on each other, but the kernel's blocking may differ with the number of rows).
+Sampling draws each sequence's tokens from its own `torch.Generator`, so a sequence's sample depends on its seed
+only, never on which sequences share its ticks; it is not the draw `generate()` makes from the global generator.
+Beam search, streamers and per-step outputs (scores, logits, attentions, hidden states) stay on the standard loop.
+"""
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+from transformers.generation import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+from .cache_anira import AniraCache
+
+_UNSUPPORTED = {  # generation options that need the standard loop, and their value that does not
+    "num_beams": 1, "num_beam_groups": 1, "output_scores": False, "output_attentions": False,
+    "output_hidden_states": False, "penalty_alpha": None, "prompt_lookup_num_tokens": None,
+}
+
+
+@dataclass
+class DepthBatchResult:
+    """One finished request. `depths[i]` is the iterations run at position i of `sequence` (prompt + generated), the
+    compute spent on predicting token i + 1; -1 at the final token, which was never processed (as `generate()`)."""
+
+    request_id: int
+    prompt: torch.LongTensor  # [prompt length]
+    generated: torch.LongTensor  # [new tokens]
+    depths: torch.LongTensor  # [prompt length + new tokens]
+    stop_reason: str  # "eos", "length" (max_new_tokens) or "criteria" (a stopping criterion)
+    logits: torch.Tensor | None = None  # [new tokens, vocab] float32, before the processors (with output_logits=True)
+
+    @property
+    def sequence(self) -> torch.LongTensor:
+        return torch.cat([self.prompt, self.generated])
+
+
+@dataclass
+class _Request:
+    request_id: int
+    prompt: torch.LongTensor
+    max_new_tokens: int
+    generator: torch.Generator | None
+    tokens: list[int] = field(default_factory=list)
+    depths: list[int] = field(default_factory=list)  # every processed position's depth
+    logits: list[torch.Tensor] = field(default_factory=list)
+
+
+class RowCache:
+    """Keys/values of every row: per layer application one tensor [iterations, rows, kv_heads, positions, head_dim]
+    (iterations = 1 for prelude and coda layers, `max_depth` for core layers); see the module docstring."""
+
+    def __init__(self, model, rows: int, max_depth: int, dtype: torch.dtype, device: torch.device, length: int = 64):
+        config = model.config
+        self.num_prelude, self.num_core, self.num_coda = config.num_prelude_layers, config.num_core_layers, config.num_coda_layers
+        self.max_depth = max_depth
+        self.shape = (rows, config.num_key_value_heads, length, config.head_dim)
+        iterations = [1] * self.num_prelude + [max_depth] * self.num_core + [1] * self.num_coda
+        self.keys = [torch.zeros(t, *self.shape, dtype=dtype, device=device) for t in iterations]
+        self.values = [torch.zeros_like(keys) for keys in self.keys]
+
+    def prelude(self, layer: int) -> int:
+        return layer
+
+    def core(self, layer: int) -> int:
+        return self.num_prelude + layer
+
+    def coda(self, layer: int) -> int:
+        return self.num_prelude + self.num_core + layer
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[-2]
+
+    def reserve(self, length: int) -> None:
+        """Room for positions 0..length-1 in every row (doubling)."""
+        if length <= self.length:
+            return
+        grown = max(length, 2 * self.length)
+
+        def grow(old):
+            new = old.new_zeros(*old.shape[:-2], grown, old.shape[-1])
+            new[..., : old.shape[-2], :] = old
+            return new
+
+        self.keys, self.values = [grow(k) for k in self.keys], [grow(v) for v in self.values]
+
+    def load(self, row: int, cache: AniraCache) -> None:
+        """A prefilled batch-1 AniraCache into `row`. Its last iteration slot holds every position's frozen
+        keys/values (cache_anira.py), which are those of every later iteration."""
+        length = cache.get_seq_length()
+        self.reserve(length)
+        for layer in range(self.num_prelude):
+            self._copy(self.prelude(layer), 0, row, cache.layers[cache.prelude_slot(layer)])
+        for layer in range(self.num_coda):
+            self._copy(self.coda(layer), 0, row, cache.layers[cache.coda_slot(layer)])
+        for layer in range(self.num_core):
+            for t in range(1, self.max_depth + 1):
+                slot = cache.layers[cache.core_slot(min(t, cache.iterations), layer)]
+                self._copy(self.core(layer), t - 1, row, slot)
+
+    def _copy(self, index: int, t: int, row: int, slot) -> None:
+        length = slot.keys.shape[-2]
+        self.keys[index][t, row, :, :length] = slot.keys[0]
+        self.values[index][t, row, :, :length] = slot.values[0]
+
+    def write(self, index: int, t: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, key, value) -> None:
+        """key/value [n, kv_heads, head_dim] at (iteration t, row, position) for each of the n entries."""
+        self.keys[index][t, rows, :, positions] = key
+        self.values[index][t, rows, :, positions] = value
+
+    def read(self, index: int, t: torch.Tensor, rows: torch.Tensor, length: int):
+        """[n, kv_heads, length, head_dim] keys/values of each entry's (iteration, row)."""
+        return self.keys[index][t, rows, :, :length], self.values[index][t, rows, :, :length]
+
+
+@dataclass
+class _Cohort:
+    """Tokens that entered the core in the same tick: one plan of the depth controller, as in a forward."""
+
+    rows: torch.LongTensor  # [n] cache rows
+    positions: torch.LongTensor  # [n]
+    plan: object
+    hidden: torch.Tensor  # [n, 1, H]
+    prelude: torch.Tensor  # [n, 1, H]
+    running: torch.Tensor  # [n] bool: rows that run the next iteration
+    t: int = 1  # the next iteration
+
+
+class DepthBatcher:
+    """Continuous, depth-wise batched decoding (see the module docstring).
+
+        >>> batcher = DepthBatcher(model, max_batch_size=32, max_new_tokens=16)
+        >>> for prompt in prompts:
+        ...     batcher.add(prompt)          # 1D token ids, no padding; may also be called while running
+        >>> for result in batcher.run():     # results as they finish
+        ...     print(result.request_id, result.generated, result.depths)
+
+    Generation options are those of `generate()` (a `GenerationConfig` and/or keyword arguments: `max_new_tokens`,
+    `do_sample`, `temperature`, `top_k`, `eos_token_id`, ...; `logits_processor=` and `stopping_criteria=` lists as in
+    `generate()`); beam search and per-step outputs are refused. `max_depth` is the depth budget of every token.
+
+    `min_coda_rows`: halted tokens wait until this many have halted (or no token is left in the core) before their
+    coda, head and next token run together. 1 runs them every tick; more gives fewer, fuller coda and prelude passes
+    at the price of rows idling out of the core. Results do not depend on it (a halted token's coda reads only its
+    own sequence's cache); time does (benchmarks/inference/RESULTS.md).
+    """
+
+    def __init__(self, model, max_batch_size: int = 8, generation_config: GenerationConfig | None = None,
+                 max_depth: int | None = None, logits_processor: LogitsProcessorList | None = None,
+                 stopping_criteria: StoppingCriteriaList | None = None, min_coda_rows: int = 1, **kwargs):
+        if model.training:
+            raise ValueError("DepthBatcher decodes in eval mode: call model.eval() first (a training forward draws "
+                             "early-mode depths and applies dropout).")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}.")
+        if min_coda_rows < 1:
+            raise ValueError(f"min_coda_rows must be at least 1, got {min_coda_rows}.")
+        self.model, self.base = model, model.model
+        config, model_kwargs = model._prepare_generation_config(generation_config, **kwargs)
+        unknown = sorted(k for k in model_kwargs if k not in ("attention_mask",))
+        if unknown:
+            raise ValueError(f"DepthBatcher got arguments it does not know: {unknown}.")
+        for name, plain in _UNSUPPORTED.items():
+            value = getattr(config, name, None)
+            if value is not None and value != plain and not (name == "penalty_alpha" and value == 0):
+                raise ValueError(
+                    f"depth-batched decoding supports greedy decoding and sampling; {name}={value!r} needs the standard "
+                    "loop: call generate() without depth_batching=True."
+                )
+        if config.num_return_sequences not in (None, 1):
+            raise ValueError("depth-batched decoding returns one sequence per request: repeat the prompt instead of "
+                             f"num_return_sequences={config.num_return_sequences}.")
+        if getattr(config, "stop_strings", None):
+            raise ValueError("stop_strings need the tokenizer: use stopping_criteria or the standard loop.")
+        self.config = config
+        self.max_depth = max_depth or model.config.max_depth
+        eos = config.eos_token_id  # as generate(): eos_token_id=None switches stopping at EOS off
+        self.eos = set() if eos is None else {int(e) for e in (eos.tolist() if torch.is_tensor(eos) else
+                                                              [eos] if isinstance(eos, int) else eos)}
+        self.user_processors = logits_processor
+        self.stopping_criteria = stopping_criteria or StoppingCriteriaList()
+        self._processors: dict[int, LogitsProcessorList] = {}
+        self.max_batch_size = max_batch_size
+        parameter = next(model.parameters())
+        self.cache = RowCache(model, max_batch_size, self.max_depth, parameter.dtype, parameter.device)
+        self.device = parameter.device
+        self.queue: deque[_Request] = deque()
+        self.requests: dict[int, _Request] = {}  # cache row -> request
+        self.cohorts: list[_Cohort] = []
+        self.pending: list[tuple[int, int]] = []  # (cache row, token) entering the next tick
+        self.halted: list[tuple] = []  # tokens out of the core awaiting their coda: (rows, positions, states, depths)
+        self.min_coda_rows = min_coda_rows
+        self.ids = itertools.count()
+        self.ticks = 0  # core passes
+        self.core_rows = 0  # rows over all core passes (core iterations run)
+        self.mixed_passes = 0  # core passes whose rows were at different iterations (cohorts are one iteration each)
+        self.prelude_passes = self.coda_passes = 0
+
+    # requests --------------------------------------------------------------------------------------
+    def add(self, input_ids, max_new_tokens: int | None = None, generator: torch.Generator | None = None) -> int:
+        """Queue a prompt (1D token ids, or [1, seq]; no padding). Returns its request id. `generator` draws its
+        samples when sampling (default: one seeded from torch's global generator now)."""
+        prompt = torch.as_tensor(input_ids, dtype=torch.long, device=self.device)
+        if prompt.dim() == 2 and prompt.shape[0] == 1:
+            prompt = prompt[0]
+        if prompt.dim() != 1 or prompt.numel() == 0:
+            raise ValueError(f"a request is one non-empty sequence of token ids, got shape {tuple(prompt.shape)}.")
+        if max_new_tokens is None:
+            max_new_tokens = self.config.max_new_tokens
+            if max_new_tokens is None:
+                max_new_tokens = self.config.max_length - prompt.numel()
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens} (prompt of {prompt.numel()}).")
+        if self.config.do_sample and generator is None:
+            generator = torch.Generator(device=self.device).manual_seed(int(torch.randint(2**62, ())))
+        request = _Request(next(self.ids), prompt, max_new_tokens, generator)
+        self.queue.append(request)
+        return request.request_id
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue or self.requests)
+
+    def run(self):
+        """Tick until every request (including those added while iterating) has finished; yields each result."""
+        while self.busy:
+            yield from self.step()
+
+    # one tick --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self) -> list[DepthBatchResult]:
+        """Admit queued requests into free rows, then one tick: prelude of the entering tokens, one core pass over
+        every running row, the halted rows' coda, head and next token. Returns the requests that finished."""
+        finished = self._admit()
+        if self.pending:
+            self._enter()
+        if self.cohorts:
+            self._core_pass()
+        waiting = sum(len(rows) for rows, *_ in self.halted)
+        if waiting and (waiting >= self.min_coda_rows or not self.cohorts):
+            halted, self.halted = self.halted, []
+            finished += self._finish_tokens(*(torch.cat(parts) for parts in zip(*halted)))
+        return finished
+
+    def _admit(self) -> list[DepthBatchResult]:
+        finished = []
+        free = [row for row in range(self.max_batch_size) if row not in self.requests]
+        while self.queue and free:
+            request = self.queue.popleft()
+            row = free[0]
+            cache = AniraCache(self.model.config, max_depth=self.max_depth)
+            prompt = request.prompt[None]
+            out = self.model(input_ids=prompt, attention_mask=torch.ones_like(prompt), cache=cache, use_cache=True,
+                             max_depth=self.max_depth, logits_to_keep=1)
+            request.depths = cache.depths[0].tolist()
+            self.cache.load(row, cache)
+            token = self._select(out.logits[:, -1], [request])[0]
+            result = self._append(request, token)
+            if result is not None:
+                finished.append(result)
+                continue
+            free.pop(0)
+            self.requests[row] = request
+            self.pending.append((row, token))
+        return finished
+
+    def _enter(self) -> None:
+        """The pending tokens' embedding and prelude, and their cohort (iteration 1 comes next)."""
+        rows = torch.tensor([row for row, _ in self.pending], device=self.device)
+        tokens = torch.tensor([token for _, token in self.pending], device=self.device)
+        positions = torch.tensor([len(self.requests[row].depths) for row, _ in self.pending], device=self.device)
+        self.pending = []
+        self.prelude_passes += 1
+        self.cache.reserve(int(positions.max()) + 1)
+        hidden = self.base.embed_tokens(tokens)
+        rope, mask, length = self._attention_inputs(hidden, positions)
+        zero = torch.zeros_like(rows)
+        for index, layer in enumerate(self.base.prelude):
+            hidden = self._layer(layer, hidden, rope, self.cache.prelude(index), zero, rows, positions, mask, length)
+        states = hidden[:, None]
+        token_mask = torch.ones(len(rows), 1, dtype=torch.bool, device=self.device)
+        plan = self.base.depth_controller.plan(states, token_mask, self.max_depth)
+        running = self._running(plan, 1, len(rows))
+        self.cohorts.append(_Cohort(rows, positions, plan, states, states, running))
+
+    def _running(self, plan, t: int, n: int) -> torch.Tensor:
+        if not plan.any_active(t):
+            return torch.zeros(n, dtype=torch.bool, device=self.device)
+        active = plan.active(t)
+        return torch.ones(n, dtype=torch.bool, device=self.device) if active is None else active[:, 0] > 0.5
+
+    def _core_pass(self) -> None:
+        """One pass of the core over every cohort's running rows; the rows that halted after it join `halted`
+        (cache rows, positions, final states, depths)."""
+        parts = [(cohort, cohort.running.nonzero().squeeze(-1)) for cohort in self.cohorts]
+        hidden = torch.cat([c.hidden[i, 0] for c, i in parts])
+        prelude = torch.cat([c.prelude[i, 0] for c, i in parts])
+        rows = torch.cat([c.rows[i] for c, i in parts])
+        positions = torch.cat([c.positions[i] for c, i in parts])
+        iteration = torch.cat([torch.full_like(i, c.t - 1) for c, i in parts])  # 0-based slot of the iteration
+        rope, mask, length = self._attention_inputs(hidden, positions)
+        hidden = self.base.injection(hidden, prelude)
+        for index, layer in enumerate(self.base.core):
+            hidden = self._layer(layer, hidden, rope, self.cache.core(index), iteration, rows, positions, mask, length)
+
+        self.ticks += 1
+        self.core_rows += len(rows)
+        self.mixed_passes += sum(len(index) > 0 for _, index in parts) > 1
+        start, kept = 0, []
+        for cohort, index in parts:
+            stop = start + len(index)
+            cohort.hidden = cohort.hidden.index_copy(0, index, hidden[start:stop, None])
+            cohort.plan.observe(cohort.t, cohort.hidden)
+            cohort.t += 1
+            was = cohort.running
+            cohort.running = self._running(cohort.plan, cohort.t, len(cohort.rows))
+            done = (was & ~cohort.running).nonzero().squeeze(-1)
+            if done.numel():
+                self.halted.append((cohort.rows[done], cohort.positions[done], cohort.hidden[done, 0],
+                               torch.full_like(done, cohort.t - 1)))
+            if bool(cohort.running.any()):
+                kept.append(cohort)
+            start = stop
+        self.cohorts = kept
+
+    def _finish_tokens(self, rows, positions, hidden, depths) -> list[DepthBatchResult]:
+        """Halted tokens: frozen keys/values, coda, head, next token, stopping checks."""
+        self.coda_passes += 1
+        rope, mask, length = self._attention_inputs(hidden, positions)
+        self._write_frozen(hidden, rope, rows, positions, depths)
+        zero = torch.zeros_like(rows)
+        states = hidden
+        for index, layer in enumerate(self.base.coda):
+            states = self._layer(layer, states, rope, self.cache.coda(index), zero, rows, positions, mask, length)
+        logits = self.model.lm_head(self.base.norm(states))
+        requests = [self.requests[row] for row in rows.tolist()]
+        for request, depth in zip(requests, depths.tolist()):
+            request.depths.append(depth)
+        finished = []
+        for row, request, token in zip(rows.tolist(), requests, self._select(logits, requests)):
+            result = self._append(request, token)
+            if result is None:
+                self.pending.append((row, token))
+            else:
+                del self.requests[row]
+                finished.append(result)
+        return finished
+
+    def _write_frozen(self, hidden, rope, rows, positions, depths) -> None:
+        """A token halted at depth d: its keys/values at core layer l in iterations d+1..max_depth are those of its
+        frozen state (the reuse rule), computed once per layer and written into every such slot."""
+        extra = self.max_depth - depths  # slots to fill per token
+        if not bool((extra > 0).any()):
+            return
+        entry = torch.repeat_interleave(torch.arange(len(rows), device=self.device), extra)
+        first = torch.repeat_interleave(torch.cumsum(extra, 0) - extra, extra)
+        iteration = depths[entry] + torch.arange(len(entry), device=self.device) - first  # 0-based slots d..D-1
+        for index, layer in enumerate(self.base.core):
+            key, value = layer.key_value(hidden[:, None], rope)  # [n, kv_heads, 1, head_dim]
+            self.cache.write(self.cache.core(index), iteration, rows[entry], positions[entry], key[entry, :, 0],
+                             value[entry, :, 0])
+
+    # parts -----------------------------------------------------------------------------------------
+    def _attention_inputs(self, hidden: torch.Tensor, positions: torch.Tensor):
+        """Rotary embeddings of each row's position and the mask [n, 1, 1, length] reading its keys up to there."""
+        rope = self.base.rotary_emb(hidden[:, None], positions[:, None])
+        length = int(positions.max()) + 1
+        allowed = torch.arange(length, device=self.device)[None, :] <= positions[:, None]
+        allowed = allowed[:, None, None, :]
+        if self.model.config._attn_implementation == "sdpa":
+            return rope, allowed, length
+        mask = torch.zeros(allowed.shape, dtype=hidden.dtype, device=self.device)
+        return rope, mask.masked_fill(~allowed, torch.finfo(hidden.dtype).min), length
+
+    def _layer(self, layer, hidden, rope, index, iteration, rows, positions, mask, length) -> torch.Tensor:
+        """A decoder layer over n rows [n, H], each one token of its own sequence: `AniraDecoderLayer.forward` with
+        its keys/values written into, and its attention reading, that row's cache at (iteration, position)."""
+        attention = layer.self_attn
+        normed = layer.input_layernorm(hidden)[:, None]
+        query = attention.project_query(normed, rope)  # [n, heads, 1, head_dim]
+        key, value = attention.project_key_value(normed, rope)  # [n, kv_heads, 1, head_dim]
+        self.cache.write(index, iteration, rows, positions, key[:, :, 0], value[:, :, 0])
+        keys, values = self.cache.read(index, iteration, rows, length)
+        out, _ = attention.mix_heads(query, keys, values, mask)
+        hidden = hidden + attention.o_proj(out[:, 0])
+        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+
+    def _select(self, logits: torch.Tensor, requests: list[_Request]) -> list[int]:
+        """Next tokens as `generate()` picks them: float32 logits, the logits processors over the sequence so far,
+        argmax or a draw from each request's own generator."""
+        scores = logits.to(dtype=torch.float32, copy=True)
+        if self.config.output_logits:
+            for request, row in zip(requests, scores):
+                request.logits.append(row.clone())
+        processed = []
+        for row, request in enumerate(requests):
+            processors = self._processors_for(request)
+            if processors:
+                ids = torch.cat([request.prompt, request.prompt.new_tensor(request.tokens)])[None]
+                processed.append(processors(ids, scores[row : row + 1]))
+            else:
+                processed.append(scores[row : row + 1])
+        scores = torch.cat(processed)
+        if not self.config.do_sample:
+            return scores.argmax(-1).tolist()
+        probs = torch.softmax(scores, dim=-1)
+        return [int(torch.multinomial(p, 1, generator=r.generator)) for p, r in zip(probs, requests)]
+
+    def _processors_for(self, request: _Request) -> LogitsProcessorList:
+        """generate()'s processors for this prompt length (some, e.g. min_new_tokens, count from the prompt)."""
+        length = request.prompt.numel()
+        if length not in self._processors:
+            self._processors[length] = self.model._get_logits_processor(
+                generation_config=self.config, input_ids_seq_length=length, encoder_input_ids=request.prompt[None],
+                logits_processor=self.user_processors, device=self.device, model_kwargs={})
+        return self._processors[length]
+
+    def _append(self, request: _Request, token: int) -> DepthBatchResult | None:
+        """Record a chosen token; the request's result if that token ends it."""
+        request.tokens.append(token)
+        reason = None
+        if token in self.eos:
+            reason = "eos"
+        elif len(request.tokens) >= request.max_new_tokens:
+            reason = "length"
+        elif self.stopping_criteria:
+            ids = torch.cat([request.prompt, request.prompt.new_tensor(request.tokens)])[None]
+            if bool(self.stopping_criteria(ids, None).any()):
+                reason = "criteria"
+        if reason is None:
+            return None
+        depths = torch.tensor(request.depths + [-1], dtype=torch.long)  # the final token is never processed
+        logits = torch.stack(request.logits).cpu() if request.logits else None
+        return DepthBatchResult(request.request_id, request.prompt.cpu(), torch.tensor(request.tokens), depths, reason,
+                                logits)
+
+
+def depth_batched_generate(model, inputs: torch.Tensor | None, generation_config=None, streamer=None,
+                           max_batch_size: int | None = None, **kwargs):
+    """`generate(..., depth_batching=True)`: the rows of a left-padded batch as DepthBatcher requests, assembled
+    back into `generate()`'s output (sequences right-filled with the pad token after each one's end; depths -1 at
+    padding and from each sequence's final token on)."""
+    from .generation_anira import AniraGenerateOutput
+
+    if kwargs.get("output_logits") or getattr(generation_config, "output_logits", False):
+        raise ValueError("depth_batching=True returns no per-step output_logits (sequences finish out of step); "
+                         "DepthBatcher(output_logits=True) keeps each request's logits.")
+    if streamer is not None:
+        raise ValueError("depth_batching=True does not stream (sequences finish out of step): drop the streamer or "
+                         "depth_batching.")
+    input_ids = inputs if inputs is not None else kwargs.pop("input_ids", None)
+    if input_ids is None or input_ids.dim() != 2:
+        raise ValueError("depth_batching=True needs input_ids [batch, seq] (no inputs_embeds).")
+    mask = kwargs.pop("attention_mask", None)
+    return_dict = kwargs.pop("return_dict_in_generate", None)
+    for name in ("use_cache", "cache", "past_key_values"):
+        if kwargs.pop(name, None) not in (None, True):
+            raise ValueError(f"depth_batching=True keeps its own cache: {name} cannot be passed.")
+    batcher = DepthBatcher(model, max_batch_size or input_ids.shape[0], generation_config, **kwargs)
+    config = batcher.config
+    pad = config.pad_token_id if config.pad_token_id is not None else model.config.pad_token_id
+    if pad is None:
+        pad = min(batcher.eos) if batcher.eos else 0
+    if mask is None:
+        mask = input_ids != pad if pad not in batcher.eos else torch.ones_like(input_ids)
+    mask = mask.to(input_ids.device).bool()
+    if bool((mask[:, :-1] & ~mask[:, 1:]).any()):
+        raise ValueError("depth_batching=True takes left-padded prompts (padding before the tokens); this "
+                         "attention_mask has padding after a token.")
+    max_new = config.max_new_tokens if config.max_new_tokens is not None else config.max_length - input_ids.shape[1]
+    order = {batcher.add(row[keep], max_new_tokens=max_new): b for b, (row, keep) in enumerate(zip(input_ids, mask))}
+    results = {order[r.request_id]: r for r in batcher.run()}
+    generated = max(len(r.generated) for r in results.values())
+    prompt_length = input_ids.shape[1]
+    sequences = torch.full((len(results), prompt_length + generated), pad, dtype=torch.long, device=input_ids.device)
+    depths = torch.full(sequences.shape, -1, dtype=torch.long)
+    sequences[:, :prompt_length] = input_ids
+    for b, result in results.items():
+        start = prompt_length - result.prompt.numel()
+        sequences[b, prompt_length : prompt_length + len(result.generated)] = result.generated
+        depths[b, start : start + result.depths.numel()] = result.depths
+    if not (return_dict if return_dict is not None else config.return_dict_in_generate):
+        return sequences
+    depths = model._end_at_final_token(depths.to(input_ids.device), sequences, prompt_length, model._eos_ids(config, kwargs))
+    return AniraGenerateOutput(sequences=sequences, depths=depths)
+
+
+__all__ = ["DepthBatcher", "DepthBatchResult", "RowCache", "depth_batched_generate"]
