@@ -48,11 +48,11 @@ def test_depth_batched_greedy_gives_each_sequence_the_tokens_and_depths_of_gener
         assert (generated[:, 1:] > generated[:, :-1]).any(), "the test must exercise several generated depths"
 
 
-@pytest.mark.parametrize("mode", ["early", "online"])
-def test_rows_advance_on_their_own(mode):
+@pytest.mark.parametrize("mode, attention", [("early", "sdpa"), ("online", "sdpa"), ("online", "eager")])
+def test_rows_advance_on_their_own(mode, attention):
     """Rows at different iterations of different sequences share core passes, one row per iteration a token ran;
     so the batch needs fewer passes than the lockstep loop, whose every step runs to its deepest token."""
-    model = tiny_model(depth_mode=mode, recurrence="fast")
+    model = tiny_model(depth_mode=mode, recurrence="fast", attn_implementation=attention)
     ids, mask = left_padded(3, seq=7)
     batcher = DepthBatcher(model, max_batch_size=3, max_new_tokens=8, output_logits=True, **VARIED)
     for row in range(3):
@@ -168,6 +168,21 @@ def test_generate_stream_yields_each_prompt_as_it_finishes():
     for result in results:
         sequence, depths = alone(model, torch.tensor(prompts[result.request_id]), max_new_tokens=4, **NO_EOS)
         assert torch.equal(result.sequence, sequence) and torch.equal(result.depths, depths)
+
+
+def test_generate_with_depth_batching_samples_in_train_mode_and_restores_it():
+    """Sampling through generate(): a seed per row from torch's global generator, so torch.manual_seed repeats it;
+    a model in train mode decodes in eval mode, as generate() does."""
+    model = tiny_model(depth_mode="early", recurrence="fast")
+    ids, mask = left_padded(3, seq=7)
+    options = dict(attention_mask=mask, do_sample=True, max_new_tokens=5, depth_batching=True, **NO_EOS)
+    torch.manual_seed(3)
+    first = model.generate(ids, **options)
+    model.train()
+    torch.manual_seed(3)
+    second = model.generate(ids, **options)
+    assert model.training and torch.equal(first, second)
+    assert first.shape == (3, 7 + 5) and torch.equal(first[:, :7], ids)
 
 
 def test_depth_batching_refuses_what_it_does_not_do_naming_it():
