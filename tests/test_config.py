@@ -133,6 +133,23 @@ def test_num_hidden_layers_counts_layer_applications_at_full_depth():
     assert config.num_hidden_layers == 2 + 3 * 4 + 1
 
 
+def test_num_hidden_layers_is_derived_so_early_exit_drafting_is_a_clear_error():
+    """Setting num_hidden_layers (what generate(assistant_early_exit=k) does to draft with k layers) names the
+    fields that make it and the drafting that works; setting the value it already has is allowed."""
+    import torch
+
+    from conftest import tiny_model
+
+    config = AniraConfig(num_prelude_layers=2, num_core_layers=3, num_coda_layers=1, max_depth=4)
+    config.num_hidden_layers = 15
+    with pytest.raises(ValueError, match="derived .* = 15.* cannot be set to 2"):
+        config.num_hidden_layers = 2
+    model = tiny_model(depth_mode="online")
+    with pytest.raises(ValueError, match="assistant_model= or prompt_lookup_num_tokens="):
+        model.generate(torch.randint(3, 40, (1, 5)), max_new_tokens=3, assistant_early_exit=2, pad_token_id=0)
+    assert model.config.num_hidden_layers == 12
+
+
 def test_config_round_trips_through_auto_config(tmp_path):
     config = AniraConfig(depth_mode="early", max_depth=6, min_depth=2, injection="concat", compute_penalty=0.05)
     config.save_pretrained(tmp_path)

@@ -384,6 +384,18 @@ class AniraConfig(PreTrainedConfig):
         """Layer applications of a token at full depth: prelude + core x max_depth + coda."""
         return self.layer_applications(self.max_depth)
 
+    @num_hidden_layers.setter
+    def num_hidden_layers(self, value: int) -> None:
+        # transformers' self-speculative decoding (generate(assistant_early_exit=k)) drafts with the first k layers by
+        # setting this; a looped model's drafts come from assistant_model= or prompt_lookup_num_tokens= instead.
+        if value != self.num_hidden_layers:
+            raise ValueError(
+                f"AniraConfig.num_hidden_layers is derived (num_prelude_layers + num_core_layers x max_depth + "
+                f"num_coda_layers = {self.num_hidden_layers}) and cannot be set to {value!r}: set those fields. "
+                "generate(assistant_early_exit=...) drafts with a prefix of the layer stack, which a looped model does "
+                "not have; draft with assistant_model= or prompt_lookup_num_tokens=."
+            )
+
     def layer_applications(self, depth: int) -> int:
         return self.num_prelude_layers + self.num_core_layers * depth + self.num_coda_layers
 
