@@ -146,7 +146,10 @@ def base_config_folder(hub_dir: str | Path, name: str, folder: Path) -> Path:
 
     from anira_tasks import load_tokenizer
 
-    spec = importlib.util.spec_from_file_location("anira_hub_build", Path(hub_dir) / "build.py")
+    script = Path(hub_dir) / "build.py"
+    if not script.exists():  # a copy of some named folders elsewhere: the repository's build script describes them
+        script = Path(__file__).resolve().parents[1] / "hub_configs" / "build.py"
+    spec = importlib.util.spec_from_file_location("anira_hub_build", script)
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
     _, variant, family = name.split("-", 2)
