@@ -159,7 +159,11 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     model_folder = write_model_folder(task, model, work_dir / task / "configs" / model)
     argv = training_args(task, model, seed, model_folder, output_dir, quick)
     times_file = output_dir / "wall_times.json"
+    commits_file = output_dir / "training_commits.json"  # every commit a piece of the training ran (resumed runs)
     if not _finished(output_dir):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        commits = json.loads(commits_file.read_text()) if commits_file.exists() else []
+        commits_file.write_text(json.dumps(commits + [_commit()]))
         resume = output_dir.is_dir() and get_last_checkpoint(str(output_dir)) is not None
         start = time.time()
         # a folder with no checkpoint yet (interrupted before the first save) starts over
@@ -190,6 +194,7 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
         "max_depth": trained.config.max_depth, "seed": seed, "protocol_version": PROTOCOL_VERSION, "quick": quick,
         "steps": state.get("global_step"), "train_seconds": sum(json.loads(times_file.read_text())) if times_file.exists() else None,
         "machine": machine(), "commit": _commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "training_commits": json.loads(commits_file.read_text()) if commits_file.exists() else None,
         "command": f"python examples/study.py run --task {task} --models {model} --seeds {seed}" + (" --quick" if quick else ""),
         "train_args": argv, "train_sizes": train_sizes, "table": format_table({name: report}),
         "report": report, "depth_need": need, "probe_steps_logged": len(probe_log),
