@@ -217,7 +217,7 @@ class DepthHoldCallback(TrainerCallback):
     Why: a controller that learns from step 0 decides on a model that knows nothing yet. In the measured DEPO and
     BREVO runs the online head went to one iteration for every token within a few hundred steps (extra iterations
     of an untrained core only add noise), and the early router saturated on one depth, and in the runs where that
-    happened the depth pattern never recovered (`benchmarks/experiment/seeds/`). Holding full depth until the task
+    happened the depth pattern never recovered (`experiments/seeds/`). Holding full depth until the task
     is partly learned lets the controller's first decisions read a model whose iterations do something. What it
     forces: the "learn at full compute, then cut compute" phases of the training dynamics (reported as forced). What
     it does not force: which tokens keep their depth after the release.

@@ -2,7 +2,7 @@
 probe says the current ones are learned.
 
 Why: in k-hop lookup a model that has not yet learned one hop gets no signal from three-hop targets
-(measured in `benchmarks/experiment/README.md`), while one hop is learned within a few hundred steps;
+(measured in `experiments/depo_formats/README.md`), while one hop is learned within a few hundred steps;
 unlocking sizes in order turns the plateau into steps. The decision reads the validation probe only.
 Caveat for the analysis: a curriculum makes "easy complexities are learned before hard ones" a
 consequence of the schedule, so the main job's report says when one ran, and the unforced run

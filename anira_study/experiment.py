@@ -38,7 +38,7 @@ class ExperimentArguments:
     num_test_per_size: int = field(default=250, metadata={"help": "Distinct test prompts per size."})
     model_overrides: str = field(
         # iteration_loss_weight=0: the shipped DEPO models train with the iteration loss, but it makes a step about
-        # 1.7x slower here, and 3,000 steps of it gave no better table (benchmarks/experiment/iteration_loss/).
+        # 1.7x slower here, and 3,000 steps of it gave no better table (experiments/iteration_loss/).
         default="hidden_size=64,intermediate_size=128,num_attention_heads=4,num_prelude_layers=1,"
                 "num_core_layers=1,num_coda_layers=1,max_depth=6,iteration_loss_weight=0.0",
         metadata={"help": "Config overrides applied to hub_configs/anira-{e,o}-<family> (head_dim follows the width)."})

@@ -139,7 +139,7 @@ def limitations(name: str, config, recipe: dict, summary: dict) -> list[str]:
     return ["## Limitations", "",
             f"- **One training seed.** The weights are one run of the recipe (`--seed {seed}`): its accuracy and depth "
             "pattern are that run's, and the intervals above are over test prompts, not over training runs. Where other "
-            "seeds of the recipe were trained, the notes above say what they gave (benchmarks/experiment/seeds/).",
+            "seeds of the recipe were trained, the notes above say what they gave (experiments/seeds/).",
             f"- **Sizes it fails on** (accuracy below {FAIL_ACCURACY} on the test prompts): {fails}",
             f"- **What the depth does not show.** {depth}"]
 

@@ -40,7 +40,7 @@ scratch (the default) gives the same model, with the whole log; the card says wh
 
 `seed` trains the recipe with another training seed (the model's initialisation and the order of the training
 data; the task data, so every split, stays the same): a shipped model is one run, and whether its findings
-survive another seed is a question every study should ask (`benchmarks/experiment/seeds/`). Such a run never
+survive another seed is a question every study should ask (`experiments/seeds/`). Such a run never
 writes the named folder unless `target` says so: by default it goes to
 `outputs/reproduce/<name>-seed<seed>/folder`, with the changed seed in its recipe, card and command.
 """
@@ -123,7 +123,7 @@ def keep_stage(before: tuple[float, float], after: tuple[float, float],
     seen size, rho(depth, complexity)) on the validation split, rho NaN when the depth is constant. Kept when the
     accuracy rose; on a tie (the same count of answer tokens right), when rho rose; a fixed-depth model's tie is
     not kept. With `min_rho`, an adaptive model's stage whose rho is below it is not kept whatever its accuracy
-    (both targets at once). `benchmarks/experiment/brevo_accuracy/keep_rule.py` measures the pairs and says why
+    (both targets at once). `experiments/brevo_accuracy/keep_rule.py` measures the pairs and says why
     accuracy comes first and when the tie-break and `min_rho` were added."""
     (accuracy_before, rho_before), (accuracy_after, rho_after) = before, after
     if min_rho is not None and not math.isnan(rho_after) and rho_after < min_rho:

@@ -58,7 +58,7 @@ CORE = dict(num_prelude_layers=1, num_coda_layers=1, min_depth=1, injection="add
 DEPO_TASK_PARAMS = '{"num_nodes": 8, "num_queries": 6, "supervise_all_queries": true, "edge_format": "token"}'
 
 
-# What other training seeds of a shipped recipe gave (benchmarks/experiment/seeds/ in the repository): a card
+# What other training seeds of a shipped recipe gave (experiments/seeds/ in the repository): a card
 # should say when its model's depth pattern is one seed's.
 SEED_NOTES = {
     "anira-e-depo": " Another training seed of this recipe (seed 1) gave two iterations at every k and did not learn "
@@ -70,7 +70,7 @@ SEED_NOTES = {
                     "iterations everywhere (rho 0.12). The depth pattern above is this seed's. With "
                     "--depth_hold_accuracy 0.9 added (full depth until validation accuracy 0.9), seed 0 gave 1.00 / 1.00 "
                     "/ 0.93 at 1.3 / 1.5 / 5.5 iterations (rho 0.77), while seeds 1 and 2 never reached the gate in "
-                    "15,000 steps and stayed at six iterations (benchmarks/experiment/seeds/).",
+                    "15,000 steps and stayed at six iterations (experiments/seeds/).",
     "anira-o-brevo": " Another training seed of this recipe's first stage (seed 1, 20,000 steps) reached the same "
                      "accuracy as seed 0's first stage within its intervals with depth that follows n much less (2.3 / 2.1 "
                      "/ 2.4 / 2.8 iterations at n = 3-6, rho 0.25, against 0.82): the depth pattern is a seed's.",
@@ -111,7 +111,7 @@ def depo_recipe(variant: str) -> dict:
                  + (" iteration_loss_weight=0.5 adds the LM loss read out after every iteration before the last (the "
                     "models trained without it are reported in the README)." if variant != "fixed" else
                     " This fixed-depth baseline is trained with the plain loss (the iteration loss trained it more "
-                    "slowly: benchmarks/experiment/iteration_loss/). Its second stage starts from the first stage's weights "
+                    "slowly: experiments/iteration_loss/). Its second stage starts from the first stage's weights "
                     "with a new cosine schedule; in it the curriculum starts again at k = 1 and unlocks k = 2 and 3 at "
                     "the first probes.") + SEED_NOTES.get(f"anira-{variant}-depo", ""),
     }
@@ -120,13 +120,13 @@ def depo_recipe(variant: str) -> dict:
 # Continuation stages of the BREVO recipes (a stage starts from the previous one's weights with a fresh cosine
 # schedule; anira_study.reproduce). 20,000 steps left every BREVO model short of its accuracy with validation
 # accuracy still rising, and one stage must fit a session of one CPU core; training longer is what moved BREVO
-# (benchmarks/experiment/brevo_accuracy/). A lower peak learning rate than the first stage's 3e-3, a short warm-up,
+# (experiments/brevo_accuracy/). A lower peak learning rate than the first stage's 3e-3, a short warm-up,
 # and 1,000,000 training rows (the same task seed, so the same validation and test prompts). A further stage was
 # kept only when it raised the validation probe's accuracy at the largest seen size (n = 6); the test split
 # decided nothing; on a tie, a rise of validation rho(depth, n) kept it.
 BREVO_CONTINUE = ["--learning_rate", "1.5e-3", "--warmup_steps", "500", "--num_train", "1000000"]
 # ANIRA-E's depth stopped following n at penalty 0.003 (4.9-5.0 iterations at every n after 95,000 steps); a stage at
-# 0.01 gives each n its own depth at the same accuracy, 0.03 flattens it again (benchmarks/experiment/penalty_runs/).
+# 0.01 gives each n its own depth at the same accuracy, 0.03 flattens it again (experiments/penalty_runs/).
 # That stage tied the accuracy part of the keep rule and was kept by its rho part (keep_rule.py says when that was set);
 # a second one, the same settings, raised the accuracy at n = 6 and was kept by the first part.
 E_PENALTY_STAGE = {"train_args": ["--max_steps", "15000", "--compute_penalty", "0.01", *BREVO_CONTINUE]}
@@ -136,7 +136,7 @@ E_PENALTY_STAGE_LOW_LR = {"train_args": ["--max_steps", "15000", "--compute_pena
                                          "--warmup_steps", "500", "--num_train", "1000000"]}
 # Training on the depth inference takes (router_sampling=argmax) in place of a depth drawn from the router: the
 # recipe's 0.01 stage either way from the seventh stage's weights, decided by the keep rule with its floor
-# (benchmarks/experiment/brevo_accuracy/README.md): the argmax arm raised the accuracy at n = 6 and kept rho >= 0.6,
+# (experiments/brevo_accuracy/README.md): the argmax arm raised the accuracy at n = 6 and kept rho >= 0.6,
 # the sampled arm raised it as much and let the depth flatten (rho 0.52, not kept). A second argmax stage (the ninth)
 # raised accuracy at n = 6 again and rho with it (0.72 to 0.83): kept. A third (the tenth stage), decided on 512
 # validation prompts per size: accuracy at n = 6 rose a little (0.9595 to 0.9615 per answer token), rho 0.82 to 0.74: kept.

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # a repository path in backticks or a markdown link: a top-level folder of this repository, then more path
-PATH = re.compile(r"(?:`|\]\()((?:docs|benchmarks|examples|hub_configs|tests|modeling_anira|anira_study|anira_tasks|"
+PATH = re.compile(r"(?:`|\]\()((?:docs|benchmarks|experiments|examples|hub_configs|tests|modeling_anira|anira_study|anira_tasks|"
                   r"tokenization)/[^`)\s#]*|README\.md|CHANGELOG\.md)(?:#([\w-]+))?[`)]")
 
 

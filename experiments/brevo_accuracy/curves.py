@@ -1,6 +1,6 @@
 """Validation-probe curves of the BREVO accuracy runs in this folder against the shipped recipes' runs.
 
-    python benchmarks/experiment/brevo_accuracy/curves.py [--every 2000]
+    python experiments/brevo_accuracy/curves.py [--every 2000]
 
 Each `*.jsonl` here is a run's `probe_log.jsonl` (teacher-forced token accuracy on the validation split, 64 prompts
 per size, every 200 steps). The baselines are the runs that made `hub_configs/anira-{fixed,early}-brevo`, whose

@@ -2,7 +2,7 @@
 node, and whether a wrong answer has the wrong node set (extra nodes that are not ancestors of the query, missing
 ancestors, or both) or only a wrong order.
 
-    python benchmarks/experiment/brevo_accuracy/errors.py hub_configs/anira-e-brevo [--per_size 200] [--show 3]
+    python experiments/brevo_accuracy/errors.py hub_configs/anira-e-brevo [--per_size 200] [--show 3]
 
 Fresh prompts of sizes 5 and 6 (seeds 10,000,000 and up; a diagnostic, not the test split: the datasets draw
 their seeds as random 62-bit numbers, so one of these prompts is a training prompt only by a rare coincidence).

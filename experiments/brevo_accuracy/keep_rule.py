@@ -1,6 +1,6 @@
 """Whether a continuation stage is kept, read off the validation split only (the test split decides nothing).
 
-    python benchmarks/experiment/brevo_accuracy/keep_rule.py --data RUN_FOLDER BEFORE AFTER [MORE ...]
+    python experiments/brevo_accuracy/keep_rule.py --data RUN_FOLDER BEFORE AFTER [MORE ...]
 
 For each model folder, per graph size: teacher-forced token accuracy on the validation prompts (the number the
 keep rule compares at the largest seen size; printed also as the training probe computes it, which must agree),
@@ -17,7 +17,7 @@ The rule, for each AFTER against BEFORE (the first folder), printed as the last 
 
 Accuracy comes first because it is the target farther from being met. Part 2 was added on 2026-11-30, before the
 stages it was then applied to were trained, but after the test split of one stage it would have kept (ANIRA-E on
-BREVO at penalty 0.01, `benchmarks/experiment/penalty_runs/`) had been read; every decision taken under part 1
+BREVO at penalty 0.01, `experiments/penalty_runs/`) had been read; every decision taken under part 1
 alone is the same under both parts (the one tie, the fixed model's fourth stage, has no rho).
 
 3. with `--min_rho R`, an adaptive model's stage whose validation rho(depth, n) is below R is not kept, whatever

@@ -1,6 +1,6 @@
 """The shipped BREVO models on more test prompts: 2,000 distinct prompts per seen size from the test bucket.
 
-    python benchmarks/experiment/brevo_accuracy/precision_check.py --out DIR [--per_size 2000]
+    python experiments/brevo_accuracy/precision_check.py --out DIR [--per_size 2000]
 
 Builds the recipe's data (`hub_configs/anira-e-brevo/recipe.json`: task seed, sizes, held-out fraction) with
 `--per_size` test prompts per seen size in place of 300, and a token training split (the test bucket does not
@@ -14,7 +14,7 @@ and, for an adaptive model, the shares of its per-token depth variance explained
 features on those prompts (finding 3; teacher-forced depths at the answer positions, as in the reports), written to
 DIR/shares_<name>.json:
 
-    python benchmarks/experiment/brevo_accuracy/precision_check.py --out DIR --shares hub_configs/anira-o-brevo
+    python experiments/brevo_accuracy/precision_check.py --out DIR --shares hub_configs/anira-o-brevo
 """
 
 import argparse
@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import modeling_anira  # noqa: E402,F401  (registers the Auto classes)

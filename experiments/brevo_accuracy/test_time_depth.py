@@ -1,7 +1,7 @@
 """Does thinking longer at inference close the gap to 0.9? The BREVO models halted later, or run at full depth.
 
-    python benchmarks/experiment/brevo_accuracy/test_time_depth.py hub_configs/anira-o-brevo hub_configs/anira-fixed-brevo
-    python benchmarks/experiment/brevo_accuracy/test_time_depth.py hub_configs/anira-e-brevo
+    python experiments/brevo_accuracy/test_time_depth.py hub_configs/anira-o-brevo hub_configs/anira-fixed-brevo
+    python experiments/brevo_accuracy/test_time_depth.py hub_configs/anira-e-brevo
 
 Each ANIRA-O folder is evaluated as trained (halting threshold 0.5), with the halting threshold raised to 0.7 and
 0.9 (a token halts only once its halting probability reaches it, so later), and with `min_depth` = `max_depth`

@@ -2,7 +2,7 @@
 (graph sizes 3-6, 200,000 training rows, seed 0): is a model short of fitting its training set, or fitting it and
 failing to generalise?
 
-    python benchmarks/experiment/brevo_accuracy/train_vs_test.py hub_configs/anira-fixed-brevo [MORE MODEL DIRS]
+    python experiments/brevo_accuracy/train_vs_test.py hub_configs/anira-fixed-brevo [MORE MODEL DIRS]
 
 Scores the first 150 rows of size 5 and of size 6 of the training and of the test split (Wilson 95 % intervals).
 """

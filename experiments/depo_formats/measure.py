@@ -1,6 +1,6 @@
 """How fast does a small ANIRA learn k-hop pointer chasing, per input format? (a plain loop, no Trainer)
 
-    python benchmarks/experiment/depo_formats/measure.py --fmt token --pool 8 --n 8 --depth 6 --train 1 2 3 4 \
+    python experiments/depo_formats/measure.py --fmt token --pool 8 --n 8 --depth 6 --train 1 2 3 4 \
         --extra 5 6 --noans --queries 4 --curriculum 0.8 --batch 64 --steps 4000 --every 100
 
 A self-contained DEPO-like generator (its own vocabulary, so formats can be compared without touching the

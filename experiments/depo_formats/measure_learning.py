@@ -1,6 +1,6 @@
 """Measure what a small ANIRA learns on this CPU in a fixed wall-clock budget (chooses the main job's defaults).
 
-    python benchmarks/experiment/measure_learning.py --task depo --train 1 2 3 --params '{"num_nodes": 5}' --seconds 180
+    python experiments/depo_formats/measure_learning.py --task depo --train 1 2 3 --params '{"num_nodes": 5}' --seconds 180
 Prints, every `--every` seconds, the teacher-forced accuracy over all answer tokens (any valid next token
 counts) and the mean depth at answer-predicting positions, per complexity, on held-out samples.
 A plain loop (no Trainer) so that only the model and the task are measured.

@@ -2,7 +2,7 @@
 token runs exactly t iterations (t = 1..max_depth), next to the model's own depths. Reads the validation split
 (never a test split) of the task the model was trained on.
 
-    python benchmarks/experiment/iteration_loss/anytime.py MODEL_DIR [MODEL_DIR ...] [--per_size 200]
+    python experiments/iteration_loss/anytime.py MODEL_DIR [MODEL_DIR ...] [--per_size 200]
 
 MODEL_DIR is a `hub_configs/` folder (its `recipe.json` names the task) or a folder `examples/train.py` saved
 (its `anira_data.json`). Accuracy is the task's teacher-forced token accuracy (for BREVO any currently valid

@@ -1,7 +1,7 @@
 """Print the iteration-loss runs' validation probe at a few steps next to the plain-loss runs of the same
 recipe: accuracy and answer depth per complexity (DEPO: k; BREVO: n), the penalty weight.
 
-    python benchmarks/experiment/iteration_loss/summarize.py
+    python experiments/iteration_loss/summarize.py
 """
 
 import json

@@ -2,7 +2,7 @@
 BREVO; read from the log), the mean depth over all tokens, the penalty weight. The runs and their commands are in
 README.md.
 
-    python benchmarks/experiment/penalty_runs/summarize.py
+    python experiments/penalty_runs/summarize.py
 """
 
 import json

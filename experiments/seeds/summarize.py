@@ -2,7 +2,7 @@
 report.json) and the other seeds (`<model>_seed<S>_report.json` here, written by `examples/evaluate_models.py`); then
 the runs of the recipe plus a depth hold (`<model>_<variant>_seed<S>_report.json`, VARIANTS below).
 
-    python benchmarks/experiment/seeds/summarize.py
+    python experiments/seeds/summarize.py
 
 Per size: accuracy of the greedily generated answer with its 95 % interval, and mean depth at the answer
 positions; then Spearman's rho(depth, size) on the seen sizes with its bootstrap interval and the number of
@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).parent
-HUB = HERE.parents[2] / "hub_configs"
+HUB = HERE.parents[1] / "hub_configs"
 VARIANTS = {  # file-name tag -> the arguments added to the shipped recipe
     "hold": "--depth_hold_accuracy 0.9",
     "hold2500": "--depth_hold_accuracy 0.9 --depth_hold_steps 2500",

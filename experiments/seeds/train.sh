@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# usage: benchmarks/experiment/seeds/train.sh NAME SEED OUTPUT_DIR [EXTRA TRAIN ARGS...]   (from the repository root)
+# usage: experiments/seeds/train.sh NAME SEED OUTPUT_DIR [EXTRA TRAIN ARGS...]   (from the repository root)
 # Trains the recipe shipped in hub_configs/NAME/recipe.json with only the training seed changed (model
 # initialisation and data order; the task data, hence every split, stays the same). Resumes from the last
 # checkpoint in OUTPUT_DIR. Extra arguments are appended to the recipe's (e.g. --depth_hold_accuracy 0.9). Then: python examples/evaluate_models.py --models OUTPUT_DIR --names seedSEED
