@@ -1,7 +1,7 @@
 """The main job: a small, complete complexity-controlled experiment on CPU in under 10 minutes.
 
     python examples/experiment.py                                    # the defaults (anira_study.experiment)
-    python examples/experiment.py --max_steps 200 --output_dir /tmp/quick   # a faster smoke run
+    python examples/experiment.py --max_steps 200 --output_dir outputs/quick  # a faster smoke run
     python examples/experiment.py --unforced true --output_dir outputs/unforced   # nothing forces the phases
 
 Trains ANIRA-E (early depth decision) and ANIRA-O (online halting) side by side (one process each) on the

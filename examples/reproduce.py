@@ -2,7 +2,7 @@
 
     python examples/reproduce.py anira-o-depo            # train or resume, evaluate, write hub_configs/anira-o-depo
     python examples/reproduce.py anira-o-depo --quick    # the same pipeline in minutes, into outputs/ (tests use it)
-    python examples/reproduce.py anira-o-depo --work_dir /scratch/o   # where checkpoints go (rerun to resume)
+    python examples/reproduce.py anira-o-depo --work_dir DIR   # where checkpoints go (default outputs/reproduce/NAME; rerun to resume)
     python examples/reproduce.py anira-o-depo --seed 0   # another training seed, into outputs/reproduce/anira-o-depo-seed0
     python examples/reproduce.py anira-o-brevo --continue_folder true   # train only the stages the folder's model lacks
 

@@ -1,6 +1,8 @@
 """The layout's dependency direction: examples -> anira_study -> (anira_tasks, modeling_anira); anira_tasks -> tokenization."""
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,75 @@ def test_no_example_script_shadows_an_importable_module():
     shadowed = [name for name in scripts
                 if name in sys.stdlib_module_names or importlib.machinery.PathFinder.find_spec(name, path) is not None]
     assert not shadowed, f"examples/ scripts named like importable modules: {shadowed}"
+
+
+# A folder of one machine: an absolute path into a workspace, a home, a run folder or a scratch folder. System paths
+# that every machine has (/usr/bin/time, /proc/cpuinfo, /dev/null) are not such folders and are not matched.
+MACHINE_PATH = re.compile(r"(?<![\w.$~/-])/(?:work|workspace|tmp|root|home|Users|mnt|scratch)/")
+# Tracked files that may name one: this file, whose checks below spell such paths out.
+MACHINE_PATH_ALLOWED = {"tests/test_layout.py"}
+SKIPPED_DIRS = {".git", ".venv", "outputs", "__pycache__", "anira.egg-info"}
+
+
+def tracked_files() -> list[str]:
+    """`git ls-files`, or every file but the ignored build and output folders where the tree is not a checkout."""
+    if (ROOT / ".git").exists():
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+        return [name for name in listed.decode().split("\0") if name]
+    return [str(path.relative_to(ROOT)) for path in ROOT.rglob("*")
+            if path.is_file() and not SKIPPED_DIRS & set(path.relative_to(ROOT).parts)]
+
+
+def test_the_machine_path_pattern_tells_a_folder_of_one_machine_from_a_system_path():
+    for named in ["cd /work/main", '"output_dir": "/work/runs/x"', "--output_dir /tmp/quick", "/home/user/anira",
+                  "(/root/.cache)", "/Users/me/anira", "`/mnt/data/run`"]:
+        assert MACHINE_PATH.search(named), named
+    for fine in ["/usr/bin/time -f", "/proc/cpuinfo", "outputs/tmp/run", "$RUNS/s16/e_argmax", "https://example.org/home/x",
+                 "experiments/seeds/", "~/work/x", "a/work/b"]:
+        assert not MACHINE_PATH.search(fine), fine
+
+
+def test_no_tracked_file_names_a_folder_of_one_machine():
+    files = tracked_files()
+    assert "README.md" in files and "tests/test_layout.py" in files
+    found = []
+    for name in files:
+        path = ROOT / name
+        if name in MACHINE_PATH_ALLOWED or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if b"\0" in data[:8192]:  # binary: weights, figures
+            continue
+        for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+            if MACHINE_PATH.search(line):
+                found.append(f"{name}:{number}: {line.strip()[:120]}")
+    assert not found, ("these tracked files name a folder of one machine; write a path relative to the repository "
+                       "(outputs/...) or a placeholder the text defines ($RUNS/...):\n" + "\n".join(found))
+
+
+SCRIPT_FOLDERS = ["experiments", "benchmarks"]
+
+
+def script_imports(path: Path) -> set[str]:
+    """The top-level module of every absolute import in a script (the ones inside functions included)."""
+    return {module.split(".")[0] for module in imported_modules(path)}
+
+
+def test_every_experiment_and_benchmark_script_parses_and_its_imports_resolve():
+    """Scripts moved between folders (benchmarks/experiment/ became experiments/) must still parse and import what
+    they name: a package module, a library in this environment, or a sibling file of the script (`python DIR/x.py`
+    puts DIR first on sys.path)."""
+    import importlib.util
+    import sys
+
+    scripts = sorted(path for folder in SCRIPT_FOLDERS for path in (ROOT / folder).rglob("*.py")
+                     if "__pycache__" not in path.parts)
+    assert len(scripts) >= 20, [str(path) for path in scripts]
+    unresolved = []
+    for path in scripts:
+        compile(path.read_text(), str(path), "exec")  # a SyntaxError names the file and line
+        for top in sorted(script_imports(path)):
+            sibling = (path.parent / f"{top}.py").exists() or (path.parent / top / "__init__.py").exists()
+            if not sibling and top not in sys.builtin_module_names and importlib.util.find_spec(top) is None:
+                unresolved.append(f"{path.relative_to(ROOT)} imports {top}")
+    assert not unresolved, unresolved

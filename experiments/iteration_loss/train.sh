@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # usage: train.sh NAME(anira-e-depo|...) TAG WEIGHT [SEED]   recipe of NAME + iteration_loss_weight=WEIGHT
+# Writes RUNS/TAG (RUNS: the folder the runs are trained in, default outputs/iteration_loss under the repository).
 set -e
-cd /work/main
+cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 name=$1; tag=$2; w=$3; seed=${4:-}
-out=/work/runs/iter/$tag
+out=${RUNS:-outputs/iteration_loss}/$tag
 resume=""; ls -d $out/checkpoint-* >/dev/null 2>&1 && resume="--resume_from_checkpoint last"
 mapfile -t args < <(.venv/bin/python - "$name" "$seed" <<'PY'
 import json, sys

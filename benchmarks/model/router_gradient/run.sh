@@ -2,8 +2,8 @@
 # ANIRA-E trained with the exact straight-through router gradient ("full") and with the cheaper estimator
 # ("next"), everything else equal: the main job's DEPO recipe (3,000 steps, k = 1-3, curriculum, penalty 0.03
 # gated on validation accuracy 0.7). Writes <out>/{full,next}/ (probe logs, model, timing) for summarize.py.
-#   bash benchmarks/model/router_gradient/run.sh /tmp/router_gradient full   # one run per core
-#   bash benchmarks/model/router_gradient/run.sh /tmp/router_gradient next
+#   bash benchmarks/model/router_gradient/run.sh outputs/router_gradient full   # one run per core
+#   bash benchmarks/model/router_gradient/run.sh outputs/router_gradient next
 set -e
 out=$1; estimator=$2
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false

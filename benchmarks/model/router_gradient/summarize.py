@@ -1,6 +1,6 @@
 """Summarise run.sh's two trainings: training time, when each k was learned, and the final validation probe.
 
-    python benchmarks/model/router_gradient/summarize.py /tmp/router_gradient
+    python benchmarks/model/router_gradient/summarize.py outputs/router_gradient
 """
 
 import json
