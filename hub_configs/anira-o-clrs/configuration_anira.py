@@ -226,7 +226,7 @@ class AniraConfig(PreTrainedConfig):
             every iteration to hold the best answer it can, so a token whose answer is ready early gains
             nothing from later iterations and the compute penalty can remove them; without them a model may
             spread one algorithm over all its iterations, and then no depth below the maximum answers even the
-            easy items (benchmarks/experiment/penalty_runs/ measured this for ANIRA-E). It tells the model
+            easy items (experiments/penalty_runs/ measured this for ANIRA-E). It tells the model
             nothing about difficulty. Costs max_depth - 1 extra coda passes per training step.
         depth_init_bias (`float`, defaults to 3.0):
             How strongly the untrained controllers favour running to `max_depth`: the early router's
