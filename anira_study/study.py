@@ -148,7 +148,7 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
 
-    from .analysis import read_probe_log
+    from .analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log
     from .depth_need import depth_need_for_folder
     from .evaluation import evaluation_report, format_table, load_eval_data
     from .reproduce import machine
@@ -175,7 +175,17 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     trained = AutoModelForCausalLM.from_pretrained(output_dir).to(device)
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     data, train_sizes = load_eval_data(output_dir)
-    report = evaluation_report(trained, data, tokenizer, generate=True)
+    # Finding 3 (BREVO): the depth-variance shares of static and execution-state features, on the seen sizes.
+    features = FEATURE_GROUPS.get(data["train"][0]["task"]) if trained.config.depth_mode != "fixed" else None
+    report = evaluation_report(trained, data, tokenizer, generate=True, keep_records=features is not None)
+    importance = None
+    if features is not None:
+        records = report[SEEN].pop("records")
+        for split in report:
+            if isinstance(report[split], dict):
+                report[split].pop("records", None)
+        importance = {"all_tokens": depth_feature_importance(records, features),
+                      "inside_prompts": depth_feature_importance(records, features, within_prompt=True)}
     need = depth_need_for_folder(output_dir, QUICK_DEPTH_NEED_PROMPTS if quick else DEPTH_NEED_PROMPTS, device=device)
     probe_log = read_probe_log(output_dir / PROBE_LOG_FILE)
     state = json.loads((output_dir / "trainer_state.json").read_text()) if (output_dir / "trainer_state.json").exists() else {}
@@ -197,7 +207,7 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
         "training_commits": json.loads(commits_file.read_text()) if commits_file.exists() else None,
         "command": f"python examples/study.py run --task {task} --models {model} --seeds {seed}" + (" --quick" if quick else ""),
         "train_args": argv, "train_sizes": train_sizes, "table": format_table({name: report}),
-        "report": report, "depth_need": need, "probe_steps_logged": len(probe_log),
+        "report": report, "depth_need": need, "feature_importance": importance, "probe_steps_logged": len(probe_log),
     }
     (target / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     entry = {key: summary[key] for key in ("run", "model", "depth_mode", "max_depth", "seed", "steps", "train_seconds",
@@ -274,6 +284,11 @@ def run_numbers(summary: dict) -> dict:
         "pooled_seen_accuracy": seen["overall"]["generated_accuracy"], "pooled_seen_depth": seen["overall"]["mean_depth"],
         "rho_seen": seen["spearman"], "rho_seen_interval": seen.get("spearman_interval"),
     }
+    importance = summary.get("feature_importance")
+    if importance:
+        for scope in ("all_tokens", "inside_prompts"):
+            numbers[f"execution_state_share_{scope}"] = importance[scope]["share"]["execution_state"]
+            numbers[f"execution_state_share_{scope}_interval"] = importance[scope]["share_interval"]["execution_state"]
     need_seen = need["per_split"].get(SEEN, need["overall"])
     numbers["uniform_seen_accuracy"] = {u["depth"]: u["accuracy"] for u in need_seen["uniform"]}
     numbers["oracle_gain_matched"] = need_seen["oracle"]["gain_matched"]["value"]
@@ -305,6 +320,15 @@ def finding_5(online: dict, early: dict) -> bool:
     """ANIRA-O reaches ANIRA-E's accuracy (within 0.02, pooled over seen sizes) with fewer iterations."""
     return online["pooled_seen_accuracy"] >= early["pooled_seen_accuracy"] - FINDING_5_TOLERANCE and \
         online["pooled_seen_depth"] < early["pooled_seen_depth"]
+
+
+def finding_3(online: dict, early: dict, scope: str = "all_tokens") -> bool | None:
+    """ANIRA-O's execution-state share of depth variance above ANIRA-E's, the intervals apart (seen sizes);
+    None where the task has no execution-state annotations."""
+    key = f"execution_state_share_{scope}"
+    if key not in online or key not in early:
+        return None
+    return online[f"{key}_interval"][0] > early[f"{key}_interval"][1]
 
 
 def study_report(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False) -> dict:
@@ -344,6 +368,9 @@ def study_report(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL
         pairs = [s for s in per_model["anira-o"] if s in per_model["anira-e"]]
         findings["finding_5_seeds"] = sum(finding_5(per_model["anira-o"][s], per_model["anira-e"][s]) for s in pairs)
         findings["finding_5_pairs"] = len(pairs)
+        three = [finding_3(per_model["anira-o"][s], per_model["anira-e"][s]) for s in pairs]
+        if any(value is not None for value in three):
+            findings["finding_3_seeds"] = sum(bool(value) for value in three)
     result = {"task": task, "protocol_version": version, "runs": len(entries), "models": models, "findings": findings}
     result["markdown"] = format_study(result)
     out = study_dir / task
@@ -398,4 +425,14 @@ def format_study(result: dict) -> str:
         f = result["findings"]
         lines += ["", f"Finding 5 (ANIRA-O as accurate as ANIRA-E, within {FINDING_5_TOLERANCE}, with fewer iterations): "
                       f"{f['finding_5_seeds']} of {f['finding_5_pairs']} seeds."]
+        if "finding_3_seeds" in f:
+            lines += ["", "| seed | ANIRA-O execution-state share | ANIRA-E execution-state share | holds |", "|---|---|---|---|"]
+            online, early = result["models"]["anira-o"]["seeds"], result["models"]["anira-e"]["seeds"]
+            for seed in sorted(set(online) & set(early), key=int):
+                o, e = online[seed], early[seed]
+                key = "execution_state_share_all_tokens"
+                cell = lambda n: f"{_fmt(n[key], 3)} [{_fmt(n[key + '_interval'][0], 3)}, {_fmt(n[key + '_interval'][1], 3)}]"  # noqa: E731
+                lines.append(f"| {seed} | {cell(o)} | {cell(e)} | {'yes' if finding_3(o, e) else 'no'} |")
+            lines += ["", "Finding 3 (ANIRA-O's execution-state share of depth variance above ANIRA-E's, intervals apart, "
+                          f"seen sizes): {f['finding_3_seeds']} of {f['finding_5_pairs']} seeds."]
     return "\n".join(lines)

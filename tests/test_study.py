@@ -62,3 +62,21 @@ def test_findings_follow_the_protocols_rules():
     assert not study.finding_2({**run, "unseen_accuracy": {4: 0.7}}) and not study.finding_2({**run, "unseen_depth": {4: 2.9}})
     early = {**run, "pooled_seen_accuracy": 0.96, "pooled_seen_depth": 2.5}
     assert study.finding_5(run, early) and not study.finding_5({**run, "pooled_seen_accuracy": 0.93}, early)
+
+
+def test_a_brevo_run_of_an_adaptive_model_reports_finding_3s_feature_shares_on_seen_sizes(tmp_path):
+    summary = study.train_and_evaluate("brevo", "anira-o", 0, tmp_path / "work", tmp_path / "study", quick=True)
+    shares = summary["feature_importance"]["all_tokens"]["share"]
+    assert set(shares) == {"static", "execution_state"}
+    assert "records" not in summary["report"]["test_seen"]
+    numbers = study.run_numbers(summary)
+    assert numbers["execution_state_share_all_tokens"] == pytest.approx(shares["execution_state"], nan_ok=True)
+
+
+def test_finding_3_needs_the_intervals_apart():
+    def run(share, low, high):
+        return {"execution_state_share_all_tokens": share, "execution_state_share_all_tokens_interval": [low, high]}
+
+    assert study.finding_3(run(0.05, 0.04, 0.06), run(0.02, 0.01, 0.03))
+    assert not study.finding_3(run(0.05, 0.03, 0.06), run(0.02, 0.01, 0.035))
+    assert study.finding_3({}, {}) is None
