@@ -597,37 +597,16 @@ class AniraModel(AniraPreTrainedModel):
 
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        batch, seq_len = inputs_embeds.shape[:2]
         past = cache.get_seq_length() if cache is not None else 0
-        given_positions = position_ids
-        if attention_mask is not None and attention_mask.dim() == 2:
-            token_mask = attention_mask[:, -seq_len:].bool()
-            if position_ids is None:  # left padding: positions count real tokens only
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq_len:]
-        else:
-            token_mask = torch.ones(batch, seq_len, dtype=torch.bool, device=inputs_embeds.device)
-        if position_ids is None:
-            position_ids = torch.arange(past, past + seq_len, device=inputs_embeds.device).unsqueeze(0).expand(batch, -1)
-
-        mask = create_causal_mask(
-            config=mask_config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            cache=cache,
-            position_ids=position_ids,
-            and_mask_function=packed_samples(attention_mask, given_positions, cache, past, batch),
-        )
-        position_embeddings = self.rotary_emb(inputs_embeds, position_ids)
+        token_mask, mask, position_embeddings = self._masks_and_positions(
+            inputs_embeds, attention_mask, position_ids, cache, past, mask_config)
         attention_sink = [] if output_attentions else None
         layer_kwargs = dict(attention_mask=mask, position_embeddings=position_embeddings, cache=cache,
                             attention_sink=attention_sink, **kwargs)
         all_hidden = [inputs_embeds] if output_hidden_states or output_iteration_readouts else None
 
-        hidden = inputs_embeds
-        for index, layer in enumerate(self.prelude):
-            hidden = layer(hidden, cache_slot=None if cache is None else cache.prelude_slot(index), **layer_kwargs)
-            if all_hidden is not None:
-                all_hidden.append(hidden)
+        hidden = self._run_stack(self.prelude, inputs_embeds, cache, cache.prelude_slot if cache is not None else None,
+                                 layer_kwargs, all_hidden)
         prelude_states = hidden
 
         if self.recurrence not in ("fast", "dense"):
@@ -639,35 +618,20 @@ class AniraModel(AniraPreTrainedModel):
         fast = self.recurrence == "fast" and not output_attentions and not checkpointing and not _sharded(self.core)
         loop = self.eager_depth_loop if self.depth_controller.data_dependent else self.depth_loop
         hidden, report = loop(hidden, prelude_states, token_mask, max_depth, cache, layer_kwargs, all_hidden, fast)
-        # Outputs of one length whatever the batch: the iterations after the loop stopped hold every token's
-        # frozen state, and zero attention maps (no token ran them).
-        prelude = self.config.num_prelude_layers
-        ran = None
-        if all_hidden is not None:
-            ran = len(all_hidden) - 1 - prelude  # iterations the loop ran
-            all_hidden.extend([hidden] * (1 + prelude + max_depth - len(all_hidden)))
-        if attention_sink is not None:
-            missing = prelude + self.config.num_core_layers * max_depth - len(attention_sink)
-            if missing > 0:
-                zeros = hidden.new_zeros(batch, self.config.num_attention_heads, seq_len, past + seq_len)
-                attention_sink.extend([zeros] * missing)
-
+        ran = self._fill_to_budget(hidden, all_hidden, attention_sink, max_depth, past)
         readouts = None
         if output_iteration_readouts:
-            first = 1 + prelude
-            readout_kwargs = {**layer_kwargs, "cache": None, "attention_sink": None}
             # From iteration `ran` on every state is the final one, whose readout is this forward's own output
             # (filled in below): only the iterations before it need a coda pass of their own.
+            first = 1 + self.config.num_prelude_layers
+            readout_kwargs = {**layer_kwargs, "cache": None, "attention_sink": None}
             readouts = [self.readout(state, readout_kwargs, readout_positions)
                         for state in all_hidden[first:first + min(ran, max_depth) - 1]]
             if not output_hidden_states:
                 all_hidden = None
 
-        for index, layer in enumerate(self.coda):
-            hidden = layer(hidden, cache_slot=None if cache is None else cache.coda_slot(index), **layer_kwargs)
-            if all_hidden is not None:
-                all_hidden.append(hidden)
-
+        hidden = self._run_stack(self.coda, hidden, cache, cache.coda_slot if cache is not None else None,
+                                 layer_kwargs, all_hidden)
         last_hidden_state = self.norm(hidden)
         if readouts is not None:
             readouts = tuple(readouts) + (last_hidden_state,) * (max_depth - 1 - len(readouts))
@@ -683,6 +647,57 @@ class AniraModel(AniraPreTrainedModel):
             compute_cost=report.compute_cost,
             iteration_readouts=readouts,
         )
+
+    @staticmethod
+    def _run_stack(layers, hidden, cache, slot, layer_kwargs: dict, all_hidden) -> torch.Tensor:
+        """The untied prelude or coda layers in order (`slot(index)`: each layer's cache slot), each output appended
+        to `all_hidden` when hidden states are collected."""
+        for index, layer in enumerate(layers):
+            hidden = layer(hidden, cache_slot=None if cache is None else slot(index), **layer_kwargs)
+            if all_hidden is not None:
+                all_hidden.append(hidden)
+        return hidden
+
+    def _fill_to_budget(self, hidden, all_hidden, attention_sink, max_depth: int, past: int) -> int | None:
+        """Outputs of one length whatever the batch: the iterations after the loop stopped hold every token's frozen
+        state, and zero attention maps (no token ran them). Returns the iterations the loop ran (None when no
+        states are collected)."""
+        prelude = self.config.num_prelude_layers
+        ran = None
+        if all_hidden is not None:
+            ran = len(all_hidden) - 1 - prelude
+            all_hidden.extend([hidden] * (1 + prelude + max_depth - len(all_hidden)))
+        if attention_sink is not None:
+            missing = prelude + self.config.num_core_layers * max_depth - len(attention_sink)
+            if missing > 0:
+                batch, seq_len = hidden.shape[:2]
+                zeros = hidden.new_zeros(batch, self.config.num_attention_heads, seq_len, past + seq_len)
+                attention_sink.extend([zeros] * missing)
+        return ran
+
+    def _masks_and_positions(self, inputs_embeds, attention_mask, position_ids, cache, past: int, mask_config):
+        """(token_mask [batch, seq]: real tokens; the 4D attention mask, or None where the kernel's causal default
+        serves; the rotary cos/sin) of this chunk. Without position ids, left padding's positions count real tokens
+        only; position ids given that restart inside a row mark packed samples (`packed_samples`)."""
+        batch, seq_len = inputs_embeds.shape[:2]
+        given_positions = position_ids
+        if attention_mask is not None and attention_mask.dim() == 2:
+            token_mask = attention_mask[:, -seq_len:].bool()
+            if position_ids is None:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq_len:]
+        else:
+            token_mask = torch.ones(batch, seq_len, dtype=torch.bool, device=inputs_embeds.device)
+        if position_ids is None:
+            position_ids = torch.arange(past, past + seq_len, device=inputs_embeds.device).unsqueeze(0).expand(batch, -1)
+        mask = create_causal_mask(
+            config=mask_config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
+            and_mask_function=packed_samples(attention_mask, given_positions, cache, past, batch),
+        )
+        return token_mask, mask, self.rotary_emb(inputs_embeds, position_ids)
 
     def depth_loop(self, hidden, prelude_states, token_mask, max_depth: int, cache, layer_kwargs: dict, all_hidden,
                    fast: bool) -> tuple[torch.Tensor, DepthReport]:
