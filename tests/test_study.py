@@ -80,3 +80,39 @@ def test_finding_3_needs_the_intervals_apart():
     assert study.finding_3(run(0.05, 0.04, 0.06), run(0.02, 0.01, 0.03))
     assert not study.finding_3(run(0.05, 0.03, 0.06), run(0.02, 0.01, 0.035))
     assert study.finding_3({}, {}) is None
+
+
+def test_the_grid_runs_pending_runs_several_at_a_time_one_thread_each_and_more_per_gpu(tmp_path, monkeypatch):
+    """run_grid launches `study.py one` per pending (model, seed), at most `processes` at once: by default one per
+    core on CPU and four sharing a GPU, each with one OpenMP thread."""
+    import subprocess
+    import threading
+
+    import torch
+
+    launched, running, peak, lock = [], [0], [0], threading.Lock()
+
+    def fake_run(command, cwd, env, stdout, stderr):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        launched.append((command, env["OMP_NUM_THREADS"]))
+        import time
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    results = study.run_grid("depo", ["anira-o", "fixed-1"], [0, 1, 2], tmp_path / "work", tmp_path / "study")
+    assert [(m, s) for m, s, _ in results] == [(m, s) for s in (0, 1, 2) for m in ("anira-o", "fixed-1")]
+    assert len(launched) == 6 and {threads for _, threads in launched} == {"1"}
+    assert 2 <= peak[0] <= 4  # four at a time on a GPU (six jobs)
+    command = launched[0][0]
+    assert command[command.index("one") + 1:command.index("one") + 3] == ["--task", "depo"]
+    peak[0] = 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    study.run_grid("depo", ["anira-o"], [0, 1, 2], tmp_path / "work", tmp_path / "study")
+    assert peak[0] <= 2  # one per core on CPU
