@@ -416,8 +416,7 @@ class DepthBatcher:
         self.cache.write(index, iteration, rows, positions, key[:, :, 0], value[:, :, 0])
         keys, values = self.cache.read(index, iteration, rows, length)
         out, _ = attention.mix_heads(query, keys, values, mask)
-        hidden = hidden + attention.o_proj(out[:, 0])
-        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        return layer.after_attention(hidden, attention.o_proj(out[:, 0]))
 
     def _select(self, logits: torch.Tensor, requests: list[_Request]) -> list[int]:
         """Next tokens as `generate()` picks them: float32 logits, the logits processors over the sequence so far,

@@ -252,8 +252,7 @@ def layer_at(layer, hidden: torch.Tensor, selected: torch.Tensor, layer_kwargs: 
     query = attention.project_query(normed.reshape(-1, width)[index].unsqueeze(0), rope)  # [1, heads, N, head_dim]
     attend_kwargs = {k: v for k, v in layer_kwargs.items() if k not in _DENSE_LAYER_ARGS}
     out = packing.attend(attention, query[0].transpose(0, 1), key, value, **attend_kwargs)
-    out = hidden.reshape(-1, width)[index] + attention.o_proj(out)
-    return out + layer.mlp(layer.post_attention_layernorm(out))
+    return layer.after_attention(hidden.reshape(-1, width)[index], attention.o_proj(out))
 
 
 def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
@@ -349,7 +348,6 @@ def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude
         if cache is not None:
             key, value = cache.update(key, value, cache.core_slot(t, position))
         out = packing.attend(attention, query[0].transpose(0, 1), key, value, **attend_kwargs)  # [N, heads * head_dim]
-        out = states + attention.o_proj(out).unsqueeze(0)
-        out = out + layer.mlp(layer.post_attention_layernorm(out))
+        out = layer.after_attention(states, attention.o_proj(out).unsqueeze(0))
         states = out if a is None else a * out + (1 - a) * states
     return hidden_flat.index_copy(0, index, states[0])

@@ -249,7 +249,13 @@ class AniraDecoderLayer(GradientCheckpointingLayer):
         )
         if attention_sink is not None:
             attention_sink.append(weights)
-        hidden_states = hidden_states + attn_out
+        return self.after_attention(hidden_states, attn_out)
+
+    def after_attention(self, hidden_states: torch.Tensor, attention_output: torch.Tensor) -> torch.Tensor:
+        """The rest of the layer once attention has run (its output projected): the residual, then the MLP block
+        with its own residual. The fast path and depth batching, which run attention their own way (gathered
+        queries, per-row caches), finish every layer through this too, so the layer's body is written once."""
+        hidden_states = hidden_states + attention_output
         return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
 
 
