@@ -847,8 +847,9 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
         rows = None  # the positions that have a target (not under torch.compile: their number is data-dependent)
         if supervised:
             shifted = shift_labels if shift_labels is not None else nn.functional.pad(labels[..., 1:], (0, 1), value=-100)
-            if not is_tracing(shifted) and bool((shifted != -100).any()):
-                rows = shifted != -100
+            supervised_positions = shifted != -100
+            if not is_tracing(shifted) and bool(supervised_positions.any()):
+                rows = supervised_positions
         if readouts and rows is not None:  # the iteration loss reads its readouts at the supervised positions only
             kwargs["readout_positions"] = rows
         inputs = input_ids if input_ids is not None else inputs_embeds
@@ -889,8 +890,7 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
 
             # The loss reads the supervised positions only (the same terms; no log-softmax over the others).
             lm_loss = lm(logits[rows] if rows is not None and logits.shape[1] == rows.shape[1] else logits)
-            targets = shift_labels if shift_labels is not None else labels[..., 1:]  # what the LM loss counts
-            compute_loss = self.compute_loss(outputs.compute_cost, outputs.depths, targets, num_items_in_batch)
+            compute_loss = self.compute_loss(outputs.compute_cost, outputs.depths, shifted, num_items_in_batch)
             loss = lm_loss + self.config.compute_penalty * compute_loss
             if outputs.iteration_readouts:  # max_depth 1 has no iteration before the last
                 # A readout that is the final state (the loop had stopped) has the LM loss already computed; the
