@@ -64,8 +64,6 @@ GRIDS = {
         schedule=["--max_steps", "40000", "--curriculum_accuracy", "0.8"],
     ),
 }
-QUICK = {"--max_steps": "20", "--num_train": "400", "--num_test_per_size": "8", "--probe_steps": "10", "--save_steps": "10",
-         "--num_validation": "8", "--probe_per_size": "8"}
 QUICK_DEPTH_NEED_PROMPTS = 4
 DEPTH_NEED_PROMPTS = 200  # test prompts per size of the depth-need analysis (uniform depths 1..max_depth each)
 RUNS_FILE = "runs.json"
@@ -110,12 +108,11 @@ def training_args(task: str, model: str, seed: int, model_folder: Path, output_d
             *grid["data"], *grid["schedule"], *COMMON_ARGS]
     if MODELS[model][0] != "fixed":
         argv += ADAPTIVE_ARGS
-    if quick:
+    if quick:  # the same minutes-long version of a run as `examples/reproduce.py --quick`
+        from .reproduce import QUICK, _set
+
         for flag, value in QUICK.items():
-            if flag in argv:
-                argv[argv.index(flag) + 1] = value
-            else:
-                argv += [flag, value]
+            argv = _set(argv, flag, value)
     return argv
 
 
@@ -151,7 +148,7 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     from .analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log
     from .depth_need import depth_need_for_folder
     from .evaluation import evaluation_report, format_table, load_eval_data
-    from .reproduce import machine
+    from .reproduce import machine, provenance
     from .trainer import PROBE_LOG_FILE, train_from_argv
 
     name = run_name(model, seed)
@@ -159,11 +156,11 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     model_folder = write_model_folder(task, model, work_dir / task / "configs" / model)
     argv = training_args(task, model, seed, model_folder, output_dir, quick)
     times_file = output_dir / "wall_times.json"
-    commits_file = output_dir / "training_commits.json"  # every commit a piece of the training ran (resumed runs)
+    commits_file = output_dir / "training_commits.json"  # the provenance of every piece of the training (resumed runs)
     if not _finished(output_dir):
         output_dir.mkdir(parents=True, exist_ok=True)
         commits = json.loads(commits_file.read_text()) if commits_file.exists() else []
-        commits_file.write_text(json.dumps(commits + [_commit()]))
+        commits_file.write_text(json.dumps(commits + [provenance()]))
         resume = output_dir.is_dir() and get_last_checkpoint(str(output_dir)) is not None
         start = time.time()
         # a folder with no checkpoint yet (interrupted before the first save) starts over
@@ -203,7 +200,7 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
         "run": name, "task": task, "model": model, "depth_mode": trained.config.depth_mode,
         "max_depth": trained.config.max_depth, "seed": seed, "protocol_version": PROTOCOL_VERSION, "quick": quick,
         "steps": state.get("global_step"), "train_seconds": sum(json.loads(times_file.read_text())) if times_file.exists() else None,
-        "machine": machine(), "commit": _commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(), "commit": provenance()["training_commit"], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "training_commits": json.loads(commits_file.read_text()) if commits_file.exists() else None,
         "command": f"python examples/study.py run --task {task} --models {model} --seeds {seed}" + (" --quick" if quick else ""),
         "train_args": argv, "train_sizes": train_sizes, "table": format_table({name: report}),
@@ -215,14 +212,6 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     entry["folder"] = str(target.relative_to(study_dir / task))
     record_run(task, entry, study_dir)
     return summary
-
-
-def _commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def pending_runs(task: str, models: list[str], seeds: list[int], study_dir: Path = STUDY_DIR, quick: bool = False) -> list[tuple[str, int]]:

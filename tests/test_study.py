@@ -43,7 +43,10 @@ def test_a_quick_run_trains_evaluates_records_and_reports(tmp_path):
     folder = tmp_path / "study" / "depo" / "runs" / "fixed-1-seed0"
     assert (folder / "model.safetensors").exists() and not list(folder.glob("*.py"))
     runs = json.loads((tmp_path / "study" / "depo" / "runs.json").read_text())
-    assert [(r["model"], r["seed"], r["steps"], r["protocol_version"]) for r in runs] == [("fixed-1", 0, 20, "v1")]
+    from anira_study.reproduce import QUICK
+
+    steps = int(QUICK["--max_steps"])  # a quick run is reproduce.py's quick run
+    assert [(r["model"], r["seed"], r["steps"], r["protocol_version"]) for r in runs] == [("fixed-1", 0, steps, "v1")]
     assert summary["depth_need"]["max_depth"] == 1 and "test_seen" in summary["report"]
     again = study.train_and_evaluate("depo", "fixed-1", 0, tmp_path / "work", tmp_path / "study", quick=True)
     assert again["train_seconds"] == summary["train_seconds"]  # finished: not trained again
