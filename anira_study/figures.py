@@ -109,3 +109,119 @@ def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path, stage_
         axes[2, column].set_xlabel("training step")
         axes[0, column].legend(fontsize=7, ncol=2)
     return _save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------- the replicated study (anira_study.study)
+def _study_axes(rows: int, columns: int, width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+
+
+def _band(ax, xs, bands: list[dict], label: str, color, linestyle: str = "-", marker: str | None = "o") -> None:
+    """A line through the seeds' mean and a shaded band from their minimum to their maximum."""
+    mean = np.array([b["mean"] for b in bands], dtype=float)
+    ax.plot(xs, mean, color=color, linestyle=linestyle, marker=marker, label=label)
+    ax.fill_between(xs, [b["min"] for b in bands], [b["max"] for b in bands], color=color, alpha=0.2, linewidth=0)
+
+
+def _mark_sizes(ax, train_sizes, label: bool = True) -> None:
+    for size in train_sizes:
+        ax.axvspan(size - 0.5, size + 0.5, color="0.92", zorder=0)
+    ax.axvline(max(train_sizes) + 0.5, color="0.5", linestyle="--", linewidth=1)
+    if label:
+        ax.set_xlabel("size (shaded: seen in training; right of the dashed line: unseen)")
+
+
+def _study_caption(fig, curves: dict, what: str) -> None:
+    from .study import missing_note
+
+    import textwrap
+
+    note = textwrap.fill(f"line: mean over seeds; band: {curves['band']}; {missing_note(curves)}",
+                         int(fig.get_figwidth() * 15))
+    fig.suptitle(f"{curves['task']} study, protocol {curves['protocol_version']}{' (quick runs)' if curves['quick'] else ''}: "
+                 f"{what}\n{note}", fontsize=9)
+
+
+def _colors(names) -> dict:
+    import matplotlib.pyplot as plt
+
+    return {name: plt.cm.tab10(i) for i, name in enumerate(names)}
+
+
+def plot_study_complexity(curves: dict, path: str | Path) -> Path:
+    """The paper's figure 3 over seeds: test accuracy (generated answer) and mean answer depth against size, one
+    line per model, seen and unseen sizes marked (`anira_study.study.study_curves`)."""
+    fig, axes = _study_axes(1, 2, 5.5, 4.3)
+    colors = _colors(curves["models"])
+    for name, model in curves["models"].items():
+        sizes = sorted(model["accuracy"])
+        label = f"{name} ({len(model['seeds'])} seed{'s' if len(model['seeds']) > 1 else ''})"
+        _band(axes[0, 0], sizes, [model["accuracy"][c] for c in sizes], label, colors[name])
+        _band(axes[0, 1], sizes, [model["depth"][c] for c in sizes], label, colors[name])
+    for ax in axes[0]:
+        _mark_sizes(ax, curves["train_sizes"])
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("test accuracy (greedy generated answer)")
+    axes[0, 0].set_ylim(-0.02, 1.02)
+    axes[0, 1].set_ylabel("mean depth at answer-predicting positions")
+    _study_caption(fig, curves, "accuracy and depth against size")
+    return _save_figure(fig, path)
+
+
+def plot_study_allocated_needed(curves: dict, path: str | Path) -> Path:
+    """The paper's figure 2 over seeds: ANIRA-E and ANIRA-O side by side, the depth each allocates against size,
+    beside the depth its own weights need (the depth-need analysis' oracle depth, where the reports hold it)."""
+    fig, axes = _study_axes(1, 2, 5.5, 4.3)
+    for ax, (name, title) in zip(axes[0], (("anira-e", "ANIRA-E"), ("anira-o", "ANIRA-O"))):
+        model = curves["models"].get(name)
+        ax.set_title(f"{title} ({name})", fontsize=10)
+        _mark_sizes(ax, curves["train_sizes"])
+        if model is None:
+            ax.text(0.5, 0.5, f"no finished run of {name} yet", ha="center", va="center", transform=ax.transAxes)
+            continue
+        sizes = sorted(model["depth"])
+        seeds = f"{len(model['seeds'])} seed{'s' if len(model['seeds']) > 1 else ''}"
+        _band(ax, sizes, [model["depth"][c] for c in sizes], f"allocated ({seeds})", "tab:blue")
+        if model["oracle_depth"] is not None:
+            sizes = sorted(model["oracle_depth"])
+            _band(ax, sizes, [model["oracle_depth"][c] for c in sizes], "needed: oracle depth of the same weights",
+                  "tab:orange", linestyle="--", marker="s")
+        else:
+            ax.text(0.5, 0.05, "no depth-need analysis in these reports", ha="center", transform=ax.transAxes, fontsize=8)
+        ax.set_ylim(0, model["max_depth"] + 0.5)
+        ax.set_ylabel("mean depth at answer-predicting positions")
+        ax.legend(fontsize=8)
+    _study_caption(fig, curves, "allocated against needed depth")
+    return _save_figure(fig, path)
+
+
+def plot_study_dynamics(curves: dict, path: str | Path) -> Path:
+    """The paper's figures 4-5 over seeds: per model (columns), the validation probe's accuracy (top) and mean
+    answer depth (bottom) per training size against the training step, from each run's probe log."""
+    import matplotlib.pyplot as plt
+
+    logged = {name: model for name, model in curves["models"].items() if model["dynamics"]}
+    if not logged:
+        raise ValueError(f"no probe log in any finished run of {curves['task']} ({', '.join(curves['finished'])})")
+    fig, axes = _study_axes(2, len(logged), 4.2, 3.6)
+    for column, (name, model) in enumerate(logged.items()):
+        dynamics = model["dynamics"]
+        colors = plt.cm.viridis(np.linspace(0, 0.9, len(dynamics["sizes"])))
+        for color, c in zip(colors, dynamics["sizes"]):
+            _band(axes[0, column], dynamics["steps"], dynamics["accuracy"][c], f"size {c}", color, marker=None)
+            _band(axes[1, column], dynamics["steps"], dynamics["depth"][c], f"size {c}", color, marker=None)
+        axes[0, column].set_title(f"{name} ({len(model['seeds'])} seed{'s' if len(model['seeds']) > 1 else ''})", fontsize=10)
+        axes[0, column].set_ylim(-0.02, 1.02)
+        axes[1, column].set_ylim(0, model["max_depth"] + 0.5)
+        axes[1, column].set_xlabel("training step")
+        axes[0, column].legend(fontsize=7)
+    axes[0, 0].set_ylabel(f"validation probe accuracy\n({next(iter(logged.values()))['dynamics']['accuracy_metric']}, "
+                          "teacher forced)", fontsize=8)
+    axes[1, 0].set_ylabel("validation probe mean answer depth", fontsize=8)
+    _study_caption(fig, curves, "training dynamics")
+    return _save_figure(fig, path)

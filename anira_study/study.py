@@ -321,8 +321,18 @@ def finding_3(online: dict, early: dict, scope: str = "all_tokens") -> bool | No
 
 
 def study_report(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False) -> dict:
-    """Per model, every seed's numbers and their summary over seeds; per finding, how many seeds it holds in;
-    written to `<task>/results.md` and `<task>/summary.json`."""
+    """`study_summary`, written to `<task>/results.md` and `<task>/summary.json`."""
+    result = study_summary(task, study_dir, version, quick)
+    out = study_dir / task
+    (out / ("summary-quick.json" if quick else "summary.json")).write_text(json.dumps(
+        {k: v for k, v in result.items() if k != "markdown"}, indent=2) + "\n")
+    (out / ("results-quick.md" if quick else "results.md")).write_text(result["markdown"] + "\n")
+    return result
+
+
+def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False) -> dict:
+    """Per model, every seed's numbers and their summary over seeds; per finding, how many seeds it holds in
+    (nothing is written)."""
     from .statistics import seed_summary
 
     entries = [r for r in read_runs(task, study_dir) if r["protocol_version"] == version and r.get("quick", False) == quick]
@@ -362,10 +372,6 @@ def study_report(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL
             findings["finding_3_seeds"] = sum(bool(value) for value in three)
     result = {"task": task, "protocol_version": version, "runs": len(entries), "models": models, "findings": findings}
     result["markdown"] = format_study(result)
-    out = study_dir / task
-    (out / ("summary-quick.json" if quick else "summary.json")).write_text(json.dumps(
-        {k: v for k, v in result.items() if k != "markdown"}, indent=2) + "\n")
-    (out / ("results-quick.md" if quick else "results.md")).write_text(result["markdown"] + "\n")
     return result
 
 
@@ -425,3 +431,125 @@ def format_study(result: dict) -> str:
             lines += ["", "Finding 3 (ANIRA-O's execution-state share of depth variance above ANIRA-E's, intervals apart, "
                           f"seen sizes): {f['finding_3_seeds']} of {f['finding_5_pairs']} seeds."]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the figures over seeds
+BAND = "min-max over seeds"  # what every band of the study's figures spans (a t-interval of 3 seeds is 4.3 sd wide)
+FIGURES = {"complexity": "accuracy_depth", "allocated_needed": "depth_allocated_needed", "dynamics": "training_dynamics"}
+
+
+def band(values: dict[int, float]) -> dict:
+    """One quantity over seeds: {"seeds" {seed: value}, "mean", "min", "max", "count"}; seeds whose value is missing
+    or NaN (an undefined rho) are left out and not counted."""
+    finite = {seed: float(v) for seed, v in sorted(values.items()) if v is not None and v == v}
+    if not finite:
+        return {"seeds": {}, "mean": float("nan"), "min": float("nan"), "max": float("nan"), "count": 0}
+    numbers = list(finite.values())
+    return {"seeds": finite, "mean": sum(numbers) / len(numbers), "min": min(numbers), "max": max(numbers),
+            "count": len(numbers)}
+
+
+def grid_state(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False,
+               seeds=SEEDS) -> tuple[dict[tuple[str, int], Path], list[dict]]:
+    """The finished runs of a grid, {(model, seed): its folder}, and the runs the grid (every model of `MODELS` at
+    every seed of `seeds`) still lacks, [{"run", "model", "seed", "why"}]: no line in runs.json, or a line whose folder
+    holds no report.json. Runs outside the grid (another seed) count as finished when their report is there."""
+    finished, missing = {}, []
+    entries = {(r["model"], r["seed"]): r for r in read_runs(task, study_dir)
+               if r["protocol_version"] == version and r.get("quick", False) == quick}
+    for model, seed in sorted(set(entries) | {(m, s) for m in MODELS for s in seeds},
+                              key=lambda key: (list(MODELS).index(key[0]) if key[0] in MODELS else len(MODELS), key)):
+        entry = entries.get((model, seed))
+        folder = study_dir / task / entry["folder"] if entry else None
+        if entry is None:
+            missing.append({"run": run_name(model, seed), "model": model, "seed": seed, "why": f"no line in {RUNS_FILE}"})
+        elif not (folder / "report.json").exists():
+            missing.append({"run": run_name(model, seed), "model": model, "seed": seed,
+                            "why": f"{entry['folder']}/report.json is missing"})
+        else:
+            finished[(model, seed)] = folder
+    return finished, missing
+
+
+def _sizes(summary: dict, split: str) -> list[int]:
+    return sorted(int(c) for c in summary["report"].get(split, {"per_complexity": {}})["per_complexity"])
+
+
+def _probe_curves(logs: dict[int, list[dict]], sizes: list[int]) -> dict:
+    """Per size, the probe's accuracy and depth over steps, one band per logged step over the seeds that logged it."""
+    metric = "answer_exact" if all(f"probe/answer_exact@{sizes[0]}" in log[0] for log in logs.values() if log) else "accuracy"
+    steps = sorted({r["step"] for log in logs.values() for r in log})
+    by_step = {seed: {r["step"]: r for r in log} for seed, log in logs.items()}
+
+    def over(key: str) -> list[dict]:
+        return [band({seed: records[step].get(key) for seed, records in by_step.items() if step in records}) for step in steps]
+
+    return {"accuracy_metric": f"probe/{metric}@<size>", "steps": steps, "sizes": sizes,
+            "accuracy": {c: over(f"probe/{metric}@{c}") for c in sizes}, "depth": {c: over(f"probe/depth@{c}") for c in sizes}}
+
+
+def study_curves(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False,
+                 seeds=SEEDS) -> dict:
+    """What the study's figures draw, from the finished runs' reports and probe logs (nothing is run): per model and
+    size the test accuracy, the mean answer depth and the oracle depth of the depth-need analysis, and per size the
+    validation probe's accuracy and depth over steps, each a `band` over seeds; the grid's missing runs."""
+    from .analysis import read_probe_log
+    from .trainer import PROBE_LOG_FILE
+
+    folders, missing = grid_state(task, study_dir, version, quick, seeds)
+    if not folders:
+        raise ValueError(f"no finished run of protocol {version} in {study_dir / task / RUNS_FILE} (missing: "
+                         f"{', '.join(m['run'] for m in missing)}): run `examples/study.py run --task {task}` first")
+    finished = {key: json.loads((folder / "report.json").read_text()) for key, folder in folders.items()}
+    train_sizes = sorted({c for summary in finished.values() for c in summary["train_sizes"]})
+    models = {}
+    for model in dict.fromkeys(model for model, _ in finished):
+        runs = {seed: summary for (m, seed), summary in finished.items() if m == model}
+        sizes = sorted({c for summary in runs.values() for split in (SEEN, UNSEEN) for c in _sizes(summary, split)})
+
+        def per_size(value) -> dict[int, dict]:
+            return {c: band({seed: value(summary, str(c)) for seed, summary in runs.items()}) for c in sizes}
+
+        def evaluated(key):
+            return lambda summary, c: next((summary["report"][split]["per_complexity"][c][key] for split in (SEEN, UNSEEN)
+                                            if c in summary["report"].get(split, {}).get("per_complexity", {})), None)
+
+        oracle = per_size(lambda summary, c: (summary.get("depth_need") or {}).get("per_complexity", {})
+                          .get(c, {}).get("oracle", {}).get("mean_depth"))
+        logs = {seed: read_probe_log(folders[(model, seed)] / PROBE_LOG_FILE) for seed in runs
+                if (folders[(model, seed)] / PROBE_LOG_FILE).exists()}
+        models[model] = {
+            "seeds": sorted(runs), "max_depth": max(summary["max_depth"] for summary in runs.values()),
+            "accuracy": per_size(evaluated("generated_accuracy")), "depth": per_size(evaluated("mean_depth")),
+            "oracle_depth": oracle if any(b["count"] for b in oracle.values()) else None,
+            "dynamics": _probe_curves(logs, train_sizes) if any(logs.values()) else None,
+        }
+    return {"task": task, "protocol_version": version, "quick": quick, "band": BAND, "train_sizes": train_sizes,
+            "finished": [run_name(*key) for key in finished], "missing": missing, "models": models}
+
+
+def missing_note(curves: dict) -> str:
+    """One line for a figure or a printout: which runs of the grid are not drawn, and why."""
+    if not curves["missing"]:
+        return f"all {len(curves['finished'])} runs of the grid drawn"
+    by_model: dict[str, list[str]] = {}
+    for m in curves["missing"]:
+        by_model.setdefault(m["model"], []).append(str(m["seed"]))
+    return (f"grid in progress: {len(curves['finished'])} runs drawn; missing "
+            + "; ".join(f"{model} seed{'s' if len(s) > 1 else ''} {', '.join(s)}" for model, s in by_model.items()))
+
+
+def study_figures(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False,
+                  seeds=SEEDS) -> dict:
+    """The study's three figures of a task (whatever part of the grid has finished), in `study_dir/<task>/`:
+    accuracy and depth against size (the paper's figure 3), allocated against needed depth for ANIRA-E and ANIRA-O
+    (figure 2), the validation probe over training (figures 4-5). {"paths", "missing", "note"}."""
+    from .figures import plot_study_allocated_needed, plot_study_complexity, plot_study_dynamics
+
+    curves = study_curves(task, study_dir, version, quick, seeds)
+    suffix = "-quick" if quick else ""
+    out = study_dir / task
+    paths = [plot_study_complexity(curves, out / f"{FIGURES['complexity']}{suffix}.png"),
+             plot_study_allocated_needed(curves, out / f"{FIGURES['allocated_needed']}{suffix}.png"),
+             plot_study_dynamics(curves, out / f"{FIGURES['dynamics']}{suffix}.png")]
+    return {"paths": paths, "missing": curves["missing"], "note": missing_note(curves), "curves": curves}

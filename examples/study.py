@@ -2,7 +2,8 @@
 
     python examples/study.py run --task depo                     # every (model, seed) of the grid; resumes
     python examples/study.py run --task depo --models anira-o --seeds 0 --processes 1
-    python examples/study.py report --task depo                  # tables over seeds from runs.json
+    python examples/study.py report --task depo                  # tables and figures over seeds from runs.json
+    python examples/study.py figures --task depo                 # the figures alone (a grid in progress: what exists)
     python examples/study.py run --task depo --quick             # the whole pipeline in minutes (tests use it)
 
 `run` trains one process per core on CPU (several per GPU), checkpoints as it goes (run it again after an
@@ -15,19 +16,19 @@ import sys
 
 import modeling_anira  # noqa: F401  (registers the Auto classes)
 from anira_study.cli import run_script
-from anira_study.study import GRIDS, MODELS, SEEDS, STUDY_DIR, run_grid, study_report, train_and_evaluate
+from anira_study.study import GRIDS, MODELS, SEEDS, STUDY_DIR, run_grid, study_figures, study_report, train_and_evaluate
 
 
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "one", "report"):
+    for name in ("run", "one", "report", "figures"):
         sub = commands.add_parser(name)
         sub.add_argument("--task", required=True, choices=sorted(GRIDS))
         sub.add_argument("--study_dir", help="where runs.json and the runs' folders go (default experiments/study, "
                                              "with --quick outputs/study-quick)")
         sub.add_argument("--quick", action="store_true", help="tiny runs (minutes) through the whole pipeline")
-        if name != "report":
+        if name in ("run", "one"):
             sub.add_argument("--work_dir", default="outputs/study", help="training folders (checkpoints), outside the repository")
         if name == "run":
             sub.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -55,9 +56,20 @@ def main(argv: list[str] | None = None):
 
         torch.set_num_threads(1) if not torch.cuda.is_available() else None
         return train_and_evaluate(args.task, args.model, args.seed, Path(args.work_dir), study_dir, args.quick)
+    if args.command == "figures":
+        return _figures(args.task, study_dir, args.quick)
     report = study_report(args.task, study_dir, quick=args.quick)
     print(report["markdown"])
+    report["figures"] = _figures(args.task, study_dir, args.quick)
     return report
+
+
+def _figures(task: str, study_dir, quick: bool) -> dict:
+    figures = study_figures(task, study_dir, quick=quick)
+    print(f"\nfigures ({figures['note']}):\n" + "\n".join(f"  {path}" for path in figures["paths"]))
+    for run in figures["missing"]:
+        print(f"  not drawn: {run['run']} ({run['why']})")
+    return figures
 
 
 if __name__ == "__main__":

@@ -64,3 +64,43 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def write_study_run(study_dir, task: str, model: str, seed: int, accuracy: dict, depth: dict, train_sizes=(1, 2),
+                    oracle: dict | None = None, probe: list[dict] | None = None, rho: float = 0.7, gain: float = 1.1,
+                    quick: bool = False, report: bool = True) -> None:
+    """A finished run of the study as `anira_study.study.train_and_evaluate` records it (report.json, probe log, a line
+    of runs.json), with the given numbers per size and nothing trained: for the report, figure and main-job tests."""
+    import json
+    from pathlib import Path
+
+    from anira_study import study
+
+    def split(sizes):
+        per = {str(c): {"generated_accuracy": accuracy[c], "mean_depth": depth[c]} for c in sizes}
+        overall = {"generated_accuracy": sum(accuracy[c] for c in sizes) / len(sizes),
+                   "mean_depth": sum(depth[c] for c in sizes) / len(sizes)}
+        return {"per_complexity": per, "overall": overall, "spearman": rho, "spearman_interval": [rho - 0.1, rho + 0.1],
+                "items": 10 * len(sizes)}
+
+    adaptive = study.MODELS[model][0] != "fixed"
+    need = {"uniform": [{"depth": 1, "accuracy": 0.5}], "oracle": {"gain_matched": {"value": 1.5}}}
+    if adaptive:
+        need["adaptive"] = {"gain": {"value": gain, "interval": [gain - 0.1, gain + 0.1]}, "rho": 0.3,
+                            "allocation": {"less": {"share": 0.2}, "more": {"share": 0.5}}}
+    name = study.run_name(model, seed)
+    folder = Path(study_dir) / task / "runs" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    unseen = sorted(c for c in accuracy if c not in train_sizes)
+    summary = {"run": name, "model": model, "seed": seed, "max_depth": 6, "train_sizes": list(train_sizes),
+               "report": {"test_seen": split(train_sizes), **({"test_extrapolation": split(unseen)} if unseen else {})},
+               "depth_need": {"overall": need, "per_split": {"test_seen": need},
+                              "per_complexity": {str(c): {"oracle": {"mean_depth": v}} for c, v in (oracle or {}).items()}},
+               "feature_importance": None}
+    if report:
+        (folder / "report.json").write_text(json.dumps(summary))
+    if probe is not None:
+        (folder / "probe_log.jsonl").write_text("".join(json.dumps(record) + "\n" for record in probe))
+    study.record_run(task, {"run": name, "model": model, "depth_mode": study.MODELS[model][0], "max_depth": 6, "seed": seed,
+                            "steps": 100, "train_seconds": 60.0, "protocol_version": study.PROTOCOL_VERSION, "quick": quick,
+                            "folder": f"runs/{name}"}, Path(study_dir))

@@ -1,6 +1,7 @@
 """The replicated study's machinery (anira_study.study): the frozen grids, one run end to end, the report."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +54,11 @@ def test_a_quick_run_trains_evaluates_records_and_reports(tmp_path):
     report = study.study_report("depo", tmp_path / "study", quick=True)
     assert report["models"]["fixed-1"]["pooled_seen_accuracy"]["seeds"] == 1
     assert "| fixed-1 | 0 |" in (tmp_path / "study" / "depo" / "results-quick.md").read_text()
+    drawn = study.study_figures("depo", tmp_path / "study", quick=True)  # the figures read what a real run records
+    model = drawn["curves"]["models"]["fixed-1"]
+    assert drawn["curves"]["finished"] == ["fixed-1-seed0"] and len(drawn["missing"]) == 14
+    assert set(model["oracle_depth"]) == set(model["accuracy"]) == {1, 2, 3, 4, 5, 6}
+    assert model["dynamics"]["steps"][-1] == steps and all(p.name.endswith("-quick.png") for p in drawn["paths"])
     with pytest.raises(ValueError, match="no runs of protocol"):
         study.study_report("brevo", tmp_path / "study")
 
@@ -119,3 +125,70 @@ def test_the_grid_runs_pending_runs_several_at_a_time_one_thread_each_and_more_p
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     study.run_grid("depo", ["anira-o"], [0, 1, 2], tmp_path / "work", tmp_path / "study")
     assert peak[0] <= 2  # one per core on CPU
+
+
+def _probe(step, accuracy, depth):
+    return {"step": step, **{f"probe/answer_exact@{c}": accuracy for c in (1, 2)}, **{f"probe/depth@{c}": depth for c in (1, 2)}}
+
+
+def _grid_in_progress(study_dir):
+    """anira-e at seeds 0-2, anira-o at seeds 0-1 (seed 1's probe log ends early), fixed-6 seed 0 recorded but its
+    report lost; nothing else."""
+    from conftest import write_study_run
+
+    for seed, (acc, dep) in enumerate([(0.9, 2.0), (0.6, 3.0), (0.75, 4.0)]):
+        write_study_run(study_dir, "depo", "anira-e", seed, {1: acc, 2: acc - 0.1, 3: 0.1}, {1: dep, 2: dep + 1, 3: dep + 1},
+                        oracle={1: 1.0, 2: 1.0 + seed, 3: 2.0}, probe=[_probe(100, acc / 2, 6.0), _probe(200, acc, dep)])
+    for seed in (0, 1):
+        write_study_run(study_dir, "depo", "anira-o", seed, {1: 1.0, 2: 0.8, 3: 0.2}, {1: 1.0 + seed, 2: 2.0, 3: 2.5},
+                        probe=[_probe(100, 0.2 + seed, 5.0)] + ([_probe(200, 0.9, 1.5)] if seed == 0 else []))
+    write_study_run(study_dir, "depo", "fixed-6", 0, {1: 1.0, 2: 1.0, 3: 0.1}, {1: 6.0, 2: 6.0, 3: 6.0}, report=False)
+
+
+def test_study_curves_bands_span_every_seeds_value_and_name_each_missing_run(tmp_path):
+    _grid_in_progress(tmp_path)
+    curves = study.study_curves("depo", tmp_path)
+    early = curves["models"]["anira-e"]
+    assert early["seeds"] == [0, 1, 2] and curves["train_sizes"] == [1, 2]
+    assert early["accuracy"][1] == {"seeds": {0: 0.9, 1: 0.6, 2: 0.75}, "mean": pytest.approx(0.75), "min": 0.6, "max": 0.9,
+                                    "count": 3}
+    assert (early["depth"][3]["min"], early["depth"][3]["max"]) == (3.0, 5.0)  # an unseen size from test_extrapolation
+    assert (early["oracle_depth"][2]["min"], early["oracle_depth"][2]["max"]) == (1.0, 3.0)
+    assert curves["models"]["anira-o"]["oracle_depth"] is None  # no depth-need sizes in its reports
+    probe = early["dynamics"]
+    assert probe["steps"] == [100, 200] and probe["accuracy_metric"] == "probe/answer_exact@<size>"
+    assert (probe["accuracy"][1][1]["min"], probe["accuracy"][1][1]["max"]) == (0.6, 0.9)
+    online = curves["models"]["anira-o"]["dynamics"]
+    assert [b["count"] for b in online["accuracy"][1]] == [2, 1]  # seed 1 logged step 100 only
+    missing = {m["run"]: m["why"] for m in curves["missing"]}
+    assert set(missing) == {"anira-o-seed2", "fixed-6-seed0", *(f"{m}-seed{s}" for m in ("fixed-6", "fixed-3", "fixed-1")
+                                                                  for s in (0, 1, 2))}
+    assert "report.json is missing" in missing["fixed-6-seed0"] and missing["anira-o-seed2"] == "no line in runs.json"
+    assert "fixed-6-seed0" not in curves["finished"] and "fixed-6" not in curves["models"]
+    note = study.missing_note(curves)
+    assert "5 runs drawn" in note and "anira-o seed 2" in note and "fixed-3 seeds 0, 1, 2" in note
+    assert study.band({0: 1.0, 1: float("nan"), 2: None})["count"] == 1  # an undefined value is no seed's value
+
+
+def test_study_figures_draw_a_grid_in_progress_with_bands_over_the_seeds(tmp_path, monkeypatch):
+    from conftest import load_script
+
+    from anira_study import figures
+
+    _grid_in_progress(tmp_path)
+    drawn = {}
+    save = figures._save_figure
+    monkeypatch.setattr(figures, "_save_figure", lambda fig, path: drawn.setdefault(Path(path).stem, fig) and save(fig, path))
+    result = load_script("study").main(["figures", "--task", "depo", "--study_dir", str(tmp_path)])
+    assert [p.name for p in result["paths"]] == ["accuracy_depth.png", "depth_allocated_needed.png", "training_dynamics.png"]
+    assert all((tmp_path / "depo" / p.name).stat().st_size > 0 for p in result["paths"])
+    assert "missing" in drawn["accuracy_depth"]._suptitle.get_text()
+    accuracy_axis = drawn["accuracy_depth"].axes[0]
+    lines = {line.get_label(): line for line in accuracy_axis.get_lines()}
+    assert list(lines["anira-e (3 seeds)"].get_ydata()) == pytest.approx([0.75, 0.65, 0.1])
+    band = accuracy_axis.collections[0].get_paths()[0].vertices  # anira-e's band: from each size's min to its max
+    at_size_1 = band[band[:, 0] == 1, 1]
+    assert (at_size_1.min(), at_size_1.max()) == pytest.approx((0.6, 0.9))
+    assert len(drawn["training_dynamics"].axes) == 4  # anira-e and anira-o, accuracy and depth
+    with pytest.raises(ValueError, match="no finished run of protocol v1.*anira-e-seed0"):
+        study.study_curves("brevo", tmp_path)
