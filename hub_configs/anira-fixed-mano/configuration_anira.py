@@ -1,18 +1,8 @@
 """Configuration of ANIRA, a recurrent (weight-tied) Transformer in which every token gets its own depth.
 
 The sizes follow Llama's configuration (same names, same meaning); the recurrence adds the three stacks
-(prelude, core, coda), the depth budget and the depth controller. Every value is validated, and a bad one
-raises a `ValueError` that names the field and what is allowed:
-
-- when the config is made (so also when a config.json is loaded), and again by `update` /
-  `update_from_string` and when a model is built from it: every field's own rule and the rules between
-  fields (min_depth <= max_depth, heads dividing the width, special tokens inside the vocabulary, ...);
-- when a field is set on an existing config (`config.max_depth = 0`): that field's own rule, at once, so a
-  bad value is never stored. Rules between fields wait for the next full check, so that fields which move
-  together can be set one after the other.
-
-A key of a config.json that no part of the configuration knows (a typo such as `max_dept`) is kept, as
-transformers does, but warned about: it would otherwise silently leave the field it meant at its default.
+(prelude, core, coda), the depth budget and the depth controller. `AniraConfig`'s docstring lists how every
+field is validated; docs/design.md says why this is a table of rules and not huggingface_hub's strict dataclasses.
 """
 
 import dataclasses
@@ -128,37 +118,49 @@ def _check_rope(value) -> None:
         _check_integer("rope_parameters['original_max_position_embeddings']", value["original_max_position_embeddings"], 1)
 
 
-# Each field's own rule: (name, value, config) -> None or ValueError. Run on every set and by `validate`.
-_FIELD_RULES = {
-    **{name: (lambda name, value, config: _check_integer(name, value, 1))
-       for name in ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
-                    "head_dim", "max_position_embeddings", "min_depth")},
-    "max_depth": lambda name, value, config: _check_integer(name, value, 1, MAX_DEPTH_LIMIT),
-    "num_core_layers": lambda name, value, config: _check_integer(name, value, 1, MAX_LAYERS_LIMIT),
-    "num_prelude_layers": lambda name, value, config: _check_integer(name, value, 0, MAX_LAYERS_LIMIT),
-    "num_coda_layers": lambda name, value, config: _check_integer(name, value, 0, MAX_LAYERS_LIMIT),
-    "initializer_range": lambda name, value, config: _check_real(name, value, 0.0, low_open=True),
-    "rms_norm_eps": lambda name, value, config: _check_real(name, value, 0.0, low_open=True),
-    "attention_dropout": lambda name, value, config: _check_real(name, value, 0.0, 1.0, high_open=True),
-    "halting_threshold": lambda name, value, config: _check_real(name, value, 0.0, 1.0, low_open=True, high_open=True),
-    "act_epsilon": lambda name, value, config: _check_real(name, value, 0.0, 1.0, low_open=True, high_open=True),
-    "pondernet_prior_depth": lambda name, value, config: _check_real(name, value, 1.0),
-    "gumbel_temperature": lambda name, value, config: _check_real(name, value, 0.0, low_open=True),
-    "compute_penalty": lambda name, value, config: _check_real(name, value, 0.0),
-    "iteration_loss_weight": lambda name, value, config: _check_real(name, value, 0.0),
-    "depth_init_bias": lambda name, value, config: _check_real(name, value),
-    **{name: (lambda name, value, config: _check_bool(name, value))
-       for name in ("attention_bias", "mlp_bias", "tie_word_embeddings", "use_cache")},
-    "hidden_act": lambda name, value, config: _check_choice(name, value, sorted(ACT2FN)),
-    "depth_mode": lambda name, value, config: _check_choice(name, value, DEPTH_MODES),
-    "injection": lambda name, value, config: _check_choice(name, value, INJECTIONS),
-    "halting_objective": lambda name, value, config: _check_choice(name, value, HALTING_OBJECTIVES),
-    "router_gradient": lambda name, value, config: _check_choice(name, value, ROUTER_GRADIENTS),
-    "router_sampling": lambda name, value, config: _check_choice(name, value, ROUTER_SAMPLINGS),
-    "rope_parameters": lambda name, value, config: _check_rope(value),
-    **{name: (lambda name, value, config: _check_token_id(name, value, getattr(config, "vocab_size", None)))
-       for name in ("pad_token_id", "bos_token_id", "eos_token_id")},
+# Each field's own rule, by kind. Checked when the config is made, when the field is set, and by `validate`.
+_INTEGER_RANGES = {  # field: (minimum, maximum or None)
+    "vocab_size": (1, None), "hidden_size": (1, None), "intermediate_size": (1, None),
+    "num_attention_heads": (1, None), "num_key_value_heads": (1, None), "head_dim": (1, None),
+    "max_position_embeddings": (1, None), "min_depth": (1, None), "max_depth": (1, MAX_DEPTH_LIMIT),
+    "num_core_layers": (1, MAX_LAYERS_LIMIT), "num_prelude_layers": (0, MAX_LAYERS_LIMIT),
+    "num_coda_layers": (0, MAX_LAYERS_LIMIT),
 }
+_REAL_RANGES = {  # field: the interval, as `_check_real` takes it (none: any finite number)
+    "initializer_range": dict(low=0.0, low_open=True),
+    "rms_norm_eps": dict(low=0.0, low_open=True),
+    "attention_dropout": dict(low=0.0, high=1.0, high_open=True),
+    "halting_threshold": dict(low=0.0, high=1.0, low_open=True, high_open=True),
+    "act_epsilon": dict(low=0.0, high=1.0, low_open=True, high_open=True),
+    "pondernet_prior_depth": dict(low=1.0),
+    "gumbel_temperature": dict(low=0.0, low_open=True),
+    "compute_penalty": dict(low=0.0),
+    "iteration_loss_weight": dict(low=0.0),
+    "depth_init_bias": dict(),
+}
+_BOOLEANS = ("attention_bias", "mlp_bias", "tie_word_embeddings", "use_cache")
+_CHOICES = {
+    "hidden_act": tuple(sorted(ACT2FN)), "depth_mode": DEPTH_MODES, "injection": INJECTIONS,
+    "halting_objective": HALTING_OBJECTIVES, "router_gradient": ROUTER_GRADIENTS, "router_sampling": ROUTER_SAMPLINGS,
+}
+_TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id")
+_CHECKED_FIELDS = (*_INTEGER_RANGES, *_REAL_RANGES, *_BOOLEANS, *_CHOICES, "rope_parameters", *_TOKEN_IDS)
+
+
+def _check_field(name: str, value, vocab_size) -> None:
+    """Field `name`'s own rule: a `ValueError` naming the field if `value` breaks it (a field with no rule passes)."""
+    if name in _INTEGER_RANGES:
+        _check_integer(name, value, *_INTEGER_RANGES[name])
+    elif name in _REAL_RANGES:
+        _check_real(name, value, **_REAL_RANGES[name])
+    elif name in _BOOLEANS:
+        _check_bool(name, value)
+    elif name in _CHOICES:
+        _check_choice(name, value, _CHOICES[name])
+    elif name == "rope_parameters":
+        _check_rope(value)
+    elif name in _TOKEN_IDS:
+        _check_token_id(name, value, vocab_size)
 
 
 class AniraConfig(PreTrainedConfig):
@@ -233,6 +235,36 @@ class AniraConfig(PreTrainedConfig):
             logit for `max_depth` starts this much above the others, and the halting head's bias starts
             at -depth_init_bias (halting probability ~0.05 with the default), so training starts at full
             depth and the task can be learned before compute is cut.
+
+    Validation:
+        Every value is checked, and a bad one raises a `ValueError` that names the field and what is allowed.
+        Each field's own rule:
+
+        - integers (a bool is not one): `vocab_size`, `hidden_size`, `intermediate_size`, `num_attention_heads`,
+          `num_key_value_heads`, `head_dim`, `max_position_embeddings`, `min_depth` >= 1; `max_depth` in
+          [1, `MAX_DEPTH_LIMIT`]; `num_core_layers` in [1, `MAX_LAYERS_LIMIT`]; `num_prelude_layers`,
+          `num_coda_layers` in [0, `MAX_LAYERS_LIMIT`];
+        - finite numbers (not None, a string or a bool): `initializer_range`, `rms_norm_eps`, `gumbel_temperature`
+          > 0; `attention_dropout` in [0, 1); `halting_threshold`, `act_epsilon` in (0, 1); `pondernet_prior_depth`
+          >= 1; `compute_penalty`, `iteration_loss_weight` >= 0; `depth_init_bias` any;
+        - True or False (not `"false"` or 1): `attention_bias`, `mlp_bias`, `tie_word_embeddings`, `use_cache`;
+        - one of the names above: `depth_mode`, `injection`, `halting_objective`, `router_gradient`,
+          `router_sampling`; `hidden_act` one of transformers' activations;
+        - `rope_parameters`: None or a dict whose `rope_type` transformers knows, its numbers finite and >= 0
+          (`rope_theta` and `factor` > 0; `factor` required by linear, dynamic, yarn and llama3), and
+          `partial_rotary_factor` 1 except with `proportional`;
+        - `pad_token_id`, `bos_token_id`, `eos_token_id` (also a list of ids): None or an id in [0, vocab_size).
+
+        The rules between fields: `num_attention_heads` divides `hidden_size`, `num_key_value_heads` divides
+        `num_attention_heads`, `head_dim` is even, `min_depth <= max_depth`, and with `halting_objective="pondernet"`
+        `pondernet_prior_depth <= max_depth`.
+
+        All rules run when the config is made (so also when a config.json is loaded), by `validate()`, `update` and
+        `update_from_string`, and when a model is built from it. Setting a field on an existing config
+        (`config.max_depth = 0`) runs that field's own rule at once, so a bad value is never stored; the rules
+        between fields wait for the next full check, so that fields which move together can be set one after the
+        other. A config.json key that no field knows (a typo such as `max_dept`) is kept, as transformers does, but
+        warned about: it would otherwise silently leave the field it meant at its default.
     """
 
     model_type = "anira"
@@ -328,9 +360,8 @@ class AniraConfig(PreTrainedConfig):
     def __setattr__(self, key, value):
         # After construction (`_post_init_done` is set last by PreTrainedConfig) every set is checked against
         # the field's own rule before the value is stored.
-        rule = _FIELD_RULES.get(key)
-        if rule is not None and self.__dict__.get("_post_init_done", False):
-            rule(key, value, self)
+        if self.__dict__.get("_post_init_done", False):
+            _check_field(key, value, getattr(self, "vocab_size", None))
             if key == "rope_parameters" and value is not None:
                 # Standardized as when the config is made (and as LlamaConfig does): a missing rope_type is the
                 # default rotary embedding, a missing rope_theta the default base, not a KeyError in the model.
@@ -402,8 +433,8 @@ class AniraConfig(PreTrainedConfig):
     def validate(self) -> None:
         """Raise a `ValueError` naming the first field whose value is not allowed: each field's own rule, then the
         rules between fields."""
-        for name, rule in _FIELD_RULES.items():
-            rule(name, getattr(self, name), self)
+        for name in _CHECKED_FIELDS:
+            _check_field(name, getattr(self, name), self.vocab_size)
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"AniraConfig.num_attention_heads ({self.num_attention_heads}) must divide "
