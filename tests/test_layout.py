@@ -133,3 +133,27 @@ def test_every_experiment_and_benchmark_script_parses_and_its_imports_resolve():
             if not sibling and top not in sys.builtin_module_names and importlib.util.find_spec(top) is None:
                 unresolved.append(f"{path.relative_to(ROOT)} imports {top}")
     assert not unresolved, unresolved
+
+
+BREVO_ACCURACY = ROOT / "experiments" / "brevo_accuracy"
+
+
+def test_brevo_accuracy_logs_are_named_by_the_run_not_by_the_decision():
+    """A log says what ran (`validation_<run>.txt`, `<run>_probe.jsonl`, `<run>/`); whether the stage was kept is
+    written in the folder's dated README, not in a file name (`keep_rule.py` itself is the rule's script)."""
+    files = subprocess.run(["git", "ls-files", str(BREVO_ACCURACY)], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert len(files) >= 50, files
+    named_by_decision = [name for name in files if re.search(r"kept|keep_rule_", Path(name).relative_to(
+        "experiments/brevo_accuracy").as_posix())]
+    assert not named_by_decision, named_by_decision
+
+
+def test_every_log_the_brevo_accuracy_readme_names_exists():
+    """The README names its logs by file name (`validation_e_stage6.txt`) or folder (`o_stage7/`): each is in the folder
+    (or, written from the repository root, there)."""
+    text = (BREVO_ACCURACY / "README.md").read_text()
+    named = set(re.findall(r"`([\w.\-/]+\.(?:txt|jsonl)|[\w.\-]+/)`", text))
+    assert {"validation_e_stage6.txt", "e_stage14_hard_mix_probe.jsonl", "o_stage7/"} <= named, sorted(named)
+    missing = [name for name in sorted(named) if not (BREVO_ACCURACY / name).exists() and not (ROOT / name).exists()]
+    assert not missing, f"experiments/brevo_accuracy/README.md names what does not exist: {missing}"
