@@ -13,6 +13,11 @@
 4. the parent assembles the table (accuracies and depths with 95 % intervals, the number of distinct
    prompts per size, rho(depth, complexity) over items with a bootstrap interval), the figures and the
    findings, and writes `report.json`.
+
+What it shows first is the replicated study's answer on the task (`anira_study.study.study_answer`, read from
+`study_dir/<task>/runs.json` at the start, in seconds): the shipped seed-0 models, their range over seeds and their
+depth-need gains, or, while the study has no finished run, a plain statement that it is pending. Its own
+3,000-step models come after: a short run that shows what training does in ten minutes, not the finding.
 """
 
 import json
@@ -61,6 +66,8 @@ class ExperimentArguments:
     seed: int = field(default=0)
     threads: int = field(default=1, metadata={"help": "torch threads per training process (one per core is fastest)."})
     parallel: bool = field(default=True, metadata={"help": "Train the two models in two processes at once."})
+    study_dir: str = field(default="experiments/study", metadata={
+        "help": "The replicated study's folder: its finished runs of --task are shown first (or that they are pending)."})
     shipped_models: list[str] = field(
         default_factory=lambda: ["hub_configs/anira-e-depo", "hub_configs/anira-o-depo", "hub_configs/anira-fixed-depo"],
         metadata={"help": "Trained folders to evaluate on the same test prompts (those of another task, or without "
@@ -204,6 +211,11 @@ def run_experiment(args: ExperimentArguments, job_start: float | None = None) ->
     job_start = job_start or time.time()
     args = args.effective()
     validate_experiment_arguments(args)
+    from anira_study.study import study_answer
+
+    study = study_answer(args.task, Path(args.study_dir))  # read first: a broken study folder fails in seconds
+    print(study["text"] if study["status"] != "results" else
+          f"the study on {args.task}: {study['runs']} of {study['expected']} runs finished (shown first in the report)", flush=True)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data_path = output_dir / "data"
@@ -220,7 +232,7 @@ def run_experiment(args: ExperimentArguments, job_start: float | None = None) ->
         runs = [train_and_evaluate(*job) for job in jobs]
     runs = {run["name"]: run for run in runs}
     shipped = evaluate_shipped(args, data_path)
-    return assemble(args, data_info, runs, shipped, job_start)
+    return assemble(args, data_info, runs, shipped, job_start, study)
 
 
 def evaluate_shipped(args: ExperimentArguments, data_path: Path) -> dict:
@@ -261,21 +273,25 @@ def evaluate_shipped(args: ExperimentArguments, data_path: Path) -> dict:
     return results
 
 
-def assemble(args: ExperimentArguments, data_info: dict, runs: dict, shipped: dict, job_start: float) -> dict:
+def assemble(args: ExperimentArguments, data_info: dict, runs: dict, shipped: dict, job_start: float,
+             study: dict | None = None) -> dict:
     from anira_study.evaluation import format_table
-    from anira_study.figures import plot_complexity, plot_training_dynamics
+    from anira_study.figures import plot_main_job_complexity, plot_training_dynamics
     from anira_study.findings import findings, print_summary, shipped_findings
+    from anira_study.study import study_answer
 
     output_dir = Path(args.output_dir)
+    study = study or study_answer(args.task, Path(args.study_dir))
     reports = {name: run["report"] for name, run in runs.items()}
-    plot_complexity(reports, args.train_sizes, output_dir / "complexity.png",
-                    title=f"{args.task}: accuracy and allocated depth per complexity (95 % intervals)")
+    plot_main_job_complexity(study, reports, args.train_sizes, output_dir / "complexity.png",
+                             title=f"{args.task}: accuracy and allocated depth per complexity")
     plot_training_dynamics({name: run["probe_log"] for name, run in runs.items()}, output_dir / "training_dynamics.png")
     table = format_table(reports)
     shipped_reports = {name: entry["report"] for name, entry in shipped.items() if "report" in entry}
     shipped_table = format_table(shipped_reports) if shipped_reports else None
     summary = {
         "arguments": asdict(args),
+        "study": {k: v for k, v in study.items() if k != "curves"},
         "data": data_info,
         "models": {name: {k: v for k, v in run.items() if k not in ("report", "probe_log")} for name, run in runs.items()},
         "reports": reports,

@@ -39,6 +39,13 @@ def plot_complexity(reports: dict[str, dict], train_sizes, path: str | Path, tit
     import matplotlib.pyplot as plt
 
     fig, (ax_acc, ax_depth) = plt.subplots(1, 2, figsize=(11, 4))
+    _complexity_panels(ax_acc, ax_depth, reports, train_sizes)
+    if title:
+        fig.suptitle(title)
+    return _save_figure(fig, path)
+
+
+def _complexity_panels(ax_acc, ax_depth, reports: dict[str, dict], train_sizes) -> None:
     for name, report in reports.items():
         points = sorted((c, v) for split in EVAL_SPLITS if split in report for c, v in report[split]["per_complexity"].items())
         xs = [c for c, _ in points]
@@ -57,9 +64,6 @@ def plot_complexity(reports: dict[str, dict], train_sizes, path: str | Path, tit
     ax_acc.set_ylabel("accuracy (generated answer)")
     ax_acc.set_ylim(-0.02, 1.02)
     ax_depth.set_ylabel("mean depth at answer-predicting positions")
-    if title:
-        fig.suptitle(title)
-    return _save_figure(fig, path)
 
 
 def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path, stage_starts: dict[str, list[int]] | None = None,
@@ -224,4 +228,55 @@ def plot_study_dynamics(curves: dict, path: str | Path) -> Path:
                           "teacher forced)", fontsize=8)
     axes[1, 0].set_ylabel("validation probe mean answer depth", fontsize=8)
     _study_caption(fig, curves, "training dynamics")
+    return _save_figure(fig, path)
+
+
+def plot_main_job_complexity(study: dict, reports: dict[str, dict], train_sizes, path: str | Path, title: str = "") -> Path:
+    """The main job's figure, the study's answer first: top, the study's models (`anira_study.study.study_answer`:
+    seed 0, the shipped run, as the line, the band spanning every finished seed), or a plain note that the study is
+    pending; below, the job's own short run with its 95 % intervals over test prompts."""
+    import textwrap
+
+    from .study import SHIPPED_SEED
+
+    import matplotlib.pyplot as plt
+
+    results = study["status"] == "results"
+    fig = plt.figure(figsize=(11, 8.6 if results else 5.6))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1, 1] if results else [1, 3])
+    if results:
+        top_acc, top_depth = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+        curves = study["curves"]
+        colors = _colors(curves["models"])
+        for name, model in curves["models"].items():
+            sizes = sorted(model["accuracy"])
+            shipped = SHIPPED_SEED in model["seeds"]
+            for ax, key in ((top_acc, "accuracy"), (top_depth, "depth")):
+                bands = [model[key][c] for c in sizes]
+                line = [b["seeds"].get(SHIPPED_SEED, np.nan) if shipped else b["mean"] for b in bands]
+                ax.plot(sizes, line, color=colors[name], marker="o",
+                        label=f"{name} seed {SHIPPED_SEED}" if shipped else f"{name} mean (seed {SHIPPED_SEED} pending)")
+                ax.fill_between(sizes, [b["min"] for b in bands], [b["max"] for b in bands], color=colors[name], alpha=0.2,
+                                linewidth=0)
+        for ax in (top_acc, top_depth):
+            _mark_sizes(ax, curves["train_sizes"])
+            ax.legend(fontsize=7)
+        top_acc.set_ylim(-0.02, 1.02)
+        top_acc.set_ylabel("test accuracy (generated answer)")
+        top_depth.set_ylabel("mean depth at answer-predicting positions")
+        from .study import missing_note
+
+        heading = (f"The study ({study['protocol']}): seed {SHIPPED_SEED} as the line, band: {curves['band']}; "
+                   f"its own test prompts; {missing_note(curves)}")
+    else:  # one panel across the row: the statement, and no number
+        top_acc = fig.add_subplot(grid[0, :])
+        top_acc.axis("off")
+        top_acc.text(0.0, 0.5, textwrap.fill(study["text"], 120), transform=top_acc.transAxes, va="center", fontsize=10)
+        heading = f"The study ({study['protocol']}): {study['status']}"
+    top_acc.set_title(textwrap.fill(heading, 130), loc="left", fontsize=9)
+    short_acc, short_depth = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
+    _complexity_panels(short_acc, short_depth, reports, train_sizes)
+    short_acc.set_title("This job's short run (95 % intervals over test prompts)", loc="left", fontsize=9)
+    if title:
+        fig.suptitle(title)
     return _save_figure(fig, path)

@@ -79,6 +79,11 @@ def findings(args, runs: dict) -> list[str]:
 
 
 def print_summary(args, summary: dict) -> None:
+    """The study's answer first (or that it is pending), then this job's short run, then the shipped models on its prompts."""
+    study = summary["study"]
+    print(f"\n{'=' * 20} The replicated study {'=' * 20}\n")
+    print(study["text"])
+    print(f"\n{'=' * 20} This job's short run ({', '.join(summary['models'])}) {'=' * 20}")
     print(f"\nTask {args.task} {args.task_params}, trained on complexity {args.train_sizes}, unseen {args.extrapolation_sizes}.")
     print("n: distinct test prompts; accuracy: greedy generated answer, scored by the task; depth: mean iterations at the")
     print("positions that predict answer tokens; [95 % intervals]; rho over distinct prompts, bootstrap interval.\n")

@@ -553,3 +553,71 @@ def study_figures(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCO
              plot_study_allocated_needed(curves, out / f"{FIGURES['allocated_needed']}{suffix}.png"),
              plot_study_dynamics(curves, out / f"{FIGURES['dynamics']}{suffix}.png")]
     return {"paths": paths, "missing": curves["missing"], "note": missing_note(curves), "curves": curves}
+
+
+# ----------------------------------------------------------------------------- the study's answer, for the main job
+PROTOCOL_FILE = "experiments/study/PROTOCOL.md"
+SHIPPED_SEED = 0  # the protocol ships seed 0 of anira-e, anira-o and fixed-6 in hub_configs, whatever the others give
+
+
+def _range(stat: dict | None) -> str:
+    if not stat:
+        return "-"
+    return f"{_fmt(stat['mean'])} ({_fmt(stat['min'])}-{_fmt(stat['max'])}, {stat['seeds']} seed{'s' if stat['seeds'] > 1 else ''})"
+
+
+def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION) -> dict:
+    """What the main job shows before its own short run: the study's finished runs of `task` (seed 0, the shipped
+    run, beside the range over seeds, with the depth-need gains and the findings' seed counts), or, while none has
+    finished, that the study is pending. {"status": "results" | "pending" | "no grid", "text", ...}; the numbers come
+    from the runs' reports (the study's own test prompts), nothing is evaluated here."""
+    if task not in GRIDS:
+        return {"status": "no grid", "task": task, "protocol": PROTOCOL_FILE,
+                "text": f"The replicated study ({PROTOCOL_FILE}) has no grid for {task} (its grids: {', '.join(GRIDS)})."}
+    folders, missing = grid_state(task, study_dir, version)
+    expected = len(MODELS) * len(SEEDS)
+    if not folders:
+        return {"status": "pending", "task": task, "protocol": PROTOCOL_FILE, "missing": [m["run"] for m in missing],
+                "text": f"The replicated study's runs on {task} are pending: none of its {expected} runs (protocol {version}, "
+                        f"{PROTOCOL_FILE}) has finished, so it has no result yet. `python examples/study.py run --task "
+                        f"{task}` trains them; until then the numbers below are one short run's, not the study's."}
+    result = study_summary(task, study_dir, version)
+    curves = study_curves(task, study_dir, version)
+    lines = [f"| model | seed {SHIPPED_SEED}: seen accuracy | seen depth | rho(depth, size), seen | unseen accuracy | "
+             "adaptive gain | oracle gain (matched) | over seeds: seen accuracy | rho, seen | adaptive gain | F1 holds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = {model: i for i, model in enumerate(MODELS)}
+    result["models"] = dict(sorted(result["models"].items(), key=lambda item: order.get(item[0], len(order))))
+    for model, m in result["models"].items():
+        n = m["seeds"].get(str(SHIPPED_SEED))
+        adaptive = MODELS[model][0] != "fixed"
+        if n is None:
+            first = [f"seed {SHIPPED_SEED} pending"] + ["-"] * 5
+        else:
+            rho = _fmt(n["rho_seen"]) + (f" [{_fmt(n['rho_seen_interval'][0])}, {_fmt(n['rho_seen_interval'][1])}]"
+                                         if n.get("rho_seen_interval") and n["rho_seen"] == n["rho_seen"] else "")
+            gain = (_fmt(n.get("adaptive_gain")) + (f" [{_fmt(n['adaptive_gain_interval'][0])}, {_fmt(n['adaptive_gain_interval'][1])}]"
+                                                     if n.get("adaptive_gain_interval") else "")) if adaptive else "-"
+            first = [_fmt(n["pooled_seen_accuracy"]), _fmt(n["pooled_seen_depth"]), rho,
+                     " / ".join(_fmt(v) for v in n["unseen_accuracy"].values()) or "-", gain, _fmt(n["oracle_gain_matched"])]
+        f1 = f"{m['finding_1_seeds']} of {len(m['seeds'])}" if "finding_1_seeds" in m else "-"
+        lines.append(f"| {model} | " + " | ".join(first) + f" | {_range(m['pooled_seen_accuracy'])} | {_range(m['rho_seen'])} | "
+                     f"{_range(m['adaptive_gain']) if adaptive else '-'} | {f1} |")
+    seen = ", ".join(str(c) for c in curves["train_sizes"])
+    head = (f"The replicated study ({PROTOCOL_FILE}, protocol {version}) on {task}: {len(folders)} of {expected} runs finished"
+            + (f"; still missing: {', '.join(m['run'] for m in missing)}" if missing else "") + ". "
+            f"Seed {SHIPPED_SEED} of anira-e, anira-o and fixed-6 is the run the protocol ships in hub_configs; the ranges are "
+            f"over every finished seed. Its test prompts are the study's own (sizes {seen} seen in training), not this job's; "
+            "gains from the depth-need analysis on the seen sizes (compute of the cheapest uniform depth at the same "
+            "accuracy over the model's own).")
+    findings = result["findings"]
+    tail = [f"Finding 1 (seen accuracy >= {FINDING_1_ACCURACY} and rho >= {FINDING_1_RHO}): "
+            + "; ".join(f"{model} {m['finding_1_seeds']} of {len(m['seeds'])} seeds" for model, m in result["models"].items()
+                        if "finding_1_seeds" in m) + "."] if any("finding_1_seeds" in m for m in result["models"].values()) else []
+    if "finding_5_seeds" in findings:
+        tail.append(f"Finding 5 (ANIRA-O as accurate with fewer iterations): {findings['finding_5_seeds']} of "
+                    f"{findings['finding_5_pairs']} seeds.")
+    return {"status": "results", "task": task, "protocol": PROTOCOL_FILE, "runs": len(folders), "expected": expected,
+            "missing": [m["run"] for m in missing], "table": "\n".join(lines),
+            "text": "\n\n".join([head, "\n".join(lines), *tail]), "summary": {k: v for k, v in result.items() if k != "markdown"},
+            "curves": curves}

@@ -14,7 +14,7 @@ TINY = dict(
 
 
 def test_same_seed_gives_the_same_table_in_parallel_processes_and_in_one(tmp_path):
-    first = run_experiment(ExperimentArguments(output_dir=str(tmp_path / "a"), **TINY))
+    first = run_experiment(ExperimentArguments(output_dir=str(tmp_path / "a"), study_dir=str(tmp_path / "study"), **TINY))
     second = run_experiment(ExperimentArguments(output_dir=str(tmp_path / "b"), parallel=False, **TINY))
     assert first["table"] == second["table"]
     assert first["findings"] == second["findings"]
@@ -34,6 +34,7 @@ def test_same_seed_gives_the_same_table_in_parallel_processes_and_in_one(tmp_pat
     # the parameter count printed is the model's (head_dim follows the overridden width: 4 heads of 8)
     assert report["models"]["ANIRA-O"]["parameters"] < 60_000
     assert any(line.startswith("F1 ANIRA-E") for line in report["findings"])
+    assert report["study"]["status"] == "pending"  # no finished study run in study_dir: said, not invented
 
 
 def test_the_wall_time_guard_is_reported_when_it_fires(tmp_path):
@@ -42,3 +43,46 @@ def test_the_wall_time_guard_is_reported_when_it_fires(tmp_path):
     fired = [line for line in summary["findings"] if line.startswith("NOTE")]
     assert len(fired) == 2 and "wall-time guard" in fired[0]
     assert all(model["steps"] < 10_000 for model in summary["models"].values())
+
+
+def _short_run_report(accuracy: float) -> dict:
+    per = {c: {"generated_accuracy": accuracy, "mean_depth": 2.0, "intervals": {"generated_accuracy": [0.0, 1.0]}} for c in (1, 2)}
+    return {"test_seen": {"per_complexity": per, "spearman": 0.1}, "all": {"spearman": 0.1}}
+
+
+def test_the_main_job_shows_the_study_first_or_says_it_is_pending(tmp_path, monkeypatch, capsys):
+    """The printout and complexity.png open with the study's answer (seed 0 beside the seed range) when runs.json holds
+    finished runs, and with a plain 'pending' (no numbers) when it does not; the job's short run comes after."""
+    from types import SimpleNamespace
+
+    from conftest import write_study_run
+
+    from anira_study import figures
+    from anira_study.findings import print_summary
+    from anira_study.study import study_answer
+
+    drawn = []
+    monkeypatch.setattr(figures, "_save_figure", lambda fig, path: drawn.append(fig) or path)
+    args = SimpleNamespace(task="depo", task_params="{}", train_sizes=[1, 2], extrapolation_sizes=[3], output_dir=str(tmp_path))
+    reports = {"ANIRA-E": _short_run_report(0.25), "ANIRA-O": _short_run_report(0.35)}
+
+    def show(study):
+        summary = {"study": study, "models": {"ANIRA-E": {"parameters": 1, "steps": 6, "train_seconds": 1.0}},
+                   "table": "SHORT-RUN TABLE", "findings": [], "shipped_table": None, "shipped_findings": [], "total_seconds": 1}
+        print_summary(args, summary)
+        figures.plot_main_job_complexity(study, reports, [1, 2], tmp_path / "complexity.png")
+        return capsys.readouterr().out, drawn[-1].axes
+
+    out, axes = show(study_answer("depo", tmp_path))
+    assert out.index("pending") < out.index("SHORT-RUN TABLE") and "experiments/study/PROTOCOL.md" in out
+    assert "pending" in axes[0].texts[0].get_text() and not axes[0].get_lines()  # no invented study curve
+    short = {c.get_label(): list(c.lines[0].get_ydata()) for c in axes[-2].containers}
+    assert short == {"ANIRA-E": [0.25, 0.25], "ANIRA-O": [0.35, 0.35]}  # the short run below
+    for seed, accuracy in enumerate([0.9, 0.5, 0.7]):
+        write_study_run(tmp_path, "depo", "anira-o", seed, {1: accuracy, 2: accuracy, 3: 0.1}, {1: 1.0, 2: 2.0, 3: 2.0})
+    out, axes = show(study_answer("depo", tmp_path))
+    assert out.index("| anira-o | 0.90 |") < out.index("SHORT-RUN TABLE")
+    (line,) = [line for line in axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert line.get_label() == "anira-o seed 0" and list(line.get_ydata()) == [0.9, 0.9, 0.1]
+    band = axes[0].collections[0].get_paths()[0].vertices
+    assert (band[band[:, 0] == 1, 1].min(), band[band[:, 0] == 1, 1].max()) == (0.5, 0.9)  # the band spans every seed

@@ -192,3 +192,29 @@ def test_study_figures_draw_a_grid_in_progress_with_bands_over_the_seeds(tmp_pat
     assert len(drawn["training_dynamics"].axes) == 4  # anira-e and anira-o, accuracy and depth
     with pytest.raises(ValueError, match="no finished run of protocol v1.*anira-e-seed0"):
         study.study_curves("brevo", tmp_path)
+
+
+def test_the_study_answer_is_pending_until_a_run_has_finished_and_then_shows_seed_0_beside_the_seed_range(tmp_path):
+    from conftest import write_study_run
+
+    pending = study.study_answer("depo", tmp_path)
+    assert pending["status"] == "pending" and "pending" in pending["text"] and study.PROTOCOL_FILE in pending["text"]
+    assert "table" not in pending and len(pending["missing"]) == 15
+    write_study_run(tmp_path, "depo", "anira-e", 0, {1: 1.0, 2: 0.8}, {1: 1.0, 2: 3.0}, report=False)  # recorded, report lost
+    assert study.study_answer("depo", tmp_path)["status"] == "pending"
+    assert study.study_answer("mano", tmp_path)["status"] == "no grid"
+    for seed, (accuracy, rho, gain) in enumerate([(0.9, 0.7, 1.3), (0.5, 0.2, 0.9), (0.7, 0.65, 1.1)]):
+        write_study_run(tmp_path, "depo", "anira-e", seed, {1: accuracy, 2: accuracy, 3: 0.1}, {1: 2.0, 2: 3.0, 3: 3.0},
+                        rho=rho, gain=gain)
+    write_study_run(tmp_path, "depo", "fixed-6", 1, {1: 1.0, 2: 1.0, 3: 0.1}, {1: 6.0, 2: 6.0, 3: 6.0})
+    answer = study.study_answer("depo", tmp_path)
+    assert answer["status"] == "results" and (answer["runs"], answer["expected"]) == (4, 15)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in answer["table"].splitlines()[2:]}
+    early = rows["anira-e"]
+    assert early[1:4] == ["0.90", "2.50", "0.70 [0.60, 0.80]"]  # seed 0 (the shipped run): its own numbers
+    assert early[4] == "0.10" and early[5] == "1.30 [1.20, 1.40]" and early[6] == "1.50"
+    assert early[7] == "0.70 (0.50-0.90, 3 seeds)" and early[8] == "0.52 (0.20-0.70, 3 seeds)"  # the range spans every seed
+    assert early[9] == "1.10 (0.90-1.30, 3 seeds)" and early[10].strip(" |") == "1 of 3"  # F1: seed 0 only (0.9 and 0.7)
+    assert rows["fixed-6"][1] == "seed 0 pending" and rows["fixed-6"][7] == "1.00 (1.00-1.00, 1 seed)"
+    assert "4 of 15 runs finished" in answer["text"] and "anira-o-seed0" in answer["text"]
+    assert answer["curves"]["models"]["anira-e"]["accuracy"][1]["seeds"] == {0: 0.9, 1: 0.5, 2: 0.7}
