@@ -9,6 +9,8 @@ same task and data for a fixed number of steps, evaluates both once on held-out 
 sizes (seen) and of larger sizes (unseen), prints per complexity the accuracy and the mean depth at the
 positions that predict answer tokens with 95 % intervals, rho(depth, complexity) with a bootstrap interval,
 and the findings; writes `report.json`, `complexity.png` and `training_dynamics.png` to `--output_dir`.
+Before all that it shows the replicated study's answer on the task (`--study_dir`, default experiments/study:
+seed 0 beside the range over seeds), or says that the study's runs are pending.
 """
 
 import time
