@@ -200,7 +200,8 @@ def plot_study_allocated_needed(curves: dict, path: str | Path) -> Path:
         ax.set_ylim(0, model["max_depth"] + 0.5)
         ax.set_ylabel("mean depth at answer-predicting positions")
         ax.legend(fontsize=8)
-    _study_caption(fig, curves, "allocated against needed depth")
+    _study_caption(fig, curves, "allocated against needed depth (the oracle depth: the smallest uniform depth that answers a "
+                                "prompt; a prompt no depth answers counts at min_depth)")
     return _save_figure(fig, path)
 
 
