@@ -192,6 +192,52 @@ def test_early_model_refuses_a_raised_budget_in_generate(path):
         model.generate(torch.randint(3, 40, (1, 4)), max_new_tokens=2, max_depth=5, **NO_EOS)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_generation_continued_from_its_returned_cache_equals_one_call(mode):
+    """transformers' test_generate_continue_from_past_key_values on a left-padded batch: 3 tokens, then 1 more from
+    the returned cache, give one 4-token call's sequences, scores, depths and cache (every slot)."""
+    model = tiny_model(depth_mode=mode, recurrence="fast")
+    ids, mask = left_padded(3)
+    options = dict(do_sample=False, return_dict_in_generate=True, output_scores=True, **NO_EOS)
+    whole = model.generate(ids, attention_mask=mask, max_new_tokens=4, **options)
+    first = model.generate(ids, attention_mask=mask, max_new_tokens=3, **options)
+    longer = torch.nn.functional.pad(mask, (0, 3), value=1)
+    rest = model.generate(first.sequences, attention_mask=longer, cache=first.cache, max_new_tokens=1, **options)
+    assert torch.equal(rest.sequences, whole.sequences)
+    assert torch.equal(rest.depths, whole.depths)
+    assert len(set(whole.depths[whole.depths > 0].tolist())) > 1 or mode == "fixed", "depths vary"
+    for got, expected in zip(first.scores + rest.scores, whole.scores):
+        torch.testing.assert_close(got, expected)
+    assert len(rest.cache) == len(whole.cache) and len(rest.cache.layers) == len(whole.cache.layers)
+    for got, expected in zip(rest.cache.layers, whole.cache.layers):
+        torch.testing.assert_close(got.keys, expected.keys)
+        torch.testing.assert_close(got.values, expected.values)
+
+
+def test_cache_implementation_dynamic_is_the_anira_cache_and_the_others_are_clear_errors():
+    """`generate(cache_implementation="dynamic")` (transformers' default kind, which its own generation tests pass) is
+    ANIRA's cache, not an error about passing both a cache and a cache implementation; the kinds of a fixed layer
+    stack are refused naming what works, "paged" (continuous batching) too, instead of failing inside its loop."""
+    model = tiny_model(depth_mode="online", recurrence="fast")
+    ids, mask = left_padded(2)
+    plain = model.generate(ids, attention_mask=mask, max_new_tokens=3, return_dict_in_generate=True, **NO_EOS)
+    dynamic = model.generate(ids, attention_mask=mask, max_new_tokens=3, return_dict_in_generate=True,
+                             cache_implementation="dynamic", **NO_EOS)
+    assert isinstance(dynamic.cache, AniraCache)
+    assert torch.equal(dynamic.sequences, plain.sequences) and torch.equal(dynamic.depths, plain.depths)
+    model.generation_config.cache_implementation = "dynamic"  # as a saved generation config may carry it
+    configured = model.generate(ids, attention_mask=mask, max_new_tokens=3, return_dict_in_generate=True, **NO_EOS)
+    assert torch.equal(configured.sequences, plain.sequences)
+    batched = model.generate(ids, attention_mask=mask, max_new_tokens=3, depth_batching=True, **NO_EOS)
+    assert torch.equal(batched, plain.sequences)
+    model.generation_config.cache_implementation = None
+    for kind in ("static", "offloaded", "quantized"):
+        with pytest.raises(ValueError, match=f"cache_implementation='{kind}' is not available for ANIRA.*'dynamic'"):
+            model.generate(ids, attention_mask=mask, max_new_tokens=2, cache_implementation=kind, **NO_EOS)
+    with pytest.raises(ValueError, match="'paged'.*generate_stream"):
+        model.generate(ids, attention_mask=mask, max_new_tokens=2, cache_implementation="paged", **NO_EOS)
+
+
 # ---------------------------------------------------------------------------------- streamer and pipeline
 
 

@@ -6,6 +6,7 @@ forward, so the depths a forward computes would be dropped. The cache records th
 expansion), and `AniraGenerationMixin.generate` is a thin wrapper around `GenerationMixin.generate` that
 
 - creates the `AniraCache` (slots per iteration x core layer, added as iterations run) when none is passed;
+  it is the "dynamic" `cache_implementation`, and the other kinds (a fixed layer stack) are refused;
   the `max_depth` generate kwarg is forwarded to every forward (fixed and online models may raise it);
 - with `return_dict_in_generate=True`, returns `AniraGenerateOutput` / `AniraGenerateBeamOutput`: the
   usual output plus `depths`, aligned with `sequences`.
@@ -72,11 +73,14 @@ class AniraGenerationMixin(GenerationMixin):
             finally:
                 for module, training in modes:
                     module.training = training
+        config = generation_config if generation_config is not None else self.generation_config
+        self._check_cache_implementation(kwargs.get("cache_implementation", config.cache_implementation))
+        if "cache_implementation" in kwargs or config.cache_implementation is not None:
+            kwargs["cache_implementation"] = None  # "dynamic": the AniraCache below is that kind
         if depth_batching:
             from .depth_batching import depth_batched_generate
 
             return depth_batched_generate(self, inputs, generation_config, streamer, **kwargs)
-        config = generation_config if generation_config is not None else self.generation_config
         max_depth = kwargs.get("max_depth") or self.config.max_depth
         cache = kwargs.pop("cache", None)
         legacy = kwargs.pop("past_key_values", None)
@@ -126,6 +130,21 @@ class AniraGenerationMixin(GenerationMixin):
             if not batcher.busy:
                 return
             yield from batcher.step()
+
+    @staticmethod
+    def _check_cache_implementation(implementation: str | None) -> None:
+        """`cache_implementation` picks the cache transformers builds; ANIRA builds its own, a dynamic one (grown as
+        positions and iterations come). "dynamic" names it; the others name caches of a fixed layer stack that a looped
+        model cannot fill, and "paged" hands generation to continuous batching, which runs the model on such a cache."""
+        if implementation in (None, "dynamic"):
+            return
+        if implementation == "paged":
+            raise ValueError("cache_implementation='paged' runs continuous batching, which needs a paged cache of a "
+                             "fixed layer stack; ANIRA's continuous batching is model.generate_stream(prompts, ...) "
+                             "(or DepthBatcher).")
+        raise ValueError(f"cache_implementation={implementation!r} is not available for ANIRA: generate() uses its own "
+                         "dynamic cache (AniraCache, a slot per layer application, added as iterations run). Leave "
+                         "cache_implementation unset, or 'dynamic'.")
 
     def _depth_cache(self, cache: Cache | None, max_depth: int) -> AniraCache:
         """A passed-in AniraCache (it serves any budget: slots are added as iterations run), else a new one;
