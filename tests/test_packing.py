@@ -159,3 +159,28 @@ def test_samples_of_a_packed_row_do_not_see_each_other():
     later = slice(first_row_starts[1], int(batch["attention_mask"][0].sum()))
     torch.testing.assert_close(a[0, later], b[0, later], rtol=0, atol=0)
     assert not torch.equal(a[0, :first_row_starts[1]], b[0, :first_row_starts[1]])
+
+
+@pytest.mark.parametrize("mode", ["fixed", "online"])
+def test_padding_inside_a_row_starts_no_sample(mode):
+    """A hole in the attention mask, with the position ids generate gives (0 at padding, counting real tokens), is
+    padding, not a sample boundary: the tokens after it still see those before it. The row gives the logits and
+    depths of the same tokens without position ids, and padding-free (transformers'
+    test_eager_padding_matches_padding_free_with_position_ids, whose random masks have holes)."""
+    model = tiny_model(depth_mode=mode, recurrence="fast")
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(3, 40, (3, 8), generator=generator)
+    mask = torch.tensor([[1, 0, 1, 1, 0, 1, 1, 1], [1, 1, 0, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 1, 1, 1]])
+    ids = ids.masked_fill(mask == 0, 0)
+    positions = (mask.cumsum(-1) - 1) * mask
+    free_positions = torch.cat([torch.arange(n) for n in mask.sum(-1).tolist()]).unsqueeze(0)
+    with torch.no_grad():
+        given = model(ids, attention_mask=mask, position_ids=positions, use_cache=False)
+        plain = model(ids, attention_mask=mask, use_cache=False)
+        free = model(ids[mask.bool()].unsqueeze(0), position_ids=free_positions, use_cache=False)
+    real = mask.bool()
+    torch.testing.assert_close(given.logits[real], plain.logits[real], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(given.logits[real], free.logits[0], rtol=1e-12, atol=1e-12)
+    assert torch.equal(given.depths[real], free.depths[0]) and torch.equal(given.depths, plain.depths)
+    if mode != "fixed":
+        assert given.depths[real].unique().numel() > 1, "depths must vary"

@@ -361,14 +361,26 @@ def packed_samples(attention_mask, position_ids, cache, past: int, batch: int) -
     detection does not look: it detects packed rows only with no attention mask and no cache, while a packed
     batch's last rows carry a padded tail (a 2D mask) and an evaluation forward builds a cache. Its rule is
     kept: a sample starts where the position ids do not go up by one; only from the start of the sequences
-    (`past` 0). Left padding's position ids restart too (generate gives every pad position 0): there only
-    padding queries are confined, to themselves, and they attend to nothing either way."""
+    (`past` 0). With a mask, only real tokens count: a sample starts at a real token whose position is not one
+    past the previous real token's, so padding (leading, trailing, or a hole inside a row, to which generate gives
+    position 0) starts none, and the tokens after a hole still see those before it, as the mask says."""
     if position_ids is None or past > 0 or (attention_mask is None and cache is None):
         return None
     if (attention_mask is not None and attention_mask.dim() != 2) or is_tracing(position_ids):
         return None
-    samples = find_packed_sequence_indices(position_ids.expand(batch, -1))
-    return None if samples is None else packed_sequence_mask_function(samples)
+    positions = position_ids.expand(batch, -1)
+    if attention_mask is None:
+        samples = find_packed_sequence_indices(positions)
+        return None if samples is None else packed_sequence_mask_function(samples)
+    real = attention_mask[:, -positions.shape[1]:].bool()
+    index = torch.arange(positions.shape[1], device=positions.device).expand_as(positions)
+    last_real = torch.where(real, index, -1).cummax(-1).values
+    previous = torch.nn.functional.pad(last_real[:, :-1], (1, 0), value=-1)  # the real token before each position
+    follows = positions == positions.gather(-1, previous.clamp(min=0)) + 1
+    starts = real & ((previous < 0) | ~follows)
+    if bool((starts.sum(-1) <= 1).all()):
+        return None
+    return packed_sequence_mask_function(starts.long().cumsum(-1))
 
 
 class AniraPreTrainedModel(PreTrainedModel):
