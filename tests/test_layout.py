@@ -138,14 +138,15 @@ def test_every_experiment_and_benchmark_script_parses_and_its_imports_resolve():
 BREVO_ACCURACY = ROOT / "experiments" / "brevo_accuracy"
 
 
-def test_brevo_accuracy_logs_are_named_by_the_run_not_by_the_decision():
+@pytest.mark.parametrize("folder, least", [("brevo_accuracy", 50), ("penalty_runs", 20)])
+def test_experiment_logs_are_named_by_the_run_not_by_the_decision(folder, least):
     """A log says what ran (`validation_<run>.txt`, `<run>_probe.jsonl`, `<run>/`); whether the stage was kept is
     written in the folder's dated README, not in a file name (`keep_rule.py` itself is the rule's script)."""
-    files = subprocess.run(["git", "ls-files", str(BREVO_ACCURACY)], cwd=ROOT, capture_output=True, text=True,
+    files = subprocess.run(["git", "ls-files", f"experiments/{folder}"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.split()
-    assert len(files) >= 50, files
-    named_by_decision = [name for name in files if re.search(r"kept|keep_rule_", Path(name).relative_to(
-        "experiments/brevo_accuracy").as_posix())]
+    assert len(files) >= least, files
+    named_by_decision = [name for name in files if re.search(r"kept|keep_rule_|keep_rule\.txt", Path(name).relative_to(
+        f"experiments/{folder}").as_posix())]
     assert not named_by_decision, named_by_decision
 
 
