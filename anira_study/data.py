@@ -57,7 +57,7 @@ class PackedAnswerCollator:
     """Padding-free batches: the rows are packed into as few rows of `pack_length` tokens as first-fit
     decreasing gives (default: the batch's longest sample, so no sample is ever split), with `position_ids`
     restarting at 0 for each sample. The model confines attention to each sample where the position ids
-    restart (`modeling_anira.modeling_anira.packed_samples`, transformers' packed-sequence rule), so a packed
+    restart (`modeling_anira.modeling_anira.packed_sample_ids`, transformers' packed-sequence rule), so a packed
     batch gives the losses, gradients and depths of the padded one (tests/test_packing.py): the same samples
     per step, computed without most of the padding. On BREVO, whose samples vary in length, that halves the
     rows of every matmul.

@@ -184,3 +184,28 @@ def test_padding_inside_a_row_starts_no_sample(mode):
     assert torch.equal(given.depths[real], free.depths[0]) and torch.equal(given.depths, plain.depths)
     if mode != "fixed":
         assert given.depths[real].unique().numel() > 1, "depths must vary"
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_packed_training_mask_is_transformers_mask(implementation, dtype):
+    """The packed training batch's 4D mask, built directly, equals what create_causal_mask builds with the packed
+    samples' mask function, element for element (padded tails included)."""
+    from transformers.masking_utils import create_causal_mask, packed_sequence_mask_function
+
+    from modeling_anira.modeling_anira import packed_sample_ids, packed_training_mask
+
+    model = tiny_model(depth_mode="fixed")
+    model.config._attn_implementation = implementation
+    for seed in range(3):
+        batch = PackedAnswerCollator(pad_token_id=0)(answer_rows([9, 3, 7, 2, 5, 9, 4, 1, 6, 8, 2], seed=seed))
+        mask, positions = batch["attention_mask"], batch["position_ids"]
+        assert (mask == 0).any(), "the batch should have a padded tail"
+        samples = packed_sample_ids(mask, positions, None, 0, mask.shape[0])
+        assert samples is not None
+        embeds = torch.zeros(*mask.shape, model.config.hidden_size, dtype=dtype)
+        expected = create_causal_mask(config=model.config, inputs_embeds=embeds, attention_mask=mask, cache=None,
+                                      position_ids=positions, and_mask_function=packed_sequence_mask_function(samples))
+        built = packed_training_mask(mask, samples, implementation, dtype)
+        assert built.dtype == expected.dtype and built.shape == expected.shape
+        assert torch.equal(built, expected)
