@@ -2,6 +2,7 @@
 
     python examples/study.py run --task depo --seeds 0 1 2        # train + evaluate every (model, seed), resumable
     python examples/study.py report --task depo                   # the tables over seeds, from runs.json
+    python examples/study.py search --task mano                   # a searched grid's recipe, on the validation split
 
 The protocol (experiments/study/PROTOCOL.md) fixes, before its runs: the models of each task's grid and their
 recipes (`GRIDS`: one `examples/train.py` command each, the same data, steps and schedule for all), the seeds,
@@ -15,6 +16,10 @@ the depth-need analysis) and copies what it made into the repository: `experimen
 (weights, config, tokenizer, `report.json`, the probe log) and a line of `experiments/study/<task>/runs.json`.
 On CPU one training process runs per core (`--processes`, default the core count, one torch thread each); on a
 GPU several processes share the device (`--processes`, default 4), each with its own CUDA context.
+
+The grids of MANO and of CLRS algorithms take their recipe from a recipe search declared here beside `GRIDS`
+(`SEARCHES`): a fixed list of candidates, each trained once as `fixed-6` with `SEARCH_SEED` (not a study seed),
+scored on the validation split only, the winner picked by the rule of `select_recipe`.
 """
 
 import json
@@ -64,6 +69,46 @@ GRIDS = {
         schedule=["--max_steps", "40000", "--curriculum_accuracy", "0.8"],
     ),
 }
+# Recipe searches (`run_search`): tasks whose recipe is chosen on the validation split before their grid runs.
+# Declared before any search result exists; a candidate is one `examples/train.py` recipe (data, schedule, overrides
+# of COMMON_ARGS), trained once per variant (task parameters added to the candidate's) as SEARCH_MODEL with
+# SEARCH_SEED for the search's `steps`, the budget the grid then trains the chosen recipe for too. Scored by the
+# exact match of the generated answers on the validation split per seen size; `select_recipe` picks (the candidates'
+# order is the preference: nearest the paper first). Why these candidates: docs/tasks.md (MANO's prompt space and
+# splits, CLRS's lengths and serial depth) and the draft protocol section of the searched grids.
+SEARCH_SEED = 100  # not in SEEDS: no study run repeats a search run's initialisation and data order
+SEARCH_MODEL = "fixed-6"  # the most compute and no penalty schedule: a recipe it does not learn, no model of the grid does
+SEARCH_ACCURACY = 0.9  # the rule's bar, finding 1's accuracy
+SEARCH_FILE = "search.json"
+_MANO = dict(train_sizes=[1, 2, 3, 4], extrapolation_sizes=[5, 6], num_train=100_000, overrides={"--weight_decay": "0.1"})
+_CLRS = dict(num_train=100_000)
+_CURRICULUM = dict(curriculum_accuracy=0.8, curriculum_metric="answer_exact")  # unlock on whole answers, not tokens
+SEARCHES = {
+    "mano": dict(
+        task="mano", max_position_embeddings=64, steps=20_000, num_test_per_size=300,
+        variants={"marker": {"use_length_marker": True}, "no-marker": {"use_length_marker": False}},
+        candidates={
+            "mod23": dict(**_MANO, task_params={"modulus": 23}),  # the paper's modulus first
+            "mod11": dict(**_MANO, task_params={"modulus": 11}),
+            "mod7": dict(**_MANO, task_params={"modulus": 7}),
+            "mod7-curriculum": dict(**_MANO, **_CURRICULUM, task_params={"modulus": 7}),
+        },
+    ),
+    **{f"clrs-{algorithm}": dict(
+        task=algorithm, max_position_embeddings=256, steps=20_000, num_test_per_size=300, variants={"default": {}},
+        candidates={
+            "n4-7": dict(**_CLRS, **_CURRICULUM, train_sizes=[4, 5, 6, 7], extrapolation_sizes=[8, 10]),
+            "n3-6": dict(**_CLRS, **_CURRICULUM, train_sizes=[3, 4, 5, 6], extrapolation_sizes=[7, 8]),
+            "n3-6-mixed": dict(**_CLRS, train_sizes=[3, 4, 5, 6], extrapolation_sizes=[7, 8]),
+        }) for algorithm in ("topological_sort", "dfs")},  # the two whose serial depth grows with n (docs/tasks.md)
+}
+# The searched grids: data and schedule are their search's choice in their variant (`grid_recipe`); `run` refuses
+# until the search has chosen. MANO is one grid per length-marker variant, so finding 3 is read with and without it.
+GRIDS |= {
+    "mano": dict(search="mano", variant="marker"),
+    "mano-no-marker": dict(search="mano", variant="no-marker"),
+    **{name: dict(search=name, variant="default") for name in SEARCHES if name.startswith("clrs-")},
+}
 QUICK_DEPTH_NEED_PROMPTS = 4
 DEPTH_NEED_PROMPTS = 200  # test prompts per size of the depth-need analysis (uniform depths 1..max_depth each)
 RUNS_FILE = "runs.json"
@@ -80,13 +125,15 @@ def model_config(task: str, model: str):
     from anira_tasks import TASKS, load_tokenizer
     from modeling_anira import AniraConfig
 
-    if task not in GRIDS:
+    if task not in GRIDS and task not in SEARCHES:
         raise ValueError(f"the study has grids for {sorted(GRIDS)}, not {task!r}")
     if model not in MODELS:
         raise ValueError(f"the study's models are {sorted(MODELS)}, not {model!r}")
     mode, fields = MODELS[model]
-    tokenizer = load_tokenizer(TASKS[GRIDS[task]["data"][1]].family)
-    values = {**SHAPE, "max_position_embeddings": GRIDS[task]["max_position_embeddings"], **fields}
+    grid = GRIDS.get(task, {})
+    shape = SEARCHES[grid["search"]] if "search" in grid else grid or SEARCHES[task]  # a searched grid: its search's
+    tokenizer = load_tokenizer(TASKS[shape["task"]].family if "task" in shape else shape["family"])
+    values = {**SHAPE, "max_position_embeddings": shape["max_position_embeddings"], **fields}
     return AniraConfig(vocab_size=len(tokenizer), depth_mode=mode, pad_token_id=tokenizer.pad_token_id,
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, use_cache=False,
                        **values), tokenizer
@@ -101,19 +148,40 @@ def write_model_folder(task: str, model: str, folder: Path) -> Path:
     return folder
 
 
-def training_args(task: str, model: str, seed: int, model_folder: Path, output_dir: Path, quick: bool = False) -> list[str]:
-    """The `examples/train.py` arguments of one run: the grid's data and schedule, the model's penalty schedule."""
+def grid_recipe(task: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> tuple[list[str], list[str], dict[str, str]]:
+    """(data, schedule, overrides of COMMON_ARGS) of a grid: written in `GRIDS`, or its search's choice in its variant
+    (a clear error naming `search` while the search has not chosen)."""
+    if task not in GRIDS:
+        raise ValueError(f"the study has grids for {sorted(GRIDS)}, not {task!r}")
     grid = GRIDS[task]
+    if "search" not in grid:
+        return grid["data"], grid["schedule"], {}
+    try:
+        choice = searched_choice(grid["search"], study_dir, quick)
+    except ValueError as error:
+        raise ValueError(f"the {task} grid takes its recipe from a search: {error}") from None
+    return candidate_recipe(grid["search"], choice, grid["variant"])
+
+
+def _overridden(argv: list[str], overrides: dict[str, str], quick: bool) -> list[str]:
+    """argv with a recipe's overrides of COMMON_ARGS set, then, for a quick run, `examples/reproduce.py --quick`'s."""
+    from .reproduce import QUICK, _set
+
+    for flag, value in {**overrides, **(QUICK if quick else {})}.items():
+        argv = _set(argv, flag, value)
+    return argv
+
+
+def training_args(task: str, model: str, seed: int, model_folder: Path, output_dir: Path, quick: bool = False,
+                  study_dir: Path = STUDY_DIR) -> list[str]:
+    """The `examples/train.py` arguments of one run: the grid's data and schedule (a searched grid's: its search's
+    choice, read from `study_dir`), the model's penalty schedule; quick: `examples/reproduce.py --quick`'s minutes."""
+    data, schedule, overrides = grid_recipe(task, study_dir, quick)
     argv = ["--model_name_or_path", str(model_folder), "--output_dir", str(output_dir), "--seed", str(seed),
-            *grid["data"], *grid["schedule"], *COMMON_ARGS]
+            *data, *schedule, *COMMON_ARGS]
     if MODELS[model][0] != "fixed":
         argv += ADAPTIVE_ARGS
-    if quick:  # the same minutes-long version of a run as `examples/reproduce.py --quick`
-        from .reproduce import QUICK, _set
-
-        for flag, value in QUICK.items():
-            argv = _set(argv, flag, value)
-    return argv
+    return _overridden(argv, overrides, quick)
 
 
 def read_runs(task: str, study_dir: Path = STUDY_DIR) -> list[dict]:
@@ -137,37 +205,50 @@ def _finished(output_dir: Path) -> bool:
     return (output_dir / "model.safetensors").exists() and (output_dir / "anira_data.json").exists()
 
 
+def _train_resumable(argv: list[str], output_dir: Path) -> None:
+    """Trains `argv` into `output_dir`: from its last checkpoint when it has one, not at all when it has finished;
+    appends this piece's wall time to wall_times.json and its provenance to training_commits.json."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .reproduce import provenance
+    from .trainer import train_from_argv
+
+    if _finished(output_dir):
+        return
+    times_file = output_dir / "wall_times.json"
+    commits_file = output_dir / "training_commits.json"  # the provenance of every piece of the training (resumed runs)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    commits = json.loads(commits_file.read_text()) if commits_file.exists() else []
+    commits_file.write_text(json.dumps(commits + [provenance()]))
+    resume = output_dir.is_dir() and get_last_checkpoint(str(output_dir)) is not None
+    start = time.time()
+    # a folder with no checkpoint yet (interrupted before the first save) starts over
+    restart = ["--resume_from_checkpoint", "last"] if resume else (["--overwrite_output_dir", "true"] if output_dir.exists() else [])
+    train_from_argv(argv + restart)
+    times = json.loads(times_file.read_text()) if times_file.exists() else []
+    times_file.write_text(json.dumps(times + [time.time() - start]))
+
+
 def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_dir: Path = STUDY_DIR, quick: bool = False,
                        device: str | None = None) -> dict:
     """One run, in this process: train (or resume, or skip when finished), evaluate on the test splits, run the
     depth-need analysis, copy the folder into `study_dir` and record it in runs.json."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
 
     from .analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log
     from .depth_need import depth_need_for_folder
     from .evaluation import evaluation_report, format_table, load_eval_data
     from .reproduce import machine, provenance
-    from .trainer import PROBE_LOG_FILE, train_from_argv
+    from .trainer import PROBE_LOG_FILE
 
     name = run_name(model, seed)
     output_dir = work_dir / task / name
     model_folder = write_model_folder(task, model, work_dir / task / "configs" / model)
-    argv = training_args(task, model, seed, model_folder, output_dir, quick)
+    argv = training_args(task, model, seed, model_folder, output_dir, quick, study_dir)
     times_file = output_dir / "wall_times.json"
-    commits_file = output_dir / "training_commits.json"  # the provenance of every piece of the training (resumed runs)
-    if not _finished(output_dir):
-        output_dir.mkdir(parents=True, exist_ok=True)
-        commits = json.loads(commits_file.read_text()) if commits_file.exists() else []
-        commits_file.write_text(json.dumps(commits + [provenance()]))
-        resume = output_dir.is_dir() and get_last_checkpoint(str(output_dir)) is not None
-        start = time.time()
-        # a folder with no checkpoint yet (interrupted before the first save) starts over
-        restart = ["--resume_from_checkpoint", "last"] if resume else (["--overwrite_output_dir", "true"] if output_dir.exists() else [])
-        train_from_argv(argv + restart)
-        times = json.loads(times_file.read_text()) if times_file.exists() else []
-        times_file.write_text(json.dumps(times + [time.time() - start]))
+    commits_file = output_dir / "training_commits.json"
+    _train_resumable(argv, output_dir)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     trained = AutoModelForCausalLM.from_pretrained(output_dir).to(device)
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
@@ -226,30 +307,238 @@ def run_grid(task: str, models: list[str] | None = None, seeds: list[int] | None
              study_dir: Path = STUDY_DIR, processes: int | None = None, quick: bool = False) -> list[tuple[str, int, int]]:
     """Every pending (model, seed) of the grid, `processes` at a time, each in its own process (`examples/study.py
     one`); returns (model, seed, exit code) per run. Exit codes other than 0 are reported, the others go on."""
-    import torch
-
     models, seeds = list(models or MODELS), list(SEEDS if seeds is None else seeds)
     for model in models:
         model_config(task, model)  # a bad task or model name fails here, before anything runs
-    cuda = torch.cuda.is_available()
-    processes = processes or (4 if cuda else (os.cpu_count() or 1))
+    grid_recipe(task, study_dir, quick)  # so does a searched grid whose search has not chosen
     todo = pending_runs(task, models, seeds, study_dir, quick)
+    jobs = [(run_name(model, seed), ["one", "--task", task, "--model", model, "--seed", str(seed)]) for model, seed in todo]
+    print(f"{task}: {len(todo)} runs pending: " + ", ".join(name for name, _ in jobs), flush=True)
+    codes = _run_processes(task, jobs, Path(work_dir) / task / "logs", work_dir, study_dir, processes, quick)
+    return [(model, seed, code) for (model, seed), (_, code) in zip(todo, codes)]
+
+
+def _run_processes(label: str, jobs: list[tuple[str, list[str]]], logs: Path, work_dir, study_dir, processes: int | None,
+                   quick: bool) -> list[tuple[str, int]]:
+    """`examples/study.py <arguments> --work_dir --study_dir [--quick]` for each (name, arguments), `processes` at a
+    time (default: the cores on CPU, four sharing a GPU), one torch thread each, logged to `logs/<name>.log`;
+    [(name, exit code)] in job order. A failed job is reported and the others go on."""
+    import torch
+
+    processes = processes or (4 if torch.cuda.is_available() else (os.cpu_count() or 1))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    logs = Path(work_dir) / task / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
     def launch(job):
-        model, seed = job
-        command = [sys.executable, str(REPO / "examples" / "study.py"), "one", "--task", task, "--model", model, "--seed", str(seed),
-                   "--work_dir", str(work_dir), "--study_dir", str(study_dir)] + (["--quick"] if quick else [])
-        with open(logs / f"{run_name(model, seed)}.log", "a") as log:
+        name, arguments = job
+        command = [sys.executable, str(REPO / "examples" / "study.py"), *arguments, "--work_dir", str(work_dir),
+                   "--study_dir", str(study_dir)] + (["--quick"] if quick else [])
+        with open(logs / f"{name}.log", "a") as log:
             code = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-        print(f"{task} {run_name(model, seed)}: {'done' if code == 0 else f'FAILED (exit {code}, log {log.name})'}", flush=True)
-        return model, seed, code
+        print(f"{label} {name}: {'done' if code == 0 else f'FAILED (exit {code}, log {log.name})'}", flush=True)
+        return name, code
 
-    print(f"{task}: {len(todo)} runs pending, {processes} at a time: " + ", ".join(run_name(*job) for job in todo), flush=True)
+    print(f"{label}: {processes} at a time", flush=True)
     with ThreadPoolExecutor(max_workers=processes) as pool:
-        return list(pool.map(launch, todo))
+        return list(pool.map(launch, jobs))
+
+
+# ----------------------------------------------------------------------------- recipe searches (before a searched grid)
+def candidate_recipe(search: str, candidate: str, variant: str) -> tuple[list[str], list[str], dict[str, str]]:
+    """(data, schedule, overrides of COMMON_ARGS): the `examples/train.py` arguments of one candidate in one variant,
+    which the search trains it with and a searched grid trains the chosen one with (its variant's)."""
+    if search not in SEARCHES:
+        raise ValueError(f"the study's recipe searches are {sorted(SEARCHES)}, not {search!r}")
+    spec = SEARCHES[search]
+    if candidate not in spec["candidates"]:
+        raise ValueError(f"the {search} search's candidates are {list(spec['candidates'])}, not {candidate!r}")
+    if variant not in spec["variants"]:
+        raise ValueError(f"the {search} search's variants are {list(spec['variants'])}, not {variant!r}")
+    c = spec["candidates"][candidate]
+    params = {**c.get("task_params", {}), **spec["variants"][variant]}
+    data = ["--task", spec["task"], "--task_params", json.dumps(params), "--train_sizes", *map(str, c["train_sizes"]),
+            "--extrapolation_sizes", *map(str, c["extrapolation_sizes"]), "--num_train", str(c["num_train"]),
+            "--num_test_per_size", str(spec["num_test_per_size"]), "--task_seed", "0"]
+    schedule = ["--max_steps", str(spec["steps"])]
+    if c.get("curriculum_accuracy") is not None:
+        schedule += ["--curriculum_accuracy", str(c["curriculum_accuracy"]), "--curriculum_metric", c["curriculum_metric"]]
+    return data, schedule, dict(c.get("overrides", {}))
+
+
+def search_args(search: str, candidate: str, variant: str, model_folder: Path, output_dir: Path, quick: bool = False) -> list[str]:
+    """The `examples/train.py` arguments of one search run: the candidate's recipe, `SEARCH_MODEL`, `SEARCH_SEED`."""
+    data, schedule, overrides = candidate_recipe(search, candidate, variant)
+    argv = ["--model_name_or_path", str(model_folder), "--output_dir", str(output_dir), "--seed", str(SEARCH_SEED),
+            *data, *schedule, *COMMON_ARGS]
+    return _overridden(argv, overrides, quick)
+
+
+def search_path(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> Path:
+    return Path(study_dir) / search / "search" / ("search-quick.json" if quick else SEARCH_FILE)
+
+
+def select_recipe(validation: dict[str, dict[str, dict[int, float]]], accuracy: float = SEARCH_ACCURACY) -> dict:
+    """The search's selection rule, on {candidate: {variant: {seen size: validation exact match}}} in the declared
+    order: the first candidate whose exact match is >= `accuracy` at every seen size of every variant; if none is,
+    the candidate with the highest minimum over its variants and seen sizes; a tie goes to the earlier candidate.
+    A missing or undefined value (no validation prompt at a size) counts as 0. {"candidate", "minimum", "passed",
+    "why"}."""
+    if not validation:
+        raise ValueError("select_recipe needs at least one candidate's validation numbers")
+    minima = {}
+    for name, variants in validation.items():
+        values = [v for sizes in variants.values() for v in sizes.values()]
+        minima[name] = min((v if v is not None and v == v else 0.0) for v in values) if values else 0.0
+    for name, low in minima.items():
+        if low >= accuracy:
+            return {"candidate": name, "minimum": low, "passed": True,
+                    "why": f"the first candidate in the declared order whose validation exact match is >= {accuracy} at "
+                           "every seen size (every variant)"}
+    best = max(minima, key=minima.get)  # max keeps the first of equal values: ties go to the earlier candidate
+    return {"candidate": best, "minimum": minima[best], "passed": False,
+            "why": f"no candidate reached {accuracy} at every seen size; the highest minimum over seen sizes and variants"}
+
+
+def _declared_runs(search: str) -> list[tuple[str, str]]:
+    spec = SEARCHES[search]
+    return [(candidate, variant) for candidate in spec["candidates"] for variant in spec["variants"]]
+
+
+def _recipe_record(search: str, candidate: str, variant: str) -> dict:
+    data, schedule, overrides = candidate_recipe(search, candidate, variant)
+    return {"data": data, "schedule": schedule, "overrides": overrides, "model": SEARCH_MODEL, "seed": SEARCH_SEED}
+
+
+def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> dict:
+    """The search's file read against the code's declaration: {"results": the recorded runs whose recipe is still the
+    declared one, "pending": the declared (candidate, variant) runs without one, "choice": `select_recipe` over the
+    results once nothing is pending, else None}. A result recorded for a recipe since changed in `SEARCHES` is pending
+    again (and not read)."""
+    path = search_path(search, study_dir, quick)
+    recorded = json.loads(path.read_text())["results"] if path.exists() else []
+    current = {(r["candidate"], r["variant"]): r for r in recorded
+               if (r["candidate"], r["variant"]) in _declared_runs(search)
+               and r["recipe"] == _recipe_record(search, r["candidate"], r["variant"])}
+    results = [current[key] for key in _declared_runs(search) if key in current]
+    pending = [key for key in _declared_runs(search) if key not in current]
+    choice = None
+    if not pending:
+        validation = {}
+        for r in results:
+            validation.setdefault(r["candidate"], {})[r["variant"]] = {int(c): v["exact"] for c, v in r["validation"].items()}
+        choice = select_recipe(validation)
+    return {"path": path, "results": results, "pending": pending, "choice": choice}
+
+
+def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: bool = False) -> dict:
+    """Adds (or replaces) one search run's line in the search's file and writes the rule's choice once every declared
+    run has one (None before). Returns the file's content."""
+    with _lock:
+        path = search_path(search, study_dir, quick)
+        old = json.loads(path.read_text())["results"] if path.exists() else []
+        results = [r for r in old if (r["candidate"], r["variant"]) != (entry["candidate"], entry["variant"])] + [entry]
+        order = {key: i for i, key in enumerate(_declared_runs(search))}
+        results.sort(key=lambda r: order.get((r["candidate"], r["variant"]), len(order)))
+        spec = SEARCHES[search]
+        content = {"search": search, "task": spec["task"], "protocol_version": PROTOCOL_VERSION, "quick": quick,
+                   "model": SEARCH_MODEL, "seed": SEARCH_SEED, "steps": spec["steps"], "accuracy": SEARCH_ACCURACY,
+                   "score": "exact match of the greedily generated answer per seen size, validation split only",
+                   "rule": " ".join(select_recipe.__doc__.split("\n\n")[0].split()),
+                   "candidates": list(spec["candidates"]), "variants": list(spec["variants"]), "results": results}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content, indent=2) + "\n")
+        state = search_state(search, study_dir, quick)
+        content["choice"] = state["choice"]
+        content["pending"] = [f"{c}/{v}" for c, v in state["pending"]]
+        path.write_text(json.dumps(content, indent=2) + "\n")
+        return content
+
+
+def searched_choice(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> str:
+    """The candidate the search chose; a clear error naming `search` while it has not chosen."""
+    state = search_state(search, study_dir, quick)
+    if state["choice"] is None:
+        total = len(_declared_runs(search))
+        done = "no result" if not state["path"].exists() else f"{total - len(state['pending'])} of {total} candidate runs done"
+        raise ValueError(f"the recipe search {search!r} has not chosen a recipe ({state['path']}: {done}): run "
+                         f"`python examples/study.py search --task {search}{' --quick' if quick else ''}` first")
+    return state["choice"]["candidate"]
+
+
+def search_one(search: str, candidate: str, variant: str, work_dir: Path, study_dir: Path = STUDY_DIR, quick: bool = False,
+               device: str | None = None) -> dict:
+    """One search run, in this process: train the candidate as `SEARCH_MODEL` with `SEARCH_SEED` (or resume, or skip
+    when finished), then score it on the validation split (nothing else is read): the exact match of the greedily
+    generated answer per seen size. Recorded in the search's file; returns the entry."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from anira_tasks.dataset import VALIDATION
+
+    from .evaluation import generated_correct, load_eval_data
+    from .reproduce import machine, provenance
+    from .statistics import wilson_interval
+
+    base = Path(work_dir) / search / "search"
+    output_dir = base / f"{candidate}-{variant}"
+    model_folder = write_model_folder(search, SEARCH_MODEL, base / "configs" / SEARCH_MODEL)
+    argv = search_args(search, candidate, variant, model_folder, output_dir, quick)
+    _train_resumable(argv, output_dir)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    trained = AutoModelForCausalLM.from_pretrained(output_dir).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    data, train_sizes = load_eval_data(output_dir)
+    rows = data[VALIDATION].to_list()
+    correct = generated_correct(trained, rows, tokenizer)
+    validation = {}
+    for size in train_sizes:
+        hits = [ok for ok, row in zip(correct, rows) if row["complexity"] == size]
+        validation[str(size)] = {"exact": sum(hits) / len(hits) if hits else float("nan"), "prompts": len(hits),
+                                 "interval": list(wilson_interval(sum(hits), len(hits)))}
+    state = json.loads((output_dir / "trainer_state.json").read_text()) if (output_dir / "trainer_state.json").exists() else {}
+    times_file = output_dir / "wall_times.json"
+    entry = {"candidate": candidate, "variant": variant, "recipe": _recipe_record(search, candidate, variant),
+             "validation": validation, "steps": state.get("global_step"),
+             "train_seconds": sum(json.loads(times_file.read_text())) if times_file.exists() else None,
+             "machine": machine(), "commit": provenance()["training_commit"],
+             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "train_args": argv}
+    record_search(search, entry, study_dir, quick)
+    return entry
+
+
+def run_search(search: str, work_dir: str | Path = "outputs/study", study_dir: Path = STUDY_DIR, processes: int | None = None,
+               quick: bool = False) -> dict:
+    """Every pending run of the search (candidate x variant), `processes` at a time, each in its own process
+    (`examples/study.py search-one`), then the search's state (results, pending, choice). Resumable like `run_grid`:
+    recorded runs are skipped, an interrupted training resumes from its checkpoint."""
+    if search not in SEARCHES:
+        raise ValueError(f"the study's recipe searches are {sorted(SEARCHES)}, not {search!r}")
+    todo = search_state(search, study_dir, quick)["pending"]
+    jobs = [(f"{candidate}-{variant}", ["search-one", "--task", search, "--candidate", candidate, "--variant", variant])
+            for candidate, variant in todo]
+    print(f"{search} search: {len(todo)} runs pending ({SEARCH_MODEL}, seed {SEARCH_SEED}, {SEARCHES[search]['steps']} steps): "
+          + ", ".join(name for name, _ in jobs), flush=True)
+    codes = _run_processes(f"{search} search", jobs, Path(work_dir) / search / "search" / "logs", work_dir, study_dir,
+                           processes, quick)
+    state = search_state(search, study_dir, quick)
+    state["exit_codes"] = dict(codes)
+    return state
+
+
+def format_search(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> str:
+    """Markdown: every recorded run's validation exact match per seen size, then the rule's choice (or what is pending)."""
+    state = search_state(search, study_dir, quick)
+    lines = [f"# {search}: recipe search ({SEARCH_MODEL}, seed {SEARCH_SEED}, {SEARCHES[search]['steps']} steps, "
+             "validation split)", "", "| candidate | variant | validation exact match per seen size (prompts) | minimum |",
+             "|---|---|---|---|"]
+    for r in state["results"]:
+        cells = " / ".join(f"{c}: {_fmt(v['exact'])} ({v['prompts']})" for c, v in r["validation"].items())
+        lines.append(f"| {r['candidate']} | {r['variant']} | {cells} | {_fmt(min(v['exact'] for v in r['validation'].values()))} |")
+    choice = state["choice"]
+    lines += ["", f"Chosen: {choice['candidate']} (minimum {_fmt(choice['minimum'])}): {choice['why']}." if choice
+              else "Pending: " + ", ".join(f"{c}/{v}" for c, v in state["pending"]) + "."]
+    return "\n".join(lines)
+
 
 
 # ----------------------------------------------------------------------------- the report over seeds
@@ -579,8 +868,11 @@ def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL
     if not folders:
         return {"status": "pending", "task": task, "protocol": PROTOCOL_FILE, "missing": [m["run"] for m in missing],
                 "text": f"The replicated study's runs on {task} are pending: none of its {expected} runs (protocol {version}, "
-                        f"{PROTOCOL_FILE}) has finished, so it has no result yet. `python examples/study.py run --task "
-                        f"{task}` trains them; until then the numbers below are one short run's, not the study's."}
+                        f"{PROTOCOL_FILE}) has finished, so it has no result yet. "
+                        + (f"`python examples/study.py search --task {GRIDS[task]['search']}` chooses its recipe, then "
+                           if "search" in GRIDS[task] else "")
+                        + f"`python examples/study.py run --task {task}` trains them; until then the numbers below are "
+                        "one short run's, not the study's."}
     result = study_summary(task, study_dir, version)
     curves = study_curves(task, study_dir, version)
     lines = [f"| model | seed {SHIPPED_SEED}: seen accuracy | seen depth | rho(depth, size), seen | unseen accuracy | "

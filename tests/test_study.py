@@ -9,8 +9,13 @@ from anira_study import study
 
 
 def test_every_model_of_a_grid_trains_on_the_same_data_and_schedule(tmp_path):
+    from test_study_search import choose
+
+    for search in study.SEARCHES:  # the searched grids: once their search has chosen (synthetic validation numbers)
+        choose(search, tmp_path)
     for task in study.GRIDS:
-        argvs = {model: study.training_args(task, model, 0, tmp_path / "m", tmp_path / "o") for model in study.MODELS}
+        argvs = {model: study.training_args(task, model, 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+                 for model in study.MODELS}
         adaptive = [a for m, a in argvs.items() if study.MODELS[m][0] != "fixed"]
         fixed = [a for m, a in argvs.items() if study.MODELS[m][0] == "fixed"]
         assert all(a == adaptive[0] for a in adaptive) and all(a == fixed[0] for a in fixed)
@@ -29,7 +34,7 @@ def test_model_configs_differ_only_in_the_declared_fields():
     with pytest.raises(ValueError, match="not 'bogus'"):
         study.model_config("depo", "bogus")
     with pytest.raises(ValueError, match="grids for"):
-        study.model_config("mano", "anira-o")
+        study.model_config("minimum", "anira-o")
 
 
 def test_pending_runs_are_seed_major_and_skip_recorded_ones(tmp_path):
@@ -202,7 +207,9 @@ def test_the_study_answer_is_pending_until_a_run_has_finished_and_then_shows_see
     assert "table" not in pending and len(pending["missing"]) == 15
     write_study_run(tmp_path, "depo", "anira-e", 0, {1: 1.0, 2: 0.8}, {1: 1.0, 2: 3.0}, report=False)  # recorded, report lost
     assert study.study_answer("depo", tmp_path)["status"] == "pending"
-    assert study.study_answer("mano", tmp_path)["status"] == "no grid"
+    assert study.study_answer("minimum", tmp_path)["status"] == "no grid"
+    searched = study.study_answer("mano", tmp_path)  # a searched grid names its search first
+    assert searched["status"] == "pending" and "study.py search --task mano" in searched["text"]
     for seed, (accuracy, rho, gain) in enumerate([(0.9, 0.7, 1.3), (0.5, 0.2, 0.9), (0.7, 0.65, 1.1)]):
         write_study_run(tmp_path, "depo", "anira-e", seed, {1: accuracy, 2: accuracy, 3: 0.1}, {1: 2.0, 2: 3.0, 3: 3.0},
                         rho=rho, gain=gain)

@@ -1,0 +1,167 @@
+"""The study's recipe searches (anira_study.study: SEARCHES, select_recipe, search_one, run_search) and the grids that
+take their recipe from them."""
+
+import json
+
+import pytest
+
+from anira_study import study
+
+
+def record(search, study_dir, candidate, variant, exact: dict, quick=False, recipe=None):
+    """A search run's line with synthetic validation numbers {seen size: exact match}."""
+    return study.record_search(search, {
+        "candidate": candidate, "variant": variant, "recipe": recipe or study._recipe_record(search, candidate, variant),
+        "validation": {str(c): {"exact": v, "prompts": 64} for c, v in exact.items()}}, study_dir, quick)
+
+
+def choose(search, study_dir, winner=None, quick=False):
+    """Records every declared run of `search`, `winner` (default the last candidate) the only one above the bar."""
+    candidates = list(study.SEARCHES[search]["candidates"])
+    winner = winner or candidates[-1]
+    for candidate in candidates:
+        for variant in study.SEARCHES[search]["variants"]:
+            record(search, study_dir, candidate, variant, {1: 1.0, 2: 0.95 if candidate == winner else 0.5}, quick)
+    return winner
+
+
+def test_the_rule_picks_the_first_candidate_over_the_bar_else_the_highest_minimum_ties_to_the_earlier():
+    both = lambda a, b: {"marker": a, "no-marker": b}  # noqa: E731
+    passing = {"a": both({1: 0.95, 2: 0.5}, {1: 1.0, 2: 1.0}),   # one variant's size below the bar
+               "b": both({1: 0.9, 2: 0.92}, {1: 0.91, 2: 0.9}),  # the first at >= 0.9 everywhere
+               "c": both({1: 1.0, 2: 1.0}, {1: 1.0, 2: 1.0})}    # better, but declared later
+    choice = study.select_recipe(passing)
+    assert (choice["candidate"], choice["passed"], choice["minimum"]) == ("b", True, 0.9)
+    failing = {"a": both({1: 0.3, 2: 0.99}, {1: 0.99, 2: 0.99}),  # minimum 0.3 (its best sizes do not count)
+               "b": both({1: 0.6, 2: 0.7}, {1: 0.8, 2: 0.6}),
+               "c": both({1: 0.6, 2: 0.89}, {1: 0.65, 2: float("nan")})}  # NaN (no prompt) counts as 0
+    choice = study.select_recipe(failing)
+    assert (choice["candidate"], choice["passed"], choice["minimum"]) == ("b", False, 0.6)
+    tie = {"a": both({1: 0.5}, {1: 0.7}), "b": both({1: 0.5}, {1: 0.9})}
+    assert study.select_recipe(tie)["candidate"] == "a"
+    with pytest.raises(ValueError, match="at least one"):
+        study.select_recipe({})
+
+
+def test_searches_are_declared_apart_from_the_study_and_keep_mano_23_and_both_markers_reachable():
+    assert study.SEARCH_SEED not in study.SEEDS and study.SEARCH_MODEL in study.MODELS
+    assert {"mano", "clrs-topological_sort", "clrs-dfs"} <= set(study.SEARCHES)
+    moduli = {c["task_params"]["modulus"] for c in study.SEARCHES["mano"]["candidates"].values()}
+    assert 23 in moduli
+    markers = {study.GRIDS[g]["variant"]: json.loads(study.candidate_recipe("mano", "mod23", study.GRIDS[g]["variant"])[0][3])
+               for g in ("mano", "mano-no-marker")}
+    assert markers["marker"]["use_length_marker"] is True and markers["no-marker"]["use_length_marker"] is False
+    with pytest.raises(ValueError, match="candidates are"):
+        study.candidate_recipe("mano", "mod99", "marker")
+
+
+def test_run_refuses_a_searched_grid_until_its_search_has_chosen_then_trains_the_choice(tmp_path, monkeypatch):
+    from conftest import load_script
+
+    script = load_script("study")
+    for call in (lambda: study.training_args("mano", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path),
+                 lambda: study.run_grid("mano", ["fixed-1"], [0], tmp_path / "work", tmp_path),
+                 lambda: script.main(["run", "--task", "mano", "--study_dir", str(tmp_path), "--work_dir", str(tmp_path / "w")])):
+        with pytest.raises(ValueError, match=r"mano grid takes its recipe from a search.*no result.*study.py search --task mano"):
+            call()
+    record("mano", tmp_path, "mod23", "marker", {1: 1.0, 2: 1.0})
+    with pytest.raises(ValueError, match="1 of 8 candidate runs done"):
+        study.training_args("mano", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+    winner = choose("mano", tmp_path, "mod7")
+    saved = json.loads(study.search_path("mano", tmp_path).read_text())
+    assert saved["choice"]["candidate"] == winner and saved["pending"] == [] and len(saved["results"]) == 8
+    assert saved["seed"] == study.SEARCH_SEED and "validation" in saved["score"]
+    for grid, marker in (("mano", True), ("mano-no-marker", False)):
+        argv = study.training_args(grid, "anira-e", 1, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+        params = json.loads(argv[argv.index("--task_params") + 1])
+        assert params == {"modulus": 7, "use_length_marker": marker}
+        assert argv[argv.index("--weight_decay") + 1] == "0.1" and argv[argv.index("--seed") + 1] == "1"
+        assert argv[argv.index("--max_steps") + 1] == str(study.SEARCHES["mano"]["steps"])
+    # a quick search does not stand for a real one, nor a real one for a quick one
+    with pytest.raises(ValueError, match="study.py search --task mano --quick"):
+        study.training_args("mano", "anira-e", 1, tmp_path / "m", tmp_path / "o", quick=True, study_dir=tmp_path)
+    # a result recorded for a recipe the code no longer declares is not read: that run is pending again
+    stale = study._recipe_record("mano", "mod11", "marker") | {"seed": 5}
+    record("mano", tmp_path, "mod11", "marker", {1: 1.0, 2: 1.0}, recipe=stale)
+    assert study.search_state("mano", tmp_path)["pending"] == [("mod11", "marker")]
+    with pytest.raises(ValueError, match="7 of 8 candidate runs done"):
+        study.training_args("mano", "anira-e", 1, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+
+
+def test_the_search_launches_its_pending_runs_several_at_a_time_and_skips_recorded_ones(tmp_path, monkeypatch):
+    import subprocess
+    import threading
+    import time
+
+    import torch
+
+    launched, running, peak, lock = [], [0], [0], threading.Lock()
+
+    def fake_run(command, cwd, env, stdout, stderr):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        launched.append(command)
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    record("clrs-dfs", tmp_path, "n4-7", "default", {4: 0.5})
+    state = study.run_search("clrs-dfs", tmp_path / "work", tmp_path)
+    jobs = [c[c.index("search-one") + 1:c.index("search-one") + 7] for c in launched]
+    assert sorted(jobs) == sorted(["--task", "clrs-dfs", "--candidate", name, "--variant", "default"] for name in ("n3-6", "n3-6-mixed"))
+    assert 2 <= peak[0] <= 4 and all(c[c.index("--study_dir") + 1] == str(tmp_path) for c in launched)
+    assert state["pending"] == [("n3-6", "default"), ("n3-6-mixed", "default")] and state["choice"] is None  # fake runs record nothing
+
+
+def test_a_quick_search_run_trains_the_search_model_and_scores_the_validation_split_only(tmp_path, monkeypatch):
+    """search_one (what `examples/study.py search` runs per candidate) on one declared candidate, quick: fixed-6 trained
+    with the search seed, every scored prompt a validation prompt, and once the search has chosen, `run`'s arguments."""
+    from anira_study import evaluation
+
+    scored = []
+    real = evaluation.generated_correct
+
+    def spy(model, rows, tokenizer, batch_size=64):
+        scored.extend(rows)
+        return real(model, rows, tokenizer, batch_size)
+
+    monkeypatch.setattr(evaluation, "generated_correct", spy)
+    monkeypatch.setitem(study.SEARCHES, "mano", {**study.SEARCHES["mano"], "variants": {"no-marker": {"use_length_marker": False}},
+                                                  "candidates": {"mod7": study.SEARCHES["mano"]["candidates"]["mod7"]}})
+    entry = study.search_one("mano", "mod7", "no-marker", tmp_path / "work", tmp_path / "study", quick=True)
+    from anira_study.evaluation import load_eval_data
+    from anira_study.reproduce import QUICK
+
+    folder = tmp_path / "work" / "mano" / "search" / "mod7-no-marker"
+    data, sizes = load_eval_data(folder)
+    assert {r["prompt"] for r in scored} == set(data["validation"]["prompt"])  # the whole validation split, nothing else
+    assert not {r["prompt"] for r in scored} & set(data["test_seen"]["prompt"])
+    assert json.loads((folder / "config.json").read_text())["max_depth"] == 6 and entry["steps"] == int(QUICK["--max_steps"])
+    argv = entry["train_args"]
+    assert argv[argv.index("--seed") + 1] == str(study.SEARCH_SEED)
+    assert sorted(int(c) for c in entry["validation"]) == sizes == [1, 2, 3, 4]
+    assert all(0.0 <= v["exact"] <= 1.0 and v["prompts"] > 0 for v in entry["validation"].values())
+    saved = json.loads(study.search_path("mano", tmp_path / "study", quick=True).read_text())
+    assert saved["choice"]["candidate"] == "mod7" and saved["quick"] is True  # the only candidate: chosen whatever it scored
+    assert "mod7" in study.format_search("mano", tmp_path / "study", quick=True)
+    argv = study.training_args("mano-no-marker", "anira-o", 0, tmp_path / "m", tmp_path / "o", quick=True, study_dir=tmp_path / "study")
+    assert json.loads(argv[argv.index("--task_params") + 1]) == {"modulus": 7, "use_length_marker": False}
+    again = study.search_one("mano", "mod7", "no-marker", tmp_path / "work", tmp_path / "study", quick=True)
+    assert again["train_seconds"] == entry["train_seconds"]  # resumable: a finished run is scored, not trained again
+
+
+@pytest.mark.slow
+def test_a_quick_run_of_a_searched_grid_trains_its_choice_and_records_it(tmp_path):
+    """`run --task mano-no-marker --quick` after a (synthetic) quick search: the chosen recipe, evaluated and recorded
+    as a DEPO run is."""
+    choose("mano", tmp_path / "study", "mod7", quick=True)
+    summary = study.train_and_evaluate("mano-no-marker", "anira-e", 0, tmp_path / "work", tmp_path / "study", quick=True)
+    argv = summary["train_args"]
+    assert json.loads(argv[argv.index("--task_params") + 1]) == {"modulus": 7, "use_length_marker": False}
+    runs = json.loads((tmp_path / "study" / "mano-no-marker" / "runs.json").read_text())
+    assert [(r["model"], r["seed"]) for r in runs] == [("anira-e", 0)] and summary["train_sizes"] == [1, 2, 3, 4]
+    assert set(summary["report"]["test_extrapolation"]["per_complexity"]) == {5, 6}
