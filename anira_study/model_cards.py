@@ -1,5 +1,7 @@
 """Model cards: the README.md of a `hub_configs/` folder and of a folder `examples/train.py` saves."""
 
+import json
+
 import yaml
 
 from .evaluation import EVAL_SPLITS, SPLIT_LABELS, format_table
@@ -136,10 +138,15 @@ def limitations(name: str, config, recipe: dict, summary: dict) -> list[str]:
         depth = ("The depth is the compute the model spent, not the compute a prompt needs: rho measures how the depth "
                  f"orders with {symbol}, not whether a prompt got the iterations it needed, nor whether fewer would have "
                  "served. That needs these weights' accuracy at every uniform depth and each prompt's oracle depth. " + pending)
-    return ["## Limitations", "",
-            f"- **One training seed.** The weights are one run of the recipe (`--seed {seed}`): its accuracy and depth "
-            "pattern are that run's, and the intervals above are over test prompts, not over training runs. Where other "
-            "seeds of the recipe were trained, the notes above say what they gave (experiments/seeds/).",
+    if summary.get("study"):
+        seeds = (f"- **One training seed of several.** The weights are one run of the study's recipe (`--seed {seed}`, the "
+                 "seed the protocol ships, declared before any run): the intervals above are over test prompts, not over "
+                 "training runs; what the other seeds gave is in \"Over training seeds\" above.")
+    else:
+        seeds = (f"- **One training seed.** The weights are one run of the recipe (`--seed {seed}`): its accuracy and depth "
+                 "pattern are that run's, and the intervals above are over test prompts, not over training runs. Where other "
+                 "seeds of the recipe were trained, the notes above say what they gave (experiments/seeds/).")
+    return ["## Limitations", "", seeds,
             f"- **Sizes it fails on** (accuracy below {FAIL_ACCURACY} on the test prompts): {fails}",
             f"- **What the depth does not show.** {depth}"]
 
@@ -221,9 +228,78 @@ def training_machines(report: dict) -> str:
     return _per_stage(stage_machines(report))
 
 
-def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
+def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
+    """A study-shipped card's "Over training seeds" section, from the study's runs.json under `study_dir`: which run
+    the folder is (or that it was retrained from the study's recipe), every seed of the same model (pooled seen
+    accuracy, accuracy per seen size, rho, adaptive gain, findings held), the compute-matched baselines' accuracy
+    per seed beside it, and the seeds not yet finished as pending."""
+    from pathlib import Path
+
+    from . import ship, study
+
+    block, study_dir = summary["study"], Path(study_dir)
+    task, model, version, quick = block["task"], block["model"], block["protocol_version"], block.get("quick", False)
+    folders, missing = study.grid_state(task, study_dir, version, quick)
+    if "run" in block and (model, block["seed"]) not in folders:
+        raise ValueError(f"{name}/report.json says it is the study's run {block['run']}, but "
+                         f"{study_dir / task / study.RUNS_FILE} holds no finished run of it (protocol {version}"
+                         f"{', quick' if quick else ''}): pass the study's folder (--study_dir)")
+    why = {(m["model"], m["seed"]): m["why"] for m in missing}
+    numbers = {key: study.run_numbers(json.loads((folder / "report.json").read_text())) for key, folder in folders.items()}
+    seeds = sorted({s for (m, s) in set(folders) | set(why) if m in (model, *ship.BASELINES)})
+    adaptive = study.MODELS[model][0] != "fixed"
+
+    def held(n: dict) -> str:
+        if not adaptive:
+            return "-"
+        gain = n.get("adaptive_gain_interval")
+        pays = gain is not None and n["adaptive_gain"] > 1 and gain[0] > 1
+        return ", ".join(f for f, ok in (("F1", study.finding_1(n)), ("F2", study.finding_2(n)), ("depth pays", pays)) if ok) or "none"
+
+    fmt = study._fmt
+    if "run" in block:
+        head = (f"This folder is the replicated study's run `{block['run']}` ({block['protocol']}, protocol {version}"
+                f"{', quick' if quick else ''}; trained at commit `{(block.get('commit') or 'unrecorded')[:12]}`): seed "
+                f"{block['seed']} of `{model}`. The protocol declared before any run that seed {study.SHIPPED_SEED} of "
+                f"{', '.join(ship.HUB_VARIANTS)} is the model shipped here, whatever the other seeds give: it was not "
+                "chosen among seeds.")
+    else:
+        head = (f"This folder was retrained from the replicated study's recipe (`{block['retrained_with']}`; {block['protocol']}, "
+                f"protocol {version}): seed {block['seed']} of `{model}`, not the study's own run, whose numbers are the "
+                f"seed-{block['seed']} row below.")
+    lines = ["## Over training seeds (the replicated study)", "", head, "",
+             "Every seed of the study's run of this model, on the study's test prompts (greedy accuracy pooled over the seen "
+             "sizes and per seen size; rho(depth, size) on seen sizes; the adaptive gain of the depth-need analysis; the "
+             "protocol's findings that hold in the seed: F1 depth follows complexity, F2 no extrapolation, depth pays):", "",
+             "| seed | seen accuracy | per seen size | rho (seen) | adaptive gain | findings held |", "|---|---|---|---|---|---|"]
+    for seed in seeds:
+        n, shipped = numbers.get((model, seed)), " (shipped)" if seed == block["seed"] else ""
+        if n is None and (model, seed) not in why:
+            continue
+        if n is None:
+            lines.append(f"| {seed}{shipped} | pending ({why[(model, seed)]}) | - | - | - | - |")
+            continue
+        gain = (fmt(n["adaptive_gain"]) + (f" [{fmt(n['adaptive_gain_interval'][0])}, {fmt(n['adaptive_gain_interval'][1])}]"
+                                           if n.get("adaptive_gain_interval") else "")) if adaptive else "-"
+        rho = fmt(n["rho_seen"]) + (f" [{fmt(n['rho_seen_interval'][0])}, {fmt(n['rho_seen_interval'][1])}]"
+                                    if n.get("rho_seen_interval") and n["rho_seen"] == n["rho_seen"] else "")
+        lines.append(f"| {seed}{shipped} | {fmt(n['pooled_seen_accuracy'])} | "
+                     f"{' / '.join(fmt(v) for v in n['seen_accuracy'].values())} | {rho} | {gain} | {held(n)} |")
+    lines += ["", "Compute-matched baselines (fixed depth, trained from scratch by the same recipe): seen accuracy pooled "
+                  "per seed, beside this model's.", "",
+              "| model | depth | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|---|" + "---|" * len(seeds)]
+    for row in (model, *ship.BASELINES):
+        depth = "adaptive, up to 6" if study.MODELS[row][0] != "fixed" else str(study.MODELS[row][1].get("max_depth", 6))
+        cells = [fmt(numbers[(row, s)]["pooled_seen_accuracy"]) if (row, s) in numbers
+                 else ("pending" if (row, s) in why else "-") for s in seeds]
+        lines.append(f"| {row} | {depth} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def trained_model_card(name: str, config, recipe: dict, summary: dict, study_dir=None) -> str:
     """The card of a trained named model: what it is, how to use it, what it scores (with intervals and
-    counts), the exact command that trained it, its wall time and the machine."""
+    counts), the exact command that trained it, its wall time and the machine. A folder the replicated study shipped
+    (its report's `study` block) adds every seed of its model from the study's runs under `study_dir`."""
     task = summary["task"]
     report = summary["report"]
     knob = recipe.get("knob", "complexity")
@@ -260,17 +336,29 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict) -> str:
                   "answers it; the adaptive gain is the compute of the cheapest uniform depth that reaches this model's own "
                   "accuracy over its own compute (above 1: the allocation saves compute), the matched oracle gain what "
                   "per-prompt depth could save at the best uniform depth's accuracy (definitions: `anira_study/depth_need.py`). "
-                  f"Measured {need['date']} on {need['machine']} with `{need['command']}`.", "", need["table"]]
+                  + (f"Measured {need['date']} on {need['machine']} with `{need['command']}`." if "command" in need else
+                   f"Measured by the study's run on {summary['machine']} ({summary['date']}), on "
+                   f"{need['num_prompts_per_size']} prompts per size."), "", need["table"]]
+    if summary.get("study"):
+        from .study import STUDY_DIR
+
+        lines += ["", *study_seeds(name, summary, STUDY_DIR if study_dir is None else study_dir)]
     commands = summary.get("train_commands") or [summary["train_command"]]  # reports written before staged recipes
     stages = summary.get("stage_steps", [summary["steps"]])
     staged = (f" in {len(stages)} stages of {' + '.join(f'{s:,}' for s in stages)} steps, each starting from the previous "
               "stage's weights with a fresh learning-rate schedule" if len(commands) > 1 else "")
     runs = [f"# stage {k}\n{command}" for k, command in enumerate(commands, 1)] if len(commands) > 1 else commands
+    retrain = summary.get("command", f"python examples/reproduce.py {name}")
+    by = ""
+    if "run" in (summary.get("study") or {}):  # the study's run: retrained by reproduce.py from the study's recipe
+        from .reproduce import canonical_commands
+
+        by = f"Trained by the study (`{summary['command']}`). "
+        retrain, runs = f"python examples/reproduce.py {name}", canonical_commands(recipe, name)
     lines += ["", "## How it was trained", "",
               f"{summary['steps']:,} steps{staged}, {summary['parameters']:,} parameters, {summary['train_seconds'] / 60:.1f} minutes of "
               f"training on {training_machines(summary)} (folder written {summary['date']}). {training_provenance(summary)} "
-              "Retrain from scratch (resumes after an interruption, then writes this folder):", "", "```bash",
-              summary.get("command", f"python examples/reproduce.py {name}"),
+              f"{by}Retrain from scratch (resumes after an interruption, then writes this folder):", "", "```bash", retrain,
               "```", "", "which runs exactly:", "", "```bash", *runs, "```", ""]
     continued = summary.get("continued")
     if continued:  # trained in sittings: the earlier stages' folder, then the later stages from its weights

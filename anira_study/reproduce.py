@@ -137,25 +137,35 @@ def keep_stage(before: tuple[float, float], after: tuple[float, float],
     return rho_after > rho_before, f"accuracy tied ({accuracy_after:.4f}); rho {verb} ({rho_before:.3f} -> {rho_after:.3f})"
 
 
-def base_config_folder(hub_dir: str | Path, name: str, folder: Path) -> Path:
-    """A config-only folder (config and tokenizer) holding the named model's configuration before any stage of its
-    recipe: `hub_configs/build.py`'s `build_config`, what an untrained named folder holds. A trained folder's own
-    config.json is the *last* stage's (a later stage's `--config_overrides` are saved in it), so the first stage
-    must not start from it."""
+def hub_build(hub_dir: str | Path):
+    """`hub_dir/build.py` as a module (the repository's `hub_configs/build.py` for a folder without one: a copy of
+    some named folders elsewhere is described by it)."""
     import importlib.util
 
-    from anira_tasks import load_tokenizer
-
     script = Path(hub_dir) / "build.py"
-    if not script.exists():  # a copy of some named folders elsewhere: the repository's build script describes them
+    if not script.exists():
         script = Path(__file__).resolve().parents[1] / "hub_configs" / "build.py"
     spec = importlib.util.spec_from_file_location("anira_hub_build", script)
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
+    return build
+
+
+def base_config_folder(hub_dir: str | Path, name: str, folder: Path, recipe: dict | None = None) -> Path:
+    """A config-only folder (config and tokenizer) holding the named model's configuration before any stage of its
+    recipe: the recipe's own `config` where it has one (the replicated study's recipes), else `hub_configs/build.py`'s
+    `build_config`, what an untrained named folder holds. A trained folder's own config.json is the *last* stage's
+    (a later stage's `--config_overrides` are saved in it), so the first stage must not start from it."""
+    from anira_tasks import load_tokenizer
+    from modeling_anira import AniraConfig
+
     _, variant, family = name.split("-", 2)
     tokenizer = load_tokenizer(family)
     folder.mkdir(parents=True, exist_ok=True)
-    build.build_config(variant, family, tokenizer).save_pretrained(folder)
+    if recipe is not None and "config" in recipe:
+        AniraConfig(**recipe["config"]).save_pretrained(folder)
+    else:
+        hub_build(hub_dir).build_config(variant, family, tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -218,9 +228,9 @@ def training_argv(recipe: dict, work_dir: Path, quick: bool = False, batch_scale
     argv = _set(argv, "--save_total_limit", "2")
     if _get(argv, "--save_steps") is None:
         argv = _set(argv, "--save_steps", str(recipe.get("checkpoint_steps", 1000)))
-    if cuda:
+    if cuda and recipe.get("bf16_on_gpu", True):  # the study's recipes train in float32 everywhere
         argv = _set(argv, "--bf16", "true")
-    else:
+    elif not cuda:
         argv = _set(argv, "--use_cpu", "true")
     if any(work_dir.glob("checkpoint-*")):
         argv = _set(argv, "--resume_from_checkpoint", "last")
@@ -355,7 +365,7 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     work_dir = Path(work_dir or Path("outputs/reproduce") / run_name)
     target = Path(target or (work_dir / "folder" if quick or seed is not None else folder))
     cuda = torch.cuda.is_available()
-    base = base_config_folder(hub_dir, name, work_dir / "base-config")  # not the trained folder's (last stage's) config
+    base = base_config_folder(hub_dir, name, work_dir / "base-config", recipe)  # not the trained folder's (last stage's) config
     runs = stage_runs(recipe, work_dir, quick, batch_scale, cuda, base)
     stage_steps, seconds, probe_log, trained_by = [], 0.0, [], []
     now = provenance()  # taken before training: the checkout may change while it runs
@@ -422,6 +432,9 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
         "importance_within_prompt": importance_within, "report": report,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    if "study" in recipe:  # retrained from the replicated study's recipe (not the study's own run: no "run")
+        summary["study"] = {**recipe["study"], "seed": int(_get(recipe["train_args"], "--seed")), "quick": quick,
+                            "retrained_with": command}
     if earlier:
         summary["continued"] = {"stages": earlier["stages"], "date": earlier["date"], "machine": earlier["machine"],
                                 "log_kept": not missing}

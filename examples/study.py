@@ -5,10 +5,13 @@
     python examples/study.py report --task depo                  # tables and figures over seeds from runs.json
     python examples/study.py figures --task depo                 # the figures alone (a grid in progress: what exists)
     python examples/study.py run --task depo --quick             # the whole pipeline in minutes (tests use it)
+    python examples/study.py ship --task depo                    # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
 
 `run` trains one process per core on CPU (several per GPU), checkpoints as it goes (run it again after an
 interruption), evaluates each finished run on the test prompts, and writes its weights and report under
-experiments/study/<task>/runs/ with a line in runs.json. The logic lives in `anira_study.study`.
+experiments/study/<task>/runs/ with a line in runs.json. `ship` copies the protocol's shipped runs (seed 0 of anira-e,
+anira-o and fixed-6) into hub_configs/anira-{e,o,fixed}-<task> and writes their recipes and cards (hub_configs/build.py);
+it refuses, naming them, while any of the three has not finished (`anira_study.ship`). The logic lives in `anira_study.study`.
 """
 
 import argparse
@@ -16,13 +19,14 @@ import sys
 
 import modeling_anira  # noqa: F401  (registers the Auto classes)
 from anira_study.cli import run_script
+from anira_study.ship import ship
 from anira_study.study import GRIDS, MODELS, SEEDS, STUDY_DIR, run_grid, study_figures, study_report, train_and_evaluate
 
 
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "one", "report", "figures"):
+    for name in ("run", "one", "report", "figures", "ship"):
         sub = commands.add_parser(name)
         sub.add_argument("--task", required=True, choices=sorted(GRIDS))
         sub.add_argument("--study_dir", help="where runs.json and the runs' folders go (default experiments/study, "
@@ -37,6 +41,9 @@ def main(argv: list[str] | None = None):
         if name == "one":
             sub.add_argument("--model", required=True, choices=list(MODELS))
             sub.add_argument("--seed", required=True, type=int)
+        if name == "ship":
+            sub.add_argument("--hub_dir", help="the named folders to write (default hub_configs, with --quick "
+                                               "outputs/study-quick/hub_configs)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from pathlib import Path
 
@@ -56,6 +63,11 @@ def main(argv: list[str] | None = None):
 
         torch.set_num_threads(1) if not torch.cuda.is_available() else None
         return train_and_evaluate(args.task, args.model, args.seed, Path(args.work_dir), study_dir, args.quick)
+    if args.command == "ship":
+        hub_dir = Path(args.hub_dir or ("outputs/study-quick/hub_configs" if args.quick else "hub_configs"))
+        folders = ship(args.task, study_dir, hub_dir, args.quick)
+        print("\n".join(f"wrote {folder}" for folder in folders))
+        return folders
     if args.command == "figures":
         return _figures(args.task, study_dir, args.quick)
     report = study_report(args.task, study_dir, quick=args.quick)

@@ -11,6 +11,11 @@ Each folder is a Hub repository in miniature. This script owns, in every folder,
 arguments that train it; `python examples/reproduce.py <name>` runs them and writes the weights, card and report into
 the folder).
 
+A folder whose report.json carries a `study` block holds a run of the replicated study (experiments/study/PROTOCOL.md),
+shipped by `python examples/study.py ship --task <task>`: its recipe is the study's (`anira_study.ship.shipped_recipe`:
+one stage, the study's `train.py` arguments and model config) instead of RECIPES, and its card adds every seed of the
+same model and the compute-matched baselines from the study's runs.json (`--study_dir`, default experiments/study).
+
 An untrained folder is all this script's: config, generation config, tokenizer, card, recipe and code, nothing else.
 A folder that holds trained weights (`model.safetensors`) keeps what its training wrote (weights, the rest of its
 config, generation config, `report.json`, `training_log.jsonl`, the figure); its code copies, tokenizer files, config
@@ -293,8 +298,25 @@ def _write_untrained(name: str, family: str, tokenizer, target: Path) -> list[Pa
     return written
 
 
-def _write_trained(name: str, source: Path, target: Path) -> list[Path]:
-    """A trained folder's package fields, recipe and card; the card from `source`'s report.json and recipe."""
+def study_recipe(name: str, report: dict) -> dict:
+    """The recipe of a folder holding a run of the replicated study (its report's `study` block), refused by name when
+    the block does not fit the folder or the study's code is another protocol version than the run's."""
+    from anira_study import ship, study
+
+    block = report["study"]
+    if ship.hub_name(block["task"], block["model"]) != name:
+        raise ValueError(f"{name}/report.json says it holds the study's {block['model']} on {block['task']}, which ships "
+                         f"as {ship.hub_name(block['task'], block['model'])}")
+    if block["protocol_version"] != study.PROTOCOL_VERSION:
+        raise ValueError(f"{name} holds a run of study protocol {block['protocol_version']}, but anira_study.study is "
+                         f"protocol {study.PROTOCOL_VERSION}: ship that version's seed {block['seed']} again "
+                         "(`python examples/study.py ship`)")
+    return ship.shipped_recipe(block["task"], block["model"], block["seed"])
+
+
+def _write_trained(name: str, source: Path, target: Path, study_dir: Path | None = None) -> list[Path]:
+    """A trained folder's package fields, recipe and card; the card from `source`'s report.json and recipe (and, for
+    a run of the study, from the study's runs under `study_dir`)."""
     from modeling_anira import AniraConfig
     from anira_study.model_cards import trained_model_card
 
@@ -304,26 +326,29 @@ def _write_trained(name: str, source: Path, target: Path) -> list[Path]:
     config = json.loads((source / "config.json").read_text())
     config.update(package_config_fields())
     (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")  # as to_json_file does
-    if name in RECIPES:
+    report = json.loads((source / "report.json").read_text())
+    if "study" in report:
+        recipe = study_recipe(name, report)
+    elif name in RECIPES:
         recipe = RECIPES[name]
     elif (source / "recipe.json").exists():
         recipe = json.loads((source / "recipe.json").read_text())
     else:
         raise ValueError(f"{source} holds weights but no recipe (neither build.py's RECIPES nor a recipe.json)")
     (target / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
-    card = trained_model_card(name, AniraConfig.from_pretrained(target), recipe, json.loads((source / "report.json").read_text()))
+    card = trained_model_card(name, AniraConfig.from_pretrained(target), recipe, report, study_dir)
     (target / "README.md").write_text(card)
     return [target / "config.json", target / "recipe.json", target / "README.md"]
 
 
-def write_folder(name: str, source: Path, target: Path, tokenizer) -> list[Path]:
+def write_folder(name: str, source: Path, target: Path, tokenizer, study_dir: Path | None = None) -> list[Path]:
     """Writes into `target` every file build.py owns of folder `name`, reading what a training wrote from `source`
     (the same folder when it is synced in place); returns the files written."""
     family = name.split("-")[-1]
     target.mkdir(parents=True, exist_ok=True)
     written = _write_shared(name, family, target)
     if is_trained(source):
-        return written + _write_trained(name, source, target)
+        return written + _write_trained(name, source, target, study_dir)
     return written + _write_untrained(name, family, tokenizer, target)
 
 
@@ -340,20 +365,28 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(HUB_CONFIGS_DIR.parent)) if path.is_relative_to(HUB_CONFIGS_DIR.parent) else str(path)
 
 
-def build_all(output_dir: str | Path = HUB_CONFIGS_DIR, check: bool = False) -> list[str] | list[Path]:
-    """Writes every named folder under `output_dir` (returns the folders). With `check`, writes nothing and
-    returns the out-of-date files as 'path: why' (empty when every folder is what this script writes)."""
+def build_all(output_dir: str | Path = HUB_CONFIGS_DIR, check: bool = False, names: list[str] | None = None,
+              study_dir: str | Path | None = None) -> list[str] | list[Path]:
+    """Writes every named folder under `output_dir` (or those of `names`; returns the folders). With `check`, writes
+    nothing and returns the out-of-date files as 'path: why' (empty when every folder is what this script writes).
+    `study_dir`: the replicated study's runs, which the cards of its shipped folders read (default experiments/study)."""
     from anira_tasks import load_tokenizer
 
+    unknown = sorted(set(names or []) - set(NAMES))
+    if unknown:
+        raise ValueError(f"not named folders: {', '.join(unknown)} (they are {', '.join(NAMES)})")
     output_dir = Path(output_dir)
+    study_dir = Path(study_dir) if study_dir is not None else HUB_CONFIGS_DIR.parent / "experiments" / "study"
     folders, problems = [], []
     with tempfile.TemporaryDirectory() as scratch:
         for family in FAMILY_TASKS:
             tokenizer = load_tokenizer(family)
             for variant in VARIANTS:
                 name = model_name(variant, family)
+                if names is not None and name not in names:
+                    continue
                 folder = output_dir / name
-                written = write_folder(name, folder, Path(scratch) / name if check else folder, tokenizer)
+                written = write_folder(name, folder, Path(scratch) / name if check else folder, tokenizer, study_dir)
                 extras = extra_files(folder, written) if folder.is_dir() else []
                 if not check:
                     for path in extras:
@@ -374,18 +407,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the named-model folders (hub_configs/anira-*) from the package.")
     parser.add_argument("output_dir", nargs="?", default=str(HUB_CONFIGS_DIR), help="the folder holding them")
     parser.add_argument("--check", action="store_true", help="write nothing; name every out-of-date file, exit 1 if any")
+    parser.add_argument("--study_dir", help="the replicated study's runs, read by the cards of the folders it shipped "
+                                            "(default experiments/study)")
     args = parser.parse_args(argv)
     if args.check:
-        problems = build_all(args.output_dir, check=True)
+        problems = build_all(args.output_dir, check=True, study_dir=args.study_dir)
         for problem in problems:
             print(problem)
         if problems:
-            where = "" if Path(args.output_dir).resolve() == HUB_CONFIGS_DIR else f" {args.output_dir}"
+            where = ("" if Path(args.output_dir).resolve() == HUB_CONFIGS_DIR else f" {args.output_dir}") + (
+                f" --study_dir {args.study_dir}" if args.study_dir else "")
             print(f"{len(problems)} file(s) out of date: run `python hub_configs/build.py{where}`")
             return 1
         print(f"every named folder under {_shown(Path(args.output_dir))} is up to date")
         return 0
-    for folder in build_all(args.output_dir):
+    for folder in build_all(args.output_dir, study_dir=args.study_dir):
         print(f"wrote {folder}")
     return 0
 

@@ -278,8 +278,9 @@ def test_each_stage_configuration_rebuilt_from_the_recipe_ends_at_the_trained_on
     from anira_study.reproduce import base_config_folder, stage_configs
     from modeling_anira import AniraConfig
 
-    base = AniraConfig.from_pretrained(base_config_folder(ROOT / "hub_configs", name, tmp_path / "base"))
-    configs = stage_configs(load_recipe(ROOT / "hub_configs" / name), base)
+    recipe = load_recipe(ROOT / "hub_configs" / name)  # a study-shipped folder's recipe holds its own base config
+    base = AniraConfig.from_pretrained(base_config_folder(ROOT / "hub_configs", name, tmp_path / "base", recipe))
+    configs = stage_configs(recipe, base)
     assert _fields(configs[-1]) == _fields(AniraConfig.from_pretrained(ROOT / "hub_configs" / name))
 
 
