@@ -5,13 +5,18 @@
     python examples/study.py report --task depo                  # tables and figures over seeds from runs.json
     python examples/study.py figures --task depo                 # the figures alone (a grid in progress: what exists)
     python examples/study.py run --task depo --quick             # the whole pipeline in minutes (tests use it)
+    python examples/study.py search --task mano                  # a searched grid's recipe (mano, clrs-<algorithm>)
+    python examples/study.py run --task mano                     # then its grid (also mano-no-marker), as for depo
     python examples/study.py ship --task depo                    # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
 
 `run` trains one process per core on CPU (several per GPU), checkpoints as it goes (run it again after an
 interruption), evaluates each finished run on the test prompts, and writes its weights and report under
 experiments/study/<task>/runs/ with a line in runs.json. `ship` copies the protocol's shipped runs (seed 0 of anira-e,
 anira-o and fixed-6) into hub_configs/anira-{e,o,fixed}-<task> and writes their recipes and cards (hub_configs/build.py);
-it refuses, naming them, while any of the three has not finished (`anira_study.ship`). The logic lives in `anira_study.study`.
+it refuses, naming them, while any of the three has not finished (`anira_study.ship`). `search` trains a search's
+declared candidates (`fixed-6`, search seed 100), scores each on the validation split only, and writes every
+candidate's numbers and the rule's choice to experiments/study/<search>/search/search.json; `run` on a searched grid
+refuses until it exists. The logic lives in `anira_study.study`.
 """
 
 import argparse
@@ -20,24 +25,29 @@ import sys
 import modeling_anira  # noqa: F401  (registers the Auto classes)
 from anira_study.cli import run_script
 from anira_study.ship import ship
-from anira_study.study import GRIDS, MODELS, SEEDS, STUDY_DIR, run_grid, study_figures, study_report, train_and_evaluate
+from anira_study.study import (GRIDS, MODELS, SEARCHES, SEEDS, STUDY_DIR, format_search, run_grid, run_search, search_one,
+                                study_figures, study_report, train_and_evaluate)
 
 
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "one", "report", "figures", "ship"):
+    for name in ("run", "one", "report", "figures", "ship", "search", "search-one"):
         sub = commands.add_parser(name)
-        sub.add_argument("--task", required=True, choices=sorted(GRIDS))
+        sub.add_argument("--task", required=True, choices=sorted(SEARCHES if name.startswith("search") else GRIDS))
         sub.add_argument("--study_dir", help="where runs.json and the runs' folders go (default experiments/study, "
                                              "with --quick outputs/study-quick)")
         sub.add_argument("--quick", action="store_true", help="tiny runs (minutes) through the whole pipeline")
-        if name in ("run", "one"):
+        if name in ("run", "one", "search", "search-one"):
             sub.add_argument("--work_dir", default="outputs/study", help="training folders (checkpoints), outside the repository")
+        if name in ("run", "search"):
+            sub.add_argument("--processes", type=int, help="runs at a time (default: the cores on CPU, 4 on a GPU)")
+        if name == "search-one":
+            sub.add_argument("--candidate", required=True)
+            sub.add_argument("--variant", required=True)
         if name == "run":
             sub.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
             sub.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-            sub.add_argument("--processes", type=int, help="runs at a time (default: the cores on CPU, 4 on a GPU)")
         if name == "one":
             sub.add_argument("--model", required=True, choices=list(MODELS))
             sub.add_argument("--seed", required=True, type=int)
@@ -48,9 +58,21 @@ def main(argv: list[str] | None = None):
     from pathlib import Path
 
     study_dir = Path(args.study_dir or ("outputs/study-quick" if args.quick else STUDY_DIR))
+    if getattr(args, "processes", None) is not None and args.processes < 1:
+        raise ValueError(f"--processes must be >= 1, got {args.processes}")
+    if args.command == "search":
+        state = run_search(args.task, args.work_dir, study_dir, args.processes, args.quick)
+        print(format_search(args.task, study_dir, args.quick))
+        failed = [name for name, code in state["exit_codes"].items() if code != 0]
+        if failed:
+            raise SystemExit(f"failed search runs (their logs are under {args.work_dir}/{args.task}/search/logs): {', '.join(failed)}")
+        return state
+    if args.command == "search-one":
+        import torch
+
+        torch.set_num_threads(1) if not torch.cuda.is_available() else None
+        return search_one(args.task, args.candidate, args.variant, Path(args.work_dir), study_dir, args.quick)
     if args.command == "run":
-        if args.processes is not None and args.processes < 1:
-            raise ValueError(f"--processes must be >= 1, got {args.processes}")
         if any(seed < 0 for seed in args.seeds):
             raise ValueError(f"--seeds must be >= 0, got {args.seeds}")
         results = run_grid(args.task, args.models, args.seeds, args.work_dir, study_dir, args.processes, args.quick)
