@@ -377,12 +377,17 @@ def search_path(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -
     return Path(study_dir) / search / "search" / ("search-quick.json" if quick else SEARCH_FILE)
 
 
+SELECTION_RULE = (f"the first candidate in the declared order whose validation exact match is >= {SEARCH_ACCURACY} at every "
+                  "seen size of every variant; if none is, the candidate with the highest minimum over its variants and "
+                  "seen sizes; a tie goes to the earlier candidate; a size without validation prompts counts as 0")
+
+
 def select_recipe(validation: dict[str, dict[str, dict[int, float]]], accuracy: float = SEARCH_ACCURACY) -> dict:
-    """The search's selection rule, on {candidate: {variant: {seen size: validation exact match}}} in the declared
-    order: the first candidate whose exact match is >= `accuracy` at every seen size of every variant; if none is,
-    the candidate with the highest minimum over its variants and seen sizes; a tie goes to the earlier candidate.
-    A missing or undefined value (no validation prompt at a size) counts as 0. {"candidate", "minimum", "passed",
-    "why"}."""
+    """The search's selection rule (`SELECTION_RULE`), on {candidate: {variant: {seen size: validation exact match}}}
+    in the declared order: the first candidate whose exact match is >= `accuracy` at every seen size of every
+    variant; if none is, the candidate with the highest minimum over its variants and seen sizes; a tie goes to the
+    earlier candidate. A missing or undefined value (no validation prompt at a size) counts as 0. Returns
+    {"candidate", "minimum", "passed", "why"}."""
     if not validation:
         raise ValueError("select_recipe needs at least one candidate's validation numbers")
     minima = {}
@@ -415,7 +420,8 @@ def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) 
     results once nothing is pending, else None}. A result recorded for a recipe since changed in `SEARCHES` is pending
     again (and not read)."""
     path = search_path(search, study_dir, quick)
-    recorded = json.loads(path.read_text())["results"] if path.exists() else []
+    text = path.read_text() if path.exists() else ""
+    recorded = json.loads(text)["results"] if text.strip() else []
     current = {(r["candidate"], r["variant"]): r for r in recorded
                if (r["candidate"], r["variant"]) in _declared_runs(search)
                and r["recipe"] == _recipe_record(search, r["candidate"], r["variant"])}
@@ -432,10 +438,16 @@ def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) 
 
 def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: bool = False) -> dict:
     """Adds (or replaces) one search run's line in the search's file and writes the rule's choice once every declared
-    run has one (None before). Returns the file's content."""
-    with _lock:
-        path = search_path(search, study_dir, quick)
-        old = json.loads(path.read_text())["results"] if path.exists() else []
+    run has one (None before). Returns the file's content. The search's runs are separate processes: a file lock
+    keeps two that finish together from losing one's line."""
+    import fcntl
+
+    path = search_path(search, study_dir, quick)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock, open(path, "a") as lock:  # the file itself is the lock (`write_text` keeps its inode)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text()
+        old = json.loads(text)["results"] if text.strip() else []
         results = [r for r in old if (r["candidate"], r["variant"]) != (entry["candidate"], entry["variant"])] + [entry]
         order = {key: i for i, key in enumerate(_declared_runs(search))}
         results.sort(key=lambda r: order.get((r["candidate"], r["variant"]), len(order)))
@@ -443,9 +455,8 @@ def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: 
         content = {"search": search, "task": spec["task"], "protocol_version": PROTOCOL_VERSION, "quick": quick,
                    "model": SEARCH_MODEL, "seed": SEARCH_SEED, "steps": spec["steps"], "accuracy": SEARCH_ACCURACY,
                    "score": "exact match of the greedily generated answer per seen size, validation split only",
-                   "rule": " ".join(select_recipe.__doc__.split("\n\n")[0].split()),
+                   "rule": SELECTION_RULE,
                    "candidates": list(spec["candidates"]), "variants": list(spec["variants"]), "results": results}
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(content, indent=2) + "\n")
         state = search_state(search, study_dir, quick)
         content["choice"] = state["choice"]

@@ -165,3 +165,19 @@ def test_a_quick_run_of_a_searched_grid_trains_its_choice_and_records_it(tmp_pat
     runs = json.loads((tmp_path / "study" / "mano-no-marker" / "runs.json").read_text())
     assert [(r["model"], r["seed"]) for r in runs] == [("anira-e", 0)] and summary["train_sizes"] == [1, 2, 3, 4]
     assert set(summary["report"]["test_extrapolation"]["per_complexity"]) == {5, 6}
+
+
+def _record_one(args):
+    study_dir, candidate, variant = args
+    record("mano", study_dir, candidate, variant, {1: 0.5})
+
+
+def test_search_runs_finishing_together_in_separate_processes_all_keep_their_line(tmp_path):
+    import multiprocessing
+
+    jobs = [(tmp_path, c, v) for c in study.SEARCHES["mano"]["candidates"] for v in study.SEARCHES["mano"]["variants"]]
+    with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
+        pool.map(_record_one, jobs)
+    saved = json.loads(study.search_path("mano", tmp_path).read_text())
+    assert len(saved["results"]) == len(jobs) and saved["pending"] == [] and saved["rule"] == study.SELECTION_RULE
+    assert saved["choice"]["candidate"] == "mod23" and not saved["choice"]["passed"]  # all tied at 0.5: the first
