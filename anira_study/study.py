@@ -22,6 +22,7 @@ The grids of MANO and of CLRS algorithms take their recipe from a recipe search 
 scored on the validation split only, the winner picked by the rule of `select_recipe`.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -186,18 +187,37 @@ def training_args(task: str, model: str, seed: int, model_folder: Path, output_d
 
 def read_runs(task: str, study_dir: Path = STUDY_DIR) -> list[dict]:
     path = study_dir / task / RUNS_FILE
-    return json.loads(path.read_text()) if path.exists() else []
+    text = path.read_text() if path.exists() else ""
+    return json.loads(text) if text.strip() else []
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Holds `path` (created empty if missing) under an exclusive lock between this process's threads and, where
+    the platform has fcntl, between processes: a grid's runs are separate processes, and two that finish together
+    must not lose one's line. `write_text` keeps the file's inode, so the file itself is the lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock, open(path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # no fcntl (Windows): threads only
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def record_run(task: str, entry: dict, study_dir: Path = STUDY_DIR) -> None:
-    """Adds (or replaces: same run, same protocol version) a run's line in runs.json."""
-    with _lock:
+    """Adds (or replaces: same run, same protocol version) a run's line in runs.json, under `locked`."""
+    path = study_dir / task / RUNS_FILE
+    with locked(path):
         runs = [r for r in read_runs(task, study_dir)
                 if (r["run"], r["protocol_version"]) != (entry["run"], entry["protocol_version"])]
         runs.append(entry)
         runs.sort(key=lambda r: (r["protocol_version"], r["model"], r["seed"]))
-        path = study_dir / task / RUNS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(runs, indent=2) + "\n")
 
 
@@ -439,13 +459,9 @@ def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) 
 def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: bool = False) -> dict:
     """Adds (or replaces) one search run's line in the search's file and writes the rule's choice once every declared
     run has one (None before). Returns the file's content. The search's runs are separate processes: a file lock
-    keeps two that finish together from losing one's line."""
-    import fcntl
-
+    keeps two that finish together from losing one's line (`locked`)."""
     path = search_path(search, study_dir, quick)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _lock, open(path, "a") as lock:  # the file itself is the lock (`write_text` keeps its inode)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(path):
         text = path.read_text()
         old = json.loads(text)["results"] if text.strip() else []
         results = [r for r in old if (r["candidate"], r["variant"]) != (entry["candidate"], entry["variant"])] + [entry]

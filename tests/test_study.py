@@ -225,3 +225,21 @@ def test_the_study_answer_is_pending_until_a_run_has_finished_and_then_shows_see
     assert rows["fixed-6"][1] == "seed 0 pending" and rows["fixed-6"][7] == "1.00 (1.00-1.00, 1 seed)"
     assert "4 of 15 runs finished" in answer["text"] and "anira-o-seed0" in answer["text"]
     assert answer["curves"]["models"]["anira-e"]["accuracy"][1]["seeds"] == {0: 0.9, 1: 0.5, 2: 0.7}
+
+
+def _record_many(args):
+    study_dir, worker = args
+    for i in range(25):
+        study.record_run("depo", {"run": f"w{worker}-{i}", "protocol_version": "v1", "model": "fixed-1", "seed": i},
+                         study_dir)
+
+
+def test_runs_finishing_together_in_separate_processes_all_keep_their_line(tmp_path):
+    """A grid's runs are separate processes writing one runs.json: under the file lock none loses another's line
+    (4 processes x 25 writes; without the lock the read-modify-write races lose lines)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        pool.map(_record_many, [(tmp_path, worker) for worker in range(4)])
+    runs = study.read_runs("depo", tmp_path)
+    assert sorted(r["run"] for r in runs) == sorted(f"w{w}-{i}" for w in range(4) for i in range(25))
