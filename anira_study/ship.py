@@ -50,7 +50,7 @@ def shipped_recipe(task: str, model: str, seed: int = study.SHIPPED_SEED) -> dic
     params = json.loads(argv[argv.index("--task_params") + 1]) if "--task_params" in argv else {}
     smallest = int(argv[argv.index("--train_sizes") + 1])
     return {
-        "study": {"protocol": study.PROTOCOL_FILE, "protocol_version": study.PROTOCOL_VERSION, "task": task, "model": model,
+        "study": {"protocol": study.PROTOCOL_FILE, "protocol_version": study.protocol_version(task), "task": task, "model": model,
                   "seed": seed},
         "knob": TASKS[task_name].knob,
         "example_prompt": generate_sample(task_name, smallest, seed=0, **params).prompt,
@@ -58,7 +58,7 @@ def shipped_recipe(task: str, model: str, seed: int = study.SHIPPED_SEED) -> dic
         "bf16_on_gpu": False,
         "config": {k: v for k, v in json.loads(config.to_json_string(use_diff=False)).items() if k not in CONFIG_MACHINE_FIELDS},
         "train_args": argv,
-        "notes": f"The replicated study's recipe of {model} ({study.PROTOCOL_FILE}, protocol {study.PROTOCOL_VERSION}): one "
+        "notes": f"The replicated study's recipe of {model} ({study.PROTOCOL_FILE}, protocol {study.protocol_version(task)}): one "
                  "stage from a fresh initialisation, the same data, steps and schedule as every model of the grid, nothing "
                  "decided by results. --model_name_or_path is a config-only folder holding this recipe's `config`, which "
                  f"`examples/reproduce.py` writes before training. The study ships seed {seed}, declared before any run.",
@@ -90,7 +90,7 @@ def ship(task: str, study_dir: Path = study.STUDY_DIR, hub_dir: str | Path = stu
 
     hub_name(task, next(iter(HUB_VARIANTS)))  # a task without named folders is refused by name
     study_dir, hub_dir, seed = Path(study_dir), Path(hub_dir), study.SHIPPED_SEED
-    folders, missing = study.grid_state(task, study_dir, study.PROTOCOL_VERSION, quick, seeds=(seed,))
+    folders, missing = study.grid_state(task, study_dir, None, quick, seeds=(seed,))
     missing = [m for m in missing if m["model"] in HUB_VARIANTS]
     for model in HUB_VARIANTS:
         folder = folders.get((model, seed))

@@ -7,8 +7,8 @@
 The protocol (experiments/study/PROTOCOL.md) fixes, before its runs: the models of each task's grid and their
 recipes (`GRIDS`: one `examples/train.py` command each, the same data, steps and schedule for all), the seeds,
 the test prompts (the task's own test splits, `task_seed` 0) and the analyses. This module is that protocol in
-code; a change to a recipe after results exist is a new `PROTOCOL_VERSION`, and runs keep the version that
-trained them.
+code; a change to a recipe after results exist is a new protocol version (`VERSIONS`), and runs keep the version
+that trained them.
 
 A run trains in `work_dir/<task>/<model>-seed<k>` (checkpoints every `--save_steps`: an interruption costs
 minutes; `run` again resumes), then evaluates once on the test splits (generated answers, depth per size, rho,
@@ -33,7 +33,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-PROTOCOL_VERSION = "v1"
 REPO = Path(__file__).resolve().parents[1]
 STUDY_DIR = REPO / "experiments" / "study"
 SEEDS = (0, 1, 2)
@@ -76,7 +75,7 @@ GRIDS = {
 # SEARCH_SEED for the search's `steps`, the budget the grid then trains the chosen recipe for too. Scored by the
 # exact match of the generated answers on the validation split per seen size; `select_recipe` picks (the candidates'
 # order is the preference: nearest the paper first). Why these candidates: docs/tasks.md (MANO's prompt space and
-# splits, CLRS's lengths and serial depth) and the draft protocol section of the searched grids.
+# splits, CLRS's lengths and serial depth) and experiments/study/PROTOCOL.md, version 2.
 SEARCH_SEED = 100  # not in SEEDS: no study run repeats a search run's initialisation and data order
 SEARCH_MODEL = "fixed-6"  # the most compute and no penalty schedule: a recipe it does not learn, no model of the grid does
 SEARCH_ACCURACY = 0.9  # the rule's bar, finding 1's accuracy
@@ -110,10 +109,20 @@ GRIDS |= {
     "mano-no-marker": dict(search="mano", variant="no-marker"),
     **{name: dict(search=name, variant="default") for name in SEARCHES if name.startswith("clrs-")},
 }
+# The protocol version that declared each grid and search: a run records its grid's, and a report reads only those.
+VERSIONS = {"depo": "v1", "brevo": "v1"} | {name: "v2" for name in [*SEARCHES, *GRIDS] if name not in ("depo", "brevo")}
 QUICK_DEPTH_NEED_PROMPTS = 4
 DEPTH_NEED_PROMPTS = 200  # test prompts per size of the depth-need analysis (uniform depths 1..max_depth each)
 RUNS_FILE = "runs.json"
 _lock = threading.Lock()
+
+
+def protocol_version(name: str) -> str:
+    """The protocol version that declared grid or search `name` (`VERSIONS`): declaring new grids in a later version
+    does not move the grids already running to it."""
+    if name not in VERSIONS:
+        raise ValueError(f"the study has grids {sorted(GRIDS)} and searches {sorted(SEARCHES)}, not {name!r}")
+    return VERSIONS[name]
 
 
 def run_name(model: str, seed: int) -> str:
@@ -299,7 +308,7 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
         shutil.copyfile(output_dir / file, target / file)
     summary = {
         "run": name, "task": task, "model": model, "depth_mode": trained.config.depth_mode,
-        "max_depth": trained.config.max_depth, "seed": seed, "protocol_version": PROTOCOL_VERSION, "quick": quick,
+        "max_depth": trained.config.max_depth, "seed": seed, "protocol_version": protocol_version(task), "quick": quick,
         "steps": state.get("global_step"), "train_seconds": sum(json.loads(times_file.read_text())) if times_file.exists() else None,
         "machine": machine(), "commit": provenance()["training_commit"], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "training_commits": json.loads(commits_file.read_text()) if commits_file.exists() else None,
@@ -319,7 +328,7 @@ def pending_runs(task: str, models: list[str], seeds: list[int], study_dir: Path
     """The (model, seed) pairs with no line of this protocol version in runs.json, seed-major: every model's seed
     0 before any seed 1, so an interrupted grid holds whole seeds."""
     done = {(r["model"], r["seed"]) for r in read_runs(task, study_dir)
-            if r["protocol_version"] == PROTOCOL_VERSION and r.get("quick", False) == quick}
+            if r["protocol_version"] == protocol_version(task) and r.get("quick", False) == quick}
     return [(model, seed) for seed in seeds for model in models if (model, seed) not in done]
 
 
@@ -468,7 +477,7 @@ def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: 
         order = {key: i for i, key in enumerate(_declared_runs(search))}
         results.sort(key=lambda r: order.get((r["candidate"], r["variant"]), len(order)))
         spec = SEARCHES[search]
-        content = {"search": search, "task": spec["task"], "protocol_version": PROTOCOL_VERSION, "quick": quick,
+        content = {"search": search, "task": spec["task"], "protocol_version": protocol_version(search), "quick": quick,
                    "model": SEARCH_MODEL, "seed": SEARCH_SEED, "steps": spec["steps"], "accuracy": SEARCH_ACCURACY,
                    "score": "exact match of the greedily generated answer per seen size, validation split only",
                    "rule": SELECTION_RULE,
@@ -636,8 +645,9 @@ def finding_3(online: dict, early: dict, scope: str = "all_tokens") -> bool | No
     return online[f"{key}_interval"][0] > early[f"{key}_interval"][1]
 
 
-def study_report(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False) -> dict:
+def study_report(task: str, study_dir: Path = STUDY_DIR, version: str | None = None, quick: bool = False) -> dict:
     """`study_summary`, written to `<task>/results.md` and `<task>/summary.json`."""
+    version = version or protocol_version(task)
     result = study_summary(task, study_dir, version, quick)
     out = study_dir / task
     (out / ("summary-quick.json" if quick else "summary.json")).write_text(json.dumps(
@@ -646,9 +656,10 @@ def study_report(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL
     return result
 
 
-def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False) -> dict:
+def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = None, quick: bool = False) -> dict:
     """Per model, every seed's numbers and their summary over seeds; per finding, how many seeds it holds in
     (nothing is written)."""
+    version = version or protocol_version(task)
     from .statistics import seed_summary
 
     entries = [r for r in read_runs(task, study_dir) if r["protocol_version"] == version and r.get("quick", False) == quick]
@@ -765,11 +776,12 @@ def band(values: dict[int, float]) -> dict:
             "count": len(numbers)}
 
 
-def grid_state(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False,
+def grid_state(task: str, study_dir: Path = STUDY_DIR, version: str | None = None, quick: bool = False,
                seeds=SEEDS) -> tuple[dict[tuple[str, int], Path], list[dict]]:
     """The finished runs of a grid, {(model, seed): its folder}, and the runs the grid (every model of `MODELS` at
     every seed of `seeds`) still lacks, [{"run", "model", "seed", "why"}]: no line in runs.json, or a line whose folder
     holds no report.json. Runs outside the grid (another seed) count as finished when their report is there."""
+    version = version or protocol_version(task)
     finished, missing = {}, []
     entries = {(r["model"], r["seed"]): r for r in read_runs(task, study_dir)
                if r["protocol_version"] == version and r.get("quick", False) == quick}
@@ -804,11 +816,12 @@ def _probe_curves(logs: dict[int, list[dict]], sizes: list[int]) -> dict:
             "accuracy": {c: over(f"probe/{metric}@{c}") for c in sizes}, "depth": {c: over(f"probe/depth@{c}") for c in sizes}}
 
 
-def study_curves(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False,
+def study_curves(task: str, study_dir: Path = STUDY_DIR, version: str | None = None, quick: bool = False,
                  seeds=SEEDS) -> dict:
     """What the study's figures draw, from the finished runs' reports and probe logs (nothing is run): per model and
     size the test accuracy, the mean answer depth and the oracle depth of the depth-need analysis, and per size the
     validation probe's accuracy and depth over steps, each a `band` over seeds; the grid's missing runs."""
+    version = version or protocol_version(task)
     from .analysis import read_probe_log
     from .trainer import PROBE_LOG_FILE
 
@@ -855,11 +868,12 @@ def missing_note(curves: dict) -> str:
             + "; ".join(f"{model} seed{'s' if len(s) > 1 else ''} {', '.join(s)}" for model, s in by_model.items()))
 
 
-def study_figures(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION, quick: bool = False,
+def study_figures(task: str, study_dir: Path = STUDY_DIR, version: str | None = None, quick: bool = False,
                   seeds=SEEDS) -> dict:
     """The study's three figures of a task (whatever part of the grid has finished), in `study_dir/<task>/`:
     accuracy and depth against size (the paper's figure 3), allocated against needed depth for ANIRA-E and ANIRA-O
     (figure 2), the validation probe over training (figures 4-5). {"paths", "missing", "note"}."""
+    version = version or protocol_version(task)
     from .figures import plot_study_allocated_needed, plot_study_complexity, plot_study_dynamics
 
     curves = study_curves(task, study_dir, version, quick, seeds)
@@ -882,7 +896,7 @@ def _range(stat: dict | None) -> str:
     return f"{_fmt(stat['mean'])} ({_fmt(stat['min'])}-{_fmt(stat['max'])}, {stat['seeds']} seed{'s' if stat['seeds'] > 1 else ''})"
 
 
-def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL_VERSION) -> dict:
+def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str | None = None) -> dict:
     """What the main job shows before its own short run: the study's finished runs of `task` (seed 0, the shipped
     run, beside the range over seeds, with the depth-need gains and the findings' seed counts), or, while none has
     finished, that the study is pending. {"status": "results" | "pending" | "no grid", "text", ...}; the numbers come
@@ -890,6 +904,7 @@ def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str = PROTOCOL
     if task not in GRIDS:
         return {"status": "no grid", "task": task, "protocol": PROTOCOL_FILE,
                 "text": f"The replicated study ({PROTOCOL_FILE}) has no grid for {task} (its grids: {', '.join(GRIDS)})."}
+    version = version or protocol_version(task)
     folders, missing = grid_state(task, study_dir, version)
     expected = len(MODELS) * len(SEEDS)
     if not folders:

@@ -307,9 +307,9 @@ def study_recipe(name: str, report: dict) -> dict:
     if ship.hub_name(block["task"], block["model"]) != name:
         raise ValueError(f"{name}/report.json says it holds the study's {block['model']} on {block['task']}, which ships "
                          f"as {ship.hub_name(block['task'], block['model'])}")
-    if block["protocol_version"] != study.PROTOCOL_VERSION:
-        raise ValueError(f"{name} holds a run of study protocol {block['protocol_version']}, but anira_study.study is "
-                         f"protocol {study.PROTOCOL_VERSION}: ship that version's seed {block['seed']} again "
+    if block["protocol_version"] != study.protocol_version(block["task"]):
+        raise ValueError(f"{name} holds a run of study protocol {block['protocol_version']}, but anira_study.study's "
+                         f"{block['task']} grid is protocol {study.protocol_version(block['task'])}: ship that version's seed {block['seed']} again "
                          "(`python examples/study.py ship`)")
     return ship.shipped_recipe(block["task"], block["model"], block["seed"])
 

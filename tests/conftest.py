@@ -102,5 +102,5 @@ def write_study_run(study_dir, task: str, model: str, seed: int, accuracy: dict,
     if probe is not None:
         (folder / "probe_log.jsonl").write_text("".join(json.dumps(record) + "\n" for record in probe))
     study.record_run(task, {"run": name, "model": model, "depth_mode": study.MODELS[model][0], "max_depth": 6, "seed": seed,
-                            "steps": 100, "train_seconds": 60.0, "protocol_version": study.PROTOCOL_VERSION, "quick": quick,
+                            "steps": 100, "train_seconds": 60.0, "protocol_version": study.protocol_version(task), "quick": quick,
                             "folder": f"runs/{name}"}, Path(study_dir))

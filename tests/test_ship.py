@@ -37,7 +37,7 @@ def test_a_shipped_recipe_rebuilds_exactly_the_configuration_and_arguments_the_s
     build = load_build()
     for model, variant in ship.HUB_VARIANTS.items():
         name = f"anira-{variant}-{task}"
-        block = {"protocol_version": study.PROTOCOL_VERSION, "task": task, "model": model, "seed": 0}
+        block = {"protocol_version": study.protocol_version(task), "task": task, "model": model, "seed": 0}
         recipe = build.study_recipe(name, {"study": block})
         assert recipe == json.loads(json.dumps(recipe))  # what recipe.json holds
         base = base_config_folder(build.HUB_CONFIGS_DIR, name, tmp_path / name / "base-config", recipe)
@@ -88,7 +88,7 @@ def test_a_shipped_card_lists_every_seed_of_its_model_and_the_baselines_with_the
         write_study_run(tmp_path, "depo", "anira-e", seed, accuracy[seed], {1: 1.0, 2: 2.0, 3: 3.0}, rho=0.7 - seed, gain=gain)
     write_study_run(tmp_path, "depo", "fixed-3", 0, {1: 0.5, 2: 0.3}, {1: 3.0, 2: 3.0})
     write_study_run(tmp_path, "depo", "fixed-1", 1, {1: 0.4, 2: 0.2}, {1: 1.0, 2: 1.0}, report=False)
-    block = {"protocol": study.PROTOCOL_FILE, "protocol_version": study.PROTOCOL_VERSION, "task": "depo",
+    block = {"protocol": study.PROTOCOL_FILE, "protocol_version": study.protocol_version("depo"), "task": "depo",
              "model": "anira-e", "seed": 0, "run": "anira-e-seed0", "commit": "c" * 40, "quick": False}
     lines = study_seeds("anira-e-depo", {"study": block}, tmp_path)
     text = "\n".join(lines)

@@ -38,7 +38,7 @@ def test_model_configs_differ_only_in_the_declared_fields():
 
 
 def test_pending_runs_are_seed_major_and_skip_recorded_ones(tmp_path):
-    study.record_run("depo", {"run": "anira-o-seed0", "model": "anira-o", "seed": 0, "protocol_version": study.PROTOCOL_VERSION,
+    study.record_run("depo", {"run": "anira-o-seed0", "model": "anira-o", "seed": 0, "protocol_version": study.protocol_version("depo"),
                               "quick": False}, tmp_path)
     todo = study.pending_runs("depo", ["anira-e", "anira-o"], [0, 1], tmp_path)
     assert todo == [("anira-e", 0), ("anira-e", 1), ("anira-o", 1)]
@@ -243,3 +243,16 @@ def test_runs_finishing_together_in_separate_processes_all_keep_their_line(tmp_p
         pool.map(_record_many, [(tmp_path, worker) for worker in range(4)])
     runs = study.read_runs("depo", tmp_path)
     assert sorted(r["run"] for r in runs) == sorted(f"w{w}-{i}" for w in range(4) for i in range(25))
+
+
+def test_every_grid_and_search_has_a_protocol_version_whose_section_is_written():
+    """Each grid and search records the version that declared it; PROTOCOL.md holds that version's text (v1 the
+    document's head, later versions a dated section), and v1's grids stay v1 when later versions add grids."""
+    text = (study.STUDY_DIR / "PROTOCOL.md").read_text()
+    assert set(study.VERSIONS) == set(study.GRIDS) | set(study.SEARCHES)
+    assert study.protocol_version("depo") == study.protocol_version("brevo") == "v1"
+    for version in set(study.VERSIONS.values()):
+        number = int(version.removeprefix("v"))
+        assert (f"protocol {version}" in text.splitlines()[0]) if number == 1 else (f"## Version {number} (" in text), version
+    with pytest.raises(ValueError, match="not 'nope'"):
+        study.protocol_version("nope")
