@@ -134,3 +134,25 @@ def ship(task: str, study_dir: Path = study.STUDY_DIR, hub_dir: str | Path = stu
         shipped.append(target)
     hub_build(hub_dir).build_all(hub_dir, names=[p.name for p in shipped], study_dir=study_dir)
     return shipped
+
+
+def refresh_shipped_cards(task: str, study_dir: Path = study.STUDY_DIR, hub_dir: str | Path = study.REPO / "hub_configs",
+                          quick: bool = False) -> list[str]:
+    """Rewrites the cards of the named folders shipped from `task`'s grid (their seed tables read runs.json), so that a
+    run landing after the ship is in every card at once and `hub_configs/build.py --check` stays green. Folders
+    not shipped from the study, or from another study directory's quick runs, are left alone. Returns the names."""
+    hub_dir = Path(hub_dir)
+    names = []
+    if task not in HUB_TASKS:  # a grid that ships no named folders (yet)
+        return names
+    for model in HUB_VARIANTS:
+        name = hub_name(task, model)
+        report = hub_dir / name / "report.json"
+        block = json.loads(report.read_text()).get("study") if report.exists() else None
+        if block and block.get("task") == task and block.get("quick", False) == quick:
+            names.append(name)
+    if names:
+        from .reproduce import hub_build
+
+        hub_build(hub_dir).build_all(hub_dir, names=names, study_dir=Path(study_dir))
+    return names

@@ -321,6 +321,10 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
                                             "protocol_version", "quick", "machine", "commit", "date")}
     entry["folder"] = str(target.relative_to(study_dir / task))
     record_run(task, entry, study_dir)
+    if not quick and Path(study_dir).resolve() == STUDY_DIR.resolve():  # the shipped cards' seed tables read runs.json
+        from .ship import refresh_shipped_cards
+
+        refresh_shipped_cards(task, study_dir)
     return summary
 
 

@@ -2,6 +2,7 @@
 study recipes and anira_study.model_cards.study_seeds)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +161,27 @@ def test_ship_copies_seed_0_of_a_quick_grid_into_named_folders_whose_recipe_retr
     assert summary["study"]["model"] == "fixed-6" and "run" not in summary["study"]
     config = json.loads((tmp_path / "again" / "folder" / "config.json").read_text())
     assert config["max_depth"] == 6 and config["depth_mode"] == "fixed" and config["iteration_loss_weight"] == 0.0
+
+
+def test_a_run_landing_after_the_ship_rewrites_the_cards_shipped_from_its_grid_only(tmp_path, monkeypatch):
+    """refresh_shipped_cards (called when a study run lands in runs.json) rebuilds the named folders shipped from
+    that task's grid, and only those: another task's, a staged recipe's and a quick ship's folders are left alone."""
+    import anira_study.reproduce as reproduce
+
+    calls = []
+
+    class FakeBuild:
+        def build_all(self, hub_dir, names, study_dir):
+            calls.append((Path(hub_dir), names, Path(study_dir)))
+
+    monkeypatch.setattr(reproduce, "hub_build", lambda hub_dir: FakeBuild())
+    hub = tmp_path / "hub"
+    shipped = {"anira-e-depo": {"task": "depo"}, "anira-o-depo": {"task": "depo", "quick": True},
+               "anira-e-brevo": {"task": "brevo"}, "anira-fixed-depo": None}
+    for name, block in shipped.items():
+        (hub / name).mkdir(parents=True)
+        (hub / name / "report.json").write_text(json.dumps({"name": name} | ({"study": block} if block else {})))
+    assert ship.refresh_shipped_cards("depo", tmp_path / "study", hub) == ["anira-e-depo"]
+    assert calls == [(hub, ["anira-e-depo"], tmp_path / "study")]
+    assert ship.refresh_shipped_cards("brevo", tmp_path / "study", hub) == ["anira-e-brevo"] and len(calls) == 2
+    assert ship.refresh_shipped_cards("mano", tmp_path / "study", hub) == [] and len(calls) == 2  # ships no folders
