@@ -34,6 +34,12 @@ class ModelArguments:
         metadata={"help": "Comma-separated config overrides, e.g. 'hidden_size=64,max_depth=4,depth_mode=early'. "
                           "head_dim follows hidden_size // num_attention_heads unless given too."},
     )
+    compile_layers: bool = field(
+        default=False,
+        metadata={"help": "Compile each decoder layer's pieces and the RMSNorms with torch.compile for training steps "
+                          "(anira_study.trainer.compile_layers: fused elementwise kernels; the depth loop stays eager; "
+                          "evaluation and generation run eager). Equal to eager within float rounding, not bit for bit."},
+    )
 
 
 @dataclass

@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
 
 from anira_tasks import TASKS, family_of, load_tokenizer
@@ -95,6 +97,42 @@ def check_tokenizer_fits_task(tokenizer, task: str, source: str) -> None:
                      f"read as other symbols; use a folder of the {family!r} family (hub_configs/anira-*-{family})")
 
 
+# What `compile_layers` compiles: the layer pieces both recurrence paths call (the dense path a layer's forward, the
+# fast path and the iteration loss's readouts its projections and `after_attention`), and every RMSNorm.
+COMPILED_LAYER_METHODS = ("forward", "after_attention")
+COMPILED_ATTENTION_METHODS = ("project_query", "project_key_value")
+
+
+def compile_layers(model, dynamic: bool = True):
+    """Replaces, on this model's modules only, the methods above by `torch.compile`d versions that run while the model
+    trains with gradients on (`module.training` and grad mode); evaluation, the probe and generation keep the eager
+    methods (a cache object is no graph input). The depth loop around them stays eager, so its data-dependent control
+    flow breaks no graph. Row counts and lengths vary from batch to batch: shapes are dynamic from the first call.
+    Measured: benchmarks/model/RESULTS.md. Returns the model."""
+    from modeling_anira.depth_control import AniraRMSNorm
+    from modeling_anira.modeling_anira import AniraAttention, AniraDecoderLayer
+
+    def swap(module, name):
+        eager = getattr(module, name)
+        compiled = torch.compile(eager, dynamic=dynamic)
+
+        def call(*args, **kwargs):
+            return (compiled if module.training and torch.is_grad_enabled() else eager)(*args, **kwargs)
+
+        setattr(module, name, call)
+
+    for module in model.modules():
+        if isinstance(module, AniraDecoderLayer):
+            for name in COMPILED_LAYER_METHODS:
+                swap(module, name)
+        elif isinstance(module, AniraAttention):
+            for name in COMPILED_ATTENTION_METHODS:
+                swap(module, name)
+        elif isinstance(module, AniraRMSNorm):
+            swap(module, "forward")
+    return model
+
+
 def load_model_and_tokenizer(model_args: ModelArguments, task: str):
     path = Path(model_args.model_name_or_path)
     config = apply_config_overrides(load_config(model_args.model_name_or_path), model_args.config_overrides)
@@ -115,6 +153,8 @@ def load_model_and_tokenizer(model_args: ModelArguments, task: str):
         raise ValueError(f"config.vocab_size = {config.vocab_size} but the tokenizer has {len(tokenizer)} symbols: "
                          f"use the hub_configs/ folder of the task family of {task!r}")
     model.model.recurrence = model_args.recurrence
+    if model_args.compile_layers:
+        compile_layers(model)
     # Generation decodes with the cache (the training config's use_cache=False must not reach the saved generation config).
     model.generation_config.update(do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id,
                                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)

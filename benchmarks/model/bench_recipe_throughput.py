@@ -10,7 +10,8 @@ arm computes the same batches: `padded` (right-padded rows, the collator before 
 `packed` (anira_study.data.PackedAnswerCollator, the default now). Arms alternate step by step, so a change of
 machine load hits both alike; the learning rate is 0, so the weights, and with them every token's depth, stay
 the same for every arm throughout. `--compile` adds a third arm, the packed batches through
-`torch.compile(model, dynamic=True)` (its first step, which compiles, is reported apart). `--weights trained` starts from the folder's trained weights (the depths of
+`torch.compile(model, dynamic=True)` (its first step, which compiles, is reported apart); `--compile_layers` another, the
+packed batches through a copy of the model with `--compile_layers` (anira_study.trainer.compile_layers). `--weights trained` starts from the folder's trained weights (the depths of
 late training), `init` from a fresh initialisation (controllers at max_depth: early training).
 
 Reported per arm: the median CPU time of a step (this process's, one thread), samples per core-second, answer
@@ -18,6 +19,7 @@ tokens (supervised labels) per core-second, and the share of the computed positi
 """
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -60,7 +62,8 @@ def recipe_setup(name: str, num_train: int, weights: str):
     return model, tokenizer, data["train"], training_args
 
 
-def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: int, compile_arm: bool = False) -> dict:
+def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: int, compile_arm: bool = False,
+        layers_arm: bool = False) -> dict:
     torch.manual_seed(seed)
     model, tokenizer, train, training_args = recipe_setup(name, num_train, weights)
     model.train()
@@ -74,6 +77,13 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
     if compile_arm and PackedAnswerCollator is not None:  # the packed batches through torch.compile(model)
         collators["compiled"] = collators["packed"]
         models["compiled"] = torch.compile(model, dynamic=True)
+    optimizers = dict.fromkeys(collators, optimizer)
+    if layers_arm:  # the packed batches through a copy whose layers are compiled (--compile_layers); lr 0 keeps it equal
+        from anira_study.trainer import compile_layers
+
+        collators["layers"] = collators["packed"]
+        models["layers"] = compile_layers(copy.deepcopy(model))
+        optimizers["layers"] = torch.optim.AdamW(models["layers"].parameters(), lr=0.0, weight_decay=training_args.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train), generator=generator).tolist()
     rows = [train[i] for i in order[: (steps + warmup) * batch_size]]
@@ -88,9 +98,9 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
             start = time.process_time()
             out = models[arm](**batch)
             out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            torch.nn.utils.clip_grad_norm_(models[arm].parameters(), training_args.max_grad_norm)
+            optimizers[arm].step()
+            optimizers[arm].zero_grad(set_to_none=True)
             elapsed = time.process_time() - start
             first_step.setdefault(arm, elapsed)  # the compiled arm's first step holds the compilation
             if step >= warmup:
@@ -112,6 +122,9 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
     if "compiled" in result:
         result["compiled"]["first_step_s"] = first_step["compiled"]
         result["compiled_speedup"] = result["padded"]["step_ms"] / result["compiled"]["step_ms"]
+    if "layers" in result:
+        result["layers"]["first_step_s"] = first_step["layers"]
+        result["layers_speedup"] = result["padded"]["step_ms"] / result["layers"]["step_ms"]
     return result
 
 
@@ -125,20 +138,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--compile", action="store_true", help="also time the packed batches through torch.compile(model, dynamic=True)")
+    parser.add_argument("--compile_layers", action="store_true",
+                        help="also time the packed batches through a model with --compile_layers (its first step compiles)")
     parser.add_argument("--repo", help="the checkout whose code is measured (default: this one); its hub_configs are used")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = [run(name, args.steps, args.warmup, args.num_train, weights, args.seed, args.compile)
+    results = [run(name, args.steps, args.warmup, args.num_train, weights, args.seed, args.compile, args.compile_layers)
                for name in args.recipes for weights in args.weights]
     print(f"torch {torch.__version__}, 1 thread, median CPU time per step over {args.steps} steps per arm (alternating)")
     print("| recipe | weights | arm | step (ms) | samples / core-s | answer tokens / core-s | padding share | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        for arm in [arm for arm in ("padded", "packed", "compiled") if arm in r]:
+        for arm in [arm for arm in ("padded", "packed", "compiled", "layers") if arm in r]:
             a = r[arm]
-            speedup = {"padded": "1.00", "packed": f"{r.get('speedup', 0):.2f}", "compiled": f"{r.get('compiled_speedup', 0):.2f}"}[arm]
+            speedup = {"padded": "1.00", "packed": f"{r.get('speedup', 0):.2f}", "compiled": f"{r.get('compiled_speedup', 0):.2f}",
+                       "layers": f"{r.get('layers_speedup', 0):.2f}"}[arm]
             if arm == "compiled":
                 arm = f"packed + compile (first step {a['first_step_s']:.0f} s)"
+            if arm == "layers":
+                arm = f"packed + compiled layers (first step {a['first_step_s']:.0f} s)"
             print(f"| {r['recipe']} | {r['weights']} | {arm} | {a['step_ms']:.1f} | {a['samples_per_s']:.0f} | "
                   f"{a['answer_tokens_per_s']:.0f} | {a['padding_share']:.2f} | {speedup} |")
     if args.json:

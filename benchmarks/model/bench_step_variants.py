@@ -1,4 +1,4 @@
-"""Candidate speed-ups of a study training step that were measured and not adopted, each against the step as it is.
+"""Candidate speed-ups of a study training step, each against the step as it is.
 
     python benchmarks/model/bench_step_variants.py                      # study recipes: depo anira-e, brevo anira-o
     python benchmarks/model/bench_step_variants.py --runs depo:fixed-6 --steps 6
@@ -11,12 +11,14 @@ alternate step by step in this one process, so drifts of machine speed hit them 
 - `as is`: the model's own code;
 - `fused`: the q, k, v projections as one matrix multiply (weights concatenated per call) and the gate and up
   projections as one, and RMSNorm through `torch.nn.functional.rms_norm` (float64 results equal within 1e-16);
-- `micro N`: the 64 samples as 64 / N micro-batches of N, gradients accumulated (the same gradient).
+- `micro N`: the 64 samples as 64 / N micro-batches of N, gradients accumulated (the same gradient);
+- `compiled layers`: a copy of the model with `--compile_layers` (anira_study.trainer.compile_layers; adopted, opt-in).
 
 Reported: the median CPU time of a step per arm (this process's, one torch thread).
 """
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -83,27 +85,32 @@ def setup(task: str, model_name: str, steps: int):
 
 
 def measure(task: str, model_name: str, steps: int, repeats: int) -> dict:
+    from anira_study.trainer import compile_layers
+
     model, collator, batches = setup(task, model_name, steps)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, fused=True)
+    compiled = compile_layers(copy.deepcopy(model))
+    optimizers = {id(m): torch.optim.AdamW(m.parameters(), lr=0.0, fused=True) for m in (model, compiled)}
 
-    def step(rows, micro: int) -> None:
+    def step(net, rows, micro: int) -> None:
         for start in range(0, len(rows), micro):
-            (model(**collator(rows[start:start + micro])).loss * micro / len(rows)).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            (net(**collator(rows[start:start + micro])).loss * micro / len(rows)).backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizers[id(net)].step()
+        optimizers[id(net)].zero_grad(set_to_none=True)
 
-    arms = {"as is": (AS_IS, 64), "fused": (FUSED, 64), "micro 32": (AS_IS, 32), "micro 16": (AS_IS, 16)}
+    arms = {"as is": (model, AS_IS, 64), "fused": (model, FUSED, 64), "micro 32": (model, AS_IS, 32),
+            "micro 16": (model, AS_IS, 16), "compiled layers": (compiled, AS_IS, 64)}
     times = {arm: [] for arm in arms}
-    for functions, micro in arms.values():  # warm-up, one step per arm
+    for net, functions, micro in arms.values():  # warm-up (the compiled arm compiles), two steps per arm
         use(functions)
-        step(batches[0], micro)
+        for rows in batches[:2]:
+            step(net, rows, micro)
     for _ in range(repeats):
         for rows in batches:
-            for arm, (functions, micro) in arms.items():
+            for arm, (net, functions, micro) in arms.items():
                 use(functions)
                 start = time.process_time()
-                step(rows, micro)
+                step(net, rows, micro)
                 times[arm].append(time.process_time() - start)
     use(AS_IS)
     return {arm: round(statistics.median(t) * 1e3, 1) for arm, t in times.items()}
