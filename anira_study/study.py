@@ -649,6 +649,121 @@ def finding_3(online: dict, early: dict, scope: str = "all_tokens") -> bool | No
     return online[f"{key}_interval"][0] > early[f"{key}_interval"][1]
 
 
+# Finding 3 on MANO (PROTOCOL.md, version 2): one grid with the length marker `<l=..>`, one with `<q>` in its place.
+MANO_MARKER_GRIDS = {"marker": "mano", "no_marker": "mano-no-marker"}
+MANO_MARKER_RULE = ("per seed, rho(depth, l) on seen sizes of ANIRA-E and ANIRA-O in both grids; drop = rho with the marker "
+                    "minus rho with `<q>`; holds when (a) ANIRA-E's rho falls beyond its intervals (its interval with the "
+                    "marker wholly above its interval with `<q>`) and (b) the drops' difference (ANIRA-E's drop minus "
+                    "ANIRA-O's) is above 0 at its point and at the low end of its interval from the four runs' intervals "
+                    "(interval arithmetic, each at its worst end, no bootstrap over runs); an undefined rho or a missing "
+                    "interval does not hold")
+
+
+def finding_3_marker(early_marker: dict, early_plain: dict, online_marker: dict, online_plain: dict) -> dict:
+    """Finding 3 on MANO in one seed, from four runs' numbers (`run_numbers`: "rho_seen", "rho_seen_interval"): with
+    the marker, l is one token ANIRA-E's router can read before any computation; with `<q>` it must be inferred, so
+    ANIRA-E's rho(depth, l) should fall more than ANIRA-O's when the marker is removed. The rule is `MANO_MARKER_RULE`.
+
+    The drops' interval is the conservative, bootstrap-free combination of the four runs' bootstrap intervals over
+    prompts: low = (E_marker_low - E_plain_high) - (O_marker_high - O_plain_low), high the other way round. It is
+    wider than a joint bootstrap would give; (a) asks that ANIRA-E's own fall is beyond its intervals, so that a rise
+    of ANIRA-O's rho alone does not make the finding hold. Returns {"early_drop", "online_drop", "difference",
+    "early_drop_interval", "online_drop_interval", "difference_interval", "early_apart", "holds", "why"}."""
+    runs = {"ANIRA-E with the marker": early_marker, "ANIRA-E with <q>": early_plain,
+            "ANIRA-O with the marker": online_marker, "ANIRA-O with <q>": online_plain}
+    undefined = [name for name, n in runs.items() if n["rho_seen"] is None or n["rho_seen"] != n["rho_seen"]]
+    no_interval = [name for name, n in runs.items() if not n.get("rho_seen_interval")
+                   or any(v is None or v != v for v in n["rho_seen_interval"])]
+    if undefined or no_interval:
+        why = "; ".join(([f"rho undefined (constant depth) for {', '.join(undefined)}"] if undefined else [])
+                        + ([f"no rho interval for {', '.join(no_interval)}"] if no_interval else []))
+        return {"early_drop": None, "online_drop": None, "difference": None, "early_drop_interval": None,
+                "online_drop_interval": None, "difference_interval": None, "early_apart": None, "holds": False, "why": why}
+    (em, el, eh), (pm, pl, ph) = [(n["rho_seen"], *n["rho_seen_interval"]) for n in (early_marker, early_plain)]
+    (om, ol, oh), (qm, ql, qh) = [(n["rho_seen"], *n["rho_seen_interval"]) for n in (online_marker, online_plain)]
+    early_drop, online_drop = em - pm, om - qm
+    early_drop_interval = [el - ph, eh - pl]
+    online_drop_interval = [ol - qh, oh - ql]
+    difference = early_drop - online_drop
+    interval = [early_drop_interval[0] - online_drop_interval[1], early_drop_interval[1] - online_drop_interval[0]]
+    early_apart = early_drop_interval[0] > 0
+    holds = early_apart and difference > 0 and interval[0] > 0
+    why = ("ANIRA-E's rho falls beyond its intervals and the drops' difference is above 0 with its interval" if holds else
+           "ANIRA-E's rho intervals with and without the marker overlap" if not early_apart else
+           "the drops' difference is not above 0" if difference <= 0 else
+           "the drops' difference interval reaches 0")
+    return {"early_drop": early_drop, "online_drop": online_drop, "difference": difference,
+            "early_drop_interval": early_drop_interval, "online_drop_interval": online_drop_interval,
+            "difference_interval": interval, "early_apart": early_apart, "holds": holds, "why": why}
+
+
+def mano_marker_finding(study_dir: Path = STUDY_DIR, quick: bool = False, seeds=SEEDS) -> dict:
+    """Finding 3 on MANO over seeds, across the two MANO grids (`MANO_MARKER_GRIDS`): per seed whose four runs
+    (anira-e and anira-o in `mano` and in `mano-no-marker`) have finished, their seen-size rho with its interval and
+    `finding_3_marker`'s verdict; the other seeds (every seed of `seeds`, and any other seed with one of the four
+    runs) are pending, each with the runs it lacks and why. {"rule", "seeds" {seed: {...}}, "holds_seeds",
+    "decided_seeds", "pending" [{"seed", "missing"}]}; nothing is run or written."""
+    models = ("anira-e", "anira-o")
+    finished, missing = {}, {}
+    for variant, grid in MANO_MARKER_GRIDS.items():
+        folders, lacking = grid_state(grid, study_dir, quick=quick, seeds=seeds)
+        for (model, seed), folder in folders.items():
+            if model in models:
+                finished[(variant, model, seed)] = folder
+        missing |= {(variant, m["model"], m["seed"]): m["why"] for m in lacking if m["model"] in models}
+    every_seed = sorted({seed for _, _, seed in finished} | set(seeds))
+    decided, pending = {}, []
+    for seed in every_seed:
+        keys = [(variant, model, seed) for model in models for variant in MANO_MARKER_GRIDS]
+        if not all(key in finished for key in keys):
+            pending.append({"seed": seed, "missing": [
+                f"{MANO_MARKER_GRIDS[v]}/{run_name(m, s)} ({missing.get((v, m, s), f'no line in {RUNS_FILE}')})"
+                for v, m, s in keys if (v, m, s) not in finished]})
+            continue
+        numbers = {key: run_numbers(json.loads((finished[key] / "report.json").read_text())) for key in keys}
+        sizes = {key: sorted(n["seen_accuracy"]) for key, n in numbers.items()}
+        if len({tuple(v) for v in sizes.values()}) > 1:
+            raise ValueError(f"MANO seed {seed}: the four runs' seen sizes differ ("
+                             + ", ".join(f"{MANO_MARKER_GRIDS[v]}/{run_name(m, s)}: {sizes[(v, m, s)]}" for v, m, s in keys)
+                             + "); finding 3 compares rho on the same seen sizes")
+        rho = {f"{model.replace('anira-', '')}_{variant}": {"rho": numbers[(variant, model, seed)]["rho_seen"],
+                                                             "interval": numbers[(variant, model, seed)]["rho_seen_interval"]}
+               for model in models for variant in MANO_MARKER_GRIDS}
+        decided[str(seed)] = {"rho_seen": rho, **finding_3_marker(
+            numbers[("marker", "anira-e", seed)], numbers[("no_marker", "anira-e", seed)],
+            numbers[("marker", "anira-o", seed)], numbers[("no_marker", "anira-o", seed)])}
+    return {"grids": MANO_MARKER_GRIDS, "rule": MANO_MARKER_RULE, "seeds": decided,
+            "holds_seeds": sum(d["holds"] for d in decided.values()), "decided_seeds": len(decided), "pending": pending}
+
+
+def format_mano_marker(finding: dict) -> str:
+    """Markdown: finding 3 on MANO, one row per seed with its four runs, then the count and the pending seeds."""
+    lines = [f"Finding 3 on MANO (rho(depth, l) on seen sizes, with the marker `<l=..>`: grid `{finding['grids']['marker']}`, "
+             f"with `<q>`: grid `{finding['grids']['no_marker']}`). Rule: {finding['rule']}.", ""]
+
+    def drop(value, interval) -> str:
+        return _fmt(value) + (f" [{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else "")
+
+    def cell(r: dict) -> str:
+        return drop(r["rho"], r["interval"])
+
+    if finding["seeds"]:
+        lines += ["| seed | ANIRA-E rho, marker | ANIRA-E rho, `<q>` | ANIRA-E drop | ANIRA-O rho, marker | ANIRA-O rho, `<q>` | "
+                  "ANIRA-O drop | drops' difference | holds |", "|---|---|---|---|---|---|---|---|---|"]
+        for seed, d in finding["seeds"].items():
+            r = d["rho_seen"]
+            lines.append(f"| {seed} | {cell(r['e_marker'])} | {cell(r['e_no_marker'])} | "
+                         f"{drop(d['early_drop'], d['early_drop_interval'])} | {cell(r['o_marker'])} | {cell(r['o_no_marker'])} | "
+                         f"{drop(d['online_drop'], d['online_drop_interval'])} | {drop(d['difference'], d['difference_interval'])} | "
+                         f"{'yes' if d['holds'] else 'no'}: {d['why']} |")
+        lines += ["", f"Finding 3 on MANO holds in {finding['holds_seeds']} of {finding['decided_seeds']} seeds with all four runs."]
+    else:
+        lines.append("No seed has all four runs (anira-e and anira-o in both grids) yet.")
+    if finding["pending"]:
+        lines += ["", "Pending: " + "; ".join(f"seed {p['seed']}: {', '.join(p['missing'])}" for p in finding["pending"]) + "."]
+    return "\n".join(lines)
+
+
 def study_report(task: str, study_dir: Path = STUDY_DIR, version: str | None = None, quick: bool = False) -> dict:
     """`study_summary`, written to `<task>/results.md` and `<task>/summary.json`."""
     version = version or protocol_version(task)
@@ -701,6 +816,8 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
         three = [finding_3(per_model["anira-o"][s], per_model["anira-e"][s]) for s in pairs]
         if any(value is not None for value in three):
             findings["finding_3_seeds"] = sum(bool(value) for value in three)
+    if task in MANO_MARKER_GRIDS.values() and version == protocol_version(task):  # finding 3 reads both MANO grids
+        findings["finding_3_marker"] = mano_marker_finding(study_dir, quick)
     result = {"task": task, "protocol_version": version, "runs": len(entries), "models": models, "findings": findings}
     result["markdown"] = format_study(result)
     return result
@@ -749,8 +866,9 @@ def format_study(result: dict) -> str:
                      f"{_over(m['pooled_seen_depth'])} | {_over(m['rho_seen'])} | {_over(m['adaptive_gain'])} | {f1} | {f2} |")
     if result["findings"]:
         f = result["findings"]
-        lines += ["", f"Finding 5 (ANIRA-O as accurate as ANIRA-E, within {FINDING_5_TOLERANCE}, with fewer iterations): "
-                      f"{f['finding_5_seeds']} of {f['finding_5_pairs']} seeds."]
+        if "finding_5_seeds" in f:  # the MANO grids carry finding 3 (both grids) before a seed pair of their own
+            lines += ["", f"Finding 5 (ANIRA-O as accurate as ANIRA-E, within {FINDING_5_TOLERANCE}, with fewer iterations): "
+                          f"{f['finding_5_seeds']} of {f['finding_5_pairs']} seeds."]
         if "finding_3_seeds" in f:
             lines += ["", "| seed | ANIRA-O execution-state share | ANIRA-E execution-state share | holds |", "|---|---|---|---|"]
             online, early = result["models"]["anira-o"]["seeds"], result["models"]["anira-e"]["seeds"]
@@ -761,6 +879,8 @@ def format_study(result: dict) -> str:
                 lines.append(f"| {seed} | {cell(o)} | {cell(e)} | {'yes' if finding_3(o, e) else 'no'} |")
             lines += ["", "Finding 3 (ANIRA-O's execution-state share of depth variance above ANIRA-E's, intervals apart, "
                           f"seen sizes): {f['finding_3_seeds']} of {f['finding_5_pairs']} seeds."]
+    if "finding_3_marker" in result["findings"]:
+        lines += ["", format_mano_marker(result["findings"]["finding_3_marker"])]
     return "\n".join(lines)
 
 

@@ -256,3 +256,58 @@ def test_every_grid_and_search_has_a_protocol_version_whose_section_is_written()
         assert (f"protocol {version}" in text.splitlines()[0]) if number == 1 else (f"## Version {number} (" in text), version
     with pytest.raises(ValueError, match="not 'nope'"):
         study.protocol_version("nope")
+
+
+def _rho(rho, low=None, high=None):
+    return {"rho_seen": rho, "rho_seen_interval": [rho - 0.1 if low is None else low, rho + 0.1 if high is None else high]}
+
+
+def test_mano_finding_3_needs_anira_e_to_fall_beyond_its_intervals_and_the_drops_difference_interval_above_0():
+    """PROTOCOL.md v2: ANIRA-E's rho(depth, l) falls more than ANIRA-O's when the marker is removed (each rho's
+    interval from its run; the difference's interval by interval arithmetic)."""
+    holds = study.finding_3_marker(_rho(0.8), _rho(0.3), _rho(0.7), _rho(0.7))
+    assert holds["holds"] and holds["early_apart"]
+    assert (holds["early_drop"], holds["online_drop"], holds["difference"]) == pytest.approx((0.5, 0.0, 0.5))
+    assert holds["difference_interval"] == pytest.approx([0.1, 0.9])  # (0.7 - 0.4) - (0.8 - 0.6), (0.9 - 0.2) - (0.6 - 0.8)
+    near = study.finding_3_marker(_rho(0.8), _rho(0.4), _rho(0.7), _rho(0.65))  # difference 0.35 > 0, interval low -0.05
+    assert not near["holds"] and near["difference_interval"][0] == pytest.approx(-0.05) and "reaches 0" in near["why"]
+    rise = study.finding_3_marker(_rho(0.5), _rho(0.35), _rho(0.2), _rho(0.8))  # O's rho rises; E's intervals overlap
+    assert rise["difference_interval"][0] > 0 and not rise["early_apart"] and not rise["holds"]
+    other_way = study.finding_3_marker(_rho(0.8), _rho(0.7), _rho(0.8), _rho(0.3))
+    assert not other_way["holds"] and other_way["difference"] < 0
+    undefined = study.finding_3_marker(_rho(0.8), _rho(float("nan")), _rho(0.7), _rho(0.7))
+    assert not undefined["holds"] and "ANIRA-E with <q>" in undefined["why"]
+    assert not study.finding_3_marker(_rho(0.8), {"rho_seen": 0.3, "rho_seen_interval": None}, _rho(0.7), _rho(0.7))["holds"]
+
+
+def test_mano_report_counts_finding_3_per_seed_across_both_grids_and_names_the_runs_a_seed_lacks(tmp_path):
+    """Seed 0 holds, seed 1 does not (the drops' interval reaches 0), seed 2 lacks mano-no-marker's anira-o (and, at
+    first, mano's anira-e report): the report of either grid shows the same section, in results.md and summary.json."""
+    from conftest import write_study_run
+
+    rhos = {0: {"mano": (0.8, 0.7), "mano-no-marker": (0.3, 0.7)}, 1: {"mano": (0.8, 0.7), "mano-no-marker": (0.4, 0.65)},
+            2: {"mano": (0.8, 0.7), "mano-no-marker": (0.3, 0.7)}}
+    for seed, grids in rhos.items():
+        for grid, (early, online) in grids.items():
+            for model, rho in (("anira-e", early), ("anira-o", online)):
+                if (seed, grid, model) != (2, "mano-no-marker", "anira-o"):
+                    write_study_run(tmp_path, grid, model, seed, {1: 1.0, 2: 0.9}, {1: 2.0, 2: 3.0}, rho=rho,
+                                    report=(seed, grid, model) != (2, "mano", "anira-e"))
+    finding = study.mano_marker_finding(tmp_path)
+    assert {seed: d["holds"] for seed, d in finding["seeds"].items()} == {"0": True, "1": False}
+    assert (finding["holds_seeds"], finding["decided_seeds"]) == (1, 2)
+    assert finding["seeds"]["0"]["rho_seen"]["e_no_marker"] == {"rho": 0.3, "interval": [pytest.approx(0.2), 0.4]}
+    [pending] = finding["pending"]
+    assert pending["seed"] == 2 and pending["missing"] == [
+        "mano/anira-e-seed2 (runs/anira-e-seed2/report.json is missing)", "mano-no-marker/anira-o-seed2 (no line in runs.json)"]
+    write_study_run(tmp_path, "mano", "anira-e", 2, {1: 1.0, 2: 0.9}, {1: 2.0, 2: 3.0}, rho=0.8)  # study_summary reads every line's report
+    for grid in ("mano", "mano-no-marker"):
+        report = study.study_report(grid, tmp_path)
+        written = json.loads((tmp_path / grid / "summary.json").read_text())["findings"]["finding_3_marker"]
+        assert written["holds_seeds"] == 1 and written["pending"][0]["seed"] == 2
+        markdown = (tmp_path / grid / "results.md").read_text()
+        assert report["markdown"] in markdown and "Finding 3 on MANO holds in 1 of 2 seeds" in markdown
+        assert "| 0 | 0.80 [0.70, 0.90] | 0.30 [0.20, 0.40] | 0.50 [0.30, 0.70] |" in markdown
+        assert "mano-no-marker/anira-o-seed2 (no line in runs.json)" in markdown
+    write_study_run(tmp_path, "depo", "anira-e", 0, {1: 1.0, 2: 0.9}, {1: 2.0, 2: 3.0})
+    assert "finding_3_marker" not in study.study_summary("depo", tmp_path)["findings"]  # MANO's grids only
