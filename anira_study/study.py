@@ -371,9 +371,42 @@ def _run_processes(label: str, jobs: list[tuple[str, list[str]]], logs: Path, wo
         print(f"{label} {name}: {'done' if code == 0 else f'FAILED (exit {code}, log {log.name})'}", flush=True)
         return name, code
 
-    print(f"{label}: {processes} at a time", flush=True)
-    with ThreadPoolExecutor(max_workers=processes) as pool:
-        return list(pool.map(launch, jobs))
+    with runner_lock(logs.parent / RUNNER_LOCK):
+        print(f"{label}: {processes} at a time", flush=True)
+        with ThreadPoolExecutor(max_workers=processes) as pool:
+            return list(pool.map(launch, jobs))
+
+
+RUNNER_LOCK = "runner.lock"
+
+
+@contextlib.contextmanager
+def runner_lock(path: Path):
+    """Refuses a second runner of the same grid or search in the same work folder while one runs (they would train
+    the same runs into the same checkpoint folders): an exclusive, non-blocking lock on `path`, which holds the
+    holder's process id. Released when the runner ends, also when it is killed. Without fcntl (Windows): no check."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RuntimeError(f"another runner (process {holder}) is training the runs of {path.parent}: wait for it, or "
+                               "stop it and run again (runs resume from their checkpoints)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- recipe searches (before a searched grid)

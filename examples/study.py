@@ -1,6 +1,7 @@
 """The replicated study (experiments/study/PROTOCOL.md): a task's grid of models over seeds, from scratch.
 
     python examples/study.py run --task depo                     # every (model, seed) of the grid; resumes
+    python examples/study.py run --task depo brevo               # one grid after the other
     python examples/study.py run --task depo --models anira-o --seeds 0 --processes 1
     python examples/study.py report --task depo                  # tables and figures over seeds from runs.json
     python examples/study.py figures --task depo                 # the figures alone (a grid in progress: what exists)
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None):
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("run", "one", "report", "figures", "ship", "search", "search-one"):
         sub = commands.add_parser(name)
-        sub.add_argument("--task", required=True, choices=sorted(SEARCHES if name.startswith("search") else GRIDS))
+        sub.add_argument("--task", required=True, choices=sorted(SEARCHES if name.startswith("search") else GRIDS),
+                         nargs="+" if name == "run" else None,
+                         help="the grid (run: one or more, run one after the other)" if name != "search" else "the search")
         sub.add_argument("--study_dir", help="where runs.json and the runs' folders go (default experiments/study, "
                                              "with --quick outputs/study-quick)")
         sub.add_argument("--quick", action="store_true", help="tiny runs (minutes) through the whole pipeline")
@@ -75,10 +78,11 @@ def main(argv: list[str] | None = None):
     if args.command == "run":
         if any(seed < 0 for seed in args.seeds):
             raise ValueError(f"--seeds must be >= 0, got {args.seeds}")
-        results = run_grid(args.task, args.models, args.seeds, args.work_dir, study_dir, args.processes, args.quick)
-        failed = [f"{model}-seed{seed}" for model, seed, code in results if code != 0]
+        results = [(task, *result) for task in args.task
+                   for result in run_grid(task, args.models, args.seeds, args.work_dir, study_dir, args.processes, args.quick)]
+        failed = [f"{task}/{model}-seed{seed}" for task, model, seed, code in results if code != 0]
         if failed:
-            raise SystemExit(f"failed runs (their logs are under {args.work_dir}/{args.task}/logs): {', '.join(failed)}")
+            raise SystemExit(f"failed runs (their logs are under {args.work_dir}/<task>/logs): {', '.join(failed)}")
         return results
     if args.command == "one":
         import torch

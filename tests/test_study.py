@@ -1,6 +1,7 @@
 """The replicated study's machinery (anira_study.study): the frozen grids, one run end to end, the report."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -311,3 +312,49 @@ def test_mano_report_counts_finding_3_per_seed_across_both_grids_and_names_the_r
         assert "mano-no-marker/anira-o-seed2 (no line in runs.json)" in markdown
     write_study_run(tmp_path, "depo", "anira-e", 0, {1: 1.0, 2: 0.9}, {1: 2.0, 2: 3.0})
     assert "finding_3_marker" not in study.study_summary("depo", tmp_path)["findings"]  # MANO's grids only
+
+
+def _hold_runner_lock(path, ready, release):
+    with study.runner_lock(path):
+        ready.set()
+        release.wait(30)
+
+
+def test_a_second_runner_of_the_same_grid_is_refused_while_the_first_runs(tmp_path):
+    """Two `study.py run` of one grid in one work folder would train the same runs into the same checkpoints: the
+    second is refused, naming the first's process, and runs once the first has ended."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    ready, release = context.Event(), context.Event()
+    path = tmp_path / "depo" / study.RUNNER_LOCK
+    holder = context.Process(target=_hold_runner_lock, args=(path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(RuntimeError, match=f"another runner \\(process {holder.pid}\\)"):
+            with study.runner_lock(path):
+                pass
+    finally:
+        release.set()
+        holder.join(30)
+    with study.runner_lock(path):  # free again
+        assert path.read_text().strip() == str(os.getpid())
+
+
+def test_run_takes_several_grids_and_runs_them_one_after_the_other(tmp_path, monkeypatch):
+    """`study.py run --task depo brevo` runs DEPO's grid, then BREVO's (so one command keeps a machine busy across
+    both), and names a failed run with its grid."""
+    from conftest import load_script
+
+    script = load_script("study")
+    order = []
+
+    def fake_grid(task, models, seeds, work_dir, study_dir, processes, quick):
+        order.append(task)
+        return [(model, seed, 1 if (task, model, seed) == ("brevo", "fixed-1", 2) else 0) for model in models for seed in seeds]
+
+    monkeypatch.setattr(script, "run_grid", fake_grid)
+    with pytest.raises(SystemExit, match=r"failed runs .*: brevo/fixed-1-seed2$"):
+        script.main(["run", "--task", "depo", "brevo", "--study_dir", str(tmp_path), "--work_dir", str(tmp_path / "w")])
+    assert order == ["depo", "brevo"]
