@@ -238,6 +238,32 @@ def test_cache_implementation_dynamic_is_the_anira_cache_and_the_others_are_clea
         model.generate(ids, attention_mask=mask, max_new_tokens=2, cache_implementation="paged", **NO_EOS)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_continuous_batching_entry_points_are_clear_errors_naming_what_works(mode):
+    """transformers' continuous batching (`generate_batch`, `init_continuous_batching`,
+    `continuous_batching_context_manager`) runs the model on a paged cache of a fixed layer stack: unguarded, each
+    request logged an error and came back with no token. Each is refused naming itself and ANIRA's ways (no manager is
+    built or kept), and the first of those, `generate_stream`, gives those prompts generate()'s greedy tokens."""
+    model = tiny_model(depth_mode=mode, recurrence="fast")
+    prompts = [[5, 6, 7, 8], [9, 10, 11]]
+    what_works = r"generate_stream\(prompts.*generate\(inputs, depth_batching=True\).*generate\(inputs\)"
+    with pytest.raises(NotImplementedError, match=r"^generate_batch\(\) is transformers' continuous.*" + what_works):
+        model.generate_batch(prompts, max_new_tokens=3, **NO_EOS)
+    with pytest.raises(NotImplementedError, match=r"^generate_batch\(\)"):
+        model.generate_batch([])
+    with pytest.raises(NotImplementedError, match=r"^init_continuous_batching\(\) .*" + what_works):
+        model.init_continuous_batching()
+    with pytest.raises(NotImplementedError, match=r"^continuous_batching_context_manager\(\) .*" + what_works):
+        with model.continuous_batching_context_manager():
+            pass
+    assert getattr(model, "_cached_continuous_batching_manager", None) is None
+    streamed = {result.request_id: result.generated.tolist()
+                for result in model.generate_stream(prompts, max_new_tokens=3, do_sample=False, **NO_EOS)}
+    for index, prompt in enumerate(prompts):
+        alone = model.generate(torch.tensor([prompt]), max_new_tokens=3, do_sample=False, **NO_EOS)
+        assert streamed[index] == alone[0, len(prompt):].tolist()
+
+
 # ---------------------------------------------------------------------------------- streamer and pipeline
 
 

@@ -32,6 +32,13 @@ from transformers.utils import ModelOutput
 from .cache_anira import AniraCache
 
 
+def _no_continuous_batching(method: str) -> str:
+    return (f"{method}() is transformers' continuous batching, which runs the model on a paged cache of a fixed layer "
+            "stack; ANIRA runs its layers a per-token number of times and has its own: model.generate_stream(prompts, "
+            "max_batch_size=..., max_new_tokens=...) (continuous batching, each prompt's tokens and depths as it "
+            "finishes), model.generate(inputs, depth_batching=True) for one padded batch, or model.generate(inputs).")
+
+
 @dataclass
 class AniraGenerateOutput(GenerateDecoderOnlyOutput):
     r"""
@@ -130,6 +137,17 @@ class AniraGenerationMixin(GenerationMixin):
             if not batcher.busy:
                 return
             yield from batcher.step()
+
+    # transformers' continuous batching (ContinuousMixin) runs the model on a paged cache of a fixed layer stack, which
+    # a looped model with per-token depth cannot fill: unguarded, each request logged an error and came back tokenless.
+    def init_continuous_batching(self, *args, **kwargs):
+        raise NotImplementedError(_no_continuous_batching("init_continuous_batching"))
+
+    def continuous_batching_context_manager(self, *args, **kwargs):
+        raise NotImplementedError(_no_continuous_batching("continuous_batching_context_manager"))
+
+    def generate_batch(self, *args, **kwargs):
+        raise NotImplementedError(_no_continuous_batching("generate_batch"))
 
     @staticmethod
     def _check_cache_implementation(implementation: str | None) -> None:
