@@ -321,11 +321,26 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
                                             "protocol_version", "quick", "machine", "commit", "date")}
     entry["folder"] = str(target.relative_to(study_dir / task))
     record_run(task, entry, study_dir)
-    if not quick and Path(study_dir).resolve() == STUDY_DIR.resolve():  # the shipped cards' seed tables read runs.json
-        from .ship import refresh_shipped_cards
-
-        refresh_shipped_cards(task, study_dir)
+    if not quick and Path(study_dir).resolve() == STUDY_DIR.resolve():
+        refresh_after_run(task, study_dir)
     return summary
+
+
+def refresh_after_run(task: str, study_dir: Path = STUDY_DIR, hub_dir: Path | None = None) -> None:
+    """What reads runs.json is rewritten once a run lands in it: the grid's results.md, summary.json and figures, and
+    the cards of the named folders shipped from it (`ship.refresh_shipped_cards`), so that none of them lags behind
+    the runs. Under runs.json's lock: two runs landing together write them one after the other. A failure here is
+    printed and leaves the run recorded (`study.py report` redoes it)."""
+    from .ship import refresh_shipped_cards
+
+    try:
+        with locked(Path(study_dir) / task / RUNS_FILE):
+            study_report(task, study_dir)
+            study_figures(task, study_dir)
+            refresh_shipped_cards(task, study_dir, *([hub_dir] if hub_dir is not None else []))
+    except Exception as error:  # the run itself is recorded; say what was not rewritten
+        print(f"{task}: the run is recorded, but rewriting its report, figures or cards failed ({error!r}); "
+              f"run `python examples/study.py report --task {task}` (and `python hub_configs/build.py`)", flush=True)
 
 
 def pending_runs(task: str, models: list[str], seeds: list[int], study_dir: Path = STUDY_DIR, quick: bool = False) -> list[tuple[str, int]]:

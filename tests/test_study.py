@@ -358,3 +358,22 @@ def test_run_takes_several_grids_and_runs_them_one_after_the_other(tmp_path, mon
     with pytest.raises(SystemExit, match=r"failed runs .*: brevo/fixed-1-seed2$"):
         script.main(["run", "--task", "depo", "brevo", "--study_dir", str(tmp_path), "--work_dir", str(tmp_path / "w")])
     assert order == ["depo", "brevo"]
+
+
+def test_a_landed_run_rewrites_the_grids_report_and_figures(tmp_path, capsys):
+    """refresh_after_run (called when a run lands in the real runs.json) rewrites results.md, summary.json and the
+    figures from runs.json, so the linked report never lags behind the runs; a failure is said, not raised."""
+    from conftest import write_study_run
+
+    write_study_run(tmp_path, "depo", "anira-o", 0, {1: 1.0, 2: 0.8}, {1: 1.0, 2: 2.0})
+    study.refresh_after_run("depo", tmp_path, hub_dir=tmp_path / "hub")
+    results = (tmp_path / "depo" / "results.md").read_text()
+    assert "| anira-o | 0 |" in results and "anira-o-seed1" not in results
+    assert (tmp_path / "depo" / "accuracy_depth.png").stat().st_size > 0
+    write_study_run(tmp_path, "depo", "anira-o", 1, {1: 0.9, 2: 0.7}, {1: 1.0, 2: 2.0})
+    study.refresh_after_run("depo", tmp_path, hub_dir=tmp_path / "hub")
+    assert "| anira-o | 1 |" in (tmp_path / "depo" / "results.md").read_text()
+    assert json.loads((tmp_path / "depo" / "summary.json").read_text())
+    (tmp_path / "depo" / "runs" / "anira-o-seed1" / "report.json").unlink()  # a broken grid: said, not raised
+    study.refresh_after_run("depo", tmp_path, hub_dir=tmp_path / "hub")
+    assert "the run is recorded, but rewriting its report" in capsys.readouterr().out
