@@ -878,7 +878,7 @@ def _fmt(value, digits: int = 2) -> str:
 def _over(stat: dict | None) -> str:
     if not stat:
         return "-"
-    spread = f"range {_fmt(stat['min'])}-{_fmt(stat['max'])}"
+    spread = f"range {_fmt(stat['min'])} to {_fmt(stat['max'])}"  # 'to': a negative bound reads clearly
     interval = "" if stat["seeds"] < 2 else f", t-interval [{_fmt(stat['low'])}, {_fmt(stat['high'])}]"
     return f"{_fmt(stat['mean'])} ({spread}{interval}, {stat['seeds']} seeds)"
 

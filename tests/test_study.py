@@ -377,3 +377,8 @@ def test_a_landed_run_rewrites_the_grids_report_and_figures(tmp_path, capsys):
     (tmp_path / "depo" / "runs" / "anira-o-seed1" / "report.json").unlink()  # a broken grid: said, not raised
     study.refresh_after_run("depo", tmp_path, hub_dir=tmp_path / "hub")
     assert "the run is recorded, but rewriting its report" in capsys.readouterr().out
+
+
+def test_a_range_over_seeds_reads_clearly_with_negative_bounds():
+    stat = {"mean": -0.43, "min": -0.46, "max": -0.40, "seeds": 1}
+    assert study._over(stat) == "-0.43 (range -0.46 to -0.40, 1 seeds)"
