@@ -495,14 +495,15 @@ def _recipe_record(search: str, candidate: str, variant: str) -> dict:
     return {"data": data, "schedule": schedule, "overrides": overrides, "model": SEARCH_MODEL, "seed": SEARCH_SEED}
 
 
-def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> dict:
+def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False, recorded: list[dict] | None = None) -> dict:
     """The search's file read against the code's declaration: {"results": the recorded runs whose recipe is still the
     declared one, "pending": the declared (candidate, variant) runs without one, "choice": `select_recipe` over the
     results once nothing is pending, else None}. A result recorded for a recipe since changed in `SEARCHES` is pending
-    again (and not read)."""
+    again (and not read). `recorded`: the results to read in place of the file's (what `record_search` is writing)."""
     path = search_path(search, study_dir, quick)
-    text = path.read_text() if path.exists() else ""
-    recorded = json.loads(text)["results"] if text.strip() else []
+    if recorded is None:
+        text = path.read_text() if path.exists() else ""
+        recorded = json.loads(text)["results"] if text.strip() else []
     current = {(r["candidate"], r["variant"]): r for r in recorded
                if (r["candidate"], r["variant"]) in _declared_runs(search)
                and r["recipe"] == _recipe_record(search, r["candidate"], r["variant"])}
@@ -534,8 +535,7 @@ def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: 
                    "score": "exact match of the greedily generated answer per seen size, validation split only",
                    "rule": SELECTION_RULE,
                    "candidates": list(spec["candidates"]), "variants": list(spec["variants"]), "results": results}
-        path.write_text(json.dumps(content, indent=2) + "\n")
-        state = search_state(search, study_dir, quick)
+        state = search_state(search, study_dir, quick, recorded=results)
         content["choice"] = state["choice"]
         content["pending"] = [f"{c}/{v}" for c, v in state["pending"]]
         path.write_text(json.dumps(content, indent=2) + "\n")
@@ -875,10 +875,15 @@ def _fmt(value, digits: int = 2) -> str:
     return "-" if value is None or value != value else f"{value:.{digits}f}"
 
 
+def _span(stat: dict) -> str:
+    """A range over seeds, 'low to high' (a dash would run into a negative bound)."""
+    return f"{_fmt(stat['min'])} to {_fmt(stat['max'])}"
+
+
 def _over(stat: dict | None) -> str:
     if not stat:
         return "-"
-    spread = f"range {_fmt(stat['min'])} to {_fmt(stat['max'])}"  # 'to': a negative bound reads clearly
+    spread = f"range {_span(stat)}"
     interval = "" if stat["seeds"] < 2 else f", t-interval [{_fmt(stat['low'])}, {_fmt(stat['high'])}]"
     return f"{_fmt(stat['mean'])} ({spread}{interval}, {stat['seeds']} seeds)"
 
@@ -1065,7 +1070,7 @@ SHIPPED_SEED = 0  # the protocol ships seed 0 of anira-e, anira-o and fixed-6 in
 def _range(stat: dict | None) -> str:
     if not stat:
         return "-"
-    return f"{_fmt(stat['mean'])} ({_fmt(stat['min'])}-{_fmt(stat['max'])}, {stat['seeds']} seed{'s' if stat['seeds'] > 1 else ''})"
+    return f"{_fmt(stat['mean'])} ({_span(stat)}, {stat['seeds']} seed{'s' if stat['seeds'] > 1 else ''})"
 
 
 def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str | None = None) -> dict:

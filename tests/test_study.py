@@ -221,9 +221,9 @@ def test_the_study_answer_is_pending_until_a_run_has_finished_and_then_shows_see
     early = rows["anira-e"]
     assert early[1:4] == ["0.90", "2.50", "0.70 [0.60, 0.80]"]  # seed 0 (the shipped run): its own numbers
     assert early[4] == "0.10" and early[5] == "1.30 [1.20, 1.40]" and early[6] == "1.50"
-    assert early[7] == "0.70 (0.50-0.90, 3 seeds)" and early[8] == "0.52 (0.20-0.70, 3 seeds)"  # the range spans every seed
-    assert early[9] == "1.10 (0.90-1.30, 3 seeds)" and early[10].strip(" |") == "1 of 3"  # F1: seed 0 only (0.9 and 0.7)
-    assert rows["fixed-6"][1] == "seed 0 pending" and rows["fixed-6"][7] == "1.00 (1.00-1.00, 1 seed)"
+    assert early[7] == "0.70 (0.50 to 0.90, 3 seeds)" and early[8] == "0.52 (0.20 to 0.70, 3 seeds)"  # the range spans every seed
+    assert early[9] == "1.10 (0.90 to 1.30, 3 seeds)" and early[10].strip(" |") == "1 of 3"  # F1: seed 0 only (0.9 and 0.7)
+    assert rows["fixed-6"][1] == "seed 0 pending" and rows["fixed-6"][7] == "1.00 (1.00 to 1.00, 1 seed)"
     assert "4 of 15 runs finished" in answer["text"] and "anira-o-seed0" in answer["text"]
     assert answer["curves"]["models"]["anira-e"]["accuracy"][1]["seeds"] == {0: 0.9, 1: 0.5, 2: 0.7}
 
