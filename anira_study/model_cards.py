@@ -279,10 +279,7 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
         if n is None:
             lines.append(f"| {seed}{shipped} | pending ({why[(model, seed)]}) | - | - | - | - |")
             continue
-        gain = (fmt(n["adaptive_gain"]) + (f" [{fmt(n['adaptive_gain_interval'][0])}, {fmt(n['adaptive_gain_interval'][1])}]"
-                                           if n.get("adaptive_gain_interval") else "")) if adaptive else "-"
-        rho = fmt(n["rho_seen"]) + (f" [{fmt(n['rho_seen_interval'][0])}, {fmt(n['rho_seen_interval'][1])}]"
-                                    if n.get("rho_seen_interval") and n["rho_seen"] == n["rho_seen"] else "")
+        gain, rho = study.gain_cell(n) if adaptive else "-", study.rho_cell(n)
         lines.append(f"| {seed}{shipped} | {fmt(n['pooled_seen_accuracy'])} | "
                      f"{' / '.join(fmt(v) for v in n['seen_accuracy'].values())} | {rho} | {gain} | {held(n)} |")
     lines += ["", "Compute-matched baselines (fixed depth, trained from scratch by the same recipe): seen accuracy pooled "

@@ -875,6 +875,19 @@ def _fmt(value, digits: int = 2) -> str:
     return "-" if value is None or value != value else f"{value:.{digits}f}"
 
 
+def rho_cell(n: dict) -> str:
+    """A run's seen-size rho (`run_numbers`) with its bootstrap interval when it is defined."""
+    interval = n.get("rho_seen_interval")
+    defined = n["rho_seen"] == n["rho_seen"]  # NaN: constant depth
+    return _fmt(n["rho_seen"]) + (f" [{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval and defined else "")
+
+
+def gain_cell(n: dict) -> str:
+    """A run's adaptive gain (`run_numbers`) with its bootstrap interval when it has one."""
+    interval = n.get("adaptive_gain_interval")
+    return _fmt(n.get("adaptive_gain")) + (f" [{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else "")
+
+
 def _span(stat: dict) -> str:
     """A range over seeds, 'low to high' (a dash would run into a negative bound)."""
     return f"{_fmt(stat['min'])} to {_fmt(stat['max'])}"
@@ -897,11 +910,8 @@ def format_study(result: dict) -> str:
              "adaptive gain | oracle gain (matched) | F1 | F2 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for model, m in result["models"].items():
         for seed, n in m["seeds"].items():
-            rho = _fmt(n["rho_seen"]) + (f" [{_fmt(n['rho_seen_interval'][0])}, {_fmt(n['rho_seen_interval'][1])}]"
-                                         if n.get("rho_seen_interval") and n["rho_seen"] == n["rho_seen"] else "")
+            rho, gain = rho_cell(n), gain_cell(n)
             adaptive = MODELS[model][0] != "fixed"
-            gain = _fmt(n.get("adaptive_gain")) + (f" [{_fmt(n['adaptive_gain_interval'][0])}, "
-                                                    f"{_fmt(n['adaptive_gain_interval'][1])}]" if n.get("adaptive_gain_interval") else "")
             lines.append(
                 f"| {model} | {seed} | {' / '.join(_fmt(v) for v in n['seen_accuracy'].values())} | "
                 f"{' / '.join(_fmt(v) for v in n['unseen_accuracy'].values())} | "
@@ -1105,10 +1115,7 @@ def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str | None = N
         if n is None:
             first = [f"seed {SHIPPED_SEED} pending"] + ["-"] * 5
         else:
-            rho = _fmt(n["rho_seen"]) + (f" [{_fmt(n['rho_seen_interval'][0])}, {_fmt(n['rho_seen_interval'][1])}]"
-                                         if n.get("rho_seen_interval") and n["rho_seen"] == n["rho_seen"] else "")
-            gain = (_fmt(n.get("adaptive_gain")) + (f" [{_fmt(n['adaptive_gain_interval'][0])}, {_fmt(n['adaptive_gain_interval'][1])}]"
-                                                     if n.get("adaptive_gain_interval") else "")) if adaptive else "-"
+            rho, gain = rho_cell(n), gain_cell(n) if adaptive else "-"
             first = [_fmt(n["pooled_seen_accuracy"]), _fmt(n["pooled_seen_depth"]), rho,
                      " / ".join(_fmt(v) for v in n["unseen_accuracy"].values()) or "-", gain, _fmt(n["oracle_gain_matched"])]
         f1 = f"{m['finding_1_seeds']} of {len(m['seeds'])}" if "finding_1_seeds" in m else "-"
