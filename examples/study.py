@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None):
             raise SystemExit(f"failed search runs (their logs are under {args.work_dir}/{args.task}/search/logs): {', '.join(failed)}")
         return state
     if args.command == "search-one":
-        import torch
-
-        torch.set_num_threads(1) if not torch.cuda.is_available() else None
+        _one_thread_on_cpu()
         return search_one(args.task, args.candidate, args.variant, Path(args.work_dir), study_dir, args.quick)
     if args.command == "run":
         if any(seed < 0 for seed in args.seeds):
@@ -85,9 +83,7 @@ def main(argv: list[str] | None = None):
             raise SystemExit(f"failed runs (their logs are under {args.work_dir}/<task>/logs): {', '.join(failed)}")
         return results
     if args.command == "one":
-        import torch
-
-        torch.set_num_threads(1) if not torch.cuda.is_available() else None
+        _one_thread_on_cpu()
         return train_and_evaluate(args.task, args.model, args.seed, Path(args.work_dir), study_dir, args.quick)
     if args.command == "ship":
         hub_dir = Path(args.hub_dir or ("outputs/study-quick/hub_configs" if args.quick else "hub_configs"))
@@ -100,6 +96,14 @@ def main(argv: list[str] | None = None):
     print(report["markdown"])
     report["figures"] = _figures(args.task, study_dir, args.quick)
     return report
+
+
+def _one_thread_on_cpu() -> None:
+    """A run in its own process trains on one core (one torch thread) beside the grid's other runs; on a GPU as is."""
+    import torch
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)
 
 
 def _figures(task: str, study_dir, quick: bool) -> dict:
