@@ -382,3 +382,18 @@ def test_a_landed_run_rewrites_the_grids_report_and_figures(tmp_path, capsys):
 def test_a_range_over_seeds_reads_clearly_with_negative_bounds():
     stat = {"mean": -0.43, "min": -0.46, "max": -0.40, "seeds": 1}
     assert study._over(stat) == "-0.43 (range -0.46 to -0.40, 1 seeds)"
+
+
+def test_every_recorded_run_of_the_study_is_in_the_repository():
+    """runs.json names a folder per run; its weights and report are committed with it (a clone without them would
+    report a finished grid as pending): each is tracked by git, not ignored."""
+    import subprocess
+
+    tracked = set(subprocess.run(["git", "ls-files", str(study.STUDY_DIR)], cwd=study.REPO, capture_output=True,
+                                 text=True, check=True).stdout.split())
+    for runs_file in sorted(study.STUDY_DIR.glob(f"*/{study.RUNS_FILE}")):
+        task = runs_file.parent.name
+        for entry in study.read_runs(task):
+            for name in ("report.json", "model.safetensors", "config.json"):
+                path = (runs_file.parent / entry["folder"] / name).relative_to(study.REPO).as_posix()
+                assert path in tracked, f"{path} is recorded in {runs_file.name} but not in the repository"
