@@ -896,9 +896,10 @@ def _span(stat: dict) -> str:
 def _over(stat: dict | None) -> str:
     if not stat:
         return "-"
-    spread = f"range {_span(stat)}"
-    interval = "" if stat["seeds"] < 2 else f", t-interval [{_fmt(stat['low'])}, {_fmt(stat['high'])}]"
-    return f"{_fmt(stat['mean'])} ({spread}{interval}, {stat['seeds']} seeds)"
+    if stat["seeds"] < 2:
+        return f"{_fmt(stat['mean'])} (1 seed)"
+    interval = f"t-interval [{_fmt(stat['low'])}, {_fmt(stat['high'])}]"
+    return f"{_fmt(stat['mean'])} (range {_span(stat)}, {interval}, {stat['seeds']} seeds)"
 
 
 def format_study(result: dict) -> str:

@@ -380,8 +380,9 @@ def test_a_landed_run_rewrites_the_grids_report_and_figures(tmp_path, capsys):
 
 
 def test_a_range_over_seeds_reads_clearly_with_negative_bounds():
-    stat = {"mean": -0.43, "min": -0.46, "max": -0.40, "seeds": 1}
-    assert study._over(stat) == "-0.43 (range -0.46 to -0.40, 1 seeds)"
+    stat = {"mean": -0.43, "min": -0.46, "max": -0.40, "low": -0.50, "high": -0.36, "seeds": 3}
+    assert study._over(stat) == "-0.43 (range -0.46 to -0.40, t-interval [-0.50, -0.36], 3 seeds)"
+    assert study._over({"mean": -0.46, "min": -0.46, "max": -0.46, "seeds": 1}) == "-0.46 (1 seed)"  # no range of one
 
 
 def test_every_recorded_run_of_the_study_is_in_the_repository():
