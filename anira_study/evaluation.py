@@ -2,7 +2,8 @@
 
 - `answer_records`: one forward over a split; per row the teacher-forced correctness of every answer
   token and the depth spent at each position that predicts one (position `answer_start - 1 + k`).
-- `generated_correct`: greedy `model.generate` of every answer, scored by the task's scorer.
+- `generated_correct`: greedy `model.generate` of every answer, scored by the task's scorer (or the same
+  prompts through depth-wise batched decoding, `depth_batching=True`: the same rows correct).
 - `summarize_by_complexity`: per complexity the number of distinct prompts (`items`), accuracies and
   mean depth, each with a 95 % interval (`anira_study.statistics`); with `trained_symbols`, also the
   share of items whose answer needs a symbol that training never produced as a target, and the
@@ -15,6 +16,7 @@
 Evaluation reads the test splits; nothing in training does (the probe reads `validation`).
 """
 
+import importlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -71,34 +73,60 @@ def answer_records(model, rows: list[dict], tokenizer, batch_size: int = 64, max
     return records
 
 
+def generation_batches(rows: list[dict], batch_size: int):
+    """(prompt length, row indices, new tokens) of each `generate()` call: rows grouped by prompt length, so that
+    no prompt needs padding, at most `batch_size` a call, as many new tokens as the call's longest answer."""
+    by_length = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_length[row["answer_start"]].append(index)
+    for prompt_length, indices in sorted(by_length.items()):
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            yield prompt_length, chunk, max(len(rows[i]["input_ids"]) - prompt_length for i in chunk)
+
+
 @torch.no_grad()
-def generated_correct(model, rows: list[dict], tokenizer, batch_size: int = 64) -> list[bool]:
+def generated_correct(model, rows: list[dict], tokenizer, batch_size: int = 64, depth_batching: bool = False) -> list[bool]:
     """Greedy generation of every answer, scored with the task's scorer (valid orders count for BREVO).
 
-    Rows are batched by prompt length, so no prompt needs padding."""
+    Rows are batched by prompt length, so no prompt needs padding. `depth_batching`: the same prompts, each with
+    the same token budget, through the model's `DepthBatcher` instead (modeling_anira/depth_batching.py): all
+    queued at once, `batch_size` rows, a row taking the next prompt as soon as its sequence ends. Greedy decoding
+    gives every sequence the tokens `generate()` gives it, so the same rows are scored correct."""
     model_was_training = model.training
     model.eval()
     base = unwrap_model(model)
     device = next(base.parameters()).device
-    by_length = defaultdict(list)
-    for index, row in enumerate(rows):
-        by_length[row["answer_start"]].append(index)
-    correct = [False] * len(rows)
-    for prompt_length, indices in sorted(by_length.items()):
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
+    options = dict(do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    generated = {}  # row index -> generated token ids
+    if depth_batching:
+        # Halted tokens wait for half the rows before their coda and next token run together: fewer, fuller passes
+        # (the schedule; the tokens do not depend on it). benchmarks/inference/RESULTS.md has the timings.
+        batcher = _depth_batcher(base, max_batch_size=batch_size, min_coda_rows=max(1, batch_size // 2), **options)
+        order = {}
+        for prompt_length, chunk, new_tokens in generation_batches(rows, batch_size):
+            for i in chunk:
+                order[batcher.add(rows[i]["input_ids"][:prompt_length], max_new_tokens=new_tokens)] = i
+        for result in batcher.run():
+            generated[order[result.request_id]] = result.generated.tolist()
+    else:
+        for prompt_length, chunk, new_tokens in generation_batches(rows, batch_size):
             prompts = torch.tensor([rows[i]["input_ids"][:prompt_length] for i in chunk], device=device)
-            new_tokens = max(len(rows[i]["input_ids"]) - prompt_length for i in chunk)
-            output = base.generate(
-                input_ids=prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new_tokens,
-                do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-            )
-            for row_index, generated in zip(chunk, output[:, prompt_length:].tolist()):
-                tokens = tokenizer.convert_ids_to_tokens(generated)
-                tokens = [t for t in tokens if t != tokenizer.pad_token]
-                correct[row_index] = bool(score_answer(rows[row_index], tokens))
+            output = base.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new_tokens,
+                                   **options)
+            generated.update(zip(chunk, output[:, prompt_length:].tolist()))
+    correct = []
+    for index, row in enumerate(rows):
+        tokens = [t for t in tokenizer.convert_ids_to_tokens(generated[index]) if t != tokenizer.pad_token]
+        correct.append(bool(score_answer(row, tokens)))
     model.train(model_was_training)
     return correct
+
+
+def _depth_batcher(model, **options):
+    """The model's own DepthBatcher: its package's, or the copy beside a Hub folder's remote code."""
+    package = type(model).__module__.rpartition(".")[0]
+    return importlib.import_module(f"{package}.depth_batching").DepthBatcher(model, **options)
 
 
 def trained_target_symbols(train_rows, tokenizer) -> set[str]:
@@ -166,11 +194,12 @@ def item_depths(records: list[dict]) -> tuple[list[float], list[int]]:
 
 
 def evaluation_report(model, data, tokenizer, splits=EVAL_SPLITS, batch_size: int = 64, generate: bool = True,
-                      keep_records: bool = False, resamples: int = 1000) -> dict:
+                      keep_records: bool = False, resamples: int = 1000, depth_batching: bool = False) -> dict:
     """{split: {"overall", "per_complexity", "spearman", "spearman_interval", "items"}, "all": {...}} for one model.
 
     rho is over items (distinct prompts): an item's mean answer depth against its complexity, with a
-    percentile bootstrap interval over items (the `depth_complexity_spearman` metric module)."""
+    percentile bootstrap interval over items (the `depth_complexity_spearman` metric module). `depth_batching`:
+    generated answers through depth-wise batched decoding (`generated_correct`)."""
     spearman = load_metric("depth_complexity_spearman")
     trained = trained_target_symbols(data["train"], tokenizer) if "train" in data else None
     read = trained_input_symbols(data["train"], tokenizer) if "train" in data else None
@@ -180,7 +209,7 @@ def evaluation_report(model, data, tokenizer, splits=EVAL_SPLITS, batch_size: in
             continue
         rows = data[split].to_list()
         records = answer_records(model, rows, tokenizer, batch_size)
-        generated = generated_correct(model, rows, tokenizer, batch_size) if generate else None
+        generated = generated_correct(model, rows, tokenizer, batch_size, depth_batching) if generate else None
         summary = summarize_by_complexity(records, generated, [row["answer"] for row in rows], trained,
                                           [row["prompt"] for row in rows], read)
         depths, complexities = item_depths(records)

@@ -33,6 +33,8 @@ class EvaluationArguments:
     splits: list[str] = field(default_factory=lambda: list(EVAL_SPLITS))
     batch_size: int = field(default=64)
     generate: bool = field(default=True, metadata={"help": "Also score greedily generated answers."})
+    depth_batching: bool = field(default=False, metadata={"help": "Generate the answers with depth-wise batched "
+                                                          "decoding (the same answers)."})
     max_per_size: int | None = field(default=None, metadata={"help": "Evaluate at most this many samples per complexity."})
     device: str | None = field(default=None, metadata={"help": "Default: cuda when available, else cpu."})
 
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
         data = cap_per_size(data, args.max_per_size)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
-        reports[name] = evaluation_report(model, data, tokenizer, args.splits, args.batch_size, args.generate)
+        reports[name] = evaluation_report(model, data, tokenizer, args.splits, args.batch_size, args.generate,
+                                          depth_batching=args.depth_batching)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     table = format_table(reports)

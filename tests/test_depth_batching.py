@@ -203,3 +203,29 @@ def test_depth_batching_refuses_what_it_does_not_do_naming_it():
                        depth_batching=True, **NO_EOS)
     with pytest.raises(ValueError, match="eval"):
         DepthBatcher(model.train())
+
+
+def test_queued_prompts_of_one_length_share_a_prefill_and_read_back_at_every_iteration():
+    """The prompts of the first queued one's length among the next max_batch_size are prefilled in one forward, and
+    each row's cache, loaded from that batch, gives its sequence what generate() gives it alone; also where a
+    generated token runs deeper than every prompt token did (it reads the prompt's frozen keys/values at iterations
+    the prefill never ran), and where a prompt ends at its first token (it never takes a row)."""
+    model = tiny_model(depth_mode="early", recurrence="fast")
+    vocab = torch.arange(3, 40)
+    shallow = int(vocab[model(input_ids=vocab[:, None]).depths[:, 0].argmin()])  # the shallowest one-token prompt
+    prompts = [[shallow], [shallow], [5, 17, 23], [shallow], [9, 30, 12], [11]]  # 0 and 1: a batch that stops early
+    lengths = [6, 5, 4, 1, 6, 3]
+    batcher = DepthBatcher(model, max_batch_size=3, output_logits=True, **VARIED)
+    for prompt, length in zip(prompts, lengths):
+        batcher.add(torch.tensor(prompt), max_new_tokens=length)
+    results = {r.request_id: r for r in batcher.run()}
+    # windows of 3: [1, 1, 3] -> prompts 0, 1; [3, 1, 3] -> prompts 2, 4; [1, 1] -> prompts 3, 5
+    assert batcher.prefill_passes == 3
+    for index, (prompt, length) in enumerate(zip(prompts, lengths)):
+        sequence, depths, logits = alone(model, torch.tensor(prompt), logits=True, max_new_tokens=length, **VARIED)
+        assert torch.equal(results[index].sequence, sequence) and torch.equal(results[index].depths, depths)
+        torch.testing.assert_close(results[index].logits, logits, rtol=1e-6, atol=1e-6)
+    assert results[3].generated.numel() == 1 and results[3].stop_reason == "length"
+    prompt_depth = int(results[0].depths[0])
+    assert prompt_depth + 1 < model.config.max_depth and int(results[0].depths[1:-1].max()) > prompt_depth + 1, \
+        "a generated token must run past the iterations its prompt's prefill stored"

@@ -206,3 +206,33 @@ def test_unseen_size_reports_count_prompt_symbols_no_training_row_holds_as_well_
         assert entry["untrained_prompt_symbols"] == sorted({s for p in prompts for s in p.split()} - read)
         assert entry["untrained_prompt_items"] == sum(not set(p.split()) <= read for p in prompts)
     assert not {"<hop=1>", "<hop=2>"} & set(seen["untrained_prompt_symbols"])
+
+
+@pytest.mark.parametrize("name", ["anira-o-brevo", "anira-e-brevo"])
+def test_depth_batched_generation_scores_the_same_rows_correct_as_generate(name, monkeypatch):
+    """A shipped BREVO model on real test rows, seen and unseen sizes (right and wrong answers), fewer rows than
+    prompts so that rows are refilled: depth-wise batched decoding marks exactly the rows generate() marks."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from modeling_anira import DepthBatcher
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(ROOT / "hub_configs" / name), AutoTokenizer.from_pretrained(ROOT / "hub_configs" / name)
+    data = build_dataset_dict(TaskSpec(task="brevo", train_sizes=[3, 4, 5, 6], extrapolation_sizes=[7, 8], num_train=64,
+                                       num_validation=8, num_test_per_size=5))
+    rows = data["test_seen"].to_list() + data["test_extrapolation"].to_list()
+    plain = generated_correct(model, rows, tokenizer, batch_size=8)
+    ticks = []
+    step = DepthBatcher.step
+    monkeypatch.setattr(DepthBatcher, "step", lambda self: ticks.append(1) or step(self))
+    monkeypatch.setattr(type(model), "generate", lambda *args, **kwargs: pytest.fail("depth batching called generate()"))
+    batched = generated_correct(model, rows, tokenizer, batch_size=8, depth_batching=True)
+    assert batched == plain and ticks
+    assert any(plain) and not all(plain), "the rows must hold right and wrong answers"
+
+
+def test_evaluate_script_passes_depth_batching_to_the_generated_answers(tiny_depo_run, tmp_path, monkeypatch):
+    import anira_study.evaluation as evaluation
+    calls = []
+    scored = evaluation.generated_correct
+    monkeypatch.setattr(evaluation, "generated_correct", lambda *args, **kwargs: calls.append(args[3:]) or scored(*args, **kwargs))
+    load_script("evaluate_models").main(["--models", str(tiny_depo_run), "--output_dir", str(tmp_path), "--splits",
+                                         "test_seen", "--depth_batching", "true"])
+    assert calls == [(64, True)]
