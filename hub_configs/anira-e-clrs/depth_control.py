@@ -64,13 +64,13 @@ class AniraRMSNorm(nn.Module):
         hidden_states = _at_least_float32(hidden_states)
         variance = hidden_states.pow(2).mean(-1, keepdim=True)
         hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
-        return self.weight * hidden_states.to(input_dtype)
+        return self.weight * (hidden_states if hidden_states.dtype == input_dtype else hidden_states.to(input_dtype))
 
 
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """Decisions are made in float32 under bf16/fp16 (a threshold on a half-precision sigmoid is coarse);
     float64 models keep float64 so that the reference computations stay exact."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
+    return x if x.dtype in (torch.float32, torch.float64) else x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _real(token_mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -231,6 +231,8 @@ class OnlinePlan:
         self.running = token_mask.float()  # a^t, the mask of the next iteration
         self.lambdas: list[torch.Tensor] = []  # lambda^t for every token (a frozen token's stays constant)
         self.ran: list[torch.Tensor] = []  # hard a^t of the iterations that ran
+        self.running_hard = token_mask.bool()  # a^t > 0.5, kept beside a^t (read several times per iteration)
+        self.ran_hard: torch.Tensor | None = None  # the last iteration's hard a^t
         self.any_running = bool(token_mask.any())
 
     def active(self, t: int) -> torch.Tensor:
@@ -241,16 +243,15 @@ class OnlinePlan:
         # straight-through gradient of that halting decision, which reads iteration t's output. Masks of later
         # iterations pass no gradient (a frozen token's halting probability stays above the threshold, so
         # a^{t+1} = a^t (1 - halt) has a zero factor either way), so those iterations need no computing.
-        running = self.running > 0.5
-        if self.training and self.ran:
-            running = running | (self.ran[-1] > 0.5)
-        return running
+        if self.training and self.ran_hard is not None:
+            return self.running_hard | self.ran_hard
+        return self.running_hard
 
     def any_active(self, t: int) -> bool:
         # In training one more iteration runs after the last token halted: the straight-through gradient of a
         # halting decision at d is "what iteration d + 1 would have changed", and every token must get it
         # whatever the other sequences of its batch do (gradient accumulation must equal one large batch).
-        ran_last = self.training and bool(self.ran) and bool(self.ran[-1].any())
+        ran_last = self.training and self.ran_hard is not None and bool(self.ran_hard.any())
         return t <= self.max_depth and (self.any_running or ran_last)
 
     def halt(self, t: int, lam: torch.Tensor) -> torch.Tensor:
@@ -259,8 +260,9 @@ class OnlinePlan:
         return hard + (lam - lam.detach()) if self.training else hard  # the bracket is exactly 0: masks stay 0/1
 
     def observe(self, t: int, hidden: torch.Tensor) -> None:
-        running = self.running > 0.5
-        if bool(running.all()):
+        running = self.running_hard
+        index = running.reshape(-1).nonzero().squeeze(-1)
+        if index.numel() == running.numel():
             lam = self.head.halting_prob(hidden)
         else:
             # Only the running tokens' lambda is read (a frozen token's effective lambda is the one of its
@@ -268,10 +270,13 @@ class OnlinePlan:
             # straight-through path, which keeps a^{t+1} = a^t (1 - halt) at a zero factor for frozen tokens
             # (what their own, above-threshold lambda gave before; see `computed`). At width 64 the head's norm
             # is a few percent of a training step, and it does not shrink with depth unless it is gathered too.
-            lam = self.head.halting_prob(hidden[running])
-            lam = torch.ones(running.shape, dtype=lam.dtype, device=lam.device).masked_scatter(running, lam)
+            # (index_select and index_copy: boolean indexing's rows and masked_scatter's values, faster on CPU.)
+            lam = self.head.halting_prob(hidden.reshape(-1, hidden.shape[-1]).index_select(0, index))
+            ones = torch.ones(running.numel(), dtype=lam.dtype, device=lam.device)
+            lam = ones.index_copy(0, index, lam).view(running.shape)
         self.lambdas.append(lam)
-        self.ran.append((self.running > 0.5).to(lam.dtype))
+        self.ran.append(running.to(lam.dtype))
+        self.ran_hard = running
         if t >= self.max_depth:
             halt = torch.ones_like(lam)  # iteration D always halts
         elif t < self.min_depth or self.hold:
@@ -279,7 +284,8 @@ class OnlinePlan:
         else:
             halt = self.halt(t, lam)
         self.running = self.running * (1 - halt)
-        self.any_running = bool((self.running > 0.5).any())
+        self.running_hard = self.running > 0.5
+        self.any_running = bool(self.running_hard.any())
 
     def effective_lambdas(self, depths: torch.Tensor) -> torch.Tensor:
         """lambda~ [B, S, D]: 0 before min_depth, 1 at D, and after a token's halt its lambda at the halting

@@ -41,7 +41,7 @@ from transformers.utils.import_utils import is_tracing
 from .cache_anira import AniraCache
 from .configuration_anira import MAX_DEPTH_LIMIT, AniraConfig
 from .depth_control import DEPTH_CONTROLLERS, AniraRMSNorm, DepthReport, DepthRouter, HaltingHead
-from .fast_path import fast_recur, layer_at
+from .fast_path import SelectedPositions, fast_recur, layer_at
 from .generation_anira import AniraGenerationMixin
 
 try:  # FSDP2's marker class (torch >= 2.6)
@@ -110,7 +110,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [batch, heads, seq, head_dim]; cos/sin: [batch, seq, head_dim]."""
+    """x: [batch, heads, seq, head_dim] with cos/sin [batch, seq, head_dim], or token rows x: [N, heads, head_dim]
+    with cos/sin [N, head_dim]."""
     return x * cos.unsqueeze(1) + rotate_half(x) * sin.unsqueeze(1)
 
 
@@ -174,14 +175,19 @@ class AniraAttention(nn.Module):
         self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=bias)
 
     def project_query(self, hidden_states: torch.Tensor, position_embeddings) -> torch.Tensor:
-        q = self.q_proj(hidden_states).view(*hidden_states.shape[:-1], -1, self.head_dim).transpose(1, 2)
-        return apply_rotary(q, *position_embeddings)
+        """Queries (rotated) [batch, heads, seq, head_dim] of already-normed states [batch, seq, hidden], or
+        [N, heads, head_dim] of token rows [N, hidden] (the fast path's gathered tokens; cos/sin [N, head_dim])."""
+        q = self.q_proj(hidden_states).view(*hidden_states.shape[:-1], -1, self.head_dim)
+        return apply_rotary(q if q.dim() == 3 else q.transpose(1, 2), *position_embeddings)
 
     def project_key_value(self, hidden_states: torch.Tensor, position_embeddings) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys (rotated) and values [batch, kv_heads, seq, head_dim] of already-normed states."""
+        """Keys (rotated) and values [batch, kv_heads, seq, head_dim] of already-normed states [batch, seq, hidden],
+        or [N, kv_heads, head_dim] of token rows [N, hidden] (as `project_query`)."""
         shape = (*hidden_states.shape[:-1], -1, self.head_dim)
-        k = self.k_proj(hidden_states).view(shape).transpose(1, 2)
-        v = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        k = self.k_proj(hidden_states).view(shape)
+        v = self.v_proj(hidden_states).view(shape)
+        if k.dim() > 3:
+            k, v = k.transpose(1, 2), v.transpose(1, 2)
         return apply_rotary(k, *position_embeddings), v
 
     def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask, **kwargs):
@@ -656,6 +662,8 @@ class AniraModel(AniraPreTrainedModel):
             # (filled in below): only the iterations before it need a coda pass of their own.
             first = 1 + self.config.num_prelude_layers
             readout_kwargs = {**layer_kwargs, "cache": None, "attention_sink": None}
+            if readout_positions is not None and len(self.coda):  # packed once for every readout
+                readout_positions = SelectedPositions(readout_positions, readout_kwargs, self.config)
             readouts = [self.readout(state, readout_kwargs, readout_positions)
                         for state in all_hidden[first:first + min(ran, max_depth) - 1]]
             if not output_hidden_states:
@@ -756,9 +764,10 @@ class AniraModel(AniraPreTrainedModel):
         compiles once per input shape."""
         return self.depth_loop(*args)
 
-    def readout(self, hidden: torch.Tensor, layer_kwargs: dict, positions: torch.Tensor | None = None) -> torch.Tensor:
+    def readout(self, hidden: torch.Tensor, layer_kwargs: dict, positions=None) -> torch.Tensor:
         """The coda and the final norm over recurrent states `hidden` (no cache): what the head would read if
-        the recurrence stopped there; at `positions` only ([N, hidden]) when given."""
+        the recurrence stopped there; at `positions` only ([N, hidden]) when given (a bool [batch, seq], or with a
+        coda their `SelectedPositions`)."""
         coda = list(self.coda)
         if positions is not None and coda:
             for layer in coda[:-1]:
@@ -908,9 +917,13 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
 
         loss = lm_loss = iteration_loss = compute_loss = None
         if supervised:
+            if rows is not None:  # the supervised positions, flat (row-major), and their targets [1, N]
+                flat_rows = rows.reshape(-1).nonzero().squeeze(-1)
+                row_targets = shifted.reshape(-1).index_select(0, flat_rows)[None]
+
             def lm(logits):
                 if rows is not None and logits.dim() == 2:  # the supervised positions' logits [N, vocab]
-                    logits, targets = logits[None], shifted[rows][None]
+                    logits, targets = logits[None], row_targets
                     return self.loss_function(logits=logits, labels=None, vocab_size=self.config.vocab_size,
                                               num_items_in_batch=num_items_in_batch, shift_labels=targets)
                 return self.loss_function(
@@ -919,7 +932,10 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
                 )
 
             # The loss reads the supervised positions only (the same terms; no log-softmax over the others).
-            lm_loss = lm(logits[rows] if rows is not None and logits.shape[1] == rows.shape[1] else logits)
+            if rows is not None and logits.shape[1] == rows.shape[1]:  # (index_select: boolean indexing's rows, faster)
+                lm_loss = lm(logits.reshape(-1, logits.shape[-1]).index_select(0, flat_rows))
+            else:
+                lm_loss = lm(logits)
             compute_loss = self.compute_loss(outputs.compute_cost, outputs.depths, shifted, num_items_in_batch)
             loss = lm_loss + self.config.compute_penalty * compute_loss
             if outputs.iteration_readouts:  # max_depth 1 has no iteration before the last

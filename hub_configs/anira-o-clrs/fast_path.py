@@ -54,9 +54,13 @@ class FrozenKeyValues:
 
     def store(self, layer: int, index: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
         """Keep the keys/values [n, kv_heads, head_dim] of the tokens `index` (flat) at `layer`."""
-        if self.keys[layer] is None:
-            self.keys[layer] = key.new_zeros(self.tokens, *key.shape[1:])
-            self.values[layer] = value.new_zeros(self.tokens, *value.shape[1:])
+        self._write(layer, index, key, value)
+
+    def _write(self, layer: int, index: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+        if self.keys[layer] is None:  # fresh zeros: written in place (no copy of the zeros)
+            self.keys[layer] = key.new_zeros(self.tokens, *key.shape[1:]).index_copy_(0, index, key)
+            self.values[layer] = value.new_zeros(self.tokens, *value.shape[1:]).index_copy_(0, index, value)
+            return
         # Out of place: in training, earlier iterations' attention read the previous tensors through autograd.
         self.keys[layer] = self.keys[layer].index_copy(0, index, key)
         self.values[layer] = self.values[layer].index_copy(0, index, value)
@@ -65,22 +69,18 @@ class FrozenKeyValues:
         """Tokens `index` stop at their state in `hidden_flat`: compute their keys/values at every layer."""
         if index.numel() == 0:
             return
-        states = hidden_flat[index].unsqueeze(0)  # [1, n, H]: the n tokens as one sequence
-        rope = (cos[index].unsqueeze(0), sin[index].unsqueeze(0))
+        states = hidden_flat.index_select(0, index)  # [n, H]: token rows
+        rope = (cos.index_select(0, index), sin.index_select(0, index))
         for position, layer in enumerate(self.core):
-            key, value = layer.key_value(states, rope)  # [1, kv_heads, n, head_dim]
-            self.store(position, index, key[0].transpose(0, 1), value[0].transpose(0, 1))
+            key, value = layer.key_value(states, rope)  # [n, kv_heads, head_dim]
+            self.store(position, index, key, value)
 
     def update(self, layer: int, batch: int, index: torch.Tensor, key: torch.Tensor, value: torch.Tensor):
         """The chunk's keys/values [B, kv_heads, S, head_dim] at `layer` with the tokens `index` (flat) set to
         `key`/`value` [n, kv_heads, head_dim]: the computed tokens' fresh ones and the freezing tokens' frozen
         ones, in one copy that is also kept. Keeping the computed tokens' fresh keys/values is harmless: a row
         is read later only as a frozen token's (stored when it freezes) or after being overwritten."""
-        if self.keys[layer] is None:
-            self.keys[layer] = key.new_zeros(self.tokens, *key.shape[1:])
-            self.values[layer] = value.new_zeros(self.tokens, *value.shape[1:])
-        self.keys[layer] = self.keys[layer].index_copy(0, index, key)
-        self.values[layer] = self.values[layer].index_copy(0, index, value)
+        self._write(layer, index, key, value)
         return self.chunk(layer, batch)
 
     def chunk(self, layer: int, batch: int):
@@ -111,34 +111,46 @@ class ActivePacking:
 
     def __init__(self, active: torch.Tensor, mask: torch.Tensor | None, whole_chunk: bool = False):
         batch, seq = active.shape
+        device = active.device
         self.seq = seq
-        self.index = active.reshape(-1).nonzero().squeeze(-1)  # flat (b * S + p) of the active tokens
-        counts = active.sum(-1)
-        self.rows = counts.nonzero().squeeze(-1)  # batch rows taking part, ascending
-        if whole_chunk and self.rows.numel():
-            self.rows = torch.arange(int(self.rows[0]), int(self.rows[-1]) + 1, device=active.device)
-        self.width = int(counts.max())  # A
+        self.index = active.reshape(-1).nonzero().squeeze(-1)  # flat (b * S + p) of the active tokens, ascending
+        # The per-row bookkeeping is a handful of integers per batch row: read the counts once and do it in Python.
+        counts = active.sum(-1).tolist()
+        rows = [b for b, count in enumerate(counts) if count]  # batch rows taking part, ascending
+        if whole_chunk and rows:
+            rows = list(range(rows[0], rows[-1] + 1))
+        self.width = max(counts)  # A
         self.cap = self.width
         if whole_chunk and 0 < self.width <= QUERY_BLOCK:
-            self.cap = _overflow_cap(sorted(counts[self.rows].tolist()), self.width)
-        self.overflow_rows = self.rows[counts[self.rows] > self.cap]  # rows with queries past the cap (batch index)
-        rank = (active.cumsum(-1) - 1).reshape(-1)[self.index]  # j: the token's rank among its row's active ones
+            self.cap = _overflow_cap(sorted(counts[b] for b in rows), self.width)
+        overflow = [b for b in rows if counts[b] > self.cap]  # rows with queries past the cap (batch index)
+        self.rows = torch.tensor(rows, dtype=torch.long, device=device)
+        self.overflow_rows = torch.tensor(overflow, dtype=torch.long, device=device)
+        self.main_slots = len(rows) * self.cap
+        self.slots = self.main_slots + len(overflow) * (self.width - self.cap)
+        # The k-th active token (k in 0..N-1), at rank j = k - (active tokens of the rows before its row b) in its
+        # row, goes to slot r * cap + j (r: b's place among the R rows) when j < cap, else after the main slots to
+        # (b's place among the overflow rows) * (width - cap) + j - cap: k plus a per-row offset either way.
+        before = [0] * batch  # active tokens of the rows before b
+        for b in range(1, batch):
+            before[b] = before[b - 1] + counts[b - 1]
+        table = [[0, 0, 0] for _ in range(batch)]  # per batch row: main offset, overflow offset, first overflow k
+        for r, b in enumerate(rows):
+            table[b][0] = r * self.cap - before[b]
+            table[b][2] = before[b] + self.cap
+        for o, b in enumerate(overflow):
+            table[b][1] = self.main_slots + o * (self.width - self.cap) - self.cap - before[b]
         row = torch.div(self.index, seq, rounding_mode="floor")
-        packed_row = row - self.rows[0] if whole_chunk else ((counts > 0).cumsum(0) - 1)[row]  # r: among the R
-        self.slot = packed_row * self.cap + rank  # flat (r * cap + j), for j < cap
-        self.main_slots = self.rows.numel() * self.cap
-        if self.overflow_rows.numel():  # j >= cap: after the main slots, (overflow row, j - cap)
-            overflow_row = torch.full((batch,), -1, dtype=torch.long, device=active.device)
-            overflow_row[self.overflow_rows] = torch.arange(self.overflow_rows.numel(), device=active.device)
-            extra = self.main_slots + overflow_row[row] * (self.width - self.cap) + rank - self.cap
-            self.slot = torch.where(rank >= self.cap, extra, self.slot)
-        self.slots = self.main_slots + self.overflow_rows.numel() * (self.width - self.cap)
-        positions = torch.full((self.slots,), seq - 1, dtype=torch.long, device=active.device)
-        positions[self.slot] = self.index - row * seq
+        per_token = torch.tensor(table, dtype=torch.long, device=device).index_select(0, row)
+        k = torch.arange(self.index.numel(), device=device)
+        offset = per_token[:, 0] if not overflow else torch.where(k >= per_token[:, 2], per_token[:, 1], per_token[:, 0])
+        self.slot = k + offset
+        positions = torch.full((self.slots,), seq - 1, dtype=torch.long, device=device)
+        positions.index_copy_(0, self.slot, self.index - row * seq)
         self.positions = positions[:self.main_slots].view(-1, self.cap)
-        self.runs = _contiguous_runs(self.rows.tolist())
+        self.runs = _contiguous_runs(rows)
         self.mask = self._mask_rows(mask, batch, seq, self.rows, self.positions)
-        if self.overflow_rows.numel():
+        if overflow:
             overflow_positions = positions[self.main_slots:].view(-1, self.width - self.cap)
             self.overflow_mask = self._mask_rows(mask, batch, seq, self.overflow_rows, overflow_positions)
 
@@ -153,6 +165,13 @@ class ActivePacking:
             raise ValueError("the fast path needs the 4D causal mask for a multi-token chunk")
         if mask.dim() != 4:
             raise ValueError(f"the fast path expects a 4D attention mask, got shape {tuple(mask.shape)}")
+        if mask.shape[1] == 1:  # one mask for every head: its [query, key] rows picked by one flat index
+            if mask.shape[0] == 1 or mask.stride(0) == 0:  # the same for every batch row
+                picked = mask[0, 0].index_select(0, positions.reshape(-1))
+            else:
+                flat = (positions + (rows * mask.shape[2]).unsqueeze(-1)).reshape(-1)
+                picked = mask[:, 0].reshape(-1, mask.shape[-1]).index_select(0, flat)
+            return picked.view(len(positions), 1, positions.shape[-1], mask.shape[-1])
         mask = mask.expand(batch, -1, -1, -1)[rows]
         index = positions.view(len(mask), 1, -1, 1).expand(-1, mask.shape[1], -1, mask.shape[-1])
         return mask.gather(2, index)
@@ -167,7 +186,7 @@ class ActivePacking:
         compute every query-key pair, so without the blocks a long prompt's attention would cost the full
         square instead of the causal triangle. The overflow queries, if any, take one more call."""
         heads, head_dim = query.shape[1:]
-        packed = query.new_zeros(self.slots, heads, head_dim).index_copy(0, self.slot, query)
+        packed = query.new_zeros(self.slots, heads, head_dim).index_copy_(0, self.slot, query)
         main = packed[:self.main_slots].view(-1, self.cap, heads, head_dim).transpose(1, 2)
         blocks = self._query_blocks(key.shape[-2])
         outputs, start = [], 0
@@ -175,19 +194,19 @@ class ActivePacking:
             stop = start + last - first
             row_outputs = []
             for q0, q1, keys in blocks:
-                mask = None if self.mask is None else self.mask[start:stop, :, q0:q1, :keys]
-                out, _ = attention.mix_heads(main[start:stop, :, q0:q1], key[first:last, :, :keys],
-                                             value[first:last, :, :keys], mask, **kwargs)
+                mask = None if self.mask is None else _part(self.mask, start, stop, q0, q1, keys)
+                out, _ = attention.mix_heads(_part(main, start, stop, q0, q1), _part(key, first, last, 0, keys),
+                                             _part(value, first, last, 0, keys), mask, **kwargs)
                 row_outputs.append(out)
             outputs.append(row_outputs[0] if len(row_outputs) == 1 else torch.cat(row_outputs, dim=1))
             start = stop
         if self.overflow_rows.numel():
             extra = packed[self.main_slots:].view(-1, self.width - self.cap, heads, head_dim).transpose(1, 2)
-            out, _ = attention.mix_heads(extra, key[self.overflow_rows], value[self.overflow_rows], self.overflow_mask,
-                                         **kwargs)
+            out, _ = attention.mix_heads(extra, key.index_select(0, self.overflow_rows),
+                                         value.index_select(0, self.overflow_rows), self.overflow_mask, **kwargs)
             outputs.append(out)
-        out = torch.cat([o.reshape(-1, o.shape[-1]) for o in outputs])
-        return out[self.slot]
+        out = [o.reshape(-1, o.shape[-1]) for o in outputs]
+        return (out[0] if len(out) == 1 else torch.cat(out)).index_select(0, self.slot)
 
     def _query_blocks(self, keys: int) -> list[tuple[int, int, int]]:
         """(first, last, keys needed) per block of packed queries. Packed positions ascend along a row, so a
@@ -198,6 +217,15 @@ class ActivePacking:
         starts = list(range(0, self.cap, QUERY_BLOCK))
         latest = torch.stack([self.positions[:, q0 : q0 + QUERY_BLOCK].amax() for q0 in starts]).tolist()
         return [(q0, min(q0 + QUERY_BLOCK, self.cap), past + p + 1) for q0, p in zip(starts, latest)]
+
+
+def _part(x: torch.Tensor, first: int, last: int, start: int, stop: int, keys: int | None = None) -> torch.Tensor:
+    """x[first:last, :, start:stop] (and [..., :keys] when given), or x itself when that is all of x: a whole-range
+    slice is an alias, one more autograd node for nothing (the usual case of a training batch's one call)."""
+    whole = first == 0 and last == x.shape[0] and start == 0 and stop == x.shape[2]
+    if keys is None:
+        return x if whole else x[first:last, :, start:stop]
+    return x if whole and keys == x.shape[3] else x[first:last, :, start:stop, :keys]
 
 
 def _overflow_cap(counts: list[int], width: int) -> int:
@@ -235,24 +263,36 @@ def _full_mask(layer_kwargs: dict, batch: int, seq: int, past: int, device, dtyp
     return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def layer_at(layer, hidden: torch.Tensor, selected: torch.Tensor, layer_kwargs: dict, config) -> torch.Tensor:
-    """A decoder layer's output [N, H] at the `selected` positions [B, S] only (row-major order), for a chunk with
-    no cached past: keys/values from every position, queries, attention, o_proj and the MLP for the N selected
-    ones. Exact, as attention is per query: the iteration loss reads its readouts at the supervised positions."""
-    batch, seq, width = hidden.shape
-    mask = _full_mask(layer_kwargs, batch, seq, 0, hidden.device, hidden.dtype, config)
-    packing = ActivePacking(selected, mask, whole_chunk=True)
-    index = packing.index
-    cos, sin = layer_kwargs["position_embeddings"]
-    rope = (cos.expand(batch, -1, -1).reshape(batch * seq, -1)[index].unsqueeze(0),
-            sin.expand(batch, -1, -1).reshape(batch * seq, -1)[index].unsqueeze(0))
+class SelectedPositions:
+    """Positions [B, S] (bool) of a chunk with no cached past, packed once for `layer_at` (their attention slots,
+    mask rows and rotary rows): the iteration loss reads its readouts at the same positions after every iteration."""
+
+    def __init__(self, selected: torch.Tensor, layer_kwargs: dict, config):
+        batch, seq = selected.shape
+        cos, sin = layer_kwargs["position_embeddings"]
+        mask = _full_mask(layer_kwargs, batch, seq, 0, selected.device, cos.dtype, config)
+        self.selected = selected
+        self.packing = ActivePacking(selected, mask, whole_chunk=True)
+        index = self.packing.index
+        self.rope = tuple(x.expand(batch, -1, -1).reshape(batch * seq, -1).index_select(0, index) for x in (cos, sin))
+
+
+def layer_at(layer, hidden: torch.Tensor, selected, layer_kwargs: dict, config) -> torch.Tensor:
+    """A decoder layer's output [N, H] at the `selected` positions [B, S] only (row-major order; a bool tensor or
+    its `SelectedPositions`), for a chunk with no cached past: keys/values from every position, queries, attention,
+    o_proj and the MLP for the N selected ones. Exact, as attention is per query: the iteration loss reads its
+    readouts at the supervised positions."""
+    width = hidden.shape[-1]
+    if not isinstance(selected, SelectedPositions):
+        selected = SelectedPositions(selected, layer_kwargs, config)
+    packing, index = selected.packing, selected.packing.index
     attention = layer.self_attn
     normed = layer.input_layernorm(hidden)
     key, value = attention.project_key_value(normed, layer_kwargs["position_embeddings"])  # [B, kv_heads, S, head_dim]
-    query = attention.project_query(normed.reshape(-1, width)[index].unsqueeze(0), rope)  # [1, heads, N, head_dim]
+    query = attention.project_query(normed.reshape(-1, width).index_select(0, index), selected.rope)  # [N, heads, head_dim]
     attend_kwargs = {k: v for k, v in layer_kwargs.items() if k not in _DENSE_LAYER_ARGS}
-    out = packing.attend(attention, query[0].transpose(0, 1), key, value, **attend_kwargs)
-    return layer.after_attention(hidden.reshape(-1, width)[index], attention.o_proj(out))
+    out = packing.attend(attention, query, key, value, **attend_kwargs)  # [N, heads * head_dim]
+    return layer.after_attention(hidden.reshape(-1, width).index_select(0, index), attention.o_proj(out))
 
 
 def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
@@ -331,23 +371,26 @@ def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude
     n = index.numel()
     a = None
     if active is not None:
-        a = active.reshape(-1)[index]
-        a = a.to(hidden_flat.dtype).view(1, n, 1) if a.requires_grad or not bool((a > 0.5).all()) else None
+        a = active.reshape(-1).index_select(0, index)
+        a = a.to(hidden_flat.dtype).view(n, 1) if a.requires_grad or not bool((a > 0.5).all()) else None
+    # The tokens are rows [N, H] throughout (projections to [N, heads, head_dim], no batch axis to add and drop),
+    # and gathers go through index_select: the same rows as indexing, several times faster on CPU, and its
+    # backward (index_add into zeros) gives the same gradient.
     rows = torch.cat([index, freezing])  # computed tokens first, then the freezing ones
-    rope = (cos[rows].unsqueeze(0), sin[rows].unsqueeze(0))
-    frozen_states = hidden_flat[freezing].unsqueeze(0)  # a freezing token's input to every core layer
-    states = model.injection(hidden_flat[index], prelude_flat[index]).unsqueeze(0)  # [1, N, H]
+    rope = (cos.index_select(0, rows), sin.index_select(0, rows))
+    frozen_states = hidden_flat.index_select(0, freezing)  # a freezing token's input to every core layer
+    states = model.injection(hidden_flat.index_select(0, index), prelude_flat.index_select(0, index))  # [N, H]
     if a is not None:
-        states = a * states + (1 - a) * hidden_flat[index].unsqueeze(0)
+        states = a * states + (1 - a) * hidden_flat.index_select(0, index)
     for position, layer in enumerate(model.core):
         attention = layer.self_attn
-        normed = layer.input_layernorm(torch.cat([states, frozen_states], dim=1))
-        query = attention.project_query(normed[:, :n], (rope[0][:, :n], rope[1][:, :n]))  # [1, heads, N, head_dim]
-        key, value = attention.project_key_value(normed, rope)  # [1, kv_heads, N + frozen, head_dim]
-        key, value = frozen.update(position, batch, rows, key[0].transpose(0, 1), value[0].transpose(0, 1))
+        normed = layer.input_layernorm(torch.cat([states, frozen_states]))
+        query = attention.project_query(normed[:n], (rope[0][:n], rope[1][:n]))  # [N, heads, head_dim]
+        key, value = attention.project_key_value(normed, rope)  # [N + frozen, kv_heads, head_dim]
+        key, value = frozen.update(position, batch, rows, key, value)
         if cache is not None:
             key, value = cache.update(key, value, cache.core_slot(t, position))
-        out = packing.attend(attention, query[0].transpose(0, 1), key, value, **attend_kwargs)  # [N, heads * head_dim]
-        out = layer.after_attention(states, attention.o_proj(out).unsqueeze(0))
+        out = packing.attend(attention, query, key, value, **attend_kwargs)  # [N, heads * head_dim]
+        out = layer.after_attention(states, attention.o_proj(out))
         states = out if a is None else a * out + (1 - a) * states
-    return hidden_flat.index_copy(0, index, states[0])
+    return hidden_flat.index_copy(0, index, states)
