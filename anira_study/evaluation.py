@@ -100,9 +100,11 @@ def generated_correct(model, rows: list[dict], tokenizer, batch_size: int = 64, 
     options = dict(do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     generated = {}  # row index -> generated token ids
     if depth_batching:
-        # Halted tokens wait for three quarters of the rows before their coda and next token run together: fewer,
-        # fuller passes (the schedule; the tokens do not depend on it). benchmarks/inference/RESULTS.md has the timings.
-        batcher = _depth_batcher(base, max_batch_size=batch_size, min_coda_rows=max(1, 3 * batch_size // 4), **options)
+        # The schedule (the tokens do not depend on it): halted tokens wait for three quarters of the rows before
+        # their coda and next token run together, and one prefill forward takes up to four batches' prompts of one
+        # length: fewer, fuller passes. benchmarks/inference/RESULTS.md has the timings.
+        batcher = _depth_batcher(base, max_batch_size=batch_size, min_coda_rows=max(1, 3 * batch_size // 4),
+                                 prefill_size=4 * batch_size, **options)
         order = {}
         for prompt_length, chunk, new_tokens in generation_batches(rows, batch_size):
             for i in chunk:

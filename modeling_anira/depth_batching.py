@@ -16,7 +16,7 @@ sequences can share one matmul. Here, at every tick:
 while the other sequences are still deep in their previous token. Finished sequences leave; `DepthBatcher`
 takes new requests into free rows while it runs (continuous batching). Prompts are prefilled with the model's own
 forward, ahead of a free row and several at once: the queued prompts of one length (among the next
-`max_batch_size`) in one forward, no padding, each then loaded into the row it gets.
+`prefill_size`) in one forward, no padding, each then loaded into the row it gets.
 
 Controllers are not special-cased: tokens that enter the core in the same tick form a cohort with one plan of
 the model's depth controller (`controller.plan(...)`, the same object a forward uses), which a cohort's rows
@@ -190,11 +190,16 @@ class DepthBatcher:
     coda, head and next token run together. 1 runs them every tick; more gives fewer, fuller coda and prelude passes
     at the price of rows idling out of the core. Results do not depend on it (a halted token's coda reads only its
     own sequence's cache); time does (benchmarks/inference/RESULTS.md).
+
+    `prefill_size`: the most prompts one prefill forward takes (default `max_batch_size`): the queued prompts of one
+    length among the next `prefill_size` are prefilled together and wait for free rows. More costs less per prompt
+    where a forward's fixed cost dominates (short prompts, a narrow model), and holds more prompts' caches at once.
     """
 
     def __init__(self, model, max_batch_size: int = 8, generation_config: GenerationConfig | None = None,
                  max_depth: int | None = None, logits_processor: LogitsProcessorList | None = None,
-                 stopping_criteria: StoppingCriteriaList | None = None, min_coda_rows: int = 1, **kwargs):
+                 stopping_criteria: StoppingCriteriaList | None = None, min_coda_rows: int = 1,
+                 prefill_size: int | None = None, **kwargs):
         if model.training:
             raise ValueError("DepthBatcher decodes in eval mode: call model.eval() first (a training forward draws "
                              "early-mode depths and applies dropout).")
@@ -202,6 +207,8 @@ class DepthBatcher:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}.")
         if min_coda_rows < 1:
             raise ValueError(f"min_coda_rows must be at least 1, got {min_coda_rows}.")
+        if prefill_size is not None and prefill_size < 1:
+            raise ValueError(f"prefill_size must be at least 1, got {prefill_size}.")
         self.model, self.base = model, model.model
         config, model_kwargs = model._prepare_generation_config(generation_config, **kwargs)
         unknown = sorted(k for k in model_kwargs if k not in ("attention_mask",))
@@ -238,6 +245,7 @@ class DepthBatcher:
         self.pending: list[tuple[int, int]] = []  # (cache row, token) entering the next tick
         self.halted: list[tuple] = []  # tokens out of the core awaiting their coda: (rows, positions, states, depths)
         self.min_coda_rows = min_coda_rows
+        self.prefill_size = prefill_size or max_batch_size
         self.ids = itertools.count()
         self.ticks = 0  # core passes
         self.core_rows = 0  # rows over all core passes (core iterations run)
@@ -312,10 +320,10 @@ class DepthBatcher:
         return finished
 
     def _prefill(self) -> list[DepthBatchResult]:
-        """The queued prompts of the first one's length among the next `max_batch_size` (the others keep their
+        """The queued prompts of the first one's length among the next `prefill_size` (the others keep their
         places): one forward of the model over them, no padding, and their first tokens. Those that go on wait in
         `prefilled` for a free row; those that end at their first token are returned."""
-        window = [self.queue.popleft() for _ in range(min(self.max_batch_size, len(self.queue)))]
+        window = [self.queue.popleft() for _ in range(min(self.prefill_size, len(self.queue)))]
         length = window[0].prompt.numel()
         requests = [request for request in window if request.prompt.numel() == length]
         self.queue.extendleft(reversed([request for request in window if request.prompt.numel() != length]))

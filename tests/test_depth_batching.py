@@ -203,9 +203,12 @@ def test_depth_batching_refuses_what_it_does_not_do_naming_it():
                        depth_batching=True, **NO_EOS)
     with pytest.raises(ValueError, match="eval"):
         DepthBatcher(model.train())
+    with pytest.raises(ValueError, match="prefill_size"):
+        DepthBatcher(model.eval(), prefill_size=0)
 
 
-def test_queued_prompts_of_one_length_share_a_prefill_and_read_back_at_every_iteration():
+@pytest.mark.parametrize("prefill_size, passes", [(None, 3), (6, 2)])
+def test_queued_prompts_of_one_length_share_a_prefill_and_read_back_at_every_iteration(prefill_size, passes):
     """The prompts of the first queued one's length among the next max_batch_size are prefilled in one forward, and
     each row's cache, loaded from that batch, gives its sequence what generate() gives it alone; also where a
     generated token runs deeper than every prompt token did (it reads the prompt's frozen keys/values at iterations
@@ -215,12 +218,13 @@ def test_queued_prompts_of_one_length_share_a_prefill_and_read_back_at_every_ite
     shallow = int(vocab[model(input_ids=vocab[:, None]).depths[:, 0].argmin()])  # the shallowest one-token prompt
     prompts = [[shallow], [shallow], [5, 17, 23], [shallow], [9, 30, 12], [11]]  # 0 and 1: a batch that stops early
     lengths = [6, 5, 4, 1, 6, 3]
-    batcher = DepthBatcher(model, max_batch_size=3, output_logits=True, **VARIED)
+    batcher = DepthBatcher(model, max_batch_size=3, prefill_size=prefill_size, output_logits=True, **VARIED)
     for prompt, length in zip(prompts, lengths):
         batcher.add(torch.tensor(prompt), max_new_tokens=length)
     results = {r.request_id: r for r in batcher.run()}
-    # windows of 3: [1, 1, 3] -> prompts 0, 1; [3, 1, 3] -> prompts 2, 4; [1, 1] -> prompts 3, 5
-    assert batcher.prefill_passes == 3
+    # windows of max_batch_size 3 (by default) by prompt length: [1, 1, 3] -> prompts 0, 1; [3, 1, 3] -> 2, 4;
+    # [1, 1] -> 3, 5. One window of 6: [1, 1, 3, 1, 3, 1] -> prompts 0, 1, 3, 5; [3, 3] -> 2, 4
+    assert batcher.prefill_passes == passes
     for index, (prompt, length) in enumerate(zip(prompts, lengths)):
         sequence, depths, logits = alone(model, torch.tensor(prompt), logits=True, max_new_tokens=length, **VARIED)
         assert torch.equal(results[index].sequence, sequence) and torch.equal(results[index].depths, depths)
