@@ -24,10 +24,11 @@ follow iteration by iteration (`any_active`, `active`, `observe`) exactly as the
 the active rows of every cohort in one pass.
 
 The cache (`RowCache`) is padded: for each layer application (prelude layer, core layer at iteration t, coda
-layer) one tensor [iterations, rows, kv_heads, positions, head_dim], every row at its own length, and a query
-reads its row's keys up to its own position (a per-row mask). The core's tensors hold all `max_depth` iterations;
-a token that halts at depth d writes its frozen keys/values into iterations d+1..max_depth at once. Memory is
-therefore rows x positions x max_depth per core layer, the budget, not the depth used (AniraCache grows with depth).
+layer) one tensor of keys and values [2, iterations, rows, kv_heads, positions, head_dim], every row at its own
+length, and a query reads its row's keys up to its own position (a per-row mask). The core's tensors hold all
+`max_depth` iterations; a token that halts at depth d writes its frozen keys/values into iterations d+1..max_depth
+at once. Memory is therefore rows x positions x max_depth per core layer, the budget, not the depth used
+(AniraCache grows with depth).
 
 Guarantees (tests/test_depth_batching.py, float64): greedy decoding gives each sequence the tokens and per-token
 depths `generate()` gives it alone, in every depth mode, whatever the other rows do (logits agree to rounding: a
@@ -81,8 +82,9 @@ class _Request:
 
 
 class RowCache:
-    """Keys/values of every row: per layer application one tensor [iterations, rows, kv_heads, positions, head_dim]
-    (iterations = 1 for prelude and coda layers, `max_depth` for core layers); see the module docstring."""
+    """Keys/values of every row: per layer application one tensor [2 (keys, values), iterations, rows, kv_heads,
+    positions, head_dim] (iterations = 1 for prelude and coda layers, `max_depth` for core layers); see the module
+    docstring. Keys and values share a tensor so that each write, read and load is one operation, not two."""
 
     def __init__(self, model, rows: int, max_depth: int, dtype: torch.dtype, device: torch.device, length: int = 64):
         config = model.config
@@ -90,8 +92,7 @@ class RowCache:
         self.max_depth = max_depth
         self.shape = (rows, config.num_key_value_heads, length, config.head_dim)
         iterations = [1] * self.num_prelude + [max_depth] * self.num_core + [1] * self.num_coda
-        self.keys = [torch.zeros(t, *self.shape, dtype=dtype, device=device) for t in iterations]
-        self.values = [torch.zeros_like(keys) for keys in self.keys]
+        self.states = [torch.zeros(2, t, *self.shape, dtype=dtype, device=device) for t in iterations]
 
     def prelude(self, layer: int) -> int:
         return layer
@@ -104,7 +105,7 @@ class RowCache:
 
     @property
     def length(self) -> int:
-        return self.keys[0].shape[-2]
+        return self.states[0].shape[-2]
 
     def reserve(self, length: int) -> None:
         """Room for positions 0..length-1 in every row (doubling)."""
@@ -117,37 +118,40 @@ class RowCache:
             new[..., : old.shape[-2], :] = old
             return new
 
-        self.keys, self.values = [grow(k) for k in self.keys], [grow(v) for v in self.values]
+        self.states = [grow(states) for states in self.states]
 
-    def load(self, rows: torch.LongTensor, cache: AniraCache, entries: torch.LongTensor) -> None:
-        """Batch entries `entries` of a prefilled AniraCache into `rows`. Its last iteration slot holds every
-        position's frozen keys/values (cache_anira.py), which are those of every later iteration."""
-        self.reserve(cache.get_seq_length())
-        for layer in range(self.num_prelude):
-            self._copy(self.prelude(layer), slice(0, 1), rows, cache.layers[cache.prelude_slot(layer)], entries)
-        for layer in range(self.num_coda):
-            self._copy(self.coda(layer), slice(0, 1), rows, cache.layers[cache.coda_slot(layer)], entries)
+    def stage(self, cache: AniraCache) -> list[tuple[int, slice, torch.Tensor]]:
+        """A prefilled AniraCache as (layer application, iterations, keys/values [2, batch, kv_heads, length,
+        head_dim]) to `load` rows from. Its last iteration slot holds every position's frozen keys/values
+        (cache_anira.py), which are those of every later iteration: it serves iterations last..max_depth at once."""
+        def stacked(slot):
+            return torch.stack((slot.keys, slot.values))
+
+        staged = [(self.prelude(layer), slice(0, 1), stacked(cache.layers[cache.prelude_slot(layer)]))
+                  for layer in range(self.num_prelude)]
+        staged += [(self.coda(layer), slice(0, 1), stacked(cache.layers[cache.coda_slot(layer)]))
+                   for layer in range(self.num_coda)]
         last = min(cache.iterations, self.max_depth)
-        for layer in range(self.num_core):
-            for t in range(1, last + 1):  # the last slot into iterations last..max_depth at once
-                iterations = slice(t - 1, t if t < last else self.max_depth)
-                self._copy(self.core(layer), iterations, rows, cache.layers[cache.core_slot(t, layer)], entries)
+        staged += [(self.core(layer), slice(t - 1, t if t < last else self.max_depth),
+                    stacked(cache.layers[cache.core_slot(t, layer)]))
+                   for layer in range(self.num_core) for t in range(1, last + 1)]
+        return staged
 
-    def _copy(self, index: int, iterations: slice, rows: torch.LongTensor, slot, entries: torch.LongTensor) -> None:
-        length = slot.keys.shape[-2]
-        self.keys[index][iterations][:, rows, :, :length] = slot.keys[entries]
-        self.values[index][iterations][:, rows, :, :length] = slot.values[entries]
+    def load(self, rows: torch.LongTensor, staged: list, entries: torch.LongTensor) -> None:
+        """Batch entries `entries` of a staged prefill (`stage`) into `rows`."""
+        self.reserve(staged[0][2].shape[-2])
+        for index, iterations, states in staged:
+            self.states[index][:, iterations][:, :, rows, :, : states.shape[-2]] = states[:, entries].unsqueeze(1)
 
     def write(self, index: int, t: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, key, value) -> None:
         """key/value [n, kv_heads, head_dim] at (iteration t, row, position) for each of the n entries."""
-        self.keys[index][t, rows, :, positions] = key
-        self.values[index][t, rows, :, positions] = value
+        self.states[index][:, t, rows, :, positions] = torch.stack((key, value), dim=1)
 
     def read(self, index: int, t: torch.Tensor, rows: torch.Tensor, length: int):
         """[n, kv_heads, length, head_dim] keys/values of each entry's (iteration, row)."""
         entries = t * self.shape[0] + rows  # (iteration, row) in the flattened [iterations x rows] dimension
-        return (self.keys[index].flatten(0, 1)[:, :, :length].index_select(0, entries),
-                self.values[index].flatten(0, 1)[:, :, :length].index_select(0, entries))  # a gather 3x faster than [t, rows]
+        states = self.states[index].flatten(1, 2)[..., :length, :].index_select(1, entries)  # a gather, not [t, rows]
+        return states[0], states[1]
 
 
 @dataclass
@@ -239,7 +243,7 @@ class DepthBatcher:
         self.cache = RowCache(model, max_batch_size, self.max_depth, parameter.dtype, parameter.device)
         self.device = parameter.device
         self.queue: deque[_Request] = deque()
-        self.prefilled: deque[tuple] = deque()  # prompts prefilled ahead of a free row: (request, token, cache, entry)
+        self.prefilled: deque[tuple] = deque()  # prompts prefilled ahead of a free row: (request, token, staged, entry)
         self.requests: dict[int, _Request] = {}  # cache row -> request
         self.cohorts: list[_Cohort] = []
         self.pending: list[tuple[int, int]] = []  # (cache row, token) entering the next tick
@@ -334,11 +338,13 @@ class DepthBatcher:
         self.prefill_passes += 1
         finished = []
         tokens = self._select(out.logits[:, -1], requests)
+        staged = None
         for entry, (request, depths, token) in enumerate(zip(requests, cache.depths.tolist(), tokens)):
             request.depths = depths
             result = self._append(request, token)
             if result is None:
-                self.prefilled.append((request, token, cache, entry))
+                staged = staged or self.cache.stage(cache)
+                self.prefilled.append((request, token, staged, entry))
             else:
                 finished.append(result)
         return finished
