@@ -163,10 +163,11 @@ class _Cohort:
     rows: torch.LongTensor  # [n] cache rows
     positions: torch.LongTensor  # [n]
     rope: tuple[torch.Tensor, torch.Tensor]  # rotary cos, sin [n, 1, head_dim] of each row's position
+    mask: tuple[torch.Tensor, int]  # the rows' attention mask and length (`DepthBatcher._mask`)
     plan: object
     hidden: torch.Tensor  # [n, 1, H]
     prelude: torch.Tensor  # [n, 1, H]
-    running: torch.Tensor  # [n] bool: rows that run the next iteration
+    running: torch.Tensor | None  # [n] bool: rows that run the next iteration (None: every row)
     index: torch.LongTensor | None  # those rows' indices, None while every row runs (no gathering then)
     t: int = 1  # the next iteration
 
@@ -368,20 +369,25 @@ class DepthBatcher:
         states = hidden[:, None]
         token_mask = torch.ones(len(rows), 1, dtype=torch.bool, device=self.device)
         plan = self.base.depth_controller.plan(states, token_mask, self.max_depth)
-        cohort = _Cohort(rows, positions, rope, plan, states, states, torch.zeros_like(token_mask[:, 0]), None)
+        cohort = _Cohort(rows, positions, rope, (mask, length), plan, states, states, torch.zeros_like(token_mask[:, 0]),
+                         None)
         self._update_running(cohort, self._running(plan, 1, len(rows)))
         self.cohorts.append(cohort)
 
-    def _running(self, plan, t: int, n: int) -> torch.Tensor:
+    def _running(self, plan, t: int, n: int) -> torch.Tensor | None:
+        """Which of a plan's n rows run iteration t (None: every row, as the plan's `active` says with None)."""
         if not plan.any_active(t):
             return torch.zeros(n, dtype=torch.bool, device=self.device)
         active = plan.active(t)
-        return torch.ones(n, dtype=torch.bool, device=self.device) if active is None else active[:, 0] > 0.5
+        return None if active is None else active[:, 0] > 0.5
 
-    def _update_running(self, cohort: _Cohort, running: torch.Tensor) -> None:
+    def _update_running(self, cohort: _Cohort, running: torch.Tensor | None) -> None:
         """The cohort's rows that run the next iteration; those that ran the last one and do not halted, and join
         `halted` (cache rows, positions, final states, depths, rope)."""
-        done = (cohort.running & ~running).nonzero().squeeze(-1)
+        if running is None:  # every row runs on: none halted (a token that halted never runs again)
+            cohort.running = cohort.index = None
+            return
+        done = (~running if cohort.running is None else cohort.running & ~running).nonzero().squeeze(-1)
         if done.numel():
             every = done.numel() == len(cohort.rows)
             take = (lambda x: x) if every else (lambda x: x.index_select(0, done))
@@ -401,7 +407,8 @@ class DepthBatcher:
         rope = tuple(_join([_take(c.rope[i], c.index) for c in cohorts]) for i in (0, 1))
         sizes = [len(c.rows) if c.index is None else len(c.index) for c in cohorts]
         iteration = _join([torch.full((n,), c.t - 1, device=self.device) for c, n in zip(cohorts, sizes)])  # 0-based
-        mask, length = self._mask(positions, hidden.dtype)
+        whole = len(cohorts) == 1 and cohorts[0].index is None  # the rows, and so the mask, its cohort entered with
+        mask, length = cohorts[0].mask if whole else self._mask(positions, hidden.dtype)
         hidden = self.base.injection(hidden, prelude)
         for index, layer in enumerate(self.base.core):
             hidden = self._layer(layer, hidden, rope, self.cache.core(index), iteration, rows, positions, mask, length)
