@@ -655,6 +655,8 @@ def run_numbers(summary: dict) -> dict:
         for scope in ("all_tokens", "inside_prompts"):
             numbers[f"execution_state_share_{scope}"] = importance[scope]["share"]["execution_state"]
             numbers[f"execution_state_share_{scope}_interval"] = importance[scope]["share_interval"]["execution_state"]
+    largest = need.get("per_complexity", {}).get(str(max(numbers["seen_accuracy"])), {}).get("uniform")
+    numbers["largest_seen_uniform"] = {u["depth"]: u["accuracy"] for u in largest} if largest else None
     need_seen = need["per_split"].get(SEEN, need["overall"])
     numbers["uniform_seen_accuracy"] = {u["depth"]: u["accuracy"] for u in need_seen["uniform"]}
     numbers["oracle_gain_matched"] = need_seen["oracle"]["gain_matched"]["value"]
@@ -680,6 +682,32 @@ def finding_2(n: dict) -> bool:
     largest = n["seen_depth"][max(n["seen_depth"])]
     return all(a <= mean_seen - FINDING_2_DROP for a in n["unseen_accuracy"].values()) and \
         all(d >= largest for d in n["unseen_depth"].values())
+
+
+def depth_pays(n: dict) -> bool:
+    """Depth pays: the adaptive gain (the compute of the cheapest uniform depth that reaches the model's accuracy,
+    over its own) above 1 with its interval above 1."""
+    interval = n.get("adaptive_gain_interval")
+    return n.get("adaptive_gain") is not None and interval is not None and interval[0] > 1
+
+
+def depth_needed(per_model: dict[str, dict[int, dict]], seeds=SEEDS) -> dict | None:
+    """Depth is needed on the task: `fixed-1`'s accuracy at the largest seen size below 0.9 in at least 2 of 3 seeds,
+    and the uniform-depth accuracy of `fixed-6`'s weights at that size rising with t, read as higher at t = max_depth
+    than at t = 1, in at least 2 of 3 seeds as well. `holds` is None while the seeds still to come could decide it."""
+    if "fixed-1" not in per_model and "fixed-6" not in per_model:
+        return None
+    need = len(seeds) - 1  # 2 of 3
+    largest = {seed: n["seen_accuracy"][max(n["seen_accuracy"])] for seed, n in sorted(per_model.get("fixed-1", {}).items())}
+    shallow = [accuracy < FINDING_1_ACCURACY for accuracy in largest.values()]
+    curves = [n.get("largest_seen_uniform") for n in per_model.get("fixed-6", {}).values()]
+    rising = [c[max(c)] > c[min(c)] for c in curves if c]
+    met = [sum(shallow) >= need, sum(rising) >= need]
+    possible = [sum(shallow) + len(seeds) - len(shallow) >= need, sum(rising) + len(seeds) - len(rising) >= need]
+    holds = True if all(met) else False if not all(possible) else None
+    return {"fixed_1_largest_accuracy": largest, "fixed_1_below": sum(shallow), "fixed_1_seeds": len(shallow),
+            "fixed_6_rising": sum(rising),
+            "fixed_6_seeds": len(rising), "holds": holds}
 
 
 def finding_5(online: dict, early: dict) -> bool:
@@ -856,7 +884,11 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
         if MODELS[model][0] != "fixed":
             models[model]["finding_1_seeds"] = sum(finding_1(n) for n in seeds.values())
             models[model]["finding_2_seeds"] = sum(finding_2(n) for n in seeds.values())
+            models[model]["depth_pays_seeds"] = sum(depth_pays(n) for n in seeds.values())
     findings = {}
+    needed = depth_needed(per_model)
+    if needed is not None:
+        findings["depth_needed"] = needed
     if "anira-o" in per_model and "anira-e" in per_model:
         pairs = [s for s in per_model["anira-o"] if s in per_model["anira-e"]]
         findings["finding_5_seeds"] = sum(finding_5(per_model["anira-o"][s], per_model["anira-e"][s]) for s in pairs)
@@ -921,13 +953,23 @@ def format_study(result: dict) -> str:
                 f"{('yes' if finding_2(n) else 'no') if adaptive else '-'} |")
     lines += ["", "Over seeds (mean, range, and a t-interval over training runs, not over prompts):", "",
               "| model | pooled seen accuracy | lowest seen-size accuracy | pooled seen depth | rho (seen) | adaptive gain | "
-              "F1 holds | F2 holds |", "|---|---|---|---|---|---|---|---|"]
+              "F1 holds | F2 holds | depth pays |", "|---|---|---|---|---|---|---|---|---|"]
     for model, m in result["models"].items():
         seeds = len(m["seeds"])
-        f1 = f"{m['finding_1_seeds']} of {seeds}" if "finding_1_seeds" in m else "-"
-        f2 = f"{m['finding_2_seeds']} of {seeds}" if "finding_2_seeds" in m else "-"
+        f1, f2, pays = (f"{m[key]} of {seeds}" if key in m else "-"
+                        for key in ("finding_1_seeds", "finding_2_seeds", "depth_pays_seeds"))
         lines.append(f"| {model} | {_over(m['pooled_seen_accuracy'])} | {_over(m['min_seen_accuracy'])} | "
-                     f"{_over(m['pooled_seen_depth'])} | {_over(m['rho_seen'])} | {_over(m['adaptive_gain'])} | {f1} | {f2} |")
+                     f"{_over(m['pooled_seen_depth'])} | {_over(m['rho_seen'])} | {_over(m['adaptive_gain'])} | {f1} | {f2} | "
+                     f"{pays} |")
+    lines += ["", "Depth pays: the adaptive gain's interval above 1, seeds counted."]
+    needed = result["findings"].get("depth_needed")
+    if needed:
+        verdict = {True: "holds", False: "does not hold", None: "undecided (seeds to come)"}[needed["holds"]]
+        values = ", ".join(f"{_fmt(v, 3)} (seed {seed})" for seed, v in needed["fixed_1_largest_accuracy"].items())
+        lines += ["", f"Depth is needed: `fixed-1`'s accuracy at the largest seen size {values or '-'}, below "
+                      f"{FINDING_1_ACCURACY} in {needed['fixed_1_below']} of {needed['fixed_1_seeds']} seeds; `fixed-6`'s weights more accurate there "
+                      f"at their full depth than at one iteration in {needed['fixed_6_rising']} of {needed['fixed_6_seeds']} "
+                      f"(each needed in at least {len(SEEDS) - 1} of {len(SEEDS)}): {verdict}."]
     if result["findings"]:
         f = result["findings"]
         if "finding_5_seeds" in f:  # the MANO grids carry finding 3 (both grids) before a seed pair of their own

@@ -68,9 +68,10 @@ def load_script(name: str):
 
 def write_study_run(study_dir, task: str, model: str, seed: int, accuracy: dict, depth: dict, train_sizes=(1, 2),
                     oracle: dict | None = None, probe: list[dict] | None = None, rho: float = 0.7, gain: float = 1.1,
-                    quick: bool = False, report: bool = True) -> None:
+                    quick: bool = False, report: bool = True, uniform_largest: dict | None = None) -> None:
     """A finished run of the study as `anira_study.study.train_and_evaluate` records it (report.json, probe log, a line
-    of runs.json), with the given numbers per size and nothing trained: for the report, figure and main-job tests."""
+    of runs.json), with the given numbers per size and nothing trained: for the report, figure and main-job tests.
+    `uniform_largest` {t: accuracy}: the depth-need analysis's uniform-depth accuracies at the largest seen size."""
     import json
     from pathlib import Path
 
@@ -97,6 +98,9 @@ def write_study_run(study_dir, task: str, model: str, seed: int, accuracy: dict,
                "depth_need": {"overall": need, "per_split": {"test_seen": need},
                               "per_complexity": {str(c): {"oracle": {"mean_depth": v}} for c, v in (oracle or {}).items()}},
                "feature_importance": None}
+    if uniform_largest is not None:
+        largest = summary["depth_need"]["per_complexity"].setdefault(str(max(train_sizes)), {})
+        largest["uniform"] = [{"depth": t, "accuracy": a} for t, a in uniform_largest.items()]
     if report:
         (folder / "report.json").write_text(json.dumps(summary))
     if probe is not None:

@@ -79,6 +79,34 @@ def test_findings_follow_the_protocols_rules():
     assert study.finding_5(run, early) and not study.finding_5({**run, "pooled_seen_accuracy": 0.93}, early)
 
 
+def test_depth_pays_needs_the_gains_interval_above_1():
+    assert study.depth_pays({"adaptive_gain": 1.3, "adaptive_gain_interval": [1.05, 1.5]})
+    assert not study.depth_pays({"adaptive_gain": 1.3, "adaptive_gain_interval": [1.0, 1.5]})  # touches 1
+    assert not study.depth_pays({"adaptive_gain": 1.3, "adaptive_gain_interval": None})
+    assert not study.depth_pays({"seen_accuracy": {1: 1.0}})  # a fixed model has no gain
+
+
+def test_depth_is_needed_counts_fixed_1_below_0_9_and_fixed_6_rising_in_2_of_3_seeds(tmp_path):
+    from conftest import write_study_run
+
+    write_study_run(tmp_path, "depo", "fixed-1", 0, {1: 1.0, 2: 0.898}, {1: 1.0, 2: 1.0})  # 0.898 prints as 0.90
+    write_study_run(tmp_path, "depo", "fixed-6", 0, {1: 1.0, 2: 0.8}, {1: 6.0, 2: 6.0}, uniform_largest={1: 0.1, 6: 0.3})
+    needed = study.study_summary("depo", tmp_path)["findings"]["depth_needed"]
+    assert needed == {"fixed_1_largest_accuracy": {0: 0.898}, "fixed_1_below": 1, "fixed_1_seeds": 1, "fixed_6_rising": 1,
+                      "fixed_6_seeds": 1, "holds": None}
+    write_study_run(tmp_path, "depo", "fixed-1", 1, {1: 1.0, 2: 0.95}, {1: 1.0, 2: 1.0})
+    write_study_run(tmp_path, "depo", "fixed-1", 2, {1: 1.0, 2: 0.90}, {1: 1.0, 2: 1.0})  # 0.90 is not below 0.9
+    result = study.study_summary("depo", tmp_path)
+    assert result["findings"]["depth_needed"]["holds"] is False  # 1 of 3 below: decided whatever fixed-6 does
+    assert "largest seen size 0.898 (seed 0), 0.950 (seed 1), 0.900 (seed 2), below 0.9 in 1 of 3 seeds" in result["markdown"]
+    assert result["markdown"].rstrip().endswith("(each needed in at least 2 of 3): does not hold.")
+    write_study_run(tmp_path, "depo", "fixed-1", 1, {1: 1.0, 2: 0.5}, {1: 1.0, 2: 1.0})  # seed 1 again, now below
+    for seed, curve in ((1, {1: 0.2, 6: 0.2}), (2, {1: 0.1, 6: 0.4})):  # a flat curve is not a rise
+        write_study_run(tmp_path, "depo", "fixed-6", seed, {1: 1.0, 2: 0.8}, {1: 6.0, 2: 6.0}, uniform_largest=curve)
+    needed = study.study_summary("depo", tmp_path)["findings"]["depth_needed"]
+    assert (needed["fixed_1_below"], needed["fixed_6_rising"], needed["holds"]) == (2, 2, True)
+
+
 def test_a_brevo_run_of_an_adaptive_model_reports_finding_3s_feature_shares_on_seen_sizes(tmp_path):
     summary = study.train_and_evaluate("brevo", "anira-o", 0, tmp_path / "work", tmp_path / "study", quick=True)
     shares = summary["feature_importance"]["all_tokens"]["share"]
