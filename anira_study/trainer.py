@@ -98,8 +98,9 @@ def check_tokenizer_fits_task(tokenizer, task: str, source: str) -> None:
 
 
 # What `compile_layers` compiles: the layer pieces both recurrence paths call (the dense path a layer's forward, the
-# fast path and the iteration loss's readouts its projections and `after_attention`), and every RMSNorm.
-COMPILED_LAYER_METHODS = ("forward", "after_attention")
+# fast path its norm and projections in one method and its output projection, `after_attention` and mask in another,
+# the iteration loss's readouts likewise: two compiled calls per layer application, not four), and every RMSNorm.
+COMPILED_LAYER_METHODS = ("forward", "after_attention", "project_rows", "project_selected", "finish_rows")
 COMPILED_ATTENTION_METHODS = ("project_query", "project_key_value")
 
 

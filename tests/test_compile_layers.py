@@ -62,9 +62,37 @@ def test_the_flag_swaps_every_layer_piece_and_norm_and_nothing_without_it():
     layers = [m for m in model.modules() if isinstance(m, AniraDecoderLayer)]
     assert len(layers) == 3
     for layer in layers:
-        assert {"forward", "after_attention"} <= set(vars(layer))
+        assert {"forward", "after_attention", "project_rows", "project_selected", "finish_rows"} <= set(vars(layer))
     for attention in (m for m in model.modules() if isinstance(m, AniraAttention)):
         assert {"project_query", "project_key_value"} <= set(vars(attention))
     norms = [m for m in model.modules() if type(m).__name__ == "AniraRMSNorm"]
     assert norms and all("forward" in vars(m) for m in norms)
     assert not any(name in vars(m) for m in plain.modules() for name in ("forward", "after_attention", "project_query"))
+
+
+def test_the_training_fast_path_runs_its_layers_through_the_compiled_methods(monkeypatch):
+    """The fast path's sparse iterations and the iteration loss's readouts call each core layer through
+    `project_rows` or `project_selected`, then `finish_rows` (each one graph under --compile_layers): every query
+    projection outside a dense layer forward is made inside one of them."""
+    calls = dict.fromkeys(("project_rows", "project_selected", "finish_rows", "forward", "project_query"), 0)
+
+    def counting(cls, name):
+        eager = getattr(cls, name)
+
+        def call(self, *args, **kwargs):
+            calls[name] += 1
+            return eager(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, call)
+
+    for name in ("project_rows", "project_selected", "finish_rows", "forward"):
+        counting(AniraDecoderLayer, name)
+    counting(AniraAttention, "project_query")
+    model = tiny_model(recurrence="fast", depth_mode="online", iteration_loss_weight=0.5).train()
+    ids = torch.randint(3, 40, (3, 11), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # padding: no iteration computes every token, so the core runs the sparse iterations
+    model(input_ids=ids, attention_mask=mask, labels=ids).loss.backward()
+    assert calls["project_rows"] > 0 and calls["project_selected"] > 0
+    assert calls["finish_rows"] == calls["project_rows"] + calls["project_selected"]
+    assert calls["project_query"] == calls["project_rows"] + calls["project_selected"] + calls["forward"]

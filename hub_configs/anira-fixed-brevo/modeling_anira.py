@@ -264,6 +264,33 @@ class AniraDecoderLayer(GradientCheckpointingLayer):
         hidden_states = hidden_states + attention_output
         return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
 
+    def project_rows(self, states: torch.Tensor, frozen_states: torch.Tensor, position_embeddings):
+        """The fast path's projections of token rows: the input norm of the computed rows `states` [N, H] and the
+        freezing rows `frozen_states` [F, H] together, queries [N, heads, head_dim] of the computed ones, keys and
+        values [N + F, kv_heads, head_dim] of all (cos/sin [N + F, head_dim]). One method, so that
+        `--compile_layers` compiles it as one graph (one call's overhead, not three)."""
+        normed = self.input_layernorm(torch.cat([states, frozen_states]))
+        n = states.shape[0]
+        cos, sin = position_embeddings
+        query = self.self_attn.project_query(normed[:n], (cos[:n], sin[:n]))
+        key, value = self.self_attn.project_key_value(normed, position_embeddings)
+        return query, key, value
+
+    def project_selected(self, hidden_states: torch.Tensor, index: torch.Tensor, position_embeddings, query_rope):
+        """Keys/values [B, kv_heads, S, head_dim] of every position of `hidden_states` [B, S, H] and queries
+        [N, heads, head_dim] of the flat positions `index` (their cos/sin `query_rope`): the iteration loss's
+        readouts (fast_path.layer_at), one graph under `--compile_layers`."""
+        normed = self.input_layernorm(hidden_states)
+        key, value = self.self_attn.project_key_value(normed, position_embeddings)
+        query = self.self_attn.project_query(normed.reshape(-1, normed.shape[-1]).index_select(0, index), query_rope)
+        return query, key, value
+
+    def finish_rows(self, states: torch.Tensor, attention_output: torch.Tensor, active: torch.Tensor | None = None):
+        """The output projection and `after_attention` of token rows, then, when `active` [N, 1] is given, the
+        training mask's `a * out + (1 - a) * states`: one graph under `--compile_layers`."""
+        out = self.after_attention(states, self.self_attn.o_proj(attention_output))
+        return out if active is None else active * out + (1 - active) * states
+
 
 class InjectionAdapter(nn.Linear):
     """The concat injection's W (its own class so `_init_weights` can start it at [I I])."""

@@ -286,13 +286,11 @@ def layer_at(layer, hidden: torch.Tensor, selected, layer_kwargs: dict, config) 
     if not isinstance(selected, SelectedPositions):
         selected = SelectedPositions(selected, layer_kwargs, config)
     packing, index = selected.packing, selected.packing.index
-    attention = layer.self_attn
-    normed = layer.input_layernorm(hidden)
-    key, value = attention.project_key_value(normed, layer_kwargs["position_embeddings"])  # [B, kv_heads, S, head_dim]
-    query = attention.project_query(normed.reshape(-1, width).index_select(0, index), selected.rope)  # [N, heads, head_dim]
+    # keys/values [B, kv_heads, S, head_dim], queries [N, heads, head_dim]
+    query, key, value = layer.project_selected(hidden, index, layer_kwargs["position_embeddings"], selected.rope)
     attend_kwargs = {k: v for k, v in layer_kwargs.items() if k not in _DENSE_LAYER_ARGS}
-    out = packing.attend(attention, query, key, value, **attend_kwargs)  # [N, heads * head_dim]
-    return layer.after_attention(hidden.reshape(-1, width).index_select(0, index), attention.o_proj(out))
+    out = packing.attend(layer.self_attn, query, key, value, **attend_kwargs)  # [N, heads * head_dim]
+    return layer.finish_rows(hidden.reshape(-1, width).index_select(0, index), out)
 
 
 def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
@@ -383,14 +381,11 @@ def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude
     if a is not None:
         states = a * states + (1 - a) * hidden_flat.index_select(0, index)
     for position, layer in enumerate(model.core):
-        attention = layer.self_attn
-        normed = layer.input_layernorm(torch.cat([states, frozen_states]))
-        query = attention.project_query(normed[:n], (rope[0][:n], rope[1][:n]))  # [N, heads, head_dim]
-        key, value = attention.project_key_value(normed, rope)  # [N + frozen, kv_heads, head_dim]
+        # queries [N, heads, head_dim], keys/values [N + frozen, kv_heads, head_dim]
+        query, key, value = layer.project_rows(states, frozen_states, rope)
         key, value = frozen.update(position, batch, rows, key, value)
         if cache is not None:
             key, value = cache.update(key, value, cache.core_slot(t, position))
-        out = packing.attend(attention, query, key, value, **attend_kwargs)  # [N, heads * head_dim]
-        out = layer.after_attention(states, attention.o_proj(out))
-        states = out if a is None else a * out + (1 - a) * states
+        out = packing.attend(layer.self_attn, query, key, value, **attend_kwargs)  # [N, heads * head_dim]
+        states = layer.finish_rows(states, out, a)
     return hidden_flat.index_copy(0, index, states)
