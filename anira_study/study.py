@@ -934,6 +934,16 @@ def _over(stat: dict | None) -> str:
     return f"{_fmt(stat['mean'])} (range {_span(stat)}, {interval}, {stat['seeds']} seeds)"
 
 
+def depth_needed_line(needed: dict) -> str:
+    """`depth_needed`'s counts and verdict in one sentence (the report and the main job)."""
+    verdict = {True: "holds", False: "does not hold", None: "undecided (seeds to come)"}[needed["holds"]]
+    values = ", ".join(f"{_fmt(v, 3)} (seed {seed})" for seed, v in needed["fixed_1_largest_accuracy"].items())
+    return (f"Depth is needed: `fixed-1`'s accuracy at the largest seen size {values or '-'}, below {FINDING_1_ACCURACY} in "
+            f"{needed['fixed_1_below']} of {needed['fixed_1_seeds']} seeds; `fixed-6`'s weights more accurate there at their "
+            f"full depth than at one iteration in {needed['fixed_6_rising']} of {needed['fixed_6_seeds']} (each needed in at "
+            f"least {len(SEEDS) - 1} of {len(SEEDS)}): {verdict}.")
+
+
 def format_study(result: dict) -> str:
     """Markdown: one row per (model, seed), then one row per model over seeds, then the findings' seed counts."""
     lines = [f"# {result['task']}: protocol {result['protocol_version']}, {result['runs']} runs", "",
@@ -964,12 +974,7 @@ def format_study(result: dict) -> str:
     lines += ["", "Depth pays: the adaptive gain's interval above 1, seeds counted."]
     needed = result["findings"].get("depth_needed")
     if needed:
-        verdict = {True: "holds", False: "does not hold", None: "undecided (seeds to come)"}[needed["holds"]]
-        values = ", ".join(f"{_fmt(v, 3)} (seed {seed})" for seed, v in needed["fixed_1_largest_accuracy"].items())
-        lines += ["", f"Depth is needed: `fixed-1`'s accuracy at the largest seen size {values or '-'}, below "
-                      f"{FINDING_1_ACCURACY} in {needed['fixed_1_below']} of {needed['fixed_1_seeds']} seeds; `fixed-6`'s weights more accurate there "
-                      f"at their full depth than at one iteration in {needed['fixed_6_rising']} of {needed['fixed_6_seeds']} "
-                      f"(each needed in at least {len(SEEDS) - 1} of {len(SEEDS)}): {verdict}."]
+        lines += ["", depth_needed_line(needed)]
     if result["findings"]:
         f = result["findings"]
         if "finding_5_seeds" in f:  # the MANO grids carry finding 3 (both grids) before a seed pair of their own
@@ -1178,6 +1183,12 @@ def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str | None = N
     if "finding_5_seeds" in findings:
         tail.append(f"Finding 5 (ANIRA-O as accurate with fewer iterations): {findings['finding_5_seeds']} of "
                     f"{findings['finding_5_pairs']} seeds.")
+    pays = [f"{model} {m['depth_pays_seeds']} of {len(m['seeds'])} seeds" for model, m in result["models"].items()
+            if "depth_pays_seeds" in m]
+    if pays:
+        tail.append("Depth pays (adaptive gain with its interval above 1): " + "; ".join(pays) + ".")
+    if "depth_needed" in findings:
+        tail.append(depth_needed_line(findings["depth_needed"]))
     return {"status": "results", "task": task, "protocol": PROTOCOL_FILE, "runs": len(folders), "expected": expected,
             "missing": [m["run"] for m in missing], "table": "\n".join(lines),
             "text": "\n\n".join([head, "\n".join(lines), *tail]), "summary": {k: v for k, v in result.items() if k != "markdown"},

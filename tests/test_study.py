@@ -253,6 +253,9 @@ def test_the_study_answer_is_pending_until_a_run_has_finished_and_then_shows_see
     assert early[9] == "1.10 (0.90 to 1.30, 3 seeds)" and early[10].strip(" |") == "1 of 3"  # F1: seed 0 only (0.9 and 0.7)
     assert rows["fixed-6"][1] == "seed 0 pending" and rows["fixed-6"][7] == "1.00 (1.00 to 1.00, 1 seed)"
     assert "4 of 15 runs finished" in answer["text"] and "anira-o-seed0" in answer["text"]
+    # gain intervals' low ends 1.2, 0.8, 1.0: only seed 0's is above 1
+    assert "Depth pays (adaptive gain with its interval above 1): anira-e 1 of 3 seeds." in answer["text"]
+    assert answer["text"].endswith("undecided (seeds to come).")  # no fixed-1 run yet: the depth-needed verdict waits
     assert answer["curves"]["models"]["anira-e"]["accuracy"][1]["seeds"] == {0: 0.9, 1: 0.5, 2: 0.7}
 
 
