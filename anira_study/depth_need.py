@@ -44,6 +44,7 @@ import torch
 from anira_tasks import TaskSpec, build_dataset_dict, score_answer
 
 from .data import unwrap_model
+from .evaluation import folder_task_spec
 from .metrics import load_metric
 from .statistics import proportion
 
@@ -321,31 +322,6 @@ def _gain_cell(gain: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- the test prompts of a model folder
-def folder_task_spec(model_dir: str | Path) -> TaskSpec | str:
-    """The TaskSpec a folder's model was evaluated on: from its `anira_data.json` (saved by `examples/train.py`), or
-    from its `recipe.json` (a `hub_configs/` folder: the `train.py` arguments of its last stage, the stage whose
-    data `reproduce` evaluated). A string when the folder names a saved DatasetDict instead."""
-    from transformers import HfArgumentParser
-
-    from .arguments import DataArguments
-    from .data import task_spec
-    from .reproduce import load_recipe, stage_overrides
-
-    folder = Path(model_dir)
-    if (folder / "anira_data.json").exists():
-        spec = json.loads((folder / "anira_data.json").read_text())
-        return spec["dataset_path"] if "dataset_path" in spec else TaskSpec(**spec)
-    if not (folder / "recipe.json").exists():
-        raise ValueError(f"{folder} has neither anira_data.json nor recipe.json: pass --dataset_path")
-    recipe = load_recipe(folder)
-    argv = list(recipe["train_args"])
-    last = stage_overrides(recipe)[-1]
-    for flag, value in zip(last[::2], last[1::2]):
-        argv = argv[:argv.index(flag) + 1] + [value] + argv[argv.index(flag) + 2:] if flag in argv else argv + [flag, value]
-    (data_args, _) = HfArgumentParser(DataArguments).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    return task_spec(data_args)
-
-
 def heldout_test_rows(model_dir: str | Path, dataset_path: str | None = None, sizes: Sequence[int] | None = None,
                      num_prompts: int | None = None) -> list[dict]:
     """The first `num_prompts` test prompts per size (of `sizes`, default all) of the model's test splits, each row

@@ -19,6 +19,7 @@ Evaluation reads the test splits; nothing in training does (the probe reads `val
 import importlib
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -230,9 +231,35 @@ def evaluation_report(model, data, tokenizer, splits=EVAL_SPLITS, batch_size: in
 
 
 # ----------------------------------------------------------------------------- data of a trained folder
+def folder_task_spec(model_dir: str | Path) -> TaskSpec | str:
+    """The TaskSpec a folder's model was evaluated on: from its `anira_data.json` (saved by `examples/train.py`), or
+    from its `recipe.json` (a `hub_configs/` folder: the `train.py` arguments of its last stage, the stage whose
+    data `reproduce` evaluated). A string when the folder names a saved DatasetDict instead."""
+    from transformers import HfArgumentParser
+
+    from .arguments import DataArguments
+    from .data import task_spec
+    from .reproduce import load_recipe, stage_overrides
+
+    folder = Path(model_dir)
+    if (folder / "anira_data.json").exists():
+        spec = json.loads((folder / "anira_data.json").read_text())
+        return spec["dataset_path"] if "dataset_path" in spec else TaskSpec(**spec)
+    if not (folder / "recipe.json").exists():
+        raise ValueError(f"{folder} has neither anira_data.json nor recipe.json: pass --dataset_path")
+    recipe = load_recipe(folder)
+    argv = list(recipe["train_args"])
+    last = stage_overrides(recipe)[-1]
+    for flag, value in zip(last[::2], last[1::2]):
+        argv = argv[:argv.index(flag) + 1] + [value] + argv[argv.index(flag) + 2:] if flag in argv else argv + [flag, value]
+    (data_args, _) = HfArgumentParser(DataArguments).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    return task_spec(data_args)
+
+
 def load_eval_data(model_dir: str | Path, dataset_path: str | None = None, num_validation: int | None = None):
-    """(DatasetDict, training sizes) of a folder saved by `examples/train.py`: its `anira_data.json`
-    rebuilds exactly the data it was trained on (or names the saved DatasetDict it used).
+    """(DatasetDict, training sizes) of a trained folder: the data its spec rebuilds (`folder_task_spec`: the
+    `anira_data.json` examples/train.py saved, or a hub_configs folder's recipe.json), or the saved DatasetDict
+    it names.
 
     num_validation: rebuild the validation split with this many prompts per size. They come from the same
     validation bucket of the prompt space, which no training row is drawn from, so a larger validation split
@@ -240,11 +267,11 @@ def load_eval_data(model_dir: str | Path, dataset_path: str | None = None, num_v
     import datasets
 
     if dataset_path is None:
-        spec = json.loads((Path(model_dir) / "anira_data.json").read_text())
-        if "dataset_path" not in spec:
-            spec = TaskSpec(**(spec | ({"num_validation": num_validation} if num_validation else {})))
+        source = folder_task_spec(model_dir)
+        if isinstance(source, TaskSpec):
+            spec = replace(source, num_validation=num_validation) if num_validation else source
             return build_dataset_dict(spec), list(spec.train_sizes)
-        dataset_path = spec["dataset_path"]
+        dataset_path = source
     if num_validation:
         raise ValueError("num_validation rebuilds a generated split; a saved DatasetDict (dataset_path) has a fixed one")
     data = datasets.load_from_disk(dataset_path)

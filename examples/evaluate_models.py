@@ -5,8 +5,8 @@
 For each model: teacher-forced per-token and per-answer accuracy, accuracy of the greedily generated
 answer (the task's scorer), mean depth at the positions that predict answer tokens, and Spearman's rho
 between that depth and complexity, on every test split (seen sizes, interpolation, extrapolation).
-The data is rebuilt from the `anira_data.json` that `examples/train.py` saved (or `--dataset_path`), so
-the test samples are the ones held out from training. Writes `report.json`, `complexity.png` and prints
+The data is rebuilt from the `anira_data.json` that `examples/train.py` saved, or from a `hub_configs/` folder's
+`recipe.json` (or `--dataset_path`), so the test samples are the ones held out from training. Writes `report.json`, `complexity.png` and prints
 the table. Several models are drawn side by side (name them with `--names`).
 """
 
@@ -29,7 +29,7 @@ class EvaluationArguments:
     models: list[str] = field(metadata={"help": "Folders saved by examples/train.py."})
     names: list[str] = field(default_factory=list, metadata={"help": "Display names (default: folder names)."})
     output_dir: str = field(default="outputs/eval")
-    dataset_path: str | None = field(default=None, metadata={"help": "A saved DatasetDict (default: rebuild from anira_data.json)."})
+    dataset_path: str | None = field(default=None, metadata={"help": "A saved DatasetDict (default: rebuild from anira_data.json or recipe.json)."})
     splits: list[str] = field(default_factory=lambda: list(EVAL_SPLITS))
     batch_size: int = field(default=64)
     generate: bool = field(default=True, metadata={"help": "Also score greedily generated answers."})
@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
         check_positive("max_per_size", args.max_per_size)
     for model_dir in args.models:
         check_model_dir(model_dir)
-        if args.dataset_path is None and not (Path(model_dir) / "anira_data.json").exists():
-            raise ValueError(f"{Path(model_dir) / 'anira_data.json'} is missing: pass --dataset_path, or a folder examples/train.py saved")
+        if args.dataset_path is None and not any((Path(model_dir) / name).exists() for name in ("anira_data.json", "recipe.json")):
+            raise ValueError(f"{model_dir} has neither anira_data.json nor recipe.json: pass --dataset_path, or a folder "
+                             "examples/train.py saved or hub_configs/ holds")
     reports, train_sizes = {}, []
     for name, model_dir in zip(names, args.models):
         data, train_sizes = load_eval_data(model_dir, args.dataset_path)

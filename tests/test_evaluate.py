@@ -157,6 +157,25 @@ def test_a_larger_validation_split_comes_from_the_held_out_bucket_and_leaves_the
         load_eval_data(tmp_path, num_validation=20)
 
 
+def test_a_hub_folder_is_evaluated_on_the_data_its_recipe_rebuilds(monkeypatch, tmp_path):
+    """A shipped folder has recipe.json, not anira_data.json: examples/evaluate_models.py rebuilds its data from the
+    recipe's last stage (folder_task_spec), the data `reproduce` evaluated."""
+    from anira_study import evaluation
+
+    built = []
+    monkeypatch.setattr(evaluation, "build_dataset_dict", lambda spec: built.append(spec) or {"train": []})
+    data, sizes = evaluation.load_eval_data(ROOT / "hub_configs/anira-o-depo", num_validation=12)
+    spec = evaluation.folder_task_spec(ROOT / "hub_configs/anira-o-depo")
+    assert built == [TaskSpec(**{**spec.__dict__, "num_validation": 12})] and sizes == [1, 2, 3] == list(spec.train_sizes)
+    import shutil
+
+    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):  # no recipe
+        shutil.copy(ROOT / "hub_configs/anira-o-depo" / name, tmp_path / name)
+    evaluate = load_script("evaluate_models")
+    with pytest.raises(ValueError, match="neither anira_data.json nor recipe.json"):
+        evaluate.main(["--models", str(tmp_path)])
+
+
 def test_rho_of_a_constant_depth_is_printed_as_undefined_with_the_reason():
     from anira_study.statistics import format_correlation
     assert format_correlation(0.8215, [0.801, 0.84]) == "0.82 [0.80, 0.84]"
