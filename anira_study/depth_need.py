@@ -31,7 +31,6 @@ Running the models (`generation_records`, `uniform_depth_records`) is apart from
 (`oracle_depth`, `depth_need_records`, `depth_need_summary`, `depth_need_report`, `format_depth_need`).
 """
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
