@@ -916,8 +916,10 @@ def rho_cell(n: dict) -> str:
 
 def gain_cell(n: dict) -> str:
     """A run's adaptive gain (`run_numbers`) with its bootstrap interval when it has one."""
-    interval = n.get("adaptive_gain_interval")
-    return _fmt(n.get("adaptive_gain")) + (f" [{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else "")
+    gain, interval = n.get("adaptive_gain"), n.get("adaptive_gain_interval")
+    if gain is not None and gain != gain:  # no uniform depth of its weights reaches its accuracy
+        return "undefined (above every uniform depth)"
+    return _fmt(gain) + (f" [{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else "")
 
 
 def _span(stat: dict) -> str:
@@ -971,7 +973,8 @@ def format_study(result: dict) -> str:
         lines.append(f"| {model} | {_over(m['pooled_seen_accuracy'])} | {_over(m['min_seen_accuracy'])} | "
                      f"{_over(m['pooled_seen_depth'])} | {_over(m['rho_seen'])} | {_over(m['adaptive_gain'])} | {f1} | {f2} | "
                      f"{pays} |")
-    lines += ["", "Depth pays: the adaptive gain's interval above 1, seeds counted."]
+    lines += ["", "Depth pays: the adaptive gain's interval above 1, seeds counted (an undefined gain, where the model is more "
+                  "accurate than its weights at every uniform depth, is not counted: the rule asks for a gain)."]
     needed = result["findings"].get("depth_needed")
     if needed:
         lines += ["", depth_needed_line(needed)]

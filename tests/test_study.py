@@ -84,6 +84,9 @@ def test_depth_pays_needs_the_gains_interval_above_1():
     assert not study.depth_pays({"adaptive_gain": 1.3, "adaptive_gain_interval": [1.0, 1.5]})  # touches 1
     assert not study.depth_pays({"adaptive_gain": 1.3, "adaptive_gain_interval": None})
     assert not study.depth_pays({"seen_accuracy": {1: 1.0}})  # a fixed model has no gain
+    undefined = {"adaptive_gain": float("nan"), "adaptive_gain_interval": [float("nan")] * 2}  # beats every uniform depth
+    assert not study.depth_pays(undefined) and study.gain_cell(undefined) == "undefined (above every uniform depth)"
+    assert study.gain_cell({"adaptive_gain": 1.3, "adaptive_gain_interval": [1.05, 1.5]}) == "1.30 [1.05, 1.50]"
 
 
 def test_depth_is_needed_counts_fixed_1_below_0_9_and_fixed_6_rising_in_2_of_3_seeds(tmp_path):
