@@ -54,9 +54,6 @@ class FrozenKeyValues:
 
     def store(self, layer: int, index: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
         """Keep the keys/values [n, kv_heads, head_dim] of the tokens `index` (flat) at `layer`."""
-        self._write(layer, index, key, value)
-
-    def _write(self, layer: int, index: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
         if self.keys[layer] is None:  # fresh zeros: written in place (no copy of the zeros)
             self.keys[layer] = key.new_zeros(self.tokens, *key.shape[1:]).index_copy_(0, index, key)
             self.values[layer] = value.new_zeros(self.tokens, *value.shape[1:]).index_copy_(0, index, value)
@@ -80,7 +77,7 @@ class FrozenKeyValues:
         `key`/`value` [n, kv_heads, head_dim]: the computed tokens' fresh ones and the freezing tokens' frozen
         ones, in one copy that is also kept. Keeping the computed tokens' fresh keys/values is harmless: a row
         is read later only as a frozen token's (stored when it freezes) or after being overwritten."""
-        self._write(layer, index, key, value)
+        self.store(layer, index, key, value)
         return self.chunk(layer, batch)
 
     def chunk(self, layer: int, batch: int):
@@ -271,7 +268,6 @@ class SelectedPositions:
         batch, seq = selected.shape
         cos, sin = layer_kwargs["position_embeddings"]
         mask = _full_mask(layer_kwargs, batch, seq, 0, selected.device, cos.dtype, config)
-        self.selected = selected
         self.packing = ActivePacking(selected, mask, whole_chunk=True)
         index = self.packing.index
         self.rope = tuple(x.expand(batch, -1, -1).reshape(batch * seq, -1).index_select(0, index) for x in (cos, sin))
