@@ -706,8 +706,7 @@ def depth_needed(per_model: dict[str, dict[int, dict]], seeds=SEEDS) -> dict | N
     possible = [sum(shallow) + len(seeds) - len(shallow) >= need, sum(rising) + len(seeds) - len(rising) >= need]
     holds = True if all(met) else False if not all(possible) else None
     return {"fixed_1_largest_accuracy": largest, "fixed_1_below": sum(shallow), "fixed_1_seeds": len(shallow),
-            "fixed_6_rising": sum(rising),
-            "fixed_6_seeds": len(rising), "holds": holds}
+            "fixed_6_rising": sum(rising), "fixed_6_seeds": len(rising), "holds": holds}
 
 
 def finding_5(online: dict, early: dict) -> bool:
