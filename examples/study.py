@@ -9,6 +9,7 @@
     python examples/study.py search --task mano                  # a searched grid's recipe (mano, clrs-<algorithm>)
     python examples/study.py run --task mano                     # then its grid (also mano-no-marker), as for depo
     python examples/study.py ship --task depo                    # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
+    python examples/study.py operating-curve --task depo         # v3: every anira-o run at halting thresholds 0.1-0.9
 
 `run` trains one process per core on CPU (several per GPU), checkpoints as it goes (run it again after an
 interruption), evaluates each finished run on the test prompts, and writes its weights and report under
@@ -17,7 +18,10 @@ anira-o and fixed-6) into hub_configs/anira-{e,o,fixed}-<task> and writes their 
 it refuses, naming them, while any of the three has not finished (`anira_study.ship`). `search` trains a search's
 declared candidates (`fixed-6`, search seed 100), scores each on the validation split only, and writes every
 candidate's numbers and the rule's choice to experiments/study/<search>/search/search.json; `run` on a searched grid
-refuses until it exists. The logic lives in `anira_study.study`.
+refuses until it exists. `operating-curve` scores every finished anira-o run at halting thresholds 0.1-0.9 against its
+weights at every uniform depth, picks a threshold on the validation split by the protocol's rule and reports the gain
+there on test (`anira_study.operating_curve`, written to each run folder's operating_curve.json and the grid's
+operating_curve.md). The logic lives in `anira_study.study`.
 """
 
 import argparse
@@ -33,7 +37,7 @@ from anira_study.study import (GRIDS, MODELS, SEARCHES, SEEDS, STUDY_DIR, format
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "one", "report", "figures", "ship", "search", "search-one"):
+    for name in ("run", "one", "report", "figures", "ship", "search", "search-one", "operating-curve"):
         sub = commands.add_parser(name)
         sub.add_argument("--task", required=True, choices=sorted(SEARCHES if name.startswith("search") else GRIDS),
                          nargs="+" if name == "run" else None,
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None):
         if name == "one":
             sub.add_argument("--model", required=True, choices=list(MODELS))
             sub.add_argument("--seed", required=True, type=int)
+        if name == "operating-curve":
+            sub.add_argument("--force", action="store_true", help="compute again the runs that have a result")
         if name == "ship":
             sub.add_argument("--hub_dir", help="the named folders to write (default hub_configs, with --quick "
                                                "outputs/study-quick/hub_configs)")
@@ -92,6 +98,13 @@ def main(argv: list[str] | None = None):
         return folders
     if args.command == "figures":
         return _figures(args.task, study_dir, args.quick)
+    if args.command == "operating-curve":
+        from anira_study.operating_curve import operating_curve_grid
+
+        _one_thread_on_cpu()
+        result = operating_curve_grid(args.task, study_dir, args.quick, args.force)
+        print(result["markdown"] + (f"\n\nfigure: {result['figure']}" if result["figure"] else ""))
+        return result
     report = study_report(args.task, study_dir, quick=args.quick)
     print(report["markdown"])
     report["figures"] = _figures(args.task, study_dir, args.quick)
