@@ -187,6 +187,20 @@ def operating_curve_grid(task: str, study_dir: Path | None = None, quick: bool =
     return {"runs": results, "pays_seeds": pays_seeds, "markdown": markdown, "figure": figure}
 
 
+def grid_counts(task: str, study_dir: Path, quick: bool = False) -> dict | None:
+    """What the grid's results.md says of this analysis: {"file", "pays_seeds", "seeds"} over the anira-o runs that
+    have a result, None when none has."""
+    from . import study
+
+    results = [json.loads(path.read_text()) for r in study.read_runs(task, study_dir)
+               if r["model"] == "anira-o" and r.get("quick", False) == quick
+               and (path := study_dir / task / r["folder"] / RESULT_FILE).exists()]
+    if not results:
+        return None
+    return {"file": "operating_curve-quick.md" if quick else "operating_curve.md", "seeds": len(results),
+            "pays_seeds": sum(pays(r["at_choice"]["gain"] if r["at_choice"] else None) for r in results)}
+
+
 def _gain_text(gain: dict | None) -> str:
     if gain is None:
         return "-"

@@ -897,7 +897,10 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
             findings["finding_3_seeds"] = sum(bool(value) for value in three)
     if task in MANO_MARKER_GRIDS.values() and version == protocol_version(task):  # finding 3 reads both MANO grids
         findings["finding_3_marker"] = mano_marker_finding(study_dir, quick)
-    result = {"task": task, "protocol_version": version, "runs": len(entries), "models": models, "findings": findings}
+    from .operating_curve import grid_counts
+
+    result = {"task": task, "protocol_version": version, "runs": len(entries), "models": models, "findings": findings,
+              "operating_curve": grid_counts(task, study_dir, quick)}
     result["markdown"] = format_study(result)
     return result
 
@@ -974,6 +977,11 @@ def format_study(result: dict) -> str:
                      f"{pays} |")
     lines += ["", "Depth pays: the adaptive gain's interval above 1, seeds counted (an undefined gain, where the model is more "
                   "accurate than its weights at every uniform depth, is not counted: the rule asks for a gain)."]
+    curve = result.get("operating_curve")
+    if curve:
+        lines += ["", f"Depth pays for ANIRA-O at a halting threshold chosen on validation (protocol v3, the same weights "
+                      f"at thresholds 0.1-0.9): {curve['pays_seeds']} of {curve['seeds']} seeds; every threshold and seed: "
+                      f"[{curve['file']}]({curve['file']})."]
     needed = result["findings"].get("depth_needed")
     if needed:
         lines += ["", depth_needed_line(needed)]

@@ -8,7 +8,7 @@ import pytest
 
 from anira_study import study
 from anira_study.depth_need import generation_records, heldout_test_rows
-from anira_study.operating_curve import (MARGIN, choose_threshold, curve, operating_curve_grid, pays, point_at,
+from anira_study.operating_curve import (MARGIN, choose_threshold, curve, grid_counts, operating_curve_grid, pays, point_at,
                                          threshold_records, validation_rows)
 from anira_tasks import TaskSpec, build_dataset_dict, load_tokenizer
 from anira_tasks.dataset import prompt_bucket
@@ -142,6 +142,11 @@ def test_the_grid_command_scores_every_anira_o_run_once_and_writes_the_table_and
         assert saved["choice"]["threshold"] == (None if saved["at_choice"] is None else saved["at_choice"]["threshold"])
     markdown = (study_dir / "depo" / "operating_curve-quick.md").read_text()
     assert "of 2 seeds" in markdown and "| 0 | t=" in markdown and "| 1 | t=" in markdown
+    counts = grid_counts("depo", study_dir, quick=True)
+    assert counts == {"file": "operating_curve-quick.md", "seeds": 2, "pays_seeds": result["pays_seeds"]}
+    line = study.format_study({"task": "depo", "protocol_version": "v1", "runs": 0, "models": {}, "findings": {},
+                               "operating_curve": counts})
+    assert f"{counts['pays_seeds']} of 2 seeds; every threshold and seed: [operating_curve-quick.md]" in line
     # recorded results are read, not computed again (unless --force)
     (study_dir / "depo" / "runs" / "anira-o-seed0" / "operating_curve.json").write_text(json.dumps(
         {**saved, "seed": 0, "date": "marker"}))
