@@ -487,25 +487,34 @@ class DepthBatcher:
 
     def _select(self, logits: torch.Tensor, requests: list[_Request]) -> list[int]:
         """Next tokens as `generate()` picks them: float32 logits, the logits processors over the sequence so far,
-        argmax or a draw from each request's own generator."""
+        argmax or a draw from each request's own generator. Processors act on each row alone, so the rows that
+        share a processor list and a sequence length go through it in one call."""
         scores = logits.to(dtype=torch.float32, copy=True)
         if self.config.output_logits:
             for request, row in zip(requests, scores):
                 request.logits.append(row.clone())
-        processors = [self._processors_for(request) for request in requests]
-        if any(processors):
-            processed = []
-            for row, (request, processor) in enumerate(zip(requests, processors)):
-                if processor:
-                    ids = torch.cat([request.prompt, request.prompt.new_tensor(request.tokens)])[None]
-                    processed.append(processor(ids, scores[row : row + 1]))
-                else:
-                    processed.append(scores[row : row + 1])
-            scores = torch.cat(processed)
+        groups = {}  # (processor list, sequence length) -> (processor list, rows)
+        for row, request in enumerate(requests):
+            processors = self._processors_for(request)
+            if processors:
+                key = (id(processors), request.prompt.numel() + len(request.tokens))
+                groups.setdefault(key, (processors, []))[1].append(row)
+        for processors, rows in groups.values():
+            ids = torch.stack([self._sequence(requests[row]) for row in rows])
+            index = torch.tensor(rows, device=scores.device)
+            processed = scores.index_select(0, index)
+            for processor in processors:  # as LogitsProcessorList does without keyword arguments, minus its
+                processed = processor(ids, processed)  # signature inspection of every processor at every call
+            scores.index_copy_(0, index, processed)
         if not self.config.do_sample:
             return scores.argmax(-1).tolist()
         probs = torch.softmax(scores, dim=-1)
         return [int(torch.multinomial(p, 1, generator=r.generator)) for p, r in zip(probs, requests)]
+
+    @staticmethod
+    def _sequence(request: _Request) -> torch.LongTensor:
+        """The request's prompt and tokens so far [length]."""
+        return torch.cat([request.prompt, request.prompt.new_tensor(request.tokens)])
 
     def _processors_for(self, request: _Request) -> LogitsProcessorList:
         """generate()'s processors for this prompt length (some, e.g. min_new_tokens, count from the prompt)."""
@@ -525,8 +534,7 @@ class DepthBatcher:
         elif len(request.tokens) >= request.max_new_tokens:
             reason = "length"
         elif self.stopping_criteria:
-            ids = torch.cat([request.prompt, request.prompt.new_tensor(request.tokens)])[None]
-            if bool(self.stopping_criteria(ids, None).any()):
+            if bool(self.stopping_criteria(self._sequence(request)[None], None).any()):
                 reason = "criteria"
         if reason is None:
             return None

@@ -89,8 +89,9 @@ class Forced(LogitsProcessor):
         self.prompt = prompts.shape[1]
 
     def __call__(self, input_ids, scores):
-        token = self.next[tuple(input_ids[0, : self.prompt].tolist())][input_ids.shape[1] - self.prompt]
-        return torch.full_like(scores, -float("inf")).index_fill_(1, token.view(1), 0.0)
+        step = input_ids.shape[1] - self.prompt
+        tokens = torch.stack([self.next[tuple(prompt)][step] for prompt in input_ids[:, : self.prompt].tolist()])
+        return torch.full_like(scores, -float("inf")).scatter_(1, tokens[:, None], 0.0)
 
 
 @torch.no_grad()
