@@ -327,14 +327,21 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
 
 
 def refresh_after_run(task: str, study_dir: Path = STUDY_DIR, hub_dir: Path | None = None) -> None:
-    """What reads runs.json is rewritten once a run lands in it: the grid's results.md, summary.json and figures, and
+    """What reads runs.json is rewritten once a run lands in it: protocol v3's operating curve of an anira-o run
+    that lacks one (`operating_curve.operating_curve_grid`), the grid's results.md, summary.json and figures, and
     the cards of the named folders shipped from it (`ship.refresh_shipped_cards`), so that none of them lags behind
     the runs. Under runs.json's lock: two runs landing together write them one after the other. A failure here is
-    printed and leaves the run recorded (`study.py report` redoes it)."""
+    printed and leaves the run recorded (`study.py report`, `study.py operating-curve` redo it)."""
+    from .operating_curve import operating_curve_grid
     from .ship import refresh_shipped_cards
 
     try:
         with locked(Path(study_dir) / task / RUNS_FILE):
+            try:
+                operating_curve_grid(task, study_dir)
+            except Exception as error:  # the report below still follows the runs
+                print(f"{task}: protocol v3's operating curve failed ({error!r}); run "
+                      f"`python examples/study.py operating-curve --task {task}`", flush=True)
             study_report(task, study_dir)
             study_figures(task, study_dir)
             refresh_shipped_cards(task, study_dir, *([hub_dir] if hub_dir is not None else []))

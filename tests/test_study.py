@@ -403,6 +403,8 @@ def test_a_landed_run_rewrites_the_grids_report_and_figures(tmp_path, capsys):
     study.refresh_after_run("depo", tmp_path, hub_dir=tmp_path / "hub")
     results = (tmp_path / "depo" / "results.md").read_text()
     assert "| anira-o | 0 |" in results and "anira-o-seed1" not in results
+    # this stand-in run has no weights: the operating curve (protocol v3) fails, says so, and the report still follows
+    assert "protocol v3's operating curve failed" in capsys.readouterr().out
     assert (tmp_path / "depo" / "accuracy_depth.png").stat().st_size > 0
     write_study_run(tmp_path, "depo", "anira-o", 1, {1: 0.9, 2: 0.7}, {1: 1.0, 2: 2.0})
     study.refresh_after_run("depo", tmp_path, hub_dir=tmp_path / "hub")
