@@ -43,9 +43,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from transformers.generation import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
 from .cache_anira import AniraCache
+from .modeling_anira import apply_rotary
 
 _UNSUPPORTED = {  # generation options that need the standard loop, and their value that does not
     "num_beams": 1, "num_beam_groups": 1, "output_scores": False, "output_attentions": False,
@@ -158,22 +160,15 @@ class RowCache:
 
 @dataclass
 class _Cohort:
-    """Tokens that entered the core in the same tick: one plan of the depth controller, as in a forward."""
+    """Tokens that entered the core in the same tick: one plan of the depth controller, as in a forward. Their
+    states, rope and places are kept per cache row (`DepthBatcher.states`, `rope`, `places`)."""
 
     rows: torch.LongTensor  # [n] cache rows
-    positions: torch.LongTensor  # [n]
-    rope: tuple[torch.Tensor, torch.Tensor]  # rotary cos, sin [n, 1, head_dim] of each row's position
     mask: tuple[torch.Tensor, int]  # the rows' attention mask and length (`DepthBatcher._mask`)
     plan: object
-    hidden: torch.Tensor  # [n, 1, H]
-    prelude: torch.Tensor  # [n, 1, H]
     running: torch.Tensor | None  # [n] bool: rows that run the next iteration (None: every row)
-    index: torch.LongTensor | None  # those rows' indices, None while every row runs (no gathering then)
+    live: torch.LongTensor  # the cache rows of those
     t: int = 1  # the next iteration
-
-
-def _take(x: torch.Tensor, index: torch.LongTensor | None) -> torch.Tensor:
-    return x if index is None else x.index_select(0, index)
 
 
 def _join(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -245,12 +240,18 @@ class DepthBatcher:
         parameter = next(model.parameters())
         self.cache = RowCache(model, max_batch_size, self.max_depth, parameter.dtype, parameter.device)
         self.device = parameter.device
+        # Each row's current token, written when it enters and gathered by the passes that run it: its state and
+        # its prelude output, its rotary cos and sin, and its position and next iteration (0-based).
+        config = model.config
+        self.states = torch.zeros(max_batch_size, 2, config.hidden_size, dtype=parameter.dtype, device=self.device)
+        self.rope = torch.zeros(max_batch_size, 2, config.head_dim, dtype=parameter.dtype, device=self.device)
+        self.places = torch.zeros(max_batch_size, 2, dtype=torch.long, device=self.device)
         self.queue: deque[_Request] = deque()
         self.prefilled: deque[tuple] = deque()  # prompts prefilled ahead of a free row: (request, token, staged, entry)
         self.requests: dict[int, _Request] = {}  # cache row -> request
         self.cohorts: list[_Cohort] = []
         self.pending: list[tuple[int, int]] = []  # (cache row, token) entering the next tick
-        self.halted: list[tuple] = []  # tokens out of the core awaiting their coda: (rows, positions, states, depths)
+        self.halted: list[tuple[torch.LongTensor, int]] = []  # tokens out of the core awaiting their coda: (rows, depth)
         self.min_coda_rows = min_coda_rows
         self.prefill_size = prefill_size or max_batch_size
         self.ids = itertools.count()
@@ -300,10 +301,11 @@ class DepthBatcher:
             self._enter()
         if self.cohorts:
             self._core_pass()
-        waiting = sum(len(rows) for rows, *_ in self.halted)
+        waiting = sum(rows.numel() for rows, _ in self.halted)
         if waiting and (waiting >= self.min_coda_rows or not self.cohorts):
             halted, self.halted = self.halted, []
-            finished += self._finish_tokens(*(_join(list(parts)) for parts in zip(*halted)))
+            depths = [depth for rows, depth in halted for _ in range(rows.numel())]
+            finished += self._finish_tokens(_join([rows for rows, _ in halted]), depths)
         return finished
 
     def _admit(self) -> list[DepthBatchResult]:
@@ -360,17 +362,19 @@ class DepthBatcher:
         self.pending = []
         self.prelude_passes += 1
         hidden = self.base.embed_tokens(tokens)
-        rope = self.base.rotary_emb(hidden[:, None], positions[:, None])  # kept with the token until its coda
+        cos, sin = self.base.rotary_emb(hidden[:, None], positions[:, None])  # kept with the token until its coda
+        rope = (cos[:, 0], sin[:, 0])
         mask, length = self._mask(positions, hidden.dtype)
         self.cache.reserve(length)
         zero = torch.zeros_like(rows)
         for index, layer in enumerate(self.base.prelude):
             hidden = self._layer(layer, hidden, rope, self.cache.prelude(index), zero, rows, positions, mask, length)
-        states = hidden[:, None]
+        self.states.index_copy_(0, rows, hidden[:, None].expand(-1, 2, -1))  # the state, and the prelude output
+        self.rope.index_copy_(0, rows, torch.stack(rope, dim=1))
+        self.places.index_copy_(0, rows, torch.stack((positions, zero), dim=1))
         token_mask = torch.ones(len(rows), 1, dtype=torch.bool, device=self.device)
-        plan = self.base.depth_controller.plan(states, token_mask, self.max_depth)
-        cohort = _Cohort(rows, positions, rope, (mask, length), plan, states, states, torch.zeros_like(token_mask[:, 0]),
-                         None)
+        plan = self.base.depth_controller.plan(hidden[:, None], token_mask, self.max_depth)
+        cohort = _Cohort(rows, (mask, length), plan, token_mask[:, 0].logical_not(), rows[:0])  # none ran yet
         self._update_running(cohort, self._running(plan, 1, len(rows)))
         self.cohorts.append(cohort)
 
@@ -383,64 +387,62 @@ class DepthBatcher:
 
     def _update_running(self, cohort: _Cohort, running: torch.Tensor | None) -> None:
         """The cohort's rows that run the next iteration; those that ran the last one and do not halted, and join
-        `halted` (cache rows, positions, final states, depths, rope)."""
+        `halted` with their depth."""
         if running is None:  # every row runs on: none halted (a token that halted never runs again)
-            cohort.running = cohort.index = None
+            cohort.running, cohort.live = None, cohort.rows
             return
-        done = (~running if cohort.running is None else cohort.running & ~running).nonzero().squeeze(-1)
-        if done.numel():
-            every = done.numel() == len(cohort.rows)
-            take = (lambda x: x) if every else (lambda x: x.index_select(0, done))
-            self.halted.append((take(cohort.rows), take(cohort.positions), take(cohort.hidden)[:, 0],
-                                torch.full_like(cohort.rows if every else done, cohort.t - 1),
-                                take(cohort.rope[0]), take(cohort.rope[1])))
-        index = running.nonzero().squeeze(-1)
-        cohort.running, cohort.index = running, None if index.numel() == len(cohort.rows) else index
+        halted = cohort.rows[~running if cohort.running is None else cohort.running & ~running]
+        if halted.numel():
+            self.halted.append((halted, cohort.t - 1))
+        cohort.live = cohort.rows[running]
+        cohort.running = None if cohort.live.numel() == cohort.rows.numel() else running
 
     def _core_pass(self) -> None:
         """One pass of the core over every cohort's running rows; the rows that halted after it join `halted`."""
         cohorts = self.cohorts
-        hidden = _join([_take(c.hidden, c.index)[:, 0] for c in cohorts])
-        prelude = _join([_take(c.prelude, c.index)[:, 0] for c in cohorts])
-        rows = _join([_take(c.rows, c.index) for c in cohorts])
-        positions = _join([_take(c.positions, c.index) for c in cohorts])
-        rope = tuple(_join([_take(c.rope[i], c.index) for c in cohorts]) for i in (0, 1))
-        sizes = [len(c.rows) if c.index is None else len(c.index) for c in cohorts]
-        iteration = _join([torch.full((n,), c.t - 1, device=self.device) for c, n in zip(cohorts, sizes)])  # 0-based
-        whole = len(cohorts) == 1 and cohorts[0].index is None  # the rows, and so the mask, its cohort entered with
-        mask, length = cohorts[0].mask if whole else self._mask(positions, hidden.dtype)
-        hidden = self.base.injection(hidden, prelude)
+        rows = _join([cohort.live for cohort in cohorts])
+        states, rope, places = (x.index_select(0, rows) for x in (self.states, self.rope, self.places))
+        positions, iteration = places[:, 0], places[:, 1]
+        whole = len(cohorts) == 1 and cohorts[0].running is None  # the rows, and so the mask, its cohort entered with
+        mask, length = cohorts[0].mask if whole else self._mask(positions, states.dtype)
+        hidden = self.base.injection(states[:, 0], states[:, 1])
         for index, layer in enumerate(self.base.core):
-            hidden = self._layer(layer, hidden, rope, self.cache.core(index), iteration, rows, positions, mask, length)
+            hidden = self._layer(layer, hidden, (rope[:, 0], rope[:, 1]), self.cache.core(index), iteration, rows,
+                                 positions, mask, length)
+        self.states[:, 0].index_copy_(0, rows, hidden)
+        self.places[:, 1].index_add_(0, rows, torch.ones_like(rows))
 
         self.ticks += 1
         self.core_rows += len(rows)
         self.mixed_passes += len(cohorts) > 1
         start, kept = 0, []
-        for cohort, n in zip(cohorts, sizes):
-            out = hidden[start : start + n, None]
-            cohort.hidden = out if cohort.index is None else cohort.hidden.index_copy(0, cohort.index, out)
-            cohort.plan.observe(cohort.t, cohort.hidden)
+        for cohort in cohorts:
+            n = cohort.live.numel()
+            if cohort.running is None:  # its rows are these n, in its order
+                states = hidden[start : start + n, None]
+            else:  # every row of the cohort, the halted ones at their final states (the plan reads the running)
+                states = self.states[:, 0].index_select(0, cohort.rows)[:, None]
+            cohort.plan.observe(cohort.t, states)
             cohort.t += 1
             self._update_running(cohort, self._running(cohort.plan, cohort.t, len(cohort.rows)))
-            if cohort.index is None or cohort.index.numel():
+            if cohort.live.numel():
                 kept.append(cohort)
             start += n
         self.cohorts = kept
 
-    def _finish_tokens(self, rows, positions, hidden, depths, cos, sin) -> list[DepthBatchResult]:
+    def _finish_tokens(self, rows: torch.LongTensor, depths: list[int]) -> list[DepthBatchResult]:
         """Halted tokens: frozen keys/values, coda, head, next token, stopping checks."""
         self.coda_passes += 1
-        rope = (cos, sin)
+        states, rope, places = (x.index_select(0, rows) for x in (self.states, self.rope, self.places))
+        hidden, rope, positions = states[:, 0], (rope[:, 0], rope[:, 1]), places[:, 0]
         mask, length = self._mask(positions, hidden.dtype)
         self._write_frozen(hidden, rope, rows, positions, depths)
         zero = torch.zeros_like(rows)
-        states = hidden
         for index, layer in enumerate(self.base.coda):
-            states = self._layer(layer, states, rope, self.cache.coda(index), zero, rows, positions, mask, length)
-        logits = self.model.lm_head(self.base.norm(states))
+            hidden = self._layer(layer, hidden, rope, self.cache.coda(index), zero, rows, positions, mask, length)
+        logits = self.model.lm_head(self.base.norm(hidden))
         requests = [self.requests[row] for row in rows.tolist()]
-        for request, depth in zip(requests, depths.tolist()):
+        for request, depth in zip(requests, depths):
             request.depths.append(depth)
         finished = []
         for row, request, token in zip(rows.tolist(), requests, self._select(logits, requests)):
@@ -452,16 +454,19 @@ class DepthBatcher:
                 finished.append(result)
         return finished
 
-    def _write_frozen(self, hidden, rope, rows, positions, depths) -> None:
+    def _write_frozen(self, hidden, rope, rows, positions, depths: list[int]) -> None:
         """A token halted at depth d: its keys/values at core layer l in iterations d+1..max_depth are those of its
         frozen state (the reuse rule), computed once per layer and written into every such slot."""
-        slot, entry = (torch.arange(self.max_depth, device=self.device)[:, None] >= depths).nonzero(as_tuple=True)
-        if not entry.numel():  # 0-based slots d..max_depth-1 of each entry
+        slot = [t for depth in depths for t in range(depth, self.max_depth)]  # 0-based slots d..max_depth-1
+        if not slot:
             return
+        entry = torch.tensor([i for i, depth in enumerate(depths) for _ in range(depth, self.max_depth)],
+                             device=self.device)
+        slot = torch.tensor(slot, device=self.device)
         rows, positions = rows[entry], positions[entry]
         for index, layer in enumerate(self.base.core):
-            key, value = layer.key_value(hidden[:, None], rope)  # [n, kv_heads, 1, head_dim]
-            self.cache.write(self.cache.core(index), slot, rows, positions, key[entry, :, 0], value[entry, :, 0])
+            _, key, value = self._project(layer, hidden, rope, query=False)
+            self.cache.write(self.cache.core(index), slot, rows, positions, key[entry], value[entry])
 
     # parts -----------------------------------------------------------------------------------------
     def _mask(self, positions: torch.Tensor, dtype: torch.dtype):
@@ -477,13 +482,33 @@ class DepthBatcher:
         """A decoder layer over n rows [n, H], each one token of its own sequence: `AniraDecoderLayer.forward` with
         its keys/values written into, and its attention reading, that row's cache at (iteration, position)."""
         attention = layer.self_attn
-        normed = layer.input_layernorm(hidden)[:, None]
-        query = attention.project_query(normed, rope)  # [n, heads, 1, head_dim]
-        key, value = attention.project_key_value(normed, rope)  # [n, kv_heads, 1, head_dim]
-        self.cache.write(index, iteration, rows, positions, key[:, :, 0], value[:, :, 0])
+        query, key, value = self._project(layer, hidden, rope)
+        self.cache.write(index, iteration, rows, positions, key, value)
         keys, values = self.cache.read(index, iteration, rows, length)
-        out, _ = attention.mix_heads(query, keys, values, mask)
-        return layer.after_attention(hidden, attention.o_proj(out[:, 0]))
+        if self.model.config._attn_implementation == "sdpa" and attention.num_key_value_groups == 1:
+            # what mix_heads runs for one query per row, without its dispatch (a third of the attention's time here)
+            out = F.scaled_dot_product_attention(query[:, :, None], keys, values, attn_mask=mask, scale=attention.scaling)
+            out = out.view(len(rows), -1)
+        else:
+            out = attention.mix_heads(query[:, :, None], keys, values, mask)[0][:, 0]
+        return layer.after_attention(hidden, F.linear(out, attention.o_proj.weight, attention.o_proj.bias))
+
+    @staticmethod
+    def _project(layer, hidden, rope, query: bool = True):
+        """Rotated queries [n, heads, head_dim] (None without `query`) and keys, and values [n, kv_heads, head_dim]
+        of n rows [n, H]: the attention's `project_query` and `project_key_value` on token rows, its linear layers
+        called as functions and queries and keys rotated together (the same values: at width 64 each module call
+        and rotation costs about what its matmul does)."""
+        attention = layer.self_attn
+        normed = layer.input_layernorm(hidden)
+        shape = (hidden.shape[0], -1, attention.head_dim)
+        key = F.linear(normed, attention.k_proj.weight, attention.k_proj.bias).view(shape)
+        value = F.linear(normed, attention.v_proj.weight, attention.v_proj.bias).view(shape)
+        if not query:
+            return None, apply_rotary(key, *rope), value
+        query = F.linear(normed, attention.q_proj.weight, attention.q_proj.bias).view(shape)
+        query, key = apply_rotary(torch.cat((query, key), dim=1), *rope).split((query.shape[1], key.shape[1]), dim=1)
+        return query, key, value
 
     def _select(self, logits: torch.Tensor, requests: list[_Request]) -> list[int]:
         """Next tokens as `generate()` picks them: float32 logits, the logits processors over the sequence so far,
