@@ -362,38 +362,55 @@ def run_grid(task: str, models: list[str] | None = None, seeds: list[int] | None
              study_dir: Path = STUDY_DIR, processes: int | None = None, quick: bool = False) -> list[tuple[str, int, int]]:
     """Every pending (model, seed) of the grid, `processes` at a time, each in its own process (`examples/study.py
     one`); returns (model, seed, exit code) per run. Exit codes other than 0 are reported, the others go on."""
+    return [(model, seed, code) for _, model, seed, code in run_grids([task], models, seeds, work_dir, study_dir, processes, quick)]
+
+
+def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int] | None = None,
+              work_dir: str | Path = "outputs/study", study_dir: Path = STUDY_DIR, processes: int | None = None,
+              quick: bool = False) -> list[tuple[str, str, int, int]]:
+    """`run_grid` for several grids through one pool of processes: the runs queue grid after grid (each seed-major),
+    so a core that the first grid's last runs leave free starts the next grid's instead of waiting for them. Every
+    grid is checked before anything runs; returns (task, model, seed, exit code) per run."""
     models, seeds = list(models or MODELS), list(SEEDS if seeds is None else seeds)
-    for model in models:
-        model_config(task, model)  # a bad task or model name fails here, before anything runs
-    grid_recipe(task, study_dir, quick)  # so does a searched grid whose search has not chosen
-    todo = pending_runs(task, models, seeds, study_dir, quick)
-    jobs = [(run_name(model, seed), ["one", "--task", task, "--model", model, "--seed", str(seed)]) for model, seed in todo]
-    print(f"{task}: {len(todo)} runs pending: " + ", ".join(name for name, _ in jobs), flush=True)
-    codes = _run_processes(task, jobs, Path(work_dir) / task / "logs", work_dir, study_dir, processes, quick)
-    return [(model, seed, code) for (model, seed), (_, code) in zip(todo, codes)]
+    todo = []
+    for task in tasks:
+        for model in models:
+            model_config(task, model)  # a bad task or model name fails here, before anything runs
+        grid_recipe(task, study_dir, quick)  # so does a searched grid whose search has not chosen
+        pending = pending_runs(task, models, seeds, study_dir, quick)
+        print(f"{task}: {len(pending)} runs pending: " + ", ".join(run_name(model, seed) for model, seed in pending), flush=True)
+        todo += [(task, model, seed) for model, seed in pending]
+    jobs = [(task, run_name(model, seed), ["one", "--task", task, "--model", model, "--seed", str(seed)], Path(work_dir) / task / "logs")
+            for task, model, seed in todo]
+    codes = _run_processes(", ".join(tasks), jobs, [Path(work_dir) / task / RUNNER_LOCK for task in tasks], work_dir, study_dir,
+                           processes, quick)
+    return [(task, model, seed, code) for (task, model, seed), (_, code) in zip(todo, codes)]
 
 
-def _run_processes(label: str, jobs: list[tuple[str, list[str]]], logs: Path, work_dir, study_dir, processes: int | None,
-                   quick: bool) -> list[tuple[str, int]]:
-    """`examples/study.py <arguments> --work_dir --study_dir [--quick]` for each (name, arguments), `processes` at a
-    time (default: the cores on CPU, four sharing a GPU), one torch thread each, logged to `logs/<name>.log`;
-    [(name, exit code)] in job order. A failed job is reported and the others go on."""
+def _run_processes(label: str, jobs: list[tuple[str, str, list[str], Path]], locks: list[Path], work_dir, study_dir,
+                   processes: int | None, quick: bool) -> list[tuple[str, int]]:
+    """`examples/study.py <arguments> --work_dir --study_dir [--quick]` for each job (its label, name, arguments and
+    log folder), `processes` at a time (default: the cores on CPU, four sharing a GPU), one torch thread each, logged
+    to `<log folder>/<name>.log`; [(name, exit code)] in job order. A failed job is reported and the others go on.
+    Holds every runner lock of `locks` while it runs."""
     import torch
 
     processes = processes or (4 if torch.cuda.is_available() else (os.cpu_count() or 1))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    logs.mkdir(parents=True, exist_ok=True)
 
     def launch(job):
-        name, arguments = job
+        job_label, name, arguments, logs = job
         command = [sys.executable, str(REPO / "examples" / "study.py"), *arguments, "--work_dir", str(work_dir),
                    "--study_dir", str(study_dir)] + (["--quick"] if quick else [])
+        logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "a") as log:
             code = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-        print(f"{label} {name}: {'done' if code == 0 else f'FAILED (exit {code}, log {log.name})'}", flush=True)
+        print(f"{job_label} {name}: {'done' if code == 0 else f'FAILED (exit {code}, log {log.name})'}", flush=True)
         return name, code
 
-    with runner_lock(logs.parent / RUNNER_LOCK):
+    with contextlib.ExitStack() as stack:
+        for path in locks:
+            stack.enter_context(runner_lock(path))
         print(f"{label}: {processes} at a time", flush=True)
         with ThreadPoolExecutor(max_workers=processes) as pool:
             return list(pool.map(launch, jobs))
@@ -613,8 +630,9 @@ def run_search(search: str, work_dir: str | Path = "outputs/study", study_dir: P
             for candidate, variant in todo]
     print(f"{search} search: {len(todo)} runs pending ({SEARCH_MODEL}, seed {SEARCH_SEED}, {SEARCHES[search]['steps']} steps): "
           + ", ".join(name for name, _ in jobs), flush=True)
-    codes = _run_processes(f"{search} search", jobs, Path(work_dir) / search / "search" / "logs", work_dir, study_dir,
-                           processes, quick)
+    logs = Path(work_dir) / search / "search" / "logs"
+    codes = _run_processes(f"{search} search", [(f"{search} search", name, arguments, logs) for name, arguments in jobs],
+                           [logs.parent / RUNNER_LOCK], work_dir, study_dir, processes, quick)
     state = search_state(search, study_dir, quick)
     state["exit_codes"] = dict(codes)
     return state

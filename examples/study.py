@@ -1,7 +1,7 @@
 """The replicated study (experiments/study/PROTOCOL.md): a task's grid of models over seeds, from scratch.
 
     python examples/study.py run --task depo                     # every (model, seed) of the grid; resumes
-    python examples/study.py run --task depo brevo               # one grid after the other
+    python examples/study.py run --task depo brevo               # one queue: BREVO's runs follow DEPO's
     python examples/study.py run --task depo --models anira-o --seeds 0 --processes 1
     python examples/study.py report --task depo                  # tables and figures over seeds from runs.json
     python examples/study.py figures --task depo                 # the figures alone (a grid in progress: what exists)
@@ -30,7 +30,7 @@ import sys
 import modeling_anira  # noqa: F401  (registers the Auto classes)
 from anira_study.cli import run_script
 from anira_study.ship import ship
-from anira_study.study import (GRIDS, MODELS, SEARCHES, SEEDS, STUDY_DIR, format_search, run_grid, run_search, search_one,
+from anira_study.study import (GRIDS, MODELS, SEARCHES, SEEDS, STUDY_DIR, format_search, run_grids, run_search, search_one,
                                 study_figures, study_report, train_and_evaluate)
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None):
         sub = commands.add_parser(name)
         sub.add_argument("--task", required=True, choices=sorted(SEARCHES if name.startswith("search") else GRIDS),
                          nargs="+" if name == "run" else None,
-                         help="the grid (run: one or more, run one after the other)" if name != "search" else "the search")
+                         help="the grid (run: one or more, their runs queued grid after grid through the same processes)" if name != "search" else "the search")
         sub.add_argument("--study_dir", help="where runs.json and the runs' folders go (default experiments/study, "
                                              "with --quick outputs/study-quick)")
         sub.add_argument("--quick", action="store_true", help="tiny runs (minutes) through the whole pipeline")
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None):
     if args.command == "run":
         if any(seed < 0 for seed in args.seeds):
             raise ValueError(f"--seeds must be >= 0, got {args.seeds}")
-        results = [(task, *result) for task in args.task
-                   for result in run_grid(task, args.models, args.seeds, args.work_dir, study_dir, args.processes, args.quick)]
+        results = run_grids(args.task, args.models, args.seeds, args.work_dir, study_dir, args.processes, args.quick)
         failed = [f"{task}/{model}-seed{seed}" for task, model, seed, code in results if code != 0]
         if failed:
             raise SystemExit(f"failed runs (their logs are under {args.work_dir}/<task>/logs): {', '.join(failed)}")

@@ -376,22 +376,47 @@ def test_a_second_runner_of_the_same_grid_is_refused_while_the_first_runs(tmp_pa
         assert path.read_text().strip() == str(os.getpid())
 
 
-def test_run_takes_several_grids_and_runs_them_one_after_the_other(tmp_path, monkeypatch):
-    """`study.py run --task depo brevo` runs DEPO's grid, then BREVO's (so one command keeps a machine busy across
+def test_run_takes_several_grids_and_names_a_failed_run_with_its_grid(tmp_path, monkeypatch):
+    """`study.py run --task depo brevo` hands both grids to one queue (so one command keeps a machine busy across
     both), and names a failed run with its grid."""
     from conftest import load_script
 
     script = load_script("study")
-    order = []
+    asked = []
 
-    def fake_grid(task, models, seeds, work_dir, study_dir, processes, quick):
-        order.append(task)
-        return [(model, seed, 1 if (task, model, seed) == ("brevo", "fixed-1", 2) else 0) for model in models for seed in seeds]
+    def fake_grids(tasks, models, seeds, work_dir, study_dir, processes, quick):
+        asked.append(list(tasks))
+        return [(task, model, seed, 1 if (task, model, seed) == ("brevo", "fixed-1", 2) else 0)
+                for task in tasks for model in models for seed in seeds]
 
-    monkeypatch.setattr(script, "run_grid", fake_grid)
+    monkeypatch.setattr(script, "run_grids", fake_grids)
     with pytest.raises(SystemExit, match=r"failed runs .*: brevo/fixed-1-seed2$"):
         script.main(["run", "--task", "depo", "brevo", "--study_dir", str(tmp_path), "--work_dir", str(tmp_path / "w")])
-    assert order == ["depo", "brevo"]
+    assert asked == [["depo", "brevo"]]
+
+
+def test_several_grids_share_one_pool_so_the_next_grid_starts_while_the_last_run_of_the_first_trains(tmp_path, monkeypatch):
+    """With two processes, DEPO's slow last run does not hold BREVO back: BREVO's runs start on the free process
+    while it trains; the runs still start grid after grid, seed-major, each logged under its own grid."""
+    import subprocess
+    import time
+
+    started, ended = {}, {}
+
+    def fake_run(command, cwd, env, stdout, stderr):
+        name = (command[command.index("--task") + 1], command[command.index("--seed") + 1])
+        started[name] = time.monotonic()
+        time.sleep({("depo", "1"): 0.3, ("depo", "2"): 1.0}.get(name, 0.05))  # depo 2 starts when depo 0 ends
+        ended[name] = time.monotonic()
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    results = study.run_grids(["depo", "brevo"], ["fixed-1"], [0, 1, 2], tmp_path / "work", tmp_path / "study", processes=2)
+    assert [(task, seed) for task, _, seed, _ in results] == [(t, s) for t in ("depo", "brevo") for s in (0, 1, 2)]
+    assert set(sorted(started, key=started.get)[:3]) == {("depo", "0"), ("depo", "1"), ("depo", "2")}
+    assert all(started[("brevo", seed)] < ended[("depo", "2")] for seed in ("0", "1", "2"))
+    assert (tmp_path / "work" / "brevo" / "logs" / "fixed-1-seed0.log").exists()
+    assert (tmp_path / "work" / "depo" / "logs" / "fixed-1-seed2.log").exists()
 
 
 def test_a_landed_run_rewrites_the_grids_report_and_figures(tmp_path, capsys):
