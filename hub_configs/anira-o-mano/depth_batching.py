@@ -242,10 +242,11 @@ class DepthBatcher:
         self.device = parameter.device
         # Each row's current token, written when it enters and gathered by the passes that run it: its state and
         # its prelude output, its rotary cos and sin, and its position and next iteration (0-based).
-        config = model.config
-        self.states = torch.zeros(max_batch_size, 2, config.hidden_size, dtype=parameter.dtype, device=self.device)
-        self.rope = torch.zeros(max_batch_size, 2, config.head_dim, dtype=parameter.dtype, device=self.device)
+        width, head_dim = model.config.hidden_size, model.config.head_dim
+        self.states = torch.zeros(max_batch_size, 2, width, dtype=parameter.dtype, device=self.device)
+        self.rope = torch.zeros(max_batch_size, 2, head_dim, dtype=parameter.dtype, device=self.device)
         self.places = torch.zeros(max_batch_size, 2, dtype=torch.long, device=self.device)
+        self.sdpa = model.config._attn_implementation == "sdpa"  # read once: a config read costs a few us
         self.queue: deque[_Request] = deque()
         self.prefilled: deque[tuple] = deque()  # prompts prefilled ahead of a free row: (request, token, staged, entry)
         self.requests: dict[int, _Request] = {}  # cache row -> request
@@ -372,10 +373,10 @@ class DepthBatcher:
         self.states.index_copy_(0, rows, hidden[:, None].expand(-1, 2, -1))  # the state, and the prelude output
         self.rope.index_copy_(0, rows, torch.stack(rope, dim=1))
         self.places.index_copy_(0, rows, torch.stack((positions, zero), dim=1))
-        token_mask = torch.ones(len(rows), 1, dtype=torch.bool, device=self.device)
+        token_mask = torch.ones(rows.shape[0], 1, dtype=torch.bool, device=self.device)
         plan = self.base.depth_controller.plan(hidden[:, None], token_mask, self.max_depth)
         cohort = _Cohort(rows, (mask, length), plan, token_mask[:, 0].logical_not(), rows[:0])  # none ran yet
-        self._update_running(cohort, self._running(plan, 1, len(rows)))
+        self._update_running(cohort, self._running(plan, 1, rows.shape[0]))
         self.cohorts.append(cohort)
 
     def _running(self, plan, t: int, n: int) -> torch.Tensor | None:
@@ -390,6 +391,8 @@ class DepthBatcher:
         `halted` with their depth."""
         if running is None:  # every row runs on: none halted (a token that halted never runs again)
             cohort.running, cohort.live = None, cohort.rows
+            return
+        if cohort.running is not None and torch.equal(running, cohort.running):  # none halted
             return
         halted = cohort.rows[~running if cohort.running is None else cohort.running & ~running]
         if halted.numel():
@@ -413,7 +416,7 @@ class DepthBatcher:
         self.places[:, 1].index_add_(0, rows, torch.ones_like(rows))
 
         self.ticks += 1
-        self.core_rows += len(rows)
+        self.core_rows += rows.shape[0]
         self.mixed_passes += len(cohorts) > 1
         start, kept = 0, []
         for cohort in cohorts:
@@ -424,7 +427,7 @@ class DepthBatcher:
                 states = self.states[:, 0].index_select(0, cohort.rows)[:, None]
             cohort.plan.observe(cohort.t, states)
             cohort.t += 1
-            self._update_running(cohort, self._running(cohort.plan, cohort.t, len(cohort.rows)))
+            self._update_running(cohort, self._running(cohort.plan, cohort.t, cohort.rows.shape[0]))
             if cohort.live.numel():
                 kept.append(cohort)
             start += n
@@ -473,7 +476,7 @@ class DepthBatcher:
         """The mask [n, 1, 1, length] with which each row reads its keys up to its own position, and length."""
         length = int(positions.max()) + 1
         allowed = (torch.arange(length, device=self.device) <= positions[:, None])[:, None, None, :]
-        if self.model.config._attn_implementation == "sdpa":
+        if self.sdpa:
             return allowed, length
         mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device)
         return mask.masked_fill(~allowed, torch.finfo(dtype).min), length
@@ -485,10 +488,10 @@ class DepthBatcher:
         query, key, value = self._project(layer, hidden, rope)
         self.cache.write(index, iteration, rows, positions, key, value)
         keys, values = self.cache.read(index, iteration, rows, length)
-        if self.model.config._attn_implementation == "sdpa" and attention.num_key_value_groups == 1:
+        if self.sdpa and attention.num_key_value_groups == 1:
             # what mix_heads runs for one query per row, without its dispatch (a third of the attention's time here)
             out = F.scaled_dot_product_attention(query[:, :, None], keys, values, attn_mask=mask, scale=attention.scaling)
-            out = out.view(len(rows), -1)
+            out = out.view(rows.shape[0], -1)
         else:
             out = attention.mix_heads(query[:, :, None], keys, values, mask)[0][:, 0]
         return layer.after_attention(hidden, F.linear(out, attention.o_proj.weight, attention.o_proj.bias))
@@ -507,8 +510,9 @@ class DepthBatcher:
         if not query:
             return None, apply_rotary(key, *rope), value
         query = F.linear(normed, attention.q_proj.weight, attention.q_proj.bias).view(shape)
-        query, key = apply_rotary(torch.cat((query, key), dim=1), *rope).split((query.shape[1], key.shape[1]), dim=1)
-        return query, key, value
+        heads = query.shape[1]
+        rotated = apply_rotary(torch.cat((query, key), dim=1), *rope)
+        return rotated[:, :heads], rotated[:, heads:], value
 
     def _select(self, logits: torch.Tensor, requests: list[_Request]) -> list[int]:
         """Next tokens as `generate()` picks them: float32 logits, the logits processors over the sequence so far,
