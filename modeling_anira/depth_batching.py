@@ -373,11 +373,12 @@ class DepthBatcher:
         self.states.index_copy_(0, rows, hidden[:, None].expand(-1, 2, -1))  # the state, and the prelude output
         self.rope.index_copy_(0, rows, torch.stack(rope, dim=1))
         self.places.index_copy_(0, rows, torch.stack((positions, zero), dim=1))
-        token_mask = torch.ones(rows.shape[0], 1, dtype=torch.bool, device=self.device)
-        plan = self.base.depth_controller.plan(hidden[:, None], token_mask, self.max_depth)
-        cohort = _Cohort(rows, (mask, length), plan, token_mask[:, 0].logical_not(), rows[:0])  # none ran yet
-        self._update_running(cohort, self._running(plan, 1, rows.shape[0]))
-        self.cohorts.append(cohort)
+        n = rows.shape[0]
+        plan = self.base.depth_controller.plan(hidden[:, None], torch.ones(n, 1, dtype=torch.bool, device=self.device),
+                                               self.max_depth)
+        running = self._running(plan, 1, n)  # none halts before it ran an iteration
+        live = rows if running is None else rows[running]
+        self.cohorts.append(_Cohort(rows, (mask, length), plan, None if live.numel() == n else running, live))
 
     def _running(self, plan, t: int, n: int) -> torch.Tensor | None:
         """Which of a plan's n rows run iteration t (None: every row, as the plan's `active` says with None)."""
@@ -529,12 +530,15 @@ class DepthBatcher:
                 key = (id(processors), request.prompt.numel() + len(request.tokens))
                 groups.setdefault(key, (processors, []))[1].append(row)
         for processors, rows in groups.values():
-            ids = torch.stack([self._sequence(requests[row]) for row in rows])
-            index = torch.tensor(rows, device=scores.device)
-            processed = scores.index_select(0, index)
+            if len(rows) == 1:  # a view, no gather (most groups while the sequences' lengths differ)
+                ids, index = self._sequence(requests[rows[0]])[None], slice(rows[0], rows[0] + 1)
+            else:
+                ids = torch.stack([self._sequence(requests[row]) for row in rows])
+                index = torch.tensor(rows, device=scores.device)
+            processed = scores[index]
             for processor in processors:  # as LogitsProcessorList does without keyword arguments, minus its
                 processed = processor(ids, processed)  # signature inspection of every processor at every call
-            scores.index_copy_(0, index, processed)
+            scores[index] = processed
         if not self.config.do_sample:
             return scores.argmax(-1).tolist()
         probs = torch.softmax(scores, dim=-1)
