@@ -693,6 +693,16 @@ def run_numbers(summary: dict) -> dict:
     return numbers
 
 
+def penalty_onset(probe_log: Path) -> int | None:
+    """The first probe step at which an adaptive run's compute penalty was above 0 (the gate opens when the validation
+    probe's pooled token accuracy reaches 0.9, then ramps), None when it never was: such a run trained on the LM and
+    iteration losses alone."""
+    from .analysis import read_probe_log
+
+    records = read_probe_log(probe_log) if probe_log.exists() else []
+    return next((r["step"] for r in records if r.get("probe/compute_penalty", 0) > 0), None)
+
+
 def finding_1(n: dict) -> bool:
     """Depth follows complexity: every seen size answered >= 0.9 and rho(depth, size) on seen sizes >= 0.6."""
     return min(n["seen_accuracy"].values()) >= FINDING_1_ACCURACY and n["rho_seen"] >= FINDING_1_RHO
@@ -886,8 +896,13 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
         raise ValueError(f"no runs of protocol {version} in {study_dir / task / RUNS_FILE}: run `examples/study.py run --task {task}` first")
     per_model: dict[str, dict[int, dict]] = {}
     for entry in entries:
-        summary = json.loads((study_dir / task / entry["folder"] / "report.json").read_text())
-        per_model.setdefault(entry["model"], {})[entry["seed"]] = run_numbers(summary) | {"steps": entry["steps"]}
+        folder = study_dir / task / entry["folder"]
+        numbers = run_numbers(json.loads((folder / "report.json").read_text())) | {"steps": entry["steps"]}
+        if MODELS[entry["model"]][0] != "fixed":
+            from .trainer import PROBE_LOG_FILE
+
+            numbers["penalty_from_step"] = penalty_onset(folder / PROBE_LOG_FILE)
+        per_model.setdefault(entry["model"], {})[entry["seed"]] = numbers
 
     def over_seeds(model: str, key, target=None) -> dict | None:
         values = [key(n) for n in per_model[model].values()]
@@ -932,6 +947,12 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
 
 def _fmt(value, digits: int = 2) -> str:
     return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _onset_cell(n: dict) -> str:
+    if "penalty_from_step" not in n:
+        return "-"
+    return "never" if n["penalty_from_step"] is None else str(n["penalty_from_step"])
 
 
 def rho_cell(n: dict) -> str:
@@ -979,7 +1000,8 @@ def format_study(result: dict) -> str:
              "Per run (accuracy of the generated answer on the test prompts; depth at the answer positions; rho over "
              "prompts with its bootstrap interval; gains from the depth-need analysis on the seen sizes):", "",
              "| model | seed | seen accuracy per size | unseen accuracy | seen depth per size | rho (seen) | "
-             "adaptive gain | oracle gain (matched) | F1 | F2 |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "adaptive gain | oracle gain (matched) | F1 | F2 | penalty on from step |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for model, m in result["models"].items():
         for seed, n in m["seeds"].items():
             rho, gain = rho_cell(n), gain_cell(n)
@@ -989,7 +1011,12 @@ def format_study(result: dict) -> str:
                 f"{' / '.join(_fmt(v) for v in n['unseen_accuracy'].values())} | "
                 f"{' / '.join(_fmt(v) for v in n['seen_depth'].values())} | {rho} | {gain if adaptive else '-'} | "
                 f"{_fmt(n['oracle_gain_matched'])} | {('yes' if finding_1(n) else 'no') if adaptive else '-'} | "
-                f"{('yes' if finding_2(n) else 'no') if adaptive else '-'} |")
+                f"{('yes' if finding_2(n) else 'no') if adaptive else '-'} | {_onset_cell(n) if adaptive else '-'} |")
+    lines += ["", "Penalty on from step: the adaptive models' compute penalty is 0 until the validation probe's token "
+                  "accuracy, pooled over the seen sizes, reaches 0.9, then ramps (the protocol's gate); the first probe "
+                  "step with a penalty above 0, "
+                  "or never: such a run trained on the LM and iteration losses alone, and any fall of its depth is "
+                  "theirs."]
     lines += ["", "Over seeds (mean, range, and a t-interval over training runs, not over prompts):", "",
               "| model | pooled seen accuracy | lowest seen-size accuracy | pooled seen depth | rho (seen) | adaptive gain | "
               "F1 holds | F2 holds | depth pays |", "|---|---|---|---|---|---|---|---|---|"]

@@ -459,3 +459,24 @@ def test_every_recorded_run_of_the_study_is_in_the_repository():
             for name in ("report.json", "model.safetensors", "config.json"):
                 path = (runs_file.parent / entry["folder"] / name).relative_to(study.REPO).as_posix()
                 assert path in tracked, f"{path} is recorded in {runs_file.name} but not in the repository"
+
+
+def test_the_report_says_when_each_adaptive_runs_compute_penalty_came_on_or_that_it_never_did(tmp_path):
+    """The gate keeps the penalty at 0 until the validation probe's token accuracy reaches 0.9; a run whose gate never
+    opened trained without it, and its row says so (`penalty_onset` reads the probe log)."""
+    from conftest import write_study_run
+
+    def record(step, penalty):
+        return {"step": step, "probe/compute_penalty": penalty, "probe/mean_depth": 2.0}
+
+    write_study_run(tmp_path, "depo", "anira-o", 0, {1: 1.0, 2: 0.8}, {1: 1.0, 2: 2.0},
+                    probe=[record(200, 0.0), record(400, 0.0), record(600, 0.0006), record(800, 0.003)])
+    write_study_run(tmp_path, "depo", "anira-e", 0, {1: 1.0, 2: 0.8}, {1: 3.0, 2: 3.0}, probe=[record(200, 0.0), record(400, 0.0)])
+    write_study_run(tmp_path, "depo", "fixed-6", 0, {1: 1.0, 2: 0.9}, {1: 6.0, 2: 6.0}, probe=[record(200, 0.01)])
+    assert study.penalty_onset(tmp_path / "depo" / "runs" / "anira-o-seed0" / "probe_log.jsonl") == 600
+    assert study.penalty_onset(tmp_path / "depo" / "runs" / "missing" / "probe_log.jsonl") is None
+    per_run = [line for line in study.study_report("depo", tmp_path)["markdown"].splitlines()
+               if line.startswith(("| anira-", "| fixed-")) and line.split(" | ")[1] == "0"]  # (model, seed 0) rows
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in per_run}
+    assert rows["anira-o"].endswith("| 600 |") and rows["anira-e"].endswith("| never |")
+    assert rows["fixed-6"].endswith("| - | - | - |")
