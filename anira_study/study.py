@@ -699,8 +699,40 @@ def penalty_onset(probe_log: Path) -> int | None:
     iteration losses alone."""
     from .analysis import read_probe_log
 
-    records = read_probe_log(probe_log) if probe_log.exists() else []
+    return _onset(read_probe_log(probe_log) if probe_log.exists() else [])
+
+
+def _onset(records: list[dict]) -> int | None:
     return next((r["step"] for r in records if r.get("probe/compute_penalty", 0) > 0), None)
+
+
+FINDING_4_FALL = 1.0  # protocol v4: a compute phase is a fall of the mean answer depth of at least one iteration
+FINDING_4_HOLDS = "learn, then cut compute"
+
+
+def finding_4_phases(probe_log: Path) -> dict | None:
+    """Protocol v4's finding 4 for one adaptive run, from its validation probe log: the learned step (pooled token
+    accuracy first at 0.9 of its maximum, `analysis.training_phases`), the mean answer depth at the first probe (d0),
+    at the learned step (dl) and at the last (dend), the penalty's onset, and the verdict: "forced" (the penalty came
+    on by the learned step), "no compute phase" (d0 - dend below `FINDING_4_FALL`), FINDING_4_HOLDS (less than half
+    of the fall before the learned step) or "compute fell first". None without a probe log that logged the pooled
+    token accuracy and answer depth."""
+    from .analysis import read_probe_log, training_phases
+
+    records = read_probe_log(probe_log) if probe_log.exists() else []
+    if not records or any("probe/token_accuracy" not in r or "probe/answer_depth" not in r for r in records):
+        return None
+    phases = training_phases(records)
+    d0, dl, dend = records[0]["probe/answer_depth"], phases["depth_when_learned"], phases["final_depth"]
+    onset = _onset(records)
+    if onset is not None and onset <= phases["learned_step"]:
+        verdict = "forced"
+    elif d0 - dend < FINDING_4_FALL:
+        verdict = "no compute phase"
+    else:
+        verdict = FINDING_4_HOLDS if d0 - dl < (d0 - dend) / 2 else "compute fell first"
+    return {"learned_step": phases["learned_step"], "d0": d0, "dl": dl, "dend": dend, "penalty_from_step": onset,
+            "verdict": verdict}
 
 
 def finding_1(n: dict) -> bool:
@@ -902,6 +934,7 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
             from .trainer import PROBE_LOG_FILE
 
             numbers["penalty_from_step"] = penalty_onset(folder / PROBE_LOG_FILE)
+            numbers["phases"] = finding_4_phases(folder / PROBE_LOG_FILE)
         per_model.setdefault(entry["model"], {})[entry["seed"]] = numbers
 
     def over_seeds(model: str, key, target=None) -> dict | None:
@@ -924,6 +957,8 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
             models[model]["finding_1_seeds"] = sum(finding_1(n) for n in seeds.values())
             models[model]["finding_2_seeds"] = sum(finding_2(n) for n in seeds.values())
             models[model]["depth_pays_seeds"] = sum(depth_pays(n) for n in seeds.values())
+            models[model]["finding_4_seeds"] = sum((n.get("phases") or {}).get("verdict") == FINDING_4_HOLDS
+                                                   for n in seeds.values())
     findings = {}
     needed = depth_needed(per_model)
     if needed is not None:
@@ -1029,6 +1064,21 @@ def format_study(result: dict) -> str:
                      f"{pays} |")
     lines += ["", "Depth pays: the adaptive gain's interval above 1, seeds counted (an undefined gain, where the model is more "
                   "accurate than its weights at every uniform depth, is not counted: the rule asks for a gain)."]
+    phases = [(model, seed, n["phases"]) for model, m in result["models"].items() for seed, n in m["seeds"].items()
+              if n.get("phases")]
+    if phases:
+        lines += ["", "Finding 4 (protocol v4: training runs in two phases, accuracy first, then compute falls; the validation "
+                      "probe's mean answer depth at its first probe d0, at the learned step dl (pooled token accuracy first "
+                      "at 0.9 of its maximum) and at the end dend):", "",
+                  "| model | seed | learned step | d0 | dl | dend | penalty on from step | verdict |", "|---|---|---|---|---|---|---|---|"]
+        for model, seed, p in phases:
+            onset = "never" if p["penalty_from_step"] is None else p["penalty_from_step"]
+            lines.append(f"| {model} | {seed} | {p['learned_step']} | {_fmt(p['d0'])} | {_fmt(p['dl'])} | {_fmt(p['dend'])} | "
+                         f"{onset} | {p['verdict']} |")
+        counts = "; ".join(f"{model} {m['finding_4_seeds']} of {len(m['seeds'])} seeds" for model, m in result["models"].items()
+                           if "finding_4_seeds" in m)
+        lines += ["", f"Finding 4 ({FINDING_4_HOLDS!r}, less than half of a fall of at least {FINDING_4_FALL:g} iteration "
+                      f"before the learned step, nothing forcing it): {counts}."]
     curve = result.get("operating_curve")
     if curve:
         lines += ["", f"Depth pays for ANIRA-O at a halting threshold chosen on validation (protocol v3, the same weights "

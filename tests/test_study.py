@@ -480,3 +480,22 @@ def test_the_report_says_when_each_adaptive_runs_compute_penalty_came_on_or_that
     rows = {line.split(" | ")[0].lstrip("| "): line for line in per_run}
     assert rows["anira-o"].endswith("| 600 |") and rows["anira-e"].endswith("| never |")
     assert rows["fixed-6"].endswith("| - | - | - |")
+
+
+@pytest.mark.parametrize("accuracy, depth, penalty, verdict", [
+    ([0.2, 0.5, 0.95, 1.0, 1.0], [6.0, 6.0, 5.5, 3.0, 2.0], [0, 0, 0, 0, 0], "learn, then cut compute"),  # 0.5 of 4 before
+    ([0.2, 0.5, 0.95, 1.0, 1.0], [6.0, 3.0, 2.5, 2.0, 2.0], [0, 0, 0, 0, 0], "compute fell first"),  # 3.5 of 4 before
+    ([0.2, 0.5, 0.95, 1.0, 1.0], [3.0, 3.0, 3.0, 2.5, 2.2], [0, 0, 0, 0, 0], "no compute phase"),  # a fall of 0.8
+    ([0.2, 0.5, 0.95, 1.0, 1.0], [6.0, 6.0, 5.5, 3.0, 2.0], [0, 0.001, 0.003, 0.003, 0.003], "forced"),  # on at step 400
+])
+def test_finding_4_reads_the_fall_of_depth_before_and_after_the_learned_step(tmp_path, accuracy, depth, penalty, verdict):
+    """Protocol v4: the learned step is the first probe at 0.9 of the maximum accuracy (step 600 here); the verdict
+    compares the fall before it with the whole fall, unless the penalty came on by then."""
+    log = tmp_path / "probe_log.jsonl"
+    log.write_text("".join(json.dumps({"step": 200 * (i + 1), "probe/token_accuracy": a, "probe/answer_depth": d,
+                                       "probe/compute_penalty": p}) + "\n"
+                           for i, (a, d, p) in enumerate(zip(accuracy, depth, penalty))))
+    phases = study.finding_4_phases(log)
+    assert phases["learned_step"] == 600 and phases["verdict"] == verdict
+    assert (phases["d0"], phases["dl"], phases["dend"]) == (depth[0], depth[2], depth[-1])
+    assert study.finding_4_phases(tmp_path / "missing.jsonl") is None
