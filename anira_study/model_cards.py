@@ -1,6 +1,7 @@
 """Model cards: the README.md of a `hub_configs/` folder and of a folder `examples/train.py` saves."""
 
 import json
+from pathlib import Path
 
 import yaml
 
@@ -337,9 +338,15 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict, study_dir
                    f"Measured by the study's run on {summary['machine']} ({summary['date']}), on "
                    f"{need['num_prompts_per_size']} prompts per size."), "", need["table"]]
     if summary.get("study"):
+        from .operating_curve import RESULT_FILE, card_section
         from .study import STUDY_DIR
 
-        lines += ["", *study_seeds(name, summary, STUDY_DIR if study_dir is None else study_dir)]
+        study_root = Path(STUDY_DIR if study_dir is None else study_dir)
+        folder = summary["study"].get("folder")  # the study's run (a retrained folder has none)
+        curve = study_root / folder / RESULT_FILE if folder else None  # protocol v3, for an ANIRA-O run
+        if curve is not None and curve.exists():
+            lines += ["", *card_section(json.loads(curve.read_text()))]
+        lines += ["", *study_seeds(name, summary, study_root)]
     commands = summary.get("train_commands") or [summary["train_command"]]  # reports written before staged recipes
     stages = summary.get("stage_steps", [summary["steps"]])
     staged = (f" in {len(stages)} stages of {' + '.join(f'{s:,}' for s in stages)} steps, each starting from the previous "

@@ -201,6 +201,31 @@ def grid_counts(task: str, study_dir: Path, quick: bool = False) -> dict | None:
             "pays_seeds": sum(pays(r["at_choice"]["gain"] if r["at_choice"] else None) for r in results)}
 
 
+def card_section(result: dict) -> list[str]:
+    """Markdown lines for a shipped ANIRA-O's card: its test accuracy and depth at every threshold beside its weights
+    at every uniform depth, the threshold the study's rule chose on validation, and how to load it."""
+    test, choice = result["test"], result["choice"]
+    chosen = "no threshold qualified" if choice["threshold"] is None else f"it chose {choice['threshold']:g}"
+    return [
+        "## At other halting thresholds", "",
+        "No weight depends on the halting threshold, so this model loads at any other: "
+        "`AutoModelForCausalLM.from_pretrained(path, halting_threshold=0.3)` halts earlier, a higher threshold later "
+        f"(trained at {TRAINED_THRESHOLD}). Pooled over the seen sizes, {test['prompts']} test prompts; the same weights at "
+        "every uniform depth below. The study's rule picks a threshold on the validation split "
+        f"(experiments/study/PROTOCOL.md, version 3: {RULE}); {chosen}. Gain: compute of the cheapest uniform depth "
+        f"reaching the accuracy, over the threshold's own. Measured {result['date']} on {result['machine']} with "
+        f"`{result['command']}`.", "",
+        "| threshold | " + " | ".join(f"{p['threshold']:g}" for p in test["thresholds"]) + " |",
+        "|---|" + "---|" * len(test["thresholds"]),
+        "| accuracy | " + " | ".join(f"{p['accuracy']:.3f}" for p in test["thresholds"]) + " |",
+        "| mean depth | " + " | ".join(f"{p['mean_depth']:.2f}" for p in test["thresholds"]) + " |",
+        "| gain | " + " | ".join(_gain_text(p["gain"]).split(" (t=")[0] for p in test["thresholds"]) + " |", "",
+        "| uniform depth | " + " | ".join(str(u["depth"]) for u in test["uniform"]) + " |",
+        "|---|" + "---|" * len(test["uniform"]),
+        "| accuracy | " + " | ".join(f"{u['accuracy']:.3f}" for u in test["uniform"]) + " |",
+    ]
+
+
 def _gain_text(gain: dict | None) -> str:
     if gain is None:
         return "-"

@@ -8,7 +8,8 @@ import pytest
 
 from anira_study import study
 from anira_study.depth_need import generation_records, heldout_test_rows
-from anira_study.operating_curve import (MARGIN, choose_threshold, curve, grid_counts, operating_curve_grid, pays, point_at,
+from anira_study.operating_curve import (MARGIN, card_section, choose_threshold, curve, grid_counts, operating_curve_grid, pays,
+                                         point_at,
                                          threshold_records, validation_rows)
 from anira_tasks import TaskSpec, build_dataset_dict, load_tokenizer
 from anira_tasks.dataset import prompt_bucket
@@ -152,3 +153,15 @@ def test_the_grid_command_scores_every_anira_o_run_once_and_writes_the_table_and
         {**saved, "seed": 0, "date": "marker"}))
     again = operating_curve_grid("depo", study_dir, quick=True)
     assert again["runs"][0]["date"] == "marker"
+
+
+def test_the_card_section_shows_every_threshold_the_uniform_depths_the_choice_and_how_to_load_it():
+    test = known_curve()
+    result = {"test": test, "choice": choose_threshold(test), "date": "2026-12-06 16:09 UTC", "machine": "a machine",
+              "command": "python examples/study.py operating-curve --task depo"}
+    text = "\n".join(card_section(result))
+    assert "from_pretrained(path, halting_threshold=0.3)" in text and "it chose 0.5" in text
+    assert "| threshold | 0.3 | 0.5 | 0.7 |" in text and "| accuracy | 0.250 | 0.750 | 0.750 |" in text
+    assert "| mean depth | 1.00 | 1.75 | 3.00 |" in text and "| uniform depth | 1 | 2 | 3 |" in text
+    none = "\n".join(card_section({**result, "choice": {**result["choice"], "threshold": None}}))
+    assert "no threshold qualified" in none

@@ -118,6 +118,7 @@ def test_ship_copies_seed_0_of_a_quick_grid_into_named_folders_whose_recipe_retr
     from conftest import load_script
     from test_hub_configs import ROOT, load_build
 
+    from anira_study.operating_curve import operating_curve_grid
     from anira_study.reproduce import TRAINING_LOG_FILE
 
     monkeypatch.chdir(ROOT)
@@ -126,6 +127,7 @@ def test_ship_copies_seed_0_of_a_quick_grid_into_named_folders_whose_recipe_retr
         load_script("study").main(["ship", "--task", "depo", "--quick", "--study_dir", str(study_dir), "--hub_dir", str(hub)])
     for model in ship.HUB_VARIANTS:
         study.train_and_evaluate("depo", model, 0, tmp_path / "work", study_dir, quick=True)
+    operating_curve_grid("depo", study_dir, quick=True)  # protocol v3 for the anira-o run: its card shows it
     (hub / "anira-o-depo").mkdir(parents=True)
     (hub / "anira-o-depo" / "old_report.txt").write_text("")  # an older recipe's leftovers go
     folders = load_script("study").main(["ship", "--task", "depo", "--quick", "--study_dir", str(study_dir), "--hub_dir", str(hub)])
@@ -147,6 +149,7 @@ def test_ship_copies_seed_0_of_a_quick_grid_into_named_folders_whose_recipe_retr
         card = (folder / "README.md").read_text()
         assert "## Over training seeds (the replicated study)" in card and "| 1 | pending (no line in runs.json)" in card
         assert "| fixed-3 | 3 | pending" in card and f"python examples/reproduce.py {folder.name}" in card
+        assert ("## At other halting thresholds" in card) == (model == "anira-o")
     # build.py without the study's folder refuses the card rather than print a seed table of another grid
     with pytest.raises(ValueError, match="holds no finished run of it"):
         build.build_all(hub, check=True, names=["anira-e-depo"], study_dir=tmp_path / "elsewhere")
