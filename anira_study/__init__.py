@@ -15,6 +15,10 @@ One module per concern (dependencies run one way: examples -> anira_study -> ani
 - `model_cards`: README.md of model folders;
 - `experiment`: the main job (ANIRA-E and ANIRA-O trained side by side, one process each), and
   `findings`: its statements of the paper's findings with this run's numbers;
+- `study`: the replicated study's grids, recipes and runs (experiments/study/PROTOCOL.md); `study_search`: the
+  recipe searches of its searched grids; `study_findings`: the per-run numbers and the protocol's rule for each
+  finding; `study_report`: the tables, figures and the main job's answer over seeds; `operating_curve`: ANIRA-O's
+  runs at other halting thresholds; `ship`: the shipped runs into hub_configs;
 - `reproduce`: retraining a named model from its stored recipe; `cli`: the scripts' error handling;
 - `metrics`: `evaluate` metric modules, loaded by path with no network.
 """

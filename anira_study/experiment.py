@@ -14,7 +14,7 @@
    prompts per size, rho(depth, complexity) over items with a bootstrap interval), the figures and the
    findings, and writes `report.json`.
 
-What it shows first is the replicated study's answer on the task (`anira_study.study.study_answer`, read from
+What it shows first is the replicated study's answer on the task (`anira_study.study_report.study_answer`, read from
 `study_dir/<task>/runs.json` at the start, in seconds): the shipped seed-0 models, their range over seeds and their
 depth-need gains, or, while the study has no finished run, a plain statement that it is pending. Its own
 3,000-step models come after: a short run that shows what training does in ten minutes, not the finding.
@@ -211,7 +211,7 @@ def run_experiment(args: ExperimentArguments, job_start: float | None = None) ->
     job_start = job_start or time.time()
     args = args.effective()
     validate_experiment_arguments(args)
-    from anira_study.study import study_answer
+    from anira_study.study_report import study_answer
 
     study = study_answer(args.task, Path(args.study_dir))  # read first: a broken study folder fails in seconds
     print(study["text"] if study["status"] != "results" else
@@ -278,7 +278,7 @@ def assemble(args: ExperimentArguments, data_info: dict, runs: dict, shipped: di
     from anira_study.evaluation import format_table
     from anira_study.figures import plot_main_job_complexity, plot_training_dynamics
     from anira_study.findings import findings, print_summary, shipped_findings
-    from anira_study.study import study_answer
+    from anira_study.study_report import study_answer
 
     output_dir = Path(args.output_dir)
     study = study or study_answer(args.task, Path(args.study_dir))

@@ -115,7 +115,7 @@ def plot_training_dynamics(logs: dict[str, list[dict]], path: str | Path, stage_
     return _save_figure(fig, path)
 
 
-# ----------------------------------------------------------------------------- the replicated study (anira_study.study)
+# ----------------------------------------------------------------------------- the replicated study (anira_study.study_report)
 def _study_axes(rows: int, columns: int, width: float, height: float):
     import matplotlib
 
@@ -141,7 +141,7 @@ def _mark_sizes(ax, train_sizes, label: bool = True) -> None:
 
 
 def _study_caption(fig, curves: dict, what: str) -> None:
-    from .study import missing_note
+    from .study_report import missing_note
 
     import textwrap
 
@@ -159,7 +159,7 @@ def _colors(names) -> dict:
 
 def plot_study_complexity(curves: dict, path: str | Path) -> Path:
     """The paper's figure 3 over seeds: test accuracy (generated answer) and mean answer depth against size, one
-    line per model, seen and unseen sizes marked (`anira_study.study.study_curves`)."""
+    line per model, seen and unseen sizes marked (`anira_study.study_report.study_curves`)."""
     fig, axes = _study_axes(1, 2, 5.5, 4.3)
     colors = _colors(curves["models"])
     for name, model in curves["models"].items():
@@ -233,7 +233,7 @@ def plot_study_dynamics(curves: dict, path: str | Path) -> Path:
 
 
 def plot_main_job_complexity(study: dict, reports: dict[str, dict], train_sizes, path: str | Path, title: str = "") -> Path:
-    """The main job's figure, the study's answer first: top, the study's models (`anira_study.study.study_answer`:
+    """The main job's figure, the study's answer first: top, the study's models (`anira_study.study_report.study_answer`:
     seed 0, the shipped run, as the line, the band spanning every finished seed), or a plain note that the study is
     pending; below, the job's own short run with its 95 % intervals over test prompts."""
     import textwrap
@@ -265,7 +265,7 @@ def plot_main_job_complexity(study: dict, reports: dict[str, dict], train_sizes,
         top_acc.set_ylim(-0.02, 1.02)
         top_acc.set_ylabel("test accuracy (generated answer)")
         top_depth.set_ylabel("mean depth at answer-predicting positions")
-        from .study import missing_note
+        from .study_report import missing_note
 
         heading = (f"The study ({study['protocol']}): seed {SHIPPED_SEED} as the line, band: {curves['band']}; "
                    f"its own test prompts; {missing_note(curves)}")

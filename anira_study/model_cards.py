@@ -236,7 +236,7 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
     per seed beside it, and the seeds not yet finished as pending."""
     from pathlib import Path
 
-    from . import ship, study
+    from . import ship, study, study_findings, study_report
 
     block, study_dir = summary["study"], Path(study_dir)
     task, model, version, quick = block["task"], block["model"], block["protocol_version"], block.get("quick", False)
@@ -246,7 +246,7 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
                          f"{study_dir / task / study.RUNS_FILE} holds no finished run of it (protocol {version}"
                          f"{', quick' if quick else ''}): pass the study's folder (--study_dir)")
     why = {(m["model"], m["seed"]): m["why"] for m in missing}
-    numbers = {key: study.run_numbers(json.loads((folder / "report.json").read_text())) for key, folder in folders.items()}
+    numbers = {key: study_findings.run_numbers(json.loads((folder / "report.json").read_text())) for key, folder in folders.items()}
     seeds = sorted({s for (m, s) in set(folders) | set(why) if m in (model, *ship.BASELINES)})
     adaptive = study.MODELS[model][0] != "fixed"
 
@@ -255,9 +255,9 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
             return "-"
         gain = n.get("adaptive_gain_interval")
         pays = gain is not None and n["adaptive_gain"] > 1 and gain[0] > 1
-        return ", ".join(f for f, ok in (("F1", study.finding_1(n)), ("F2", study.finding_2(n)), ("depth pays", pays)) if ok) or "none"
+        return ", ".join(f for f, ok in (("F1", study_findings.finding_1(n)), ("F2", study_findings.finding_2(n)), ("depth pays", pays)) if ok) or "none"
 
-    fmt = study._fmt
+    fmt = study_report._fmt
     if "run" in block:
         head = (f"This folder is the replicated study's run `{block['run']}` ({block['protocol']}, protocol {version}"
                 f"{', quick' if quick else ''}; trained at commit `{(block.get('commit') or 'unrecorded')[:12]}`): seed "
@@ -280,7 +280,7 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
         if n is None:
             lines.append(f"| {seed}{shipped} | pending ({why[(model, seed)]}) | - | - | - | - |")
             continue
-        gain, rho = study.gain_cell(n) if adaptive else "-", study.rho_cell(n)
+        gain, rho = study_report.gain_cell(n) if adaptive else "-", study_report.rho_cell(n)
         lines.append(f"| {seed}{shipped} | {fmt(n['pooled_seen_accuracy'])} | "
                      f"{' / '.join(fmt(v) for v in n['seen_accuracy'].values())} | {rho} | {gain} | {held(n)} |")
     lines += ["", "Compute-matched baselines (fixed depth, trained from scratch by the same recipe): seen accuracy pooled "

@@ -21,7 +21,8 @@ candidate's numbers and the rule's choice to experiments/study/<search>/search/s
 refuses until it exists. `operating-curve` scores every finished anira-o run at halting thresholds 0.1-0.9 against its
 weights at every uniform depth, picks a threshold on the validation split by the protocol's rule and reports the gain
 there on test (`anira_study.operating_curve`, written to each run folder's operating_curve.json and the grid's
-operating_curve.md). The logic lives in `anira_study.study`.
+operating_curve.md). The logic lives in `anira_study.study` (the grids and their runs), `anira_study.study_search`
+(the recipe searches) and `anira_study.study_report` (the tables and figures over seeds).
 """
 
 import argparse
@@ -30,8 +31,9 @@ import sys
 import modeling_anira  # noqa: F401  (registers the Auto classes)
 from anira_study.cli import run_script
 from anira_study.ship import ship
-from anira_study.study import (GRIDS, MODELS, SEARCHES, SEEDS, STUDY_DIR, format_search, run_grids, run_search, search_one,
-                                study_figures, study_report, train_and_evaluate)
+from anira_study.study import GRIDS, MODELS, SEARCHES, SEEDS, STUDY_DIR, run_grids, train_and_evaluate
+from anira_study.study_report import study_figures, study_report
+from anira_study.study_search import format_search, run_search, search_one
 
 
 def main(argv: list[str] | None = None):

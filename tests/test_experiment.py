@@ -59,7 +59,7 @@ def test_the_main_job_shows_the_study_first_or_says_it_is_pending(tmp_path, monk
 
     from anira_study import figures
     from anira_study.findings import print_summary
-    from anira_study.study import study_answer
+    from anira_study.study_report import study_answer
 
     drawn = []
     monkeypatch.setattr(figures, "_save_figure", lambda fig, path: drawn.append(fig) or path)

@@ -6,7 +6,7 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from anira_study import study
+from anira_study import study, study_report
 from anira_study.depth_need import generation_records, heldout_test_rows
 from anira_study.operating_curve import (MARGIN, card_section, choose_threshold, curve, grid_counts, operating_curve_grid, pays,
                                          point_at,
@@ -145,8 +145,8 @@ def test_the_grid_command_scores_every_anira_o_run_once_and_writes_the_table_and
     assert "of 2 seeds" in markdown and "| 0 | t=" in markdown and "| 1 | t=" in markdown
     counts = grid_counts("depo", study_dir, quick=True)
     assert counts == {"file": "operating_curve-quick.md", "seeds": 2, "pays_seeds": result["pays_seeds"]}
-    line = study.format_study({"task": "depo", "protocol_version": "v1", "runs": 0, "models": {}, "findings": {},
-                               "operating_curve": counts})
+    line = study_report.format_study({"task": "depo", "protocol_version": "v1", "runs": 0, "models": {}, "findings": {},
+                                      "operating_curve": counts})
     assert f"{counts['pays_seeds']} of 2 seeds; every threshold and seed: [operating_curve-quick.md]" in line
     # recorded results are read, not computed again (unless --force)
     (study_dir / "depo" / "runs" / "anira-o-seed0" / "operating_curve.json").write_text(json.dumps(

@@ -1,17 +1,17 @@
-"""The study's recipe searches (anira_study.study: SEARCHES, select_recipe, search_one, run_search) and the grids that
-take their recipe from them."""
+"""The study's recipe searches (anira_study.study_search: select_recipe, search_one, run_search; declared in
+anira_study.study's SEARCHES) and the grids that take their recipe from them."""
 
 import json
 
 import pytest
 
-from anira_study import study
+from anira_study import study, study_search
 
 
 def record(search, study_dir, candidate, variant, exact: dict, quick=False, recipe=None):
     """A search run's line with synthetic validation numbers {seen size: exact match}."""
-    return study.record_search(search, {
-        "candidate": candidate, "variant": variant, "recipe": recipe or study._recipe_record(search, candidate, variant),
+    return study_search.record_search(search, {
+        "candidate": candidate, "variant": variant, "recipe": recipe or study_search._recipe_record(search, candidate, variant),
         "validation": {str(c): {"exact": v, "prompts": 64} for c, v in exact.items()}}, study_dir, quick)
 
 
@@ -30,17 +30,17 @@ def test_the_rule_picks_the_first_candidate_over_the_bar_else_the_highest_minimu
     passing = {"a": both({1: 0.95, 2: 0.5}, {1: 1.0, 2: 1.0}),   # one variant's size below the bar
                "b": both({1: 0.9, 2: 0.92}, {1: 0.91, 2: 0.9}),  # the first at >= 0.9 everywhere
                "c": both({1: 1.0, 2: 1.0}, {1: 1.0, 2: 1.0})}    # better, but declared later
-    choice = study.select_recipe(passing)
+    choice = study_search.select_recipe(passing)
     assert (choice["candidate"], choice["passed"], choice["minimum"]) == ("b", True, 0.9)
     failing = {"a": both({1: 0.3, 2: 0.99}, {1: 0.99, 2: 0.99}),  # minimum 0.3 (its best sizes do not count)
                "b": both({1: 0.6, 2: 0.7}, {1: 0.8, 2: 0.6}),
                "c": both({1: 0.6, 2: 0.89}, {1: 0.65, 2: float("nan")})}  # NaN (no prompt) counts as 0
-    choice = study.select_recipe(failing)
+    choice = study_search.select_recipe(failing)
     assert (choice["candidate"], choice["passed"], choice["minimum"]) == ("b", False, 0.6)
     tie = {"a": both({1: 0.5}, {1: 0.7}), "b": both({1: 0.5}, {1: 0.9})}
-    assert study.select_recipe(tie)["candidate"] == "a"
+    assert study_search.select_recipe(tie)["candidate"] == "a"
     with pytest.raises(ValueError, match="at least one"):
-        study.select_recipe({})
+        study_search.select_recipe({})
 
 
 def test_searches_are_declared_apart_from_the_study_and_keep_mano_23_and_both_markers_reachable():
@@ -48,11 +48,11 @@ def test_searches_are_declared_apart_from_the_study_and_keep_mano_23_and_both_ma
     assert {"mano", "clrs-topological_sort", "clrs-dfs"} <= set(study.SEARCHES)
     moduli = {c["task_params"]["modulus"] for c in study.SEARCHES["mano"]["candidates"].values()}
     assert 23 in moduli
-    markers = {study.GRIDS[g]["variant"]: json.loads(study.candidate_recipe("mano", "mod23", study.GRIDS[g]["variant"])[0][3])
+    markers = {study.GRIDS[g]["variant"]: json.loads(study_search.candidate_recipe("mano", "mod23", study.GRIDS[g]["variant"])[0][3])
                for g in ("mano", "mano-no-marker")}
     assert markers["marker"]["use_length_marker"] is True and markers["no-marker"]["use_length_marker"] is False
     with pytest.raises(ValueError, match="candidates are"):
-        study.candidate_recipe("mano", "mod99", "marker")
+        study_search.candidate_recipe("mano", "mod99", "marker")
 
 
 def test_run_refuses_a_searched_grid_until_its_search_has_chosen_then_trains_the_choice(tmp_path, monkeypatch):
@@ -68,7 +68,7 @@ def test_run_refuses_a_searched_grid_until_its_search_has_chosen_then_trains_the
     with pytest.raises(ValueError, match="1 of 8 candidate runs done"):
         study.training_args("mano", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
     winner = choose("mano", tmp_path, "mod7")
-    saved = json.loads(study.search_path("mano", tmp_path).read_text())
+    saved = json.loads(study_search.search_path("mano", tmp_path).read_text())
     assert saved["choice"]["candidate"] == winner and saved["pending"] == [] and len(saved["results"]) == 8
     assert saved["seed"] == study.SEARCH_SEED and "validation" in saved["score"]
     for grid, marker in (("mano", True), ("mano-no-marker", False)):
@@ -81,9 +81,9 @@ def test_run_refuses_a_searched_grid_until_its_search_has_chosen_then_trains_the
     with pytest.raises(ValueError, match="study.py search --task mano --quick"):
         study.training_args("mano", "anira-e", 1, tmp_path / "m", tmp_path / "o", quick=True, study_dir=tmp_path)
     # a result recorded for a recipe the code no longer declares is not read: that run is pending again
-    stale = study._recipe_record("mano", "mod11", "marker") | {"seed": 5}
+    stale = study_search._recipe_record("mano", "mod11", "marker") | {"seed": 5}
     record("mano", tmp_path, "mod11", "marker", {1: 1.0, 2: 1.0}, recipe=stale)
-    assert study.search_state("mano", tmp_path)["pending"] == [("mod11", "marker")]
+    assert study_search.search_state("mano", tmp_path)["pending"] == [("mod11", "marker")]
     with pytest.raises(ValueError, match="7 of 8 candidate runs done"):
         study.training_args("mano", "anira-e", 1, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
 
@@ -110,7 +110,7 @@ def test_the_search_launches_its_pending_runs_several_at_a_time_and_skips_record
     monkeypatch.setattr(subprocess, "run", fake_run)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     record("clrs-dfs", tmp_path, "n4-7", "default", {4: 0.5})
-    state = study.run_search("clrs-dfs", tmp_path / "work", tmp_path)
+    state = study_search.run_search("clrs-dfs", tmp_path / "work", tmp_path)
     jobs = [c[c.index("search-one") + 1:c.index("search-one") + 7] for c in launched]
     assert sorted(jobs) == sorted(["--task", "clrs-dfs", "--candidate", name, "--variant", "default"] for name in ("n3-6", "n3-6-mixed"))
     assert 2 <= peak[0] <= 4 and all(c[c.index("--study_dir") + 1] == str(tmp_path) for c in launched)
@@ -132,7 +132,7 @@ def test_a_quick_search_run_trains_the_search_model_and_scores_the_validation_sp
     monkeypatch.setattr(evaluation, "generated_correct", spy)
     monkeypatch.setitem(study.SEARCHES, "mano", {**study.SEARCHES["mano"], "variants": {"no-marker": {"use_length_marker": False}},
                                                   "candidates": {"mod7": study.SEARCHES["mano"]["candidates"]["mod7"]}})
-    entry = study.search_one("mano", "mod7", "no-marker", tmp_path / "work", tmp_path / "study", quick=True)
+    entry = study_search.search_one("mano", "mod7", "no-marker", tmp_path / "work", tmp_path / "study", quick=True)
     from anira_study.evaluation import load_eval_data
     from anira_study.reproduce import QUICK
 
@@ -145,12 +145,12 @@ def test_a_quick_search_run_trains_the_search_model_and_scores_the_validation_sp
     assert argv[argv.index("--seed") + 1] == str(study.SEARCH_SEED)
     assert sorted(int(c) for c in entry["validation"]) == sizes == [1, 2, 3, 4]
     assert all(0.0 <= v["exact"] <= 1.0 and v["prompts"] > 0 for v in entry["validation"].values())
-    saved = json.loads(study.search_path("mano", tmp_path / "study", quick=True).read_text())
+    saved = json.loads(study_search.search_path("mano", tmp_path / "study", quick=True).read_text())
     assert saved["choice"]["candidate"] == "mod7" and saved["quick"] is True  # the only candidate: chosen whatever it scored
-    assert "mod7" in study.format_search("mano", tmp_path / "study", quick=True)
+    assert "mod7" in study_search.format_search("mano", tmp_path / "study", quick=True)
     argv = study.training_args("mano-no-marker", "anira-o", 0, tmp_path / "m", tmp_path / "o", quick=True, study_dir=tmp_path / "study")
     assert json.loads(argv[argv.index("--task_params") + 1]) == {"modulus": 7, "use_length_marker": False}
-    again = study.search_one("mano", "mod7", "no-marker", tmp_path / "work", tmp_path / "study", quick=True)
+    again = study_search.search_one("mano", "mod7", "no-marker", tmp_path / "work", tmp_path / "study", quick=True)
     assert again["train_seconds"] == entry["train_seconds"]  # resumable: a finished run is scored, not trained again
 
 
@@ -178,6 +178,6 @@ def test_search_runs_finishing_together_in_separate_processes_all_keep_their_lin
     jobs = [(tmp_path, c, v) for c in study.SEARCHES["mano"]["candidates"] for v in study.SEARCHES["mano"]["variants"]]
     with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
         pool.map(_record_one, jobs)
-    saved = json.loads(study.search_path("mano", tmp_path).read_text())
-    assert len(saved["results"]) == len(jobs) and saved["pending"] == [] and saved["rule"] == study.SELECTION_RULE
+    saved = json.loads(study_search.search_path("mano", tmp_path).read_text())
+    assert len(saved["results"]) == len(jobs) and saved["pending"] == [] and saved["rule"] == study_search.SELECTION_RULE
     assert saved["choice"]["candidate"] == "mod23" and not saved["choice"]["passed"]  # all tied at 0.5: the first

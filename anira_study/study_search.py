@@ -1,0 +1,222 @@
+"""The study's recipe searches: the data and schedule of a searched grid, chosen on the validation split before the
+grid runs (experiments/study/PROTOCOL.md, version 2).
+
+    python examples/study.py search --task mano        # every declared candidate in every variant, resumable
+
+A search is declared in `study.SEARCHES`, beside the grids that take their recipe from it. Each candidate recipe is
+trained once per variant as `SEARCH_MODEL` with `SEARCH_SEED` (not a study seed), scored on the validation split only
+(the exact match of the generated answer per seen size) and recorded in `<study_dir>/<search>/search/search.json`;
+once every declared run has a line, `select_recipe` picks the recipe that `study.grid_recipe` gives the grid.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from .study import (COMMON_ARGS, RUNNER_LOCK, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
+                    _overridden, _run_processes, _train_resumable, locked, protocol_version, write_model_folder)
+from .study_report import _fmt
+
+
+def candidate_recipe(search: str, candidate: str, variant: str) -> tuple[list[str], list[str], dict[str, str]]:
+    """(data, schedule, overrides of COMMON_ARGS): the `examples/train.py` arguments of one candidate in one variant,
+    which the search trains it with and a searched grid trains the chosen one with (its variant's)."""
+    if search not in SEARCHES:
+        raise ValueError(f"the study's recipe searches are {sorted(SEARCHES)}, not {search!r}")
+    spec = SEARCHES[search]
+    if candidate not in spec["candidates"]:
+        raise ValueError(f"the {search} search's candidates are {list(spec['candidates'])}, not {candidate!r}")
+    if variant not in spec["variants"]:
+        raise ValueError(f"the {search} search's variants are {list(spec['variants'])}, not {variant!r}")
+    c = spec["candidates"][candidate]
+    params = {**c.get("task_params", {}), **spec["variants"][variant]}
+    data = ["--task", spec["task"], "--task_params", json.dumps(params), "--train_sizes", *map(str, c["train_sizes"]),
+            "--extrapolation_sizes", *map(str, c["extrapolation_sizes"]), "--num_train", str(c["num_train"]),
+            "--num_test_per_size", str(spec["num_test_per_size"]), "--task_seed", "0"]
+    schedule = ["--max_steps", str(spec["steps"])]
+    if c.get("curriculum_accuracy") is not None:
+        schedule += ["--curriculum_accuracy", str(c["curriculum_accuracy"]), "--curriculum_metric", c["curriculum_metric"]]
+    return data, schedule, dict(c.get("overrides", {}))
+
+
+def search_args(search: str, candidate: str, variant: str, model_folder: Path, output_dir: Path, quick: bool = False) -> list[str]:
+    """The `examples/train.py` arguments of one search run: the candidate's recipe, `SEARCH_MODEL`, `SEARCH_SEED`."""
+    data, schedule, overrides = candidate_recipe(search, candidate, variant)
+    argv = ["--model_name_or_path", str(model_folder), "--output_dir", str(output_dir), "--seed", str(SEARCH_SEED),
+            *data, *schedule, *COMMON_ARGS]
+    return _overridden(argv, overrides, quick)
+
+
+def search_path(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> Path:
+    return Path(study_dir) / search / "search" / ("search-quick.json" if quick else SEARCH_FILE)
+
+
+SELECTION_RULE = (f"the first candidate in the declared order whose validation exact match is >= {SEARCH_ACCURACY} at every "
+                  "seen size of every variant; if none is, the candidate with the highest minimum over its variants and "
+                  "seen sizes; a tie goes to the earlier candidate; a size without validation prompts counts as 0")
+
+
+def select_recipe(validation: dict[str, dict[str, dict[int, float]]], accuracy: float = SEARCH_ACCURACY) -> dict:
+    """The search's selection rule (`SELECTION_RULE`), on {candidate: {variant: {seen size: validation exact match}}}
+    in the declared order: the first candidate whose exact match is >= `accuracy` at every seen size of every
+    variant; if none is, the candidate with the highest minimum over its variants and seen sizes; a tie goes to the
+    earlier candidate. A missing or undefined value (no validation prompt at a size) counts as 0. Returns
+    {"candidate", "minimum", "passed", "why"}."""
+    if not validation:
+        raise ValueError("select_recipe needs at least one candidate's validation numbers")
+    minima = {}
+    for name, variants in validation.items():
+        values = [v for sizes in variants.values() for v in sizes.values()]
+        minima[name] = min((v if v is not None and v == v else 0.0) for v in values) if values else 0.0
+    for name, low in minima.items():
+        if low >= accuracy:
+            return {"candidate": name, "minimum": low, "passed": True,
+                    "why": f"the first candidate in the declared order whose validation exact match is >= {accuracy} at "
+                           "every seen size (every variant)"}
+    best = max(minima, key=minima.get)  # max keeps the first of equal values: ties go to the earlier candidate
+    return {"candidate": best, "minimum": minima[best], "passed": False,
+            "why": f"no candidate reached {accuracy} at every seen size; the highest minimum over seen sizes and variants"}
+
+
+def _declared_runs(search: str) -> list[tuple[str, str]]:
+    spec = SEARCHES[search]
+    return [(candidate, variant) for candidate in spec["candidates"] for variant in spec["variants"]]
+
+
+def _recipe_record(search: str, candidate: str, variant: str) -> dict:
+    data, schedule, overrides = candidate_recipe(search, candidate, variant)
+    return {"data": data, "schedule": schedule, "overrides": overrides, "model": SEARCH_MODEL, "seed": SEARCH_SEED}
+
+
+def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False, recorded: list[dict] | None = None) -> dict:
+    """The search's file read against the code's declaration: {"results": the recorded runs whose recipe is still the
+    declared one, "pending": the declared (candidate, variant) runs without one, "choice": `select_recipe` over the
+    results once nothing is pending, else None}. A result recorded for a recipe since changed in `SEARCHES` is pending
+    again (and not read). `recorded`: the results to read in place of the file's (what `record_search` is writing)."""
+    path = search_path(search, study_dir, quick)
+    if recorded is None:
+        text = path.read_text() if path.exists() else ""
+        recorded = json.loads(text)["results"] if text.strip() else []
+    current = {(r["candidate"], r["variant"]): r for r in recorded
+               if (r["candidate"], r["variant"]) in _declared_runs(search)
+               and r["recipe"] == _recipe_record(search, r["candidate"], r["variant"])}
+    results = [current[key] for key in _declared_runs(search) if key in current]
+    pending = [key for key in _declared_runs(search) if key not in current]
+    choice = None
+    if not pending:
+        validation = {}
+        for r in results:
+            validation.setdefault(r["candidate"], {})[r["variant"]] = {int(c): v["exact"] for c, v in r["validation"].items()}
+        choice = select_recipe(validation)
+    return {"path": path, "results": results, "pending": pending, "choice": choice}
+
+
+def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: bool = False) -> dict:
+    """Adds (or replaces) one search run's line in the search's file and writes the rule's choice once every declared
+    run has one (None before). Returns the file's content. The search's runs are separate processes: a file lock
+    keeps two that finish together from losing one's line (`locked`)."""
+    path = search_path(search, study_dir, quick)
+    with locked(path):
+        text = path.read_text()
+        old = json.loads(text)["results"] if text.strip() else []
+        results = [r for r in old if (r["candidate"], r["variant"]) != (entry["candidate"], entry["variant"])] + [entry]
+        order = {key: i for i, key in enumerate(_declared_runs(search))}
+        results.sort(key=lambda r: order.get((r["candidate"], r["variant"]), len(order)))
+        spec = SEARCHES[search]
+        content = {"search": search, "task": spec["task"], "protocol_version": protocol_version(search), "quick": quick,
+                   "model": SEARCH_MODEL, "seed": SEARCH_SEED, "steps": spec["steps"], "accuracy": SEARCH_ACCURACY,
+                   "score": "exact match of the greedily generated answer per seen size, validation split only",
+                   "rule": SELECTION_RULE,
+                   "candidates": list(spec["candidates"]), "variants": list(spec["variants"]), "results": results}
+        state = search_state(search, study_dir, quick, recorded=results)
+        content["choice"] = state["choice"]
+        content["pending"] = [f"{c}/{v}" for c, v in state["pending"]]
+        path.write_text(json.dumps(content, indent=2) + "\n")
+        return content
+
+
+def searched_choice(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> str:
+    """The candidate the search chose; a clear error naming `search` while it has not chosen."""
+    state = search_state(search, study_dir, quick)
+    if state["choice"] is None:
+        total = len(_declared_runs(search))
+        done = "no result" if not state["path"].exists() else f"{total - len(state['pending'])} of {total} candidate runs done"
+        raise ValueError(f"the recipe search {search!r} has not chosen a recipe ({state['path']}: {done}): run "
+                         f"`python examples/study.py search --task {search}{' --quick' if quick else ''}` first")
+    return state["choice"]["candidate"]
+
+
+def search_one(search: str, candidate: str, variant: str, work_dir: Path, study_dir: Path = STUDY_DIR, quick: bool = False,
+               device: str | None = None) -> dict:
+    """One search run, in this process: train the candidate as `SEARCH_MODEL` with `SEARCH_SEED` (or resume, or skip
+    when finished), then score it on the validation split (nothing else is read): the exact match of the greedily
+    generated answer per seen size. Recorded in the search's file; returns the entry."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from anira_tasks.dataset import VALIDATION
+
+    from .evaluation import generated_correct, load_eval_data
+    from .reproduce import machine, provenance
+    from .statistics import wilson_interval
+
+    base = Path(work_dir) / search / "search"
+    output_dir = base / f"{candidate}-{variant}"
+    model_folder = write_model_folder(search, SEARCH_MODEL, base / "configs" / SEARCH_MODEL)
+    argv = search_args(search, candidate, variant, model_folder, output_dir, quick)
+    _train_resumable(argv, output_dir)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    trained = AutoModelForCausalLM.from_pretrained(output_dir).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    data, train_sizes = load_eval_data(output_dir)
+    rows = data[VALIDATION].to_list()
+    correct = generated_correct(trained, rows, tokenizer)
+    validation = {}
+    for size in train_sizes:
+        hits = [ok for ok, row in zip(correct, rows) if row["complexity"] == size]
+        validation[str(size)] = {"exact": sum(hits) / len(hits) if hits else float("nan"), "prompts": len(hits),
+                                 "interval": list(wilson_interval(sum(hits), len(hits)))}
+    state = json.loads((output_dir / "trainer_state.json").read_text()) if (output_dir / "trainer_state.json").exists() else {}
+    times_file = output_dir / "wall_times.json"
+    entry = {"candidate": candidate, "variant": variant, "recipe": _recipe_record(search, candidate, variant),
+             "validation": validation, "steps": state.get("global_step"),
+             "train_seconds": sum(json.loads(times_file.read_text())) if times_file.exists() else None,
+             "machine": machine(), "commit": provenance()["training_commit"],
+             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "train_args": argv}
+    record_search(search, entry, study_dir, quick)
+    return entry
+
+
+def run_search(search: str, work_dir: str | Path = "outputs/study", study_dir: Path = STUDY_DIR, processes: int | None = None,
+               quick: bool = False) -> dict:
+    """Every pending run of the search (candidate x variant), `processes` at a time, each in its own process
+    (`examples/study.py search-one`), then the search's state (results, pending, choice). Resumable like `run_grid`:
+    recorded runs are skipped, an interrupted training resumes from its checkpoint."""
+    if search not in SEARCHES:
+        raise ValueError(f"the study's recipe searches are {sorted(SEARCHES)}, not {search!r}")
+    todo = search_state(search, study_dir, quick)["pending"]
+    jobs = [(f"{candidate}-{variant}", ["search-one", "--task", search, "--candidate", candidate, "--variant", variant])
+            for candidate, variant in todo]
+    print(f"{search} search: {len(todo)} runs pending ({SEARCH_MODEL}, seed {SEARCH_SEED}, {SEARCHES[search]['steps']} steps): "
+          + ", ".join(name for name, _ in jobs), flush=True)
+    logs = Path(work_dir) / search / "search" / "logs"
+    codes = _run_processes(f"{search} search", [(f"{search} search", name, arguments, logs) for name, arguments in jobs],
+                           [logs.parent / RUNNER_LOCK], work_dir, study_dir, processes, quick)
+    state = search_state(search, study_dir, quick)
+    state["exit_codes"] = dict(codes)
+    return state
+
+
+def format_search(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> str:
+    """Markdown: every recorded run's validation exact match per seen size, then the rule's choice (or what is pending)."""
+    state = search_state(search, study_dir, quick)
+    lines = [f"# {search}: recipe search ({SEARCH_MODEL}, seed {SEARCH_SEED}, {SEARCHES[search]['steps']} steps, "
+             "validation split)", "", "| candidate | variant | validation exact match per seen size (prompts) | minimum |",
+             "|---|---|---|---|"]
+    for r in state["results"]:
+        cells = " / ".join(f"{c}: {_fmt(v['exact'])} ({v['prompts']})" for c, v in r["validation"].items())
+        lines.append(f"| {r['candidate']} | {r['variant']} | {cells} | {_fmt(min(v['exact'] for v in r['validation'].values()))} |")
+    choice = state["choice"]
+    lines += ["", f"Chosen: {choice['candidate']} (minimum {_fmt(choice['minimum'])}): {choice['why']}." if choice
+              else "Pending: " + ", ".join(f"{c}/{v}" for c, v in state["pending"]) + "."]
+    return "\n".join(lines)
