@@ -157,14 +157,14 @@ def operating_curve_for_folder(model_dir: str | Path, thresholds: Sequence[float
 # ----------------------------------------------------------------------------- a grid's ANIRA-O runs
 def operating_curve_grid(task: str, study_dir: Path | None = None, quick: bool = False, force: bool = False,
                          device: str | None = None) -> dict:
-    """The analysis of every finished `anira-o` run of a grid (every seed, every protocol version of the grid's
-    runs.json), each written to its run folder's `operating_curve.json` once (again with `force`), then the grid's
+    """The analysis of every finished `anira-o` run of a grid (every seed of the grid's protocol version in runs.json),
+    each written to its run folder's `operating_curve.json` once (again with `force`), then the grid's
     `operating_curve.md` and figure. Returns {"runs": {seed: result}, "pays_seeds", "markdown", "figure"}."""
     from . import study
     from .reproduce import machine, provenance
 
     study_dir = Path(study_dir or study.STUDY_DIR)
-    entries = [r for r in study.read_runs(task, study_dir) if r["model"] == "anira-o" and r.get("quick", False) == quick]
+    entries = _anira_o_runs(task, study_dir, quick)
     results = {}
     for entry in sorted(entries, key=lambda r: r["seed"]):
         path = study_dir / task / entry["folder"] / RESULT_FILE
@@ -187,14 +187,19 @@ def operating_curve_grid(task: str, study_dir: Path | None = None, quick: bool =
     return {"runs": results, "pays_seeds": pays_seeds, "markdown": markdown, "figure": figure}
 
 
+def _anira_o_runs(task: str, study_dir: Path, quick: bool) -> list[dict]:
+    """The grid's anira-o lines of runs.json at its protocol version (quick or not)."""
+    from . import study
+
+    return [r for r in study.read_runs(task, study_dir) if r["model"] == "anira-o" and r.get("quick", False) == quick
+            and r["protocol_version"] == study.protocol_version(task)]
+
+
 def grid_counts(task: str, study_dir: Path, quick: bool = False) -> dict | None:
     """What the grid's results.md says of this analysis: {"file", "pays_seeds", "seeds"} over the anira-o runs that
     have a result, None when none has."""
-    from . import study
-
-    results = [json.loads(path.read_text()) for r in study.read_runs(task, study_dir)
-               if r["model"] == "anira-o" and r.get("quick", False) == quick
-               and (path := study_dir / task / r["folder"] / RESULT_FILE).exists()]
+    results = [json.loads(path.read_text()) for r in _anira_o_runs(task, study_dir, quick)
+               if (path := study_dir / task / r["folder"] / RESULT_FILE).exists()]
     if not results:
         return None
     return {"file": "operating_curve-quick.md" if quick else "operating_curve.md", "seeds": len(results),
