@@ -49,16 +49,10 @@ def run_numbers(summary: dict) -> dict:
     return numbers
 
 
-def penalty_onset(probe_log: Path) -> int | None:
+def penalty_onset(records: list[dict]) -> int | None:
     """The first probe step at which an adaptive run's compute penalty was above 0 (the gate opens when the validation
     probe's pooled token accuracy reaches 0.9, then ramps), None when it never was: such a run trained on the LM and
-    iteration losses alone."""
-    from .analysis import read_probe_log
-
-    return _onset(read_probe_log(probe_log) if probe_log.exists() else [])
-
-
-def _onset(records: list[dict]) -> int | None:
+    iteration losses alone. `records`: its probe log (`analysis.read_probe_log`)."""
     return next((r["step"] for r in records if r.get("probe/compute_penalty", 0) > 0), None)
 
 
@@ -66,21 +60,20 @@ FINDING_4_FALL = 1.0  # protocol v4: a compute phase is a fall of the mean answe
 FINDING_4_HOLDS = "learn, then cut compute"
 
 
-def finding_4_phases(probe_log: Path) -> dict | None:
-    """Protocol v4's finding 4 for one adaptive run, from its validation probe log: the learned step (pooled token
+def finding_4_phases(records: list[dict]) -> dict | None:
+    """Protocol v4's finding 4 for one adaptive run, from its validation probe log's records: the learned step (pooled token
     accuracy first at 0.9 of its maximum, `analysis.training_phases`), the mean answer depth at the first probe (d0),
     at the learned step (dl) and at the last (dend), the penalty's onset, and the verdict: "forced" (the penalty came
     on by the learned step), "no compute phase" (d0 - dend below `FINDING_4_FALL`), FINDING_4_HOLDS (less than half
     of the fall before the learned step) or "compute fell first". None without a probe log that logged the pooled
     token accuracy and answer depth."""
-    from .analysis import read_probe_log, training_phases
+    from .analysis import training_phases
 
-    records = read_probe_log(probe_log) if probe_log.exists() else []
     if not records or any("probe/token_accuracy" not in r or "probe/answer_depth" not in r for r in records):
         return None
     phases = training_phases(records)
     d0, dl, dend = records[0]["probe/answer_depth"], phases["depth_when_learned"], phases["final_depth"]
-    onset = _onset(records)
+    onset = penalty_onset(records)
     if onset is not None and onset <= phases["learned_step"]:
         verdict = "forced"
     elif d0 - dend < FINDING_4_FALL:

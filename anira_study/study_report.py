@@ -43,10 +43,12 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
         folder = study_dir / task / entry["folder"]
         numbers = run_numbers(json.loads((folder / "report.json").read_text())) | {"steps": entry["steps"]}
         if MODELS[entry["model"]][0] != "fixed":
+            from .analysis import read_probe_log
             from .trainer import PROBE_LOG_FILE
 
-            numbers["penalty_from_step"] = penalty_onset(folder / PROBE_LOG_FILE)
-            numbers["phases"] = finding_4_phases(folder / PROBE_LOG_FILE)
+            log = read_probe_log(folder / PROBE_LOG_FILE) if (folder / PROBE_LOG_FILE).exists() else []
+            numbers["penalty_from_step"] = penalty_onset(log)
+            numbers["phases"] = finding_4_phases(log)
         per_model.setdefault(entry["model"], {})[entry["seed"]] = numbers
 
     def over_seeds(model: str, key, target=None) -> dict | None:

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from anira_study import study_findings, study_report
+from anira_study.analysis import read_probe_log
 
 
 def test_findings_follow_the_protocols_rules():
@@ -125,7 +126,7 @@ def test_finding_4_reads_the_fall_of_depth_before_and_after_the_learned_step(tmp
     log.write_text("".join(json.dumps({"step": 200 * (i + 1), "probe/token_accuracy": a, "probe/answer_depth": d,
                                        "probe/compute_penalty": p}) + "\n"
                            for i, (a, d, p) in enumerate(zip(accuracy, depth, penalty))))
-    phases = study_findings.finding_4_phases(log)
+    phases = study_findings.finding_4_phases(read_probe_log(log))
     assert phases["learned_step"] == 600 and phases["verdict"] == verdict
     assert (phases["d0"], phases["dl"], phases["dend"]) == (depth[0], depth[2], depth[-1])
-    assert study_findings.finding_4_phases(tmp_path / "missing.jsonl") is None
+    assert study_findings.finding_4_phases([]) is None  # no probe log

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from anira_study import study, study_findings, study_report
+from anira_study.analysis import read_probe_log
 
 
 def _probe(step, accuracy, depth):
@@ -114,7 +115,7 @@ def test_a_range_over_seeds_reads_clearly_with_negative_bounds():
 
 def test_the_report_says_when_each_adaptive_runs_compute_penalty_came_on_or_that_it_never_did(tmp_path):
     """The gate keeps the penalty at 0 until the validation probe's token accuracy reaches 0.9; a run whose gate never
-    opened trained without it, and its row says so (`penalty_onset` reads the probe log)."""
+    opened trained without it, and its row says so (`penalty_onset` reads the probe log's records)."""
     from conftest import write_study_run
 
     def record(step, penalty):
@@ -124,8 +125,8 @@ def test_the_report_says_when_each_adaptive_runs_compute_penalty_came_on_or_that
                     probe=[record(200, 0.0), record(400, 0.0), record(600, 0.0006), record(800, 0.003)])
     write_study_run(tmp_path, "depo", "anira-e", 0, {1: 1.0, 2: 0.8}, {1: 3.0, 2: 3.0}, probe=[record(200, 0.0), record(400, 0.0)])
     write_study_run(tmp_path, "depo", "fixed-6", 0, {1: 1.0, 2: 0.9}, {1: 6.0, 2: 6.0}, probe=[record(200, 0.01)])
-    assert study_findings.penalty_onset(tmp_path / "depo" / "runs" / "anira-o-seed0" / "probe_log.jsonl") == 600
-    assert study_findings.penalty_onset(tmp_path / "depo" / "runs" / "missing" / "probe_log.jsonl") is None
+    assert study_findings.penalty_onset(read_probe_log(tmp_path / "depo" / "runs" / "anira-o-seed0" / "probe_log.jsonl")) == 600
+    assert study_findings.penalty_onset([]) is None  # no probe log
     per_run = [line for line in study_report.study_report("depo", tmp_path)["markdown"].splitlines()
                if line.startswith(("| anira-", "| fixed-")) and line.split(" | ")[1] == "0"]  # (model, seed 0) rows
     rows = {line.split(" | ")[0].lstrip("| "): line for line in per_run}
