@@ -92,6 +92,11 @@ def pays(gain: dict | None) -> bool:
     return gain is not None and gain["uniform_depth"] is not None and gain["interval"][0] > 1
 
 
+def pays_at_choice(result: dict) -> bool:
+    """Depth pays at the threshold the rule chose on validation (not when it chose none), on test."""
+    return result["at_choice"] is not None and pays(result["at_choice"]["gain"])
+
+
 # ----------------------------------------------------------------------------- running a folder's model
 def validation_rows(model_dir: str | Path, per_size: int = PROMPTS_PER_SIZE) -> list[dict]:
     """`per_size` validation prompts per seen size of the folder's task: its validation split rebuilt with `per_size`
@@ -111,14 +116,23 @@ def threshold_records(model_dir: str | Path, rows: list[dict], tokenizer, thresh
     """Per threshold, `generation_records` of the folder's ANIRA-O loaded with `halting_threshold=tau`."""
     from transformers import AutoModelForCausalLM
 
+    _require_online(model_dir)
     records = {}
     for tau in thresholds:
         model = AutoModelForCausalLM.from_pretrained(model_dir, halting_threshold=tau).to(device or "cpu")
-        if model.config.depth_mode != "online":
-            raise ValueError(f"{model_dir}: an operating curve needs an ANIRA-O (depth_mode 'online') model, "
-                             f"got depth_mode={model.config.depth_mode!r}")
         records[tau] = generation_records(model, rows, tokenizer, batch_size)
     return records
+
+
+def _require_online(model_dir: str | Path):
+    """The folder's config, refused unless it is an ANIRA-O (the only mode with a halting threshold)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    if config.depth_mode != "online":
+        raise ValueError(f"{model_dir}: an operating curve needs an ANIRA-O (depth_mode 'online') model, "
+                         f"got depth_mode={config.depth_mode!r}")
+    return config
 
 
 def operating_curve_for_folder(model_dir: str | Path, thresholds: Sequence[float] = THRESHOLDS,
@@ -126,13 +140,10 @@ def operating_curve_for_folder(model_dir: str | Path, thresholds: Sequence[float
                                device: str | None = None) -> dict:
     """The protocol's analysis of one trained ANIRA-O folder: the validation and test curves (seen sizes), the
     threshold the rule chooses on validation, and on test the points at it and at the trained threshold."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    config = AutoConfig.from_pretrained(model_dir)
-    if config.depth_mode != "online":
-        raise ValueError(f"{model_dir}: an operating curve needs an ANIRA-O (depth_mode 'online') model, "
-                         f"got depth_mode={config.depth_mode!r}")
+    config = _require_online(model_dir)  # before the rows are built and the uniform depths run
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     fixed = AutoModelForCausalLM.from_pretrained(model_dir, depth_mode="fixed").to(device)
     layers = (config.num_prelude_layers, config.num_core_layers, config.num_coda_layers)
@@ -179,7 +190,7 @@ def operating_curve_grid(task: str, study_dir: Path | None = None, quick: bool =
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             path.write_text(json.dumps(result, indent=2) + "\n")
         results[entry["seed"]] = json.loads(path.read_text())
-    pays_seeds = sum(pays(r["at_choice"]["gain"] if r["at_choice"] else None) for r in results.values())
+    pays_seeds = sum(pays_at_choice(r) for r in results.values())
     markdown = format_operating_curves(task, results)
     out = study_dir / task
     (out / ("operating_curve-quick.md" if quick else "operating_curve.md")).write_text(markdown + "\n")
@@ -203,7 +214,7 @@ def grid_counts(task: str, study_dir: Path, quick: bool = False) -> dict | None:
     if not results:
         return None
     return {"file": "operating_curve-quick.md" if quick else "operating_curve.md", "seeds": len(results),
-            "pays_seeds": sum(pays(r["at_choice"]["gain"] if r["at_choice"] else None) for r in results)}
+            "pays_seeds": sum(pays_at_choice(r) for r in results)}
 
 
 def card_section(result: dict) -> list[str]:
@@ -263,8 +274,8 @@ def format_operating_curves(task: str, results: dict[int, dict]) -> str:
         lines.append(f"| {seed} | t={best['depth']} ({best['accuracy']:.3f}) | {'none' if tau is None else tau} | "
                      f"{_point_text(chosen)} | {_gain_text(chosen['gain'] if chosen else None)} | "
                      f"{_point_text(r['at_trained'])} | {_gain_text(r['at_trained']['gain'] if r['at_trained'] else None)} | "
-                     f"{'yes' if pays(chosen['gain'] if chosen else None) else 'no'} |")
-    count = sum(pays(r["at_choice"]["gain"] if r["at_choice"] else None) for r in results.values())
+                     f"{'yes' if pays_at_choice(r) else 'no'} |")
+    count = sum(pays_at_choice(r) for r in results.values())
     lines += ["", f"Depth pays at a validated threshold (the gain's interval above 1): {count} of {len(results)} seeds "
                   "(it holds for the task in 3 of 3).", ""]
     for seed, r in sorted(results.items()):
