@@ -259,8 +259,9 @@ def evaluate_shipped(args: ExperimentArguments, data_path: Path) -> dict:
             results[name] = {"folder": folder, "skipped": "no trained weights"}
             continue
         shipped = json.loads(spec_file.read_text())
-        if shipped["task"] != args.task:
-            results[name] = {"folder": folder, "skipped": f"trained on {shipped['task']}, not {args.task}"}
+        other = other_task(args, path, shipped)
+        if other:
+            results[name] = {"folder": folder, "skipped": other}
             continue
         if data is None:
             data = datasets.load_from_disk(str(data_path))
@@ -271,6 +272,32 @@ def evaluate_shipped(args: ExperimentArguments, data_path: Path) -> dict:
                          "steps": shipped["steps"], "train_minutes": shipped["train_seconds"] / 60,
                          "train_sizes": shipped["train_sizes"]}
     return results
+
+
+def other_task(args: ExperimentArguments, folder: Path, shipped: dict) -> str | None:
+    """Why a trained folder's task is not this job's (None when it is): another task, another prompt format (its
+    recipe's `--task_params` write other prompts for the same seed and size: the repaired DEPO's unary hops read as
+    `<hop=k>` symbols it never trained), or other training sizes (this job's unseen sizes would be its seen ones).
+    Its test prompts would mean something else, so it is not scored on them."""
+    from anira_tasks import generate_sample
+
+    from anira_study.reproduce import load_recipe
+
+    if shipped["task"] != args.task:
+        return f"trained on {shipped['task']}, not {args.task}"
+    try:
+        train_args = load_recipe(folder)["train_args"]
+    except ValueError as error:
+        return f"its task parameters are unknown ({error})"
+    params = json.loads(train_args[train_args.index("--task_params") + 1]) if "--task_params" in train_args else {}
+    sizes = list(args.train_sizes) + list(args.extrapolation_sizes)
+    ours = json.loads(args.task_params)
+    if any(generate_sample(args.task, size, seed=0, **ours).prompt != generate_sample(args.task, size, seed=0, **params).prompt
+           for size in sizes):
+        return f"trained on other {args.task} prompts (task parameters {json.dumps(params)}, this job's {json.dumps(ours)})"
+    if list(shipped["train_sizes"]) != list(args.train_sizes):
+        return f"trained on sizes {shipped['train_sizes']}, this job on {list(args.train_sizes)}"
+    return None
 
 
 def assemble(args: ExperimentArguments, data_info: dict, runs: dict, shipped: dict, job_start: float,

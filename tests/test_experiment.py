@@ -86,3 +86,27 @@ def test_the_main_job_shows_the_study_first_or_says_it_is_pending(tmp_path, monk
     assert line.get_label() == "anira-o seed 0" and list(line.get_ydata()) == [0.9, 0.9, 0.1]
     band = axes[0].collections[0].get_paths()[0].vertices
     assert (band[band[:, 0] == 1, 1].min(), band[band[:, 0] == 1, 1].max()) == (0.5, 0.9)  # the band spans every seed
+
+
+def test_a_trained_folder_is_scored_only_on_the_prompts_and_sizes_it_was_trained_for(tmp_path):
+    from anira_study.experiment import other_task
+
+    args = ExperimentArguments(**TINY)
+    params = json.loads(TINY["task_params"])
+
+    def folder(name, task="depo", task_params=params, train_sizes=(1, 2)):
+        path = tmp_path / name
+        path.mkdir()
+        train_args = ["--task", task, "--task_params", json.dumps(task_params)]
+        (path / "recipe.json").write_text(json.dumps({"train_args": train_args}))
+        return path, {"task": task, "train_sizes": list(train_sizes)}
+
+    assert other_task(args, *folder("same")) is None
+    # the same prompts written with every default spelled out are the same task
+    assert other_task(args, *folder("spelled", task_params={**params, "hop_format": "marker"})) is None
+    assert other_task(args, *folder("unary", task_params={**params, "hop_format": "unary"})).startswith("trained on other depo prompts")
+    assert other_task(args, *folder("sizes", train_sizes=(1, 2, 3))) == "trained on sizes [1, 2, 3], this job on [1, 2]"
+    assert other_task(args, *folder("brevo", task="brevo")) == "trained on brevo, not depo"
+    no_recipe = tmp_path / "no-recipe"
+    no_recipe.mkdir()
+    assert other_task(args, no_recipe, {"task": "depo", "train_sizes": [1, 2]}).startswith("its task parameters are unknown")
