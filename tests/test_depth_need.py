@@ -148,8 +148,13 @@ def test_test_prompts_are_the_evaluations_whatever_the_train_split_and_recipes_g
     assert {r["split"] for r in rows if r["complexity"] == 3} == {"test_extrapolation"}
     with pytest.raises(ValueError, match=r"--sizes \[7\]"):
         heldout_test_rows(folder, sizes=[1, 7])
-    spec = folder_task_spec(ROOT / "hub_configs/anira-o-depo")
-    assert (list(spec.train_sizes), list(spec.extrapolation_sizes), spec.num_test_per_size, spec.task) == ([1, 2, 3], [4, 5], 500, "depo")
+    # a trained named folder: its recipe rebuilds the sizes and the prompt count its report was evaluated on
+    shipped = json.loads((ROOT / "hub_configs/anira-o-depo/report.json").read_text())
+    spec, report = folder_task_spec(ROOT / "hub_configs/anira-o-depo"), shipped["report"]
+    assert spec.task == shipped["task"] == "depo" and list(spec.train_sizes) == shipped["train_sizes"]
+    assert list(spec.train_sizes) == sorted(int(c) for c in report["test_seen"]["per_complexity"])
+    assert list(spec.extrapolation_sizes) == sorted(int(c) for c in report["test_extrapolation"]["per_complexity"])
+    assert {entry["items"] for entry in report["test_seen"]["per_complexity"].values()} == {spec.num_test_per_size}
 
 
 def test_analyze_depth_need_runs_on_a_tiny_saved_model(tmp_path, depo):
