@@ -276,8 +276,12 @@ def format_operating_curves(task: str, results: dict[int, dict]) -> str:
                      f"{_point_text(r['at_trained'])} | {_gain_text(r['at_trained']['gain'] if r['at_trained'] else None)} | "
                      f"{'yes' if pays_at_choice(r) else 'no'} |")
     count = sum(pays_at_choice(r) for r in results.values())
-    lines += ["", f"Depth pays at a validated threshold (the gain's interval above 1): {count} of {len(results)} seeds "
-                  "(it holds for the task in 3 of 3).", ""]
+    from .study import SEEDS
+
+    verdict = ("holds" if count == len(SEEDS) else "does not hold" if count + len(SEEDS) - len(results) < len(SEEDS)
+               else "is undecided")
+    lines += ["", f"Depth pays at a validated threshold (the gain's interval above 1): {count} of {len(results)} seeds, so "
+                  f"it {verdict} for the task (the rule: {len(SEEDS)} of {len(SEEDS)} seeds).", ""]
     for seed, r in sorted(results.items()):
         test = r["test"]
         lines += [f"Seed {seed}, test ({test['prompts']} prompts, sizes {r['sizes']}; {r['machine']}, {r['date']}):", "",

@@ -143,6 +143,9 @@ def test_the_grid_command_scores_every_anira_o_run_once_and_writes_the_table_and
         assert saved["choice"]["threshold"] == (None if saved["at_choice"] is None else saved["at_choice"]["threshold"])
     markdown = (study_dir / "depo" / "operating_curve-quick.md").read_text()
     assert "of 2 seeds" in markdown and "| 0 | t=" in markdown and "| 1 | t=" in markdown
+    # two seeds of three: the verdict waits for the third unless both already failed
+    verdict = "does not hold" if result["pays_seeds"] < 2 else "is undecided"
+    assert f"{result['pays_seeds']} of 2 seeds, so it {verdict} for the task (the rule: 3 of 3 seeds)." in markdown
     counts = grid_counts("depo", study_dir, quick=True)
     assert counts == {"file": "operating_curve-quick.md", "seeds": 2, "pays_seeds": result["pays_seeds"]}
     line = study_report.format_study({"task": "depo", "protocol_version": "v1", "runs": 0, "models": {}, "findings": {},
