@@ -166,7 +166,8 @@ def test_a_hub_folder_is_evaluated_on_the_data_its_recipe_rebuilds(monkeypatch, 
     monkeypatch.setattr(evaluation, "build_dataset_dict", lambda spec: built.append(spec) or {"train": []})
     data, sizes = evaluation.load_eval_data(ROOT / "hub_configs/anira-o-depo", num_validation=12)
     spec = evaluation.folder_task_spec(ROOT / "hub_configs/anira-o-depo")
-    assert built == [TaskSpec(**{**spec.__dict__, "num_validation": 12})] and sizes == [1, 2, 3] == list(spec.train_sizes)
+    trained_on = json.loads((ROOT / "hub_configs/anira-o-depo/report.json").read_text())["train_sizes"]
+    assert built == [TaskSpec(**{**spec.__dict__, "num_validation": 12})] and sizes == trained_on == list(spec.train_sizes)
     import shutil
 
     for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):  # no recipe
