@@ -168,3 +168,18 @@ def test_every_auto_class_loads_saved_and_trained_folders_in_a_process_that_neve
             got, module, _ = loaded[f"{folder} {name}"]
             assert got == class_name and module.startswith("transformers_modules"), (folder, name, got, module)
         assert loaded[f"{folder} AutoTokenizer"][2] == vocab_size, folder
+
+
+@pytest.mark.parametrize("mode", ["early", "online"])
+def test_an_adaptive_checkpoint_loads_as_fixed_with_every_other_weight_and_no_unexpected_keys(tmp_path, mode):
+    model = tiny_model(depth_mode=mode)
+    model.save_pretrained(tmp_path)
+    fixed, info = AutoModelForCausalLM.from_pretrained(tmp_path, depth_mode="fixed", output_loading_info=True)
+    assert fixed.model.depth_controller is None or not any(True for _ in fixed.model.depth_controller.parameters())
+    assert not info["unexpected_keys"]  # the controller's weights are left out by request, not reported
+    assert not info["missing_keys"] and not info["mismatched_keys"]
+    kept = {name for name, _ in fixed.named_parameters()}
+    saved = {name for name, _ in model.named_parameters() if "depth_controller" not in name}
+    assert kept == saved
+    for name, weight in fixed.named_parameters():
+        torch.testing.assert_close(weight, model.get_parameter(name))

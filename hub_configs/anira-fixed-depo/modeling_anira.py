@@ -444,6 +444,10 @@ class AniraPreTrainedModel(PreTrainedModel):
     # Early and online loops stop on a data-dependent condition (no token active). Fixed mode has none: it exports
     # and compiles with fullgraph=True (tested), but generate's automatic compilation also wants a static cache.
     _can_compile_fullgraph = False
+    # A checkpoint loaded in a mode without its controller (any checkpoint as `depth_mode="fixed"`) leaves that
+    # controller's weights unused, which is what was asked: no "unexpected keys" report. A controller the mode
+    # needs and the checkpoint lacks is an error (`from_pretrained` below).
+    _keys_to_ignore_on_load_unexpected = [r"depth_controller\."]
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
