@@ -40,6 +40,13 @@ class ModelArguments:
                           "(anira_study.trainer.compile_layers: fused elementwise kernels; the depth loop stays eager; "
                           "evaluation and generation run eager). Equal to eager within float rounding, not bit for bit."},
     )
+    compile_model: bool = field(
+        default=False,
+        metadata={"help": "Compile the whole training forward (depth loop, readouts and losses) as one torch.compile "
+                          "graph, hence one fused backward (anira_study.trainer.compile_model). Fixed-depth models and "
+                          "ANIRA-E with router_gradient='full' only (a ValueError names any other); evaluation and "
+                          "generation run eager. Equal to eager within float rounding, not bit for bit."},
+    )
 
 
 @dataclass

@@ -134,6 +134,47 @@ def compile_layers(model, dynamic: bool = True):
     return model
 
 
+def whole_forward_problem(config) -> str | None:
+    """Why `compile_model` cannot compile this configuration's training forward as one graph, or None."""
+    if config.depth_mode == "online":
+        return ("depth_mode='online' (ANIRA-O) halts on the halting head's values after every iteration, so its loop "
+                "and gathers follow tensor values; use --compile_layers")
+    if config.depth_mode == "early" and config.router_gradient != "full":
+        return (f"router_gradient={config.router_gradient!r} runs the loop to the batch's deepest token (a tensor "
+                "value) and gathers the tokens it computes; only router_gradient='full' computes every iteration of "
+                "every token; use --compile_layers")
+    return None
+
+
+def compile_model(model, dynamic: bool = True):
+    """Replaces this model's `forward` by one `torch.compile(fullgraph=True)`d graph for training steps (`model.training`
+    and grad mode): embedding, prelude, the whole depth loop, coda, iteration-loss readouts and losses, and hence one
+    fused backward. Only where the training forward has no data-dependent control flow: fixed depth, and ANIRA-E with
+    the exact router gradient (`router_gradient="full"`: every token through all max_depth iterations); a ValueError
+    names any other configuration (`whole_forward_problem`). An ANIRA-E model held at full depth
+    (`hold_full_depth`, --depth_hold_*) runs its eager forward while held; evaluation, the probe and generation run
+    eager. Traced, the forward selects the supervised positions through a graph symbol (`captures_row_counts`), the
+    readouts' last coda layer attends without packing (`fast_path.layer_at_rows`), and the random numbers (Gumbel
+    noise) are drawn by eager's generator (`fallback_random`), so the losses and gradients equal eager's within float
+    rounding. Shapes are dynamic from the first call: packed batches of any rows and lengths reuse one graph.
+    Measured: benchmarks/model/RESULTS.md. Returns the model."""
+    problem = whole_forward_problem(model.config)
+    if problem is not None:
+        raise ValueError(f"--compile_model cannot compile this model's training forward as one graph: {problem}")
+    eager = model.forward
+    compiled = torch.compile(eager, fullgraph=True, dynamic=dynamic, options={"fallback_random": True})
+    controller = model.model.depth_controller
+
+    def forward(*args, **kwargs):
+        if model.training and torch.is_grad_enabled() and not getattr(controller, "hold_full_depth", False):
+            with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
+                return compiled(*args, **kwargs)
+        return eager(*args, **kwargs)
+
+    model.forward = forward
+    return model
+
+
 def load_model_and_tokenizer(model_args: ModelArguments, task: str):
     path = Path(model_args.model_name_or_path)
     config = apply_config_overrides(load_config(model_args.model_name_or_path), model_args.config_overrides)
@@ -154,8 +195,12 @@ def load_model_and_tokenizer(model_args: ModelArguments, task: str):
         raise ValueError(f"config.vocab_size = {config.vocab_size} but the tokenizer has {len(tokenizer)} symbols: "
                          f"use the hub_configs/ folder of the task family of {task!r}")
     model.model.recurrence = model_args.recurrence
+    if model_args.compile_layers and model_args.compile_model:
+        raise ValueError("--compile_layers and --compile_model: choose one (the whole compiled forward holds the layers)")
     if model_args.compile_layers:
         compile_layers(model)
+    if model_args.compile_model:
+        compile_model(model)
     # Generation decodes with the cache (the training config's use_cache=False must not reach the saved generation config).
     model.generation_config.update(do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id,
                                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)

@@ -2,6 +2,8 @@
 
     python benchmarks/model/bench_step_variants.py                      # study recipes: depo anira-e, brevo anira-o
     python benchmarks/model/bench_step_variants.py --runs depo:fixed-6 --steps 6
+    python benchmarks/model/bench_step_variants.py --runs depo:fixed-6 depo:anira-e brevo:fixed-6 brevo:anira-e \
+        --arms "as is" "compiled layers" "compiled model" --steps 6 --repeats 4
 
 A step is a study run's step on its own packed batches (`anira_study.study`: the model's config, the task's
 training rows, 64 samples, PackedAnswerCollator): forward with the recipe's losses, backward, clipping at 1.0,
@@ -12,9 +14,12 @@ alternate step by step in this one process, so drifts of machine speed hit them 
 - `fused`: the q, k, v projections as one matrix multiply (weights concatenated per call) and the gate and up
   projections as one, and RMSNorm through `torch.nn.functional.rms_norm` (float64 results equal within 1e-16);
 - `micro N`: the 64 samples as 64 / N micro-batches of N, gradients accumulated (the same gradient);
-- `compiled layers`: a copy of the model with `--compile_layers` (anira_study.trainer.compile_layers; adopted, opt-in).
+- `compiled layers`: a copy of the model with `--compile_layers` (anira_study.trainer.compile_layers; adopted, opt-in);
+- `compiled model`: a copy with `--compile_model` (anira_study.trainer.compile_model: the whole training forward one
+  graph; fixed-depth models and ANIRA-E with router_gradient="full" only, not run for the others; adopted, opt-in).
 
-Reported: the median CPU time of a step per arm (this process's, one torch thread).
+Reported: the median CPU time of a step per arm (this process's, one torch thread), and the wall time of each arm's
+first step (where the compiled arms compile).
 """
 
 import argparse
@@ -84,12 +89,16 @@ def setup(task: str, model_name: str, steps: int):
     return model, PackedAnswerCollator(tokenizer.pad_token_id), batches
 
 
-def measure(task: str, model_name: str, steps: int, repeats: int) -> dict:
-    from anira_study.trainer import compile_layers
+ARMS = ("as is", "fused", "micro 32", "micro 16", "compiled layers", "compiled model")
+
+
+def measure(task: str, model_name: str, steps: int, repeats: int, names=ARMS) -> dict:
+    from anira_study.trainer import compile_layers, compile_model, whole_forward_problem
 
     model, collator, batches = setup(task, model_name, steps)
     compiled = compile_layers(copy.deepcopy(model))
-    optimizers = {id(m): torch.optim.AdamW(m.parameters(), lr=0.0, fused=True) for m in (model, compiled)}
+    whole = compile_model(copy.deepcopy(model)) if whole_forward_problem(model.config) is None else None
+    optimizers = {id(m): torch.optim.AdamW(m.parameters(), lr=0.0, fused=True) for m in (model, compiled, whole) if m}
 
     def step(net, rows, micro: int) -> None:
         for start in range(0, len(rows), micro):
@@ -99,12 +108,17 @@ def measure(task: str, model_name: str, steps: int, repeats: int) -> dict:
         optimizers[id(net)].zero_grad(set_to_none=True)
 
     arms = {"as is": (model, AS_IS, 64), "fused": (model, FUSED, 64), "micro 32": (model, AS_IS, 32),
-            "micro 16": (model, AS_IS, 16), "compiled layers": (compiled, AS_IS, 64)}
+            "micro 16": (model, AS_IS, 16), "compiled layers": (compiled, AS_IS, 64), "compiled model": (whole, AS_IS, 64)}
+    arms = {arm: value for arm, value in arms.items() if arm in names and value[0] is not None}
     times = {arm: [] for arm in arms}
-    for net, functions, micro in arms.values():  # warm-up (the compiled arm compiles), two steps per arm
+    first = {}
+    for arm, (net, functions, micro) in arms.items():  # warm-up (the compiled arms compile), two steps per arm
         use(functions)
-        for rows in batches[:2]:
+        for index, rows in enumerate(batches[:2]):
+            start = time.perf_counter()
             step(net, rows, micro)
+            if index == 0:
+                first[arm] = round(time.perf_counter() - start, 1)
     for _ in range(repeats):
         for rows in batches:
             for arm, (net, functions, micro) in arms.items():
@@ -113,7 +127,9 @@ def measure(task: str, model_name: str, steps: int, repeats: int) -> dict:
                 step(net, rows, micro)
                 times[arm].append(time.process_time() - start)
     use(AS_IS)
-    return {arm: round(statistics.median(t) * 1e3, 1) for arm, t in times.items()}
+    median = {arm: round(statistics.median(t) * 1e3, 1) for arm, t in times.items()}
+    return {"median ms": median, "steps per arm": len(times[next(iter(times))]), "first step s": first,
+            "speed-up over as is": {arm: round(median["as is"] / m, 3) for arm, m in median.items()} if "as is" in median else {}}
 
 
 def main() -> None:
@@ -121,13 +137,14 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=["depo:anira-e", "brevo:anira-o"], help="task:model of the study")
     parser.add_argument("--steps", type=int, default=6, help="distinct batches")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the batches")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="the arms to time")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = {}
     for run in args.runs:
         task, model_name = run.split(":")
-        results[run] = measure(task, model_name, args.steps, args.repeats)
-        print(run, "median ms per step:", json.dumps(results[run]), flush=True)
+        results[run] = measure(task, model_name, args.steps, args.repeats, args.arms)
+        print(run, json.dumps(results[run]), flush=True)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from transformers.utils.import_utils import is_tracing
 from .cache_anira import AniraCache
 from .configuration_anira import MAX_DEPTH_LIMIT, AniraConfig
 from .depth_control import DEPTH_CONTROLLERS, AniraRMSNorm, DepthReport, DepthRouter, HaltingHead
-from .fast_path import SelectedPositions, fast_recur, layer_at
+from .fast_path import SelectedPositions, fast_recur, layer_at, layer_at_rows
 from .generation_anira import AniraGenerationMixin
 
 try:  # FSDP2's marker class (torch >= 2.6)
@@ -388,6 +388,13 @@ def _check_depth_controller(path, kwargs: dict) -> None:
         )
 
 
+def captures_row_counts(tensor: torch.Tensor) -> bool:
+    """Whether a traced forward selects the supervised positions' rows (their count is data-dependent): only where
+    torch.compile captures such counts as graph symbols (`torch._dynamo.config.capture_dynamic_output_shape_ops`,
+    which anira_study.trainer.compile_model sets); other traces compute the loss over every position."""
+    return is_tracing(tensor) and torch.compiler.is_compiling() and torch._dynamo.config.capture_dynamic_output_shape_ops
+
+
 def packed_sample_ids(attention_mask, position_ids, cache, past: int, batch: int) -> torch.Tensor | None:
     """Each position's sample [batch, seq] in packed rows (several samples in one row, their position ids restarting
     inside it; anira_study.data.PackedAnswerCollator), or None when no row holds more than one sample, where
@@ -399,7 +406,10 @@ def packed_sample_ids(attention_mask, position_ids, cache, past: int, batch: int
     position 0) starts none, and the tokens after a hole still see those before it, as the mask says."""
     if position_ids is None or past > 0 or (attention_mask is None and cache is None):
         return None
-    if (attention_mask is not None and attention_mask.dim() != 2) or is_tracing(position_ids):
+    # Traced (torch.compile), only a training-style chunk (a 2D mask, no cache) is read, without the data-dependent
+    # "more than one sample in a row" test: one sample per row gives the causal mask with the padding's keys hidden.
+    tracing = is_tracing(position_ids)
+    if (attention_mask is not None and attention_mask.dim() != 2) or (tracing and (attention_mask is None or cache is not None)):
         return None
     positions = position_ids.expand(batch, -1)
     if attention_mask is None:
@@ -410,6 +420,8 @@ def packed_sample_ids(attention_mask, position_ids, cache, past: int, batch: int
     previous = torch.nn.functional.pad(last_real[:, :-1], (1, 0), value=-1)  # the real token before each position
     follows = positions == positions.gather(-1, previous.clamp(min=0)) + 1
     starts = real & ((previous < 0) | ~follows)
+    if tracing:
+        return starts.long().cumsum(-1)
     if bool((starts.sum(-1) <= 1).all()):
         return None
     return starts.long().cumsum(-1)
@@ -633,7 +645,8 @@ class AniraModel(AniraPreTrainedModel):
         readout_positions (`torch.BoolTensor` [batch, seq], *optional*): with `output_iteration_readouts`, read
             out only these positions: each readout before the loop stopped is then [N, hidden], the N positions in
             row-major order (the iteration loss reads the supervised positions only; the coda's last layer runs
-            its queries and MLP there, exactly as over the whole sequence).
+            its queries and MLP there, exactly as over the whole sequence). A traced forward (`captures_row_counts`)
+            passes their flat indices [N] instead (`layer_at_rows`: no data-dependent packing).
         return_dict: `False` returns a tuple of the output's non-None fields, in order (as Llama).
         """
         if cache is None:
@@ -684,7 +697,9 @@ class AniraModel(AniraPreTrainedModel):
         # layers' forward). Attention maps come from the dense path too.
         checkpointing = self.training and any(getattr(layer, "gradient_checkpointing", False) for layer in self.core)
         fast = self.recurrence == "fast" and not output_attentions and not checkpointing and not _sharded(self.core)
-        loop = self.eager_depth_loop if self.depth_controller.data_dependent else self.depth_loop
+        # Traced, a controller whose training loop reads no tensor value (ANIRA-E's exact router gradient) traces too.
+        static = torch.compiler.is_compiling() and getattr(self.depth_controller, "static_in_training", lambda: False)()
+        loop = self.eager_depth_loop if self.depth_controller.data_dependent and not static else self.depth_loop
         hidden, report = loop(hidden, prelude_states, token_mask, max_depth, cache, layer_kwargs, all_hidden, fast)
         ran = self._fill_to_budget(hidden, all_hidden, attention_sink, max_depth, past)
         readouts = None
@@ -693,7 +708,7 @@ class AniraModel(AniraPreTrainedModel):
             # (filled in below): only the iterations before it need a coda pass of their own.
             first = 1 + self.config.num_prelude_layers
             readout_kwargs = {**layer_kwargs, "cache": None, "attention_sink": None}
-            if readout_positions is not None and len(self.coda):  # packed once for every readout
+            if readout_positions is not None and len(self.coda) and readout_positions.dtype == torch.bool:  # packed
                 readout_positions = SelectedPositions(readout_positions, readout_kwargs, self.config)
             readouts = [self.readout(state, readout_kwargs, readout_positions)
                         for state in all_hidden[first:first + min(ran, max_depth) - 1]]
@@ -803,6 +818,8 @@ class AniraModel(AniraPreTrainedModel):
         if positions is not None and coda:
             for layer in coda[:-1]:
                 hidden = layer(hidden, cache_slot=None, **layer_kwargs)
+            if torch.is_tensor(positions) and positions.dtype != torch.bool:  # flat indices: a traced forward's
+                return self.norm(layer_at_rows(coda[-1], hidden, positions, layer_kwargs, self.config))
             return self.norm(layer_at(coda[-1], hidden, positions, layer_kwargs, self.config))
         for layer in coda:
             hidden = layer(hidden, cache_slot=None, **layer_kwargs)
@@ -920,8 +937,13 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
             supervised_positions = shifted != -100
             if not is_tracing(shifted) and bool(supervised_positions.any()):
                 rows = supervised_positions
+            elif captures_row_counts(shifted):  # traced: their count is a symbol of the graph
+                rows = supervised_positions
+            if rows is not None:  # the supervised positions, flat (row-major), and their targets [1, N]
+                flat_rows = rows.reshape(-1).nonzero().squeeze(-1)
+                row_targets = shifted.reshape(-1).index_select(0, flat_rows)[None]
         if readouts and rows is not None:  # the iteration loss reads its readouts at the supervised positions only
-            kwargs["readout_positions"] = rows
+            kwargs["readout_positions"] = flat_rows if is_tracing(rows) else rows
         inputs = input_ids if input_ids is not None else inputs_embeds
         for name, targets in (("labels", labels), ("shift_labels", shift_labels)):
             if targets is not None and inputs is not None and tuple(targets.shape) != tuple(inputs.shape[:2]):
@@ -948,9 +970,6 @@ class AniraForCausalLM(AniraPreTrainedModel, AniraGenerationMixin):
 
         loss = lm_loss = iteration_loss = compute_loss = None
         if supervised:
-            if rows is not None:  # the supervised positions, flat (row-major), and their targets [1, N]
-                flat_rows = rows.reshape(-1).nonzero().squeeze(-1)
-                row_targets = shifted.reshape(-1).index_select(0, flat_rows)[None]
 
             def lm(logits):
                 if rows is not None and logits.dim() == 2:  # the supervised positions' logits [N, vocab]

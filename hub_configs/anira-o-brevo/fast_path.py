@@ -289,6 +289,31 @@ def layer_at(layer, hidden: torch.Tensor, selected, layer_kwargs: dict, config) 
     return layer.finish_rows(hidden.reshape(-1, width).index_select(0, index), out)
 
 
+def layer_at_rows(layer, hidden: torch.Tensor, index: torch.Tensor, layer_kwargs: dict, config) -> torch.Tensor:
+    """`layer_at` for a traced forward, at the flat positions `index` [N] (row-major), with no data-dependent packing:
+    keys/values at every position, and each selected query's attention over its own row's keys, values and mask row
+    written out in elementwise operations and sums (which the compiler fuses with the gathers; an attention kernel
+    call over N batches of one query costs more, backward). Equal to `layer_at` within rounding."""
+    batch, seq, width = hidden.shape
+    attention = layer.self_attn
+    cos, sin = layer_kwargs["position_embeddings"]
+    rope = tuple(x.expand(batch, -1, -1).reshape(batch * seq, -1).index_select(0, index) for x in (cos, sin))
+    query, key, value = layer.project_selected(hidden, index, layer_kwargs["position_embeddings"], rope)
+    row = torch.div(index, seq, rounding_mode="floor")
+    key, value = (x.repeat_interleave(attention.num_key_value_groups, dim=1).index_select(0, row) for x in (key, value))
+    scores = (query.unsqueeze(2) * key).sum(-1) * attention.scaling  # [N, heads, S]
+    mask = _full_mask(layer_kwargs, batch, seq, 0, hidden.device, cos.dtype, config)
+    mask = mask.expand(batch, 1, seq, seq).reshape(batch * seq, 1, seq).index_select(0, index)  # [N, 1, S]
+    if mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    else:
+        scores = scores + mask
+    probs = scores.softmax(-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(query.dtype)
+    probs = torch.nn.functional.dropout(probs, p=attention.attention_dropout if attention.training else 0.0)
+    out = (probs.unsqueeze(-1) * value).sum(2)  # [N, heads, head_dim]
+    return layer.finish_rows(hidden.reshape(-1, width).index_select(0, index), out.reshape(index.shape[0], -1))
+
+
 def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
     """`AniraModel.recur` computing only the tokens `plan.computed(t)` names; equal to it, values and gradients
     (tests/test_fast_path.py, tests/test_fast_training.py)."""

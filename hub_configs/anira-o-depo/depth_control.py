@@ -137,9 +137,18 @@ class EarlyPlan:
         self.choice, self.probs, self.token_mask = choice, probs, token_mask
         self.min_depth, self.max_depth = min_depth, max_depth
         self.depths = min_depth + choice.argmax(-1)
-        self.deepest = int(self.depths[token_mask].max()) if token_mask.any() else 0
+        self._deepest: int | None = None  # read from the depths when first needed (a host sync; see `deepest`)
         self.training = choice.requires_grad
         self.next_only = next_only and self.training  # router_gradient="next"
+
+    @property
+    def deepest(self) -> int:
+        """The deepest real token's depth. Read only where the loop's length follows it (evaluation,
+        router_gradient="next"): the exact estimator's training loop runs max_depth iterations without reading a
+        tensor value, so a whole training forward traces as one graph (anira_study.trainer.compile_model)."""
+        if self._deepest is None:
+            self._deepest = int(self.depths[self.token_mask].max()) if self.token_mask.any() else 0
+        return self._deepest
 
     def active(self, t: int) -> torch.Tensor:
         mask = self.tail[..., max(t - self.min_depth, 0)]
@@ -185,6 +194,13 @@ class EarlyDepth(nn.Module):
     """
 
     data_dependent = True  # which tokens run, and how many iterations, are read from tensor values
+
+    def static_in_training(self) -> bool:
+        """Whether this training forward's loop is the budget's alone: the exact router gradient
+        (router_gradient="full") computes all max_depth iterations of every token, masks applied densely, and reads
+        no tensor value (not while held at full depth: its masks carry no gradient, and the fast path then reads
+        whether they are all 1)."""
+        return self.training and not self.next_only and not self.hold_full_depth
 
     def __init__(self, config: AniraConfig):
         super().__init__()

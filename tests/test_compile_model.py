@@ -1,0 +1,120 @@
+"""`--compile_model` (anira_study.trainer.compile_model): the whole training forward of a fixed-depth model or of
+ANIRA-E with the exact router gradient compiled as one graph gives eager's losses and gradients (float32 and float64,
+within rounding), packed batches of other rows and lengths reuse that graph, and every other configuration is refused
+with a ValueError that names the problem."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from anira_study.arguments import ModelArguments
+from anira_study.data import PackedAnswerCollator
+from anira_study.trainer import compile_model, load_model_and_tokenizer
+
+EXACT = dict(depth_mode="early", router_gradient="full", router_sampling="gumbel", iteration_loss_weight=0.5,
+             compute_penalty=0.01)
+
+
+def packed_batch(seed: int, samples: int, longest: int) -> dict:
+    """Packed rows (of 2 * `longest` tokens) of `samples` answers of 3..`longest` tokens, the first half of each
+    unsupervised."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(samples):
+        n = int(torch.randint(3, longest + 1, (1,), generator=generator))
+        ids = torch.randint(3, 40, (n,), generator=generator).tolist()
+        rows.append({"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2:]})
+    return PackedAnswerCollator(pad_token_id=0, pack_length=2 * longest)(rows)
+
+
+def step(model, batch: dict, seed: int, **kwargs):
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)  # the Gumbel noise: compiled, drawn by eager's generator (fallback_random)
+    out = model(**batch, **kwargs)
+    out.loss.backward()
+    terms = {name: getattr(out, name).detach() for name in ("loss", "lm_loss", "iteration_loss", "compute_loss")
+             if getattr(out, name) is not None}
+    return terms, {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+
+
+def check_equal_to_eager(dtype, rtol, atol, batches, items: bool, **config):
+    """`items`: every step passes the Trainer's `num_items_in_batch` (as the Trainer does, on every step or none)."""
+    eager = tiny_model(dtype=dtype, recurrence="fast", **config).train()
+    compiled = compile_model(tiny_model(dtype=dtype, recurrence="fast", **config).train())
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    for index, batch in enumerate(batches):
+        kwargs = {"num_items_in_batch": torch.tensor(17 + index)} if items else {}
+        terms, grads = step(eager, batch, index, **kwargs)
+        compiled_terms, compiled_grads = step(compiled, batch, index, **kwargs)
+        assert compiled_terms.keys() == terms.keys()
+        for name, value in terms.items():
+            torch.testing.assert_close(compiled_terms[name], value, rtol=rtol, atol=atol,
+                                       msg=lambda message, name=name: f"{name}: {message}")
+        assert compiled_grads.keys() == grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(compiled_grads[name], grad, rtol=rtol, atol=atol,
+                                       msg=lambda message, name=name: f"{name}: {message}")
+    assert counters["stats"]["unique_graphs"] == 1, "one graph for every batch: no graph break, no recompilation"
+    assert not counters["graph_break"]
+    frames = counters["frames"]["total"]
+    with torch.no_grad():
+        ids = batches[0]["input_ids"][:2]
+        assert torch.equal(compiled.eval()(input_ids=ids).logits, eager.eval()(input_ids=ids).logits)
+    assert counters["frames"]["total"] == frames, "evaluation should run the eager forward"
+
+
+BATCHES = [packed_batch(0, 6, 9), packed_batch(1, 9, 12), packed_batch(2, 5, 7)]
+
+
+def test_batches_differ_in_rows_and_lengths():
+    assert len({tuple(b["input_ids"].shape) for b in BATCHES}) == len(BATCHES)
+    assert all((b["position_ids"] == 0).sum() > b["input_ids"].shape[0] for b in BATCHES), "rows hold several samples"
+
+
+@pytest.mark.parametrize("config", [dict(depth_mode="fixed", max_depth=3), EXACT], ids=["fixed", "early-full"])
+def test_compiled_model_trains_as_eager_float32(config):
+    check_equal_to_eager(torch.float32, 2e-5, 2e-6, BATCHES, True, **config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [dict(depth_mode="fixed", max_depth=3, iteration_loss_weight=0.5), EXACT],
+                         ids=["fixed", "early-full"])
+def test_compiled_model_trains_as_eager_float64(config):
+    """transformers' LM loss runs in float32 (`logits.float()`) whatever the model's dtype, and the compiled graph
+    rounds it otherwise than eager's kernels: a float64 model agrees to float32's rounding, not float64's."""
+    check_equal_to_eager(torch.float64, 1e-6, 1e-8, BATCHES, False, **config)
+
+
+@pytest.mark.parametrize("config, problem", [
+    (dict(depth_mode="online"), "depth_mode='online'"),
+    (dict(depth_mode="early", router_gradient="next"), "router_gradient='next'"),
+])
+def test_configurations_with_a_data_dependent_loop_are_refused(config, problem):
+    with pytest.raises(ValueError, match=problem):
+        compile_model(tiny_model(**config))
+
+
+def test_held_early_model_and_evaluation_run_eager():
+    model = compile_model(tiny_model(dtype=torch.float32, recurrence="fast", **EXACT).train())
+    model.model.depth_controller.hold_full_depth = True
+    counters = torch._dynamo.utils.counters
+    frames = counters["frames"]["total"]
+    step(model, BATCHES[0], 0)
+    assert counters["frames"]["total"] == frames
+
+
+def test_the_flag_compiles_and_refuses_with_compile_layers():
+    args = dict(model_name_or_path=str(Path(__file__).resolve().parents[1] / "hub_configs" / "anira-e-depo"), from_scratch=True)
+    model, _ = load_model_and_tokenizer(ModelArguments(**args, compile_model=True), "depo")
+    assert "forward" in vars(model)
+    plain, _ = load_model_and_tokenizer(ModelArguments(**args), "depo")
+    assert "forward" not in vars(plain)
+    with pytest.raises(ValueError, match="choose one"):
+        load_model_and_tokenizer(ModelArguments(**args, compile_model=True, compile_layers=True), "depo")
+    args["model_name_or_path"] = args["model_name_or_path"].replace("anira-e-depo", "anira-o-depo")
+    with pytest.raises(ValueError, match="ANIRA-O"):
+        load_model_and_tokenizer(ModelArguments(**args, compile_model=True), "depo")
