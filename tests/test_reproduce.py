@@ -70,15 +70,35 @@ def test_cards_say_which_commit_trained_each_stage_or_that_it_was_not_recorded()
                                            "tracked files), package anira 0.1.0.")
 
 
-def test_recipes_retrain_from_scratch_and_scale_for_a_gpu():
+def test_recipes_retrain_from_scratch_and_scale_for_a_gpu(tmp_path):
+    from anira_study.reproduce import base_config_folder, stage_runs
+    from modeling_anira import AniraConfig
+
+    # a recipe of the replicated study: its first stage starts from a config-only folder of the recipe's own config
+    # (no weights to load), and it trains in float32 on a GPU too, as the study trains
     recipe = load_recipe(ROOT / "hub_configs/anira-e-depo")
+    assert "study" in recipe
+    base = base_config_folder(ROOT / "hub_configs", "anira-e-depo", tmp_path / "base-config", recipe)
+    assert not any(base.glob("*.safetensors"))
+    saved = json.loads(AniraConfig.from_pretrained(base).to_json_string(use_diff=False))
+    assert {key: saved[key] for key in recipe["config"]} == recipe["config"]
+    [(_, argv)] = stage_runs(recipe, tmp_path / "work", batch_scale=4, cuda=True, base=base)
+    assert argv[argv.index("--model_name_or_path") + 1] == str(base)
+    assert argv[argv.index("--per_device_train_batch_size") + 1] == "256"
+    assert float(argv[argv.index("--learning_rate") + 1]) == pytest.approx(0.012)
+    assert "--bf16" not in argv and "--use_cpu" not in argv
+    with pytest.raises(ValueError, match="recipe"):
+        load_recipe(ROOT / "hub_configs/anira-o-mano")
+
+
+def test_a_recipe_without_a_config_retrains_from_scratch_in_bf16_on_a_gpu():
+    recipe = {"train_args": ["--model_name_or_path", "hub_configs/anira-e-depo", "--from_scratch", "true",
+                             "--per_device_train_batch_size", "64", "--learning_rate", "3e-3"]}
     argv = training_argv(recipe, Path("/nonexistent"), batch_scale=4, cuda=True)
     assert argv[argv.index("--from_scratch") + 1] == "true"
     assert argv[argv.index("--per_device_train_batch_size") + 1] == "256"
-    assert float(argv[argv.index("--learning_rate") + 1]) == pytest.approx(0.012)
     assert argv[argv.index("--bf16") + 1] == "true" and "--use_cpu" not in argv
-    with pytest.raises(ValueError, match="recipe"):
-        load_recipe(ROOT / "hub_configs/anira-o-mano")
+    assert training_argv(recipe, Path("/nonexistent"))[-2:] == ["--use_cpu", "true"]
 
 
 def test_another_seed_trains_the_recipe_into_its_own_folder_and_says_so(tmp_path, monkeypatch):
@@ -118,15 +138,21 @@ def _staged_hub(tmp_path: Path, name: str = "anira-o-depo") -> Path:
     return hub
 
 
+def _stage_command(card: str, number: int) -> str:
+    """The `train.py` command a card gives for stage `number` of a staged recipe (the line after `# stage <number>`)."""
+    lines = card.splitlines()
+    return lines[lines.index(f"# stage {number}") + 1]
+
+
 def test_a_staged_recipe_continues_each_stage_from_the_last_and_reports_them_all(tmp_path, monkeypatch):
     from anira_study.reproduce import stage_runs
 
     monkeypatch.chdir(ROOT)
     hub, work = _staged_hub(tmp_path), tmp_path / "work"
-    runs = stage_runs(load_recipe(hub / "anira-o-depo"), work, quick=True)
+    runs = stage_runs(load_recipe(hub / "anira-o-depo"), work, quick=True, base=work / "base-config")
     (first, argv1), (second, argv2) = runs
     assert (first, second) == (work / "stage1", work / "stage2")
-    assert argv1[argv1.index("--from_scratch") + 1] == "true"
+    assert argv1[argv1.index("--model_name_or_path") + 1] == str(work / "base-config")  # a config-only folder
     assert argv2[argv2.index("--model_name_or_path") + 1] == str(first) and argv2[argv2.index("--from_scratch") + 1] == "false"
     assert argv2[argv2.index("--learning_rate") + 1] == "1e-3" and argv2[argv2.index("--seed") + 1] == argv1[argv1.index("--seed") + 1]
     summary = load_script("reproduce").main(["anira-o-depo", "--quick", "--hub_dir", str(hub), "--work_dir", str(work),
@@ -135,7 +161,8 @@ def test_a_staged_recipe_continues_each_stage_from_the_last_and_reports_them_all
     assert all((folder / "model.safetensors").exists() for folder in (first, second))
     card = (tmp_path / "folder" / "README.md").read_text()
     assert "in 2 stages of 30 + 30 steps" in card and "# stage 2" in card and f"--model_name_or_path {first}" not in card
-    assert "--model_name_or_path outputs/reproduce/anira-o-depo/stage1 --from_scratch false" in card
+    assert _stage_command(card, 2).startswith("python examples/train.py --model_name_or_path outputs/reproduce/anira-o-depo/stage1 ")
+    assert "--from_scratch false" in _stage_command(card, 2)
     # the probe log runs over both stages: the second stage's steps continue the first's
     report = json.loads((tmp_path / "folder" / "report.json").read_text())
     assert report["phases"] and report["steps"] == 60
@@ -192,7 +219,8 @@ def test_a_folder_continues_with_the_stage_its_recipe_gained_after_its_checkpoin
     assert summary["continued"] == {"stages": 1, "date": shipped["date"], "machine": shipped["machine"], "log_kept": True}
     card = (folder / "README.md").read_text()
     assert "Stage 1 was trained earlier" in card and "--continue_folder true" in card and "not kept" not in card
-    assert "--model_name_or_path outputs/reproduce/anira-o-depo/stage1 --from_scratch false" in card
+    assert _stage_command(card, 2).startswith("python examples/train.py --model_name_or_path outputs/reproduce/anira-o-depo/stage1 ")
+    assert "--from_scratch false" in _stage_command(card, 2)
 
     # a folder written before folders kept their log: the figure and phases say what is missing
     (hub / name / "training_log.jsonl").unlink()
