@@ -11,7 +11,9 @@ arm computes the same batches: `padded` (right-padded rows, the collator before 
 machine load hits both alike; the learning rate is 0, so the weights, and with them every token's depth, stay
 the same for every arm throughout. `--compile` adds a third arm, the packed batches through
 `torch.compile(model, dynamic=True)` (its first step, which compiles, is reported apart); `--compile_layers` another, the
-packed batches through a copy of the model with `--compile_layers` (anira_study.trainer.compile_layers). `--weights trained` starts from the folder's trained weights (the depths of
+packed batches through a copy of the model with `--compile_layers` (anira_study.trainer.compile_layers); `--compile_model`
+another, through a copy with `--compile_model` (anira_study.trainer.compile_model: the whole training forward as one
+graph; fixed-depth models and ANIRA-E only). `--weights trained` starts from the folder's trained weights (the depths of
 late training), `init` from a fresh initialisation (controllers at max_depth: early training).
 
 Reported per arm: the median CPU time of a step (this process's, one thread), samples per core-second, answer
@@ -63,7 +65,7 @@ def recipe_setup(name: str, num_train: int, weights: str):
 
 
 def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: int, compile_arm: bool = False,
-        layers_arm: bool = False) -> dict:
+        layers_arm: bool = False, model_arm: bool = False) -> dict:
     torch.manual_seed(seed)
     model, tokenizer, train, training_args = recipe_setup(name, num_train, weights)
     model.train()
@@ -84,6 +86,12 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
         collators["layers"] = collators["packed"]
         models["layers"] = compile_layers(copy.deepcopy(model))
         optimizers["layers"] = torch.optim.AdamW(models["layers"].parameters(), lr=0.0, weight_decay=training_args.weight_decay)
+    if model_arm:  # the packed batches through a copy whose whole training forward is compiled (--compile_model)
+        from anira_study.trainer import compile_model
+
+        collators["whole"] = collators["packed"]
+        models["whole"] = compile_model(copy.deepcopy(model))
+        optimizers["whole"] = torch.optim.AdamW(models["whole"].parameters(), lr=0.0, weight_decay=training_args.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train), generator=generator).tolist()
     rows = [train[i] for i in order[: (steps + warmup) * batch_size]]
@@ -125,6 +133,9 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
     if "layers" in result:
         result["layers"]["first_step_s"] = first_step["layers"]
         result["layers_speedup"] = result["padded"]["step_ms"] / result["layers"]["step_ms"]
+    if "whole" in result:
+        result["whole"]["first_step_s"] = first_step["whole"]
+        result["whole_speedup"] = result["padded"]["step_ms"] / result["whole"]["step_ms"]
     return result
 
 
@@ -140,23 +151,28 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the packed batches through torch.compile(model, dynamic=True)")
     parser.add_argument("--compile_layers", action="store_true",
                         help="also time the packed batches through a model with --compile_layers (its first step compiles)")
+    parser.add_argument("--compile_model", action="store_true",
+                        help="also time the packed batches through a model with --compile_model (fixed and ANIRA-E recipes)")
     parser.add_argument("--repo", help="the checkout whose code is measured (default: this one); its hub_configs are used")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = [run(name, args.steps, args.warmup, args.num_train, weights, args.seed, args.compile, args.compile_layers)
+    results = [run(name, args.steps, args.warmup, args.num_train, weights, args.seed, args.compile, args.compile_layers,
+                   args.compile_model)
                for name in args.recipes for weights in args.weights]
     print(f"torch {torch.__version__}, 1 thread, median CPU time per step over {args.steps} steps per arm (alternating)")
     print("| recipe | weights | arm | step (ms) | samples / core-s | answer tokens / core-s | padding share | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        for arm in [arm for arm in ("padded", "packed", "compiled", "layers") if arm in r]:
+        for arm in [arm for arm in ("padded", "packed", "compiled", "layers", "whole") if arm in r]:
             a = r[arm]
             speedup = {"padded": "1.00", "packed": f"{r.get('speedup', 0):.2f}", "compiled": f"{r.get('compiled_speedup', 0):.2f}",
-                       "layers": f"{r.get('layers_speedup', 0):.2f}"}[arm]
+                       "layers": f"{r.get('layers_speedup', 0):.2f}", "whole": f"{r.get('whole_speedup', 0):.2f}"}[arm]
             if arm == "compiled":
                 arm = f"packed + compile (first step {a['first_step_s']:.0f} s)"
             if arm == "layers":
                 arm = f"packed + compiled layers (first step {a['first_step_s']:.0f} s)"
+            if arm == "whole":
+                arm = f"packed + compiled model (first step {a['first_step_s']:.0f} s)"
             print(f"| {r['recipe']} | {r['weights']} | {arm} | {a['step_ms']:.1f} | {a['samples_per_s']:.0f} | "
                   f"{a['answer_tokens_per_s']:.0f} | {a['padding_share']:.2f} | {speedup} |")
     if args.json:
