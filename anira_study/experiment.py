@@ -35,9 +35,12 @@ MODELS = {"ANIRA-E": "early", "ANIRA-O": "online"}
 class ExperimentArguments:
     output_dir: str = field(default="outputs/experiment")
     task: str = field(default="depo")
-    task_params: str = field(default='{"num_nodes": 8, "num_queries": 6, "supervise_all_queries": true, "edge_format": "token"}')
-    train_sizes: list[int] = field(default_factory=lambda: [1, 2, 3])
-    extrapolation_sizes: list[int] = field(default_factory=lambda: [4, 5])
+    # The replicated study's repaired DEPO (anira_study.study.GRIDS["depo"]; tested equal): hops in unary, so an unseen
+    # k holds no untrained symbol, and the study's answer, the shipped DEPO folders and this run share one task.
+    task_params: str = field(default='{"num_nodes": 8, "num_queries": 6, "supervise_all_queries": true, "edge_format": "token", '
+                                     '"hop_format": "unary"}')
+    train_sizes: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    extrapolation_sizes: list[int] = field(default_factory=lambda: [5, 6])
     num_train: int = field(default=30_000)
     num_validation: int = field(default=64, metadata={"help": "Validation prompts per training size (read by the probe)."})
     num_test_per_size: int = field(default=250, metadata={"help": "Distinct test prompts per size."})

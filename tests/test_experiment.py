@@ -110,3 +110,21 @@ def test_a_trained_folder_is_scored_only_on_the_prompts_and_sizes_it_was_trained
     no_recipe = tmp_path / "no-recipe"
     no_recipe.mkdir()
     assert other_task(args, no_recipe, {"task": "depo", "train_sizes": [1, 2]}).startswith("its task parameters are unknown")
+
+
+def test_the_main_job_runs_on_the_studys_depo_so_the_shipped_depo_folders_are_scored_beside_it():
+    from anira_study.experiment import other_task
+    from anira_study.study import GRIDS
+
+    data = GRIDS["depo"]["data"]
+    args = ExperimentArguments()
+    assert json.loads(args.task_params) == json.loads(data[data.index("--task_params") + 1])
+    sizes = data[data.index("--train_sizes") + 1:data.index("--extrapolation_sizes")]
+    unseen = data[data.index("--extrapolation_sizes") + 1:data.index("--num_train")]
+    assert args.train_sizes == [int(c) for c in sizes] and args.extrapolation_sizes == [int(c) for c in unseen]
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("anira-e-depo", "anira-o-depo", "anira-fixed-depo"):
+        folder = root / "hub_configs" / name
+        assert other_task(args, folder, json.loads((folder / "report.json").read_text())) is None, name
