@@ -127,7 +127,7 @@ def test_train_names_a_missing_model_folder_and_a_corrupt_tokenizer_file(tmp_pat
     (["--max_steps", "-5"], "--max_steps must be >= 1, got -5"),
     (["--task", "bogus"], "--task must be one of"),
     (["--task_params", "{num_nodes: 4"], "--task_params is not valid JSON"),
-    (["--extrapolation_sizes", "3", "4"], "extrapolation_sizes must be above the largest training size 3"),
+    (["--train_sizes", "1", "2", "3", "--extrapolation_sizes", "3", "4"], "extrapolation_sizes must be above the largest training size 3"),
     (["--model_overrides", "num_core_layers=1000000"], "num_core_layers"),
     (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size"),
 ])
