@@ -262,7 +262,7 @@ def evaluate_shipped(args: ExperimentArguments, data_path: Path) -> dict:
             results[name] = {"folder": folder, "skipped": "no trained weights"}
             continue
         shipped = json.loads(spec_file.read_text())
-        other = other_task(args, path, shipped)
+        other = other_task(args, path)
         if other:
             results[name] = {"folder": folder, "skipped": other}
             continue
@@ -277,29 +277,31 @@ def evaluate_shipped(args: ExperimentArguments, data_path: Path) -> dict:
     return results
 
 
-def other_task(args: ExperimentArguments, folder: Path, shipped: dict) -> str | None:
-    """Why a trained folder's task is not this job's (None when it is): another task, another prompt format (its
-    recipe's `--task_params` write other prompts for the same seed and size: the repaired DEPO's unary hops read as
+def other_task(args: ExperimentArguments, folder: Path) -> str | None:
+    """Why a trained folder's task is not this job's (None when it is): another task, another prompt format (the
+    folder's task parameters write other prompts for the same seed and size: the repaired DEPO's unary hops read as
     `<hop=k>` symbols it never trained), or other training sizes (this job's unseen sizes would be its seen ones).
-    Its test prompts would mean something else, so it is not scored on them."""
+    Its test prompts would mean something else, so it is not scored on them. The folder's task is what
+    `evaluation.folder_task_spec` rebuilds (its anira_data.json, or its recipe's last stage)."""
     from anira_tasks import generate_sample
 
-    from anira_study.reproduce import load_recipe
+    from anira_study.evaluation import folder_task_spec
 
-    if shipped["task"] != args.task:
-        return f"trained on {shipped['task']}, not {args.task}"
     try:
-        train_args = load_recipe(folder)["train_args"]
+        spec = folder_task_spec(folder)
     except ValueError as error:
         return f"its task parameters are unknown ({error})"
-    params = json.loads(train_args[train_args.index("--task_params") + 1]) if "--task_params" in train_args else {}
-    sizes = list(args.train_sizes) + list(args.extrapolation_sizes)
+    if isinstance(spec, str):
+        return f"it names a saved dataset ({spec}), not task parameters"
+    if spec.task != args.task:
+        return f"trained on {spec.task}, not {args.task}"
     ours = json.loads(args.task_params)
-    if any(generate_sample(args.task, size, seed=0, **ours).prompt != generate_sample(args.task, size, seed=0, **params).prompt
-           for size in sizes):
-        return f"trained on other {args.task} prompts (task parameters {json.dumps(params)}, this job's {json.dumps(ours)})"
-    if list(shipped["train_sizes"]) != list(args.train_sizes):
-        return f"trained on sizes {shipped['train_sizes']}, this job on {list(args.train_sizes)}"
+    if any(generate_sample(args.task, size, seed=0, **ours).prompt
+           != generate_sample(args.task, size, seed=0, **spec.task_params).prompt
+           for size in [*args.train_sizes, *args.extrapolation_sizes]):
+        return f"trained on other {args.task} prompts (task parameters {json.dumps(spec.task_params)}, this job's {json.dumps(ours)})"
+    if list(spec.train_sizes) != list(args.train_sizes):
+        return f"trained on sizes {list(spec.train_sizes)}, this job on {list(args.train_sizes)}"
     return None
 
 

@@ -97,19 +97,20 @@ def test_a_trained_folder_is_scored_only_on_the_prompts_and_sizes_it_was_trained
     def folder(name, task="depo", task_params=params, train_sizes=(1, 2)):
         path = tmp_path / name
         path.mkdir()
-        train_args = ["--task", task, "--task_params", json.dumps(task_params)]
+        train_args = ["--task", task, "--task_params", json.dumps(task_params),
+                      "--train_sizes", *map(str, train_sizes), "--extrapolation_sizes", str(max(train_sizes) + 1)]
         (path / "recipe.json").write_text(json.dumps({"train_args": train_args}))
-        return path, {"task": task, "train_sizes": list(train_sizes)}
+        return path
 
-    assert other_task(args, *folder("same")) is None
+    assert other_task(args, folder("same")) is None
     # the same prompts written with every default spelled out are the same task
-    assert other_task(args, *folder("spelled", task_params={**params, "hop_format": "marker"})) is None
-    assert other_task(args, *folder("unary", task_params={**params, "hop_format": "unary"})).startswith("trained on other depo prompts")
-    assert other_task(args, *folder("sizes", train_sizes=(1, 2, 3))) == "trained on sizes [1, 2, 3], this job on [1, 2]"
-    assert other_task(args, *folder("brevo", task="brevo")) == "trained on brevo, not depo"
+    assert other_task(args, folder("spelled", task_params={**params, "hop_format": "marker"})) is None
+    assert other_task(args, folder("unary", task_params={**params, "hop_format": "unary"})).startswith("trained on other depo prompts")
+    assert other_task(args, folder("sizes", train_sizes=(1, 2, 3))) == "trained on sizes [1, 2, 3], this job on [1, 2]"
+    assert other_task(args, folder("brevo", task="brevo", task_params={}, train_sizes=(3, 4))) == "trained on brevo, not depo"
     no_recipe = tmp_path / "no-recipe"
     no_recipe.mkdir()
-    assert other_task(args, no_recipe, {"task": "depo", "train_sizes": [1, 2]}).startswith("its task parameters are unknown")
+    assert other_task(args, no_recipe).startswith("its task parameters are unknown")
 
 
 def test_the_main_job_runs_on_the_studys_depo_so_the_shipped_depo_folders_are_scored_beside_it():
@@ -126,5 +127,4 @@ def test_the_main_job_runs_on_the_studys_depo_so_the_shipped_depo_folders_are_sc
 
     root = Path(__file__).resolve().parents[1]
     for name in ("anira-e-depo", "anira-o-depo", "anira-fixed-depo"):
-        folder = root / "hub_configs" / name
-        assert other_task(args, folder, json.loads((folder / "report.json").read_text())) is None, name
+        assert other_task(args, root / "hub_configs" / name) is None, name
