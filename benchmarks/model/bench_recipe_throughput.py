@@ -75,23 +75,19 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
     if PackedAnswerCollator is not None:
         collators["packed"] = PackedAnswerCollator(tokenizer.pad_token_id)
     models = dict.fromkeys(collators, model)
-    compile_seconds = None
     if compile_arm and PackedAnswerCollator is not None:  # the packed batches through torch.compile(model)
         collators["compiled"] = collators["packed"]
         models["compiled"] = torch.compile(model, dynamic=True)
     optimizers = dict.fromkeys(collators, optimizer)
-    if layers_arm:  # the packed batches through a copy whose layers are compiled (--compile_layers); lr 0 keeps it equal
-        from anira_study.trainer import compile_layers
+    # the packed batches through a copy whose layers (--compile_layers) or whole training forward (--compile_model)
+    # are compiled; learning rate 0 keeps each copy equal to the model
+    for arm, wanted, compiler in (("layers", layers_arm, "compile_layers"), ("whole", model_arm, "compile_model")):
+        if wanted:
+            from anira_study import trainer
 
-        collators["layers"] = collators["packed"]
-        models["layers"] = compile_layers(copy.deepcopy(model))
-        optimizers["layers"] = torch.optim.AdamW(models["layers"].parameters(), lr=0.0, weight_decay=training_args.weight_decay)
-    if model_arm:  # the packed batches through a copy whose whole training forward is compiled (--compile_model)
-        from anira_study.trainer import compile_model
-
-        collators["whole"] = collators["packed"]
-        models["whole"] = compile_model(copy.deepcopy(model))
-        optimizers["whole"] = torch.optim.AdamW(models["whole"].parameters(), lr=0.0, weight_decay=training_args.weight_decay)
+            collators[arm] = collators["packed"]
+            models[arm] = getattr(trainer, compiler)(copy.deepcopy(model))
+            optimizers[arm] = torch.optim.AdamW(models[arm].parameters(), lr=0.0, weight_decay=training_args.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train), generator=generator).tolist()
     rows = [train[i] for i in order[: (steps + warmup) * batch_size]]
@@ -127,15 +123,10 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
                        "positions_per_step": s["positions"] / steps}
     if "packed" in result:
         result["speedup"] = result["padded"]["step_ms"] / result["packed"]["step_ms"]
-    if "compiled" in result:
-        result["compiled"]["first_step_s"] = first_step["compiled"]
-        result["compiled_speedup"] = result["padded"]["step_ms"] / result["compiled"]["step_ms"]
-    if "layers" in result:
-        result["layers"]["first_step_s"] = first_step["layers"]
-        result["layers_speedup"] = result["padded"]["step_ms"] / result["layers"]["step_ms"]
-    if "whole" in result:
-        result["whole"]["first_step_s"] = first_step["whole"]
-        result["whole_speedup"] = result["padded"]["step_ms"] / result["whole"]["step_ms"]
+    for arm in ("compiled", "layers", "whole"):  # the first step of a compiled arm holds its compilation
+        if arm in result:
+            result[arm]["first_step_s"] = first_step[arm]
+            result[f"{arm}_speedup"] = result["padded"]["step_ms"] / result[arm]["step_ms"]
     return result
 
 
