@@ -43,8 +43,8 @@ class ModelArguments:
     compile_model: bool = field(
         default=False,
         metadata={"help": "Compile the whole training forward (depth loop, readouts and losses) as one torch.compile "
-                          "graph, hence one fused backward (anira_study.trainer.compile_model). Fixed-depth models and "
-                          "ANIRA-E with router_gradient='full' only (a ValueError names any other); evaluation and "
+                          "graph, hence one fused backward (anira_study.trainer.compile_model). Every depth mode but "
+                          "ANIRA-E with router_gradient='next' (a ValueError names it); evaluation and "
                           "generation run eager. Equal to eager within float rounding, not bit for bit."},
     )
 

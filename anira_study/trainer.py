@@ -136,9 +136,6 @@ def compile_layers(model, dynamic: bool = True):
 
 def whole_forward_problem(config) -> str | None:
     """Why `compile_model` cannot compile this configuration's training forward as one graph, or None."""
-    if config.depth_mode == "online":
-        return ("depth_mode='online' (ANIRA-O) halts on the halting head's values after every iteration, so its loop "
-                "and gathers follow tensor values; use --compile_layers")
     if config.depth_mode == "early" and config.router_gradient != "full":
         return (f"router_gradient={config.router_gradient!r} runs the loop to the batch's deepest token (a tensor "
                 "value) and gathers the tokens it computes; only router_gradient='full' computes every iteration of "
@@ -149,15 +146,18 @@ def whole_forward_problem(config) -> str | None:
 def compile_model(model, dynamic: bool = True):
     """Replaces this model's `forward` by one `torch.compile(fullgraph=True)`d graph for training steps (`model.training`
     and grad mode): embedding, prelude, the whole depth loop, coda, iteration-loss readouts and losses, and hence one
-    fused backward. Only where the training forward has no data-dependent control flow: fixed depth, and ANIRA-E with
-    the exact router gradient (`router_gradient="full"`: every token through all max_depth iterations); a ValueError
-    names any other configuration (`whole_forward_problem`). An ANIRA-E model held at full depth
-    (`hold_full_depth`, --depth_hold_*) runs its eager forward while held; evaluation, the probe and generation run
-    eager. Traced, the forward selects the supervised positions through a graph symbol (`captures_row_counts`), the
-    readouts' last coda layer attends without packing (`fast_path.layer_at_rows`), and the random numbers (Gumbel
-    noise) are drawn by eager's generator (`fallback_random`), so the losses and gradients equal eager's within float
-    rounding. Shapes are dynamic from the first call: packed batches of any rows and lengths reuse one graph.
-    Measured: benchmarks/model/RESULTS.md. Returns the model."""
+    fused backward. Where the training forward's loop reads no tensor value: fixed depth, ANIRA-E with the exact router
+    gradient (`router_gradient="full"`: every token through all max_depth iterations) and ANIRA-O (every iteration of
+    the budget runs, each over the tokens it computes, their count a graph symbol: `fast_path._traced_iteration`); a
+    ValueError names the one other configuration, `router_gradient="next"` (`whole_forward_problem`). A model held at
+    full depth (`hold_full_depth`, --depth_hold_*) runs its eager forward while held; evaluation, the probe and
+    generation run eager. Traced, the forward selects the supervised positions through a graph symbol
+    (`captures_row_counts`), the readouts' last coda layer and ANIRA-O's core layers attend without packing
+    (`fast_path.layer_at_rows`), and the random numbers (Gumbel noise) are drawn by eager's generator
+    (`fallback_random`), so the losses and gradients equal eager's within float rounding (and ANIRA-O's depths are
+    eager's unless a halting probability lies within rounding of the threshold). Shapes are dynamic from the first
+    call: packed batches of any rows and lengths reuse one graph. Measured: benchmarks/model/RESULTS.md. Returns the
+    model."""
     problem = whole_forward_problem(model.config)
     if problem is not None:
         raise ValueError(f"--compile_model cannot compile this model's training forward as one graph: {problem}")

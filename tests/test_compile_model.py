@@ -1,7 +1,8 @@
-"""`--compile_model` (anira_study.trainer.compile_model): the whole training forward of a fixed-depth model or of
-ANIRA-E with the exact router gradient compiled as one graph gives eager's losses and gradients (float32 and float64,
-within rounding), packed batches of other rows and lengths reuse that graph, and every other configuration is refused
-with a ValueError that names the problem."""
+"""`--compile_model` (anira_study.trainer.compile_model): the whole training forward of a fixed-depth model, of
+ANIRA-E with the exact router gradient and of ANIRA-O (every halting objective, tokens at different depths, iterations
+over no rows) compiled as one graph gives eager's losses, depths and gradients (float32 and float64, within rounding),
+packed batches of other rows and lengths reuse that graph, and ANIRA-E's router_gradient="next" is refused with a
+ValueError that names the problem."""
 
 from pathlib import Path
 
@@ -34,15 +35,23 @@ def step(model, batch: dict, seed: int, **kwargs):
     torch.manual_seed(seed)  # the Gumbel noise: compiled, drawn by eager's generator (fallback_random)
     out = model(**batch, **kwargs)
     out.loss.backward()
-    terms = {name: getattr(out, name).detach() for name in ("loss", "lm_loss", "iteration_loss", "compute_loss")
+    terms = {name: getattr(out, name).detach() for name in ("loss", "lm_loss", "iteration_loss", "compute_loss", "depths")
              if getattr(out, name) is not None}
     return terms, {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
 
 
-def check_equal_to_eager(dtype, rtol, atol, batches, items: bool, **config):
+def online_model(dtype, halting_bias: float | None = None, **config):
+    """A tiny model (tiny_model: large random controller weights); `halting_bias` set, the halting head's bias."""
+    model = tiny_model(dtype=dtype, recurrence="fast", **config).train()
+    if halting_bias is not None:
+        torch.nn.init.constant_(model.model.depth_controller.halting_head.bias, halting_bias)
+    return model
+
+
+def check_equal_to_eager(dtype, rtol, atol, batches, items: bool, halting_bias: float | None = None, **config):
     """`items`: every step passes the Trainer's `num_items_in_batch` (as the Trainer does, on every step or none)."""
-    eager = tiny_model(dtype=dtype, recurrence="fast", **config).train()
-    compiled = compile_model(tiny_model(dtype=dtype, recurrence="fast", **config).train())
+    eager = online_model(dtype, halting_bias, **config)
+    compiled = compile_model(online_model(dtype, halting_bias, **config))
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
@@ -89,13 +98,47 @@ def test_compiled_model_trains_as_eager_float64(config):
     check_equal_to_eager(torch.float64, 1e-6, 1e-8, BATCHES, False, **config)
 
 
-@pytest.mark.parametrize("config, problem", [
-    (dict(depth_mode="online"), "depth_mode='online'"),
-    (dict(depth_mode="early", router_gradient="next"), "router_gradient='next'"),
-])
-def test_configurations_with_a_data_dependent_loop_are_refused(config, problem):
-    with pytest.raises(ValueError, match=problem):
-        compile_model(tiny_model(**config))
+ONLINE = dict(depth_mode="online", max_depth=5, iteration_loss_weight=0.5, compute_penalty=0.01)
+
+
+def iterations_computed(halting_bias, **config) -> list[list[int]]:
+    """Per batch, how many tokens the eager fast path computes at each iteration (training: the running tokens and
+    those that halted after the previous one)."""
+    counts = []
+    for batch in BATCHES:
+        depths = online_model(torch.float32, halting_bias, **config)(**batch).depths
+        depths = depths[depths > 0]
+        counts.append([int((depths >= t - 1).sum()) if t > 1 else int(depths.numel())
+                       for t in range(1, config["max_depth"] + 1)])
+    return counts
+
+
+@pytest.mark.parametrize("halting_bias", [None, 50.0], ids=["mixed-depths", "all-halt-at-1"])
+def test_compiled_online_model_trains_as_eager_float32(halting_bias):
+    """ANIRA-O's traced loop runs every iteration over the tokens it computes (a graph symbol): tokens at depths 1
+    and 5 in one batch, and a model whose tokens all halt after iteration 1 (iterations 3-5 over no rows)."""
+    computed = iterations_computed(halting_bias, **ONLINE)
+    if halting_bias is None:
+        assert all(0 < c[-1] < c[0] for c in computed), computed
+    else:
+        assert all(c[2:] == [0, 0, 0] for c in computed), computed
+    check_equal_to_eager(torch.float32, 2e-5, 2e-6, BATCHES, True, halting_bias, **ONLINE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["act", "pondernet"])
+def test_compiled_online_objectives_train_as_eager(objective):
+    check_equal_to_eager(torch.float32, 2e-5, 2e-6, BATCHES, True, halting_objective=objective, **ONLINE)
+
+
+@pytest.mark.slow
+def test_compiled_online_model_trains_as_eager_float64():
+    check_equal_to_eager(torch.float64, 1e-6, 1e-8, BATCHES, False, **ONLINE)
+
+
+def test_a_data_dependent_loop_is_refused():
+    with pytest.raises(ValueError, match="router_gradient='next'"):
+        compile_model(tiny_model(depth_mode="early", router_gradient="next"))
 
 
 def test_held_early_model_and_evaluation_run_eager():
@@ -116,5 +159,5 @@ def test_the_flag_compiles_and_refuses_with_compile_layers():
     with pytest.raises(ValueError, match="choose one"):
         load_model_and_tokenizer(ModelArguments(**args, compile_model=True, compile_layers=True), "depo")
     args["model_name_or_path"] = args["model_name_or_path"].replace("anira-e-depo", "anira-o-depo")
-    with pytest.raises(ValueError, match="ANIRA-O"):
-        load_model_and_tokenizer(ModelArguments(**args, compile_model=True), "depo")
+    online, _ = load_model_and_tokenizer(ModelArguments(**args, compile_model=True), "depo")
+    assert "forward" in vars(online)

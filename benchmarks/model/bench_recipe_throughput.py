@@ -13,7 +13,8 @@ the same for every arm throughout. `--compile` adds a third arm, the packed batc
 `torch.compile(model, dynamic=True)` (its first step, which compiles, is reported apart); `--compile_layers` another, the
 packed batches through a copy of the model with `--compile_layers` (anira_study.trainer.compile_layers); `--compile_model`
 another, through a copy with `--compile_model` (anira_study.trainer.compile_model: the whole training forward as one
-graph; fixed-depth models and ANIRA-E only). `--weights trained` starts from the folder's trained weights (the depths of
+graph). A compiled arm's losses and depths are checked against the packed arm's (the same batches and weights) and
+the largest relative loss difference reported. `--weights trained` starts from the folder's trained weights (the depths of
 late training), `init` from a fresh initialisation (controllers at max_depth: early training).
 
 Reported per arm: the median CPU time of a step (this process's, one thread), samples per core-second, answer
@@ -93,6 +94,7 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
     rows = [train[i] for i in order[: (steps + warmup) * batch_size]]
     times = {arm: [] for arm in collators}
     first_step = {}
+    outputs = {arm: [] for arm in collators}  # (loss, depths) per step: the compiled arms checked against packed
     stats = {arm: {"positions": 0, "padding": 0, "answer_tokens": 0, "samples": 0} for arm in collators}
     for step in range(warmup + steps):
         chunk = rows[step * batch_size:(step + 1) * batch_size]
@@ -107,6 +109,7 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
             optimizers[arm].zero_grad(set_to_none=True)
             elapsed = time.process_time() - start
             first_step.setdefault(arm, elapsed)  # the compiled arm's first step holds the compilation
+            outputs[arm].append((out.loss.item(), None if out.depths is None else out.depths.detach()))
             if step >= warmup:
                 times[arm].append(elapsed)
                 s = stats[arm]
@@ -126,6 +129,10 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
     for arm in ("compiled", "layers", "whole"):  # the first step of a compiled arm holds its compilation
         if arm in result:
             result[arm]["first_step_s"] = first_step[arm]
+            # the same batches and weights as the packed arm: its losses within rounding, its depths the same
+            pairs = list(zip(outputs[arm], outputs.get("packed", [])))
+            result[arm]["max_loss_rel_diff"] = max((abs(a - b) / abs(b) for (a, _), (b, _) in pairs), default=None)
+            result[arm]["depths_equal"] = all(d is None or torch.equal(d, e) for (_, d), (_, e) in pairs)
             result[f"{arm}_speedup"] = result["padded"]["step_ms"] / result[arm]["step_ms"]
     return result
 
@@ -143,7 +150,7 @@ def main() -> None:
     parser.add_argument("--compile_layers", action="store_true",
                         help="also time the packed batches through a model with --compile_layers (its first step compiles)")
     parser.add_argument("--compile_model", action="store_true",
-                        help="also time the packed batches through a model with --compile_model (fixed and ANIRA-E recipes)")
+                        help="also time the packed batches through a model with --compile_model (its first step compiles)")
     parser.add_argument("--repo", help="the checkout whose code is measured (default: this one); its hub_configs are used")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -166,6 +173,10 @@ def main() -> None:
                 arm = f"packed + compiled model (first step {a['first_step_s']:.0f} s)"
             print(f"| {r['recipe']} | {r['weights']} | {arm} | {a['step_ms']:.1f} | {a['samples_per_s']:.0f} | "
                   f"{a['answer_tokens_per_s']:.0f} | {a['padding_share']:.2f} | {speedup} |")
+    for r in results:
+        for arm in [arm for arm in ("compiled", "layers", "whole") if r.get(arm, {}).get("max_loss_rel_diff") is not None]:
+            print(f"{r['recipe']} {r['weights']} {arm}: losses within {r[arm]['max_loss_rel_diff']:.1e} (relative) of the "
+                  f"packed arm's, depths {'equal' if r[arm]['depths_equal'] else 'NOT equal'} on every step")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

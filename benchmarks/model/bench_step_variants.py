@@ -16,7 +16,7 @@ alternate step by step in this one process, so drifts of machine speed hit them 
 - `micro N`: the 64 samples as 64 / N micro-batches of N, gradients accumulated (the same gradient);
 - `compiled layers`: a copy of the model with `--compile_layers` (anira_study.trainer.compile_layers; adopted, opt-in);
 - `compiled model`: a copy with `--compile_model` (anira_study.trainer.compile_model: the whole training forward one
-  graph; fixed-depth models and ANIRA-E with router_gradient="full" only, not run for the others; adopted, opt-in).
+  graph; every model but ANIRA-E with router_gradient="next", not run for that one; adopted, opt-in).
 
 Reported: the median CPU time of a step per arm (this process's, one torch thread), and the wall time of each arm's
 first step (where the compiled arms compile).

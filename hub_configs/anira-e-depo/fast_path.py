@@ -289,7 +289,8 @@ def layer_at(layer, hidden: torch.Tensor, selected, layer_kwargs: dict, config) 
     return layer.finish_rows(hidden.reshape(-1, width).index_select(0, index), out)
 
 
-def layer_at_rows(layer, hidden: torch.Tensor, index: torch.Tensor, layer_kwargs: dict, config) -> torch.Tensor:
+def layer_at_rows(layer, hidden: torch.Tensor, index: torch.Tensor, layer_kwargs: dict, config,
+                  active: torch.Tensor | None = None) -> torch.Tensor:
     """`layer_at` for a traced forward, at the flat positions `index` [N] (row-major), with no data-dependent packing:
     keys/values at every position, and each selected query's attention over its own row's keys, values and mask row
     written out in elementwise operations and sums (which the compiler fuses with the gathers; an attention kernel
@@ -311,7 +312,7 @@ def layer_at_rows(layer, hidden: torch.Tensor, index: torch.Tensor, layer_kwargs
     probs = scores.softmax(-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(query.dtype)
     probs = torch.nn.functional.dropout(probs, p=attention.attention_dropout if attention.training else 0.0)
     out = (probs.unsqueeze(-1) * value).sum(2)  # [N, heads, head_dim]
-    return layer.finish_rows(hidden.reshape(-1, width).index_select(0, index), out.reshape(index.shape[0], -1))
+    return layer.finish_rows(hidden.reshape(-1, width).index_select(0, index), out.flatten(1), active)
 
 
 def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer_kwargs: dict, all_hidden) -> torch.Tensor:
@@ -328,13 +329,16 @@ def fast_recur(model, hidden, prelude_states, plan, max_depth: int, cache, layer
     running = torch.ones(batch * seq, dtype=torch.bool, device=hidden.device)  # computed at the previous iteration
     all_running = True  # the last iteration (or the prelude, before any) computed every token
 
+    traced = torch.compiler.is_compiling() and cache is None  # a compiled training forward (compile_model)
     ran = 0
     for t in range(1, max_depth + 1):
         if not plan.any_active(t):
             break
         active = plan.active(t)
         computed = plan.computed(t)
-        if computed is None or bool(computed.all()):  # every token computed: the dense iteration
+        if traced and computed is not None:
+            hidden_flat = _traced_iteration(model, computed, active, hidden_flat, prelude_flat, layer_kwargs)
+        elif computed is None or bool(computed.all()):  # every token computed: the dense iteration
             mask = None if active is None or (not active.requires_grad and bool((active > 0.5).all())) else active
             hidden = model.dense_iteration(t, hidden_flat.view(batch, seq, width), prelude_states, mask, cache, layer_kwargs)
             hidden_flat = hidden.reshape(-1, width)
@@ -409,4 +413,23 @@ def _sparse_iteration(model, t, computed, active, freezing, hidden_flat, prelude
             key, value = cache.update(key, value, cache.core_slot(t, position))
         out = packing.attend(layer.self_attn, query, key, value, **attend_kwargs)  # [N, heads * head_dim]
         states = layer.finish_rows(states, out, a)
+    return hidden_flat.index_copy(0, index, states)
+
+
+def _traced_iteration(model, computed, active, hidden_flat, prelude_flat, layer_kwargs: dict) -> torch.Tensor:
+    """`_sparse_iteration` for a traced training forward (ANIRA-O under compile_model): the computed tokens' count is a
+    graph symbol (possibly 0), and nothing is packed. Each core layer reads its keys/values from every position, the
+    computed tokens at their current layer input and the others at their frozen state (the reuse rule, recomputed
+    rather than stored), and runs queries, attention and MLP for the computed rows only (`layer_at_rows`), with the
+    training mask `a * layer(h) + (1 - a) * h`. Equal to the eager iteration within rounding."""
+    batch, seq = computed.shape
+    width = hidden_flat.shape[-1]
+    index = computed.reshape(-1).nonzero().squeeze(-1)
+    previous = hidden_flat.index_select(0, index)
+    a = active.reshape(-1).index_select(0, index).to(hidden_flat.dtype).unsqueeze(-1)
+    states = model.injection(previous, prelude_flat.index_select(0, index))
+    states = a * states + (1 - a) * previous
+    for layer in model.core:
+        inputs = hidden_flat.index_copy(0, index, states).view(batch, seq, width)
+        states = layer_at_rows(layer, inputs, index, layer_kwargs, model.config, a)
     return hidden_flat.index_copy(0, index, states)

@@ -177,13 +177,15 @@ class AniraAttention(nn.Module):
     def project_query(self, hidden_states: torch.Tensor, position_embeddings) -> torch.Tensor:
         """Queries (rotated) [batch, heads, seq, head_dim] of already-normed states [batch, seq, hidden], or
         [N, heads, head_dim] of token rows [N, hidden] (the fast path's gathered tokens; cos/sin [N, head_dim])."""
-        q = self.q_proj(hidden_states).view(*hidden_states.shape[:-1], -1, self.head_dim)
+        # The head counts are written out: a traced forward's row count may be 0, where -1 cannot be inferred.
+        q = self.q_proj(hidden_states).view(*hidden_states.shape[:-1], self.q_proj.out_features // self.head_dim,
+                                            self.head_dim)
         return apply_rotary(q if q.dim() == 3 else q.transpose(1, 2), *position_embeddings)
 
     def project_key_value(self, hidden_states: torch.Tensor, position_embeddings) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys (rotated) and values [batch, kv_heads, seq, head_dim] of already-normed states [batch, seq, hidden],
         or [N, kv_heads, head_dim] of token rows [N, hidden] (as `project_query`)."""
-        shape = (*hidden_states.shape[:-1], -1, self.head_dim)
+        shape = (*hidden_states.shape[:-1], self.k_proj.out_features // self.head_dim, self.head_dim)
         k = self.k_proj(hidden_states).view(shape)
         v = self.v_proj(hidden_states).view(shape)
         if k.dim() > 3:

@@ -267,6 +267,10 @@ class OnlinePlan:
         # In training one more iteration runs after the last token halted: the straight-through gradient of a
         # halting decision at d is "what iteration d + 1 would have changed", and every token must get it
         # whatever the other sequences of its batch do (gradient accumulation must equal one large batch).
+        # Traced (torch.compile), no tensor value is read: every iteration of the budget runs, those after the
+        # last halt over no rows (fast_path's traced iteration).
+        if torch.compiler.is_compiling():
+            return t <= self.max_depth
         ran_last = self.training and self.ran_hard is not None and bool(self.ran_hard.any())
         return t <= self.max_depth and (self.any_running or ran_last)
 
@@ -277,8 +281,10 @@ class OnlinePlan:
 
     def observe(self, t: int, hidden: torch.Tensor) -> None:
         running = self.running_hard
-        index = running.reshape(-1).nonzero().squeeze(-1)
-        if index.numel() == running.numel():
+        index = None if torch.compiler.is_compiling() else running.reshape(-1).nonzero().squeeze(-1)
+        if index is None:  # traced: the head over every token, the frozen ones then read 1 as below
+            lam = torch.where(running, self.head.halting_prob(hidden), 1.0)
+        elif index.numel() == running.numel():
             lam = self.head.halting_prob(hidden)
         else:
             # Only the running tokens' lambda is read (a frozen token's effective lambda is the one of its
@@ -301,7 +307,7 @@ class OnlinePlan:
             halt = self.halt(t, lam)
         self.running = self.running * (1 - halt)
         self.running_hard = self.running > 0.5
-        self.any_running = bool(self.running_hard.any())
+        self.any_running = torch.compiler.is_compiling() or bool(self.running_hard.any())
 
     def effective_lambdas(self, depths: torch.Tensor) -> torch.Tensor:
         """lambda~ [B, S, D]: 0 before min_depth, 1 at D, and after a token's halt its lambda at the halting
@@ -397,6 +403,12 @@ class OnlineDepth(nn.Module):
         self.plan_class = self.PLANS[config.halting_objective]
         self.norm = AniraRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.halting_head = HaltingHead(config.hidden_size, 1)
+
+    def static_in_training(self) -> bool:
+        """Whether a traced training forward can hold this controller's loop: yes, as every iteration of the budget
+        runs there, each over the tokens still computed, gathered through a graph symbol (fast_path's traced
+        iteration), and no tensor value is read."""
+        return self.training
 
     def halting_prob(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(_at_least_float32(self.halting_head(self.norm(hidden)).squeeze(-1)))
