@@ -9,6 +9,7 @@
   optional complexity curriculum and wall-time guard; `save_outputs`: weights, tokenizer, data spec, model card.
 """
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -165,6 +166,7 @@ def compile_model(model, dynamic: bool = True):
     compiled = torch.compile(eager, fullgraph=True, dynamic=dynamic, options={"fallback_random": True})
     controller = model.model.depth_controller
 
+    @functools.wraps(eager)  # the forward's signature: the Trainer keeps the dataset columns it names
     def forward(*args, **kwargs):
         if model.training and torch.is_grad_enabled() and not getattr(controller, "hold_full_depth", False):
             with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):

@@ -150,6 +150,23 @@ def test_held_early_model_and_evaluation_run_eager():
     assert counters["frames"]["total"] == frames
 
 
+def test_the_trainer_keeps_the_batch_columns(tmp_path):
+    """The Trainer drops the dataset columns its model's forward does not name (`remove_unused_columns`): the compiled
+    forward keeps the eager one's signature, so its batches still hold the input ids and labels."""
+    import inspect
+
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    model = compile_model(tiny_model(dtype=torch.float32, recurrence="fast", **ONLINE).train())
+    assert inspect.signature(model.forward) == inspect.signature(tiny_model(**ONLINE).forward)
+    rows = Dataset.from_list([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [-100, 9]}])
+    arguments = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, report_to="none", use_cpu=True)
+    trainer = Trainer(model=model, args=arguments, train_dataset=rows, data_collator=PackedAnswerCollator(pad_token_id=0))
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert int((batch["labels"] != -100).sum()) == 3
+
+
 def test_the_flag_compiles_and_refuses_with_compile_layers():
     args = dict(model_name_or_path=str(Path(__file__).resolve().parents[1] / "hub_configs" / "anira-e-depo"), from_scratch=True)
     model, _ = load_model_and_tokenizer(ModelArguments(**args, compile_model=True), "depo")
