@@ -167,6 +167,20 @@ def test_the_trainer_keeps_the_batch_columns(tmp_path):
     assert int((batch["labels"] != -100).sum()) == 3
 
 
+@pytest.mark.slow
+def test_train_script_trains_with_the_compiled_forward(tmp_path):
+    from conftest import load_script
+    from test_train import train_argv
+
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    trainer = load_script("train").main(train_argv(tmp_path / "run", "--max_steps", "3", "--save_strategy", "no",
+                                                   "--compile_model", "true"))
+    assert trainer.state.global_step == 3
+    assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == [1, 2, 3]
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+
+
 def test_the_flag_compiles_and_refuses_with_compile_layers():
     args = dict(model_name_or_path=str(Path(__file__).resolve().parents[1] / "hub_configs" / "anira-e-depo"), from_scratch=True)
     model, _ = load_model_and_tokenizer(ModelArguments(**args, compile_model=True), "depo")
