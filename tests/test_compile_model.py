@@ -56,6 +56,8 @@ def check_equal_to_eager(dtype, rtol, atol, batches, items: bool, halting_bias: 
     counters = torch._dynamo.utils.counters
     counters.clear()
     for index, batch in enumerate(batches):
+        for model in (eager, compiled):  # a penalty schedule's ramp: a new weight every step, and no recompilation
+            model.config.compute_penalty = 0.01 * index
         kwargs = {"num_items_in_batch": torch.tensor(17 + index)} if items else {}
         terms, grads = step(eager, batch, index, **kwargs)
         compiled_terms, compiled_grads = step(compiled, batch, index, **kwargs)
