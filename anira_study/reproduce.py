@@ -58,7 +58,7 @@ REPORT_FILE = "report.json"
 TRAINING_LOG_FILE = "training_log.jsonl"
 PROVENANCE_FILE = "provenance.json"  # in a stage's training folder: the commit and package version that trained it
 QUICK = {"--max_steps": "30", "--num_train": "1000", "--num_test_per_size": "10", "--probe_steps": "15", "--save_steps": "15",
-         "--num_validation": "16", "--probe_per_size": "16"}
+         "--num_validation": "16", "--probe_per_size": "16", "--compile_model": "false"}  # minutes: no compilation
 
 
 def load_recipe(folder: Path) -> dict:

@@ -15,7 +15,8 @@ minutes; `run` again resumes), then evaluates once on the test splits (generated
 the depth-need analysis) and copies what it made into the repository: `experiments/study/<task>/runs/<run>/`
 (weights, config, tokenizer, `report.json`, the probe log) and a line of `experiments/study/<task>/runs.json`.
 On CPU one training process runs per core (`--processes`, default the core count, one torch thread each); on a
-GPU several processes share the device (`--processes`, default 4), each with its own CUDA context.
+GPU several processes share the device (`--processes`, default 4), each with its own CUDA context. Since protocol
+version 5 a run trains with the compiled training forward unless it had started before (`execution_args`).
 
 The grids of MANO and of CLRS algorithms take their recipe from a recipe search declared here beside `GRIDS`
 (`SEARCHES`): a fixed list of candidates, each trained once as `fixed-6` with `SEARCH_SEED` (not a study seed),
@@ -115,6 +116,12 @@ GRIDS |= {
 }
 # The protocol version that declared each grid and search: a run records its grid's, and a report reads only those.
 VERSIONS = {"depo": "v1", "brevo": "v1"} | {name: "v2" for name in [*SEARCHES, *GRIDS] if name not in ("depo", "brevo")}
+# Protocol v5 (experiments/study/PROTOCOL.md): runs train with the compiled training forward (`--compile_model`: the
+# same model, data, losses and schedule, equal to eager within float rounding, as on two machines), except the runs
+# that had started before it, which finish as they began (`EAGER_RUNS`: a grid's name, every run of it; or its
+# (model, seed) pairs). Quick runs do not compile (reproduce.QUICK).
+EAGER_RUNS = {"depo": "every run", "brevo": {("anira-e", 0), ("anira-o", 0)}}
+COMPILED_ARGS = ["--compile_model", "true"]
 QUICK_DEPTH_NEED_PROMPTS = 4
 DEPTH_NEED_PROMPTS = 200  # test prompts per size of the depth-need analysis (uniform depths 1..max_depth each)
 SEEN, UNSEEN = "test_seen", "test_extrapolation"  # the test splits the analyses read: the sizes seen in training, and larger ones
@@ -130,6 +137,14 @@ def protocol_version(name: str) -> str:
     if name not in VERSIONS:
         raise ValueError(f"the study has grids {sorted(GRIDS)} and searches {sorted(SEARCHES)}, not {name!r}")
     return VERSIONS[name]
+
+
+def execution_args(name: str, model: str, seed: int) -> list[str]:
+    """How a run of grid or search `name` executes, beyond its recipe: `COMPILED_ARGS`, or nothing for the runs of
+    `EAGER_RUNS`."""
+    protocol_version(name)  # a clear error for an unknown name
+    eager = EAGER_RUNS.get(name, set())
+    return [] if eager == "every run" or (model, seed) in eager else COMPILED_ARGS
 
 
 def run_name(model: str, seed: int) -> str:
@@ -197,7 +212,7 @@ def training_args(task: str, model: str, seed: int, model_folder: Path, output_d
     choice, read from `study_dir`), the model's penalty schedule; quick: `examples/reproduce.py --quick`'s minutes."""
     data, schedule, overrides = grid_recipe(task, study_dir, quick)
     argv = ["--model_name_or_path", str(model_folder), "--output_dir", str(output_dir), "--seed", str(seed),
-            *data, *schedule, *COMMON_ARGS]
+            *data, *schedule, *COMMON_ARGS, *execution_args(task, model, seed)]
     if MODELS[model][0] != "fixed":
         argv += ADAPTIVE_ARGS
     return _overridden(argv, overrides, quick)

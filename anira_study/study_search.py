@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from .study import (COMMON_ARGS, RUNNER_LOCK, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
+from .study import (COMMON_ARGS, execution_args, RUNNER_LOCK, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
                     _overridden, _run_processes, _train_resumable, locked, protocol_version, write_model_folder)
 from .study_report import _fmt
 
@@ -43,7 +43,7 @@ def search_args(search: str, candidate: str, variant: str, model_folder: Path, o
     """The `examples/train.py` arguments of one search run: the candidate's recipe, `SEARCH_MODEL`, `SEARCH_SEED`."""
     data, schedule, overrides = candidate_recipe(search, candidate, variant)
     argv = ["--model_name_or_path", str(model_folder), "--output_dir", str(output_dir), "--seed", str(SEARCH_SEED),
-            *data, *schedule, *COMMON_ARGS]
+            *data, *schedule, *COMMON_ARGS, *execution_args(search, SEARCH_MODEL, SEARCH_SEED)]
     return _overridden(argv, overrides, quick)
 
 

@@ -9,19 +9,55 @@ import pytest
 from anira_study import study, study_findings, study_report
 
 
+def recipe_only(argv: list[str]) -> list[str]:
+    """A run's arguments without how it executes (protocol v5's compiled forward)."""
+    if "--compile_model" not in argv:
+        return argv
+    at = argv.index("--compile_model")
+    return argv[:at] + argv[at + 2:]
+
+
 def test_every_model_of_a_grid_trains_on_the_same_data_and_schedule(tmp_path):
     from test_study_search import choose
 
     for search in study.SEARCHES:  # the searched grids: once their search has chosen (synthetic validation numbers)
         choose(search, tmp_path)
     for task in study.GRIDS:
-        argvs = {model: study.training_args(task, model, 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+        argvs = {model: recipe_only(study.training_args(task, model, 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path))
                  for model in study.MODELS}
         adaptive = [a for m, a in argvs.items() if study.MODELS[m][0] != "fixed"]
         fixed = [a for m, a in argvs.items() if study.MODELS[m][0] == "fixed"]
         assert all(a == adaptive[0] for a in adaptive) and all(a == fixed[0] for a in fixed)
         assert adaptive[0] == fixed[0] + study.ADAPTIVE_ARGS  # only the penalty schedule differs
         assert "--resume_from_checkpoint" not in fixed[0] and "--seed" in fixed[0]
+
+
+def test_runs_train_compiled_except_those_started_before_and_quick_ones(tmp_path):
+    """Protocol v5: full runs pass --compile_model true, except every DEPO run and BREVO's anira-e and anira-o of seed
+    0 (started before it) and quick runs."""
+    from test_study_search import choose
+
+    from anira_study import study_search
+
+    for search in study.SEARCHES:
+        choose(search, tmp_path)
+        choose(search, tmp_path, quick=True)
+    eager = {("depo", model, seed) for model in study.MODELS for seed in study.SEEDS}
+    eager |= {("brevo", "anira-e", 0), ("brevo", "anira-o", 0)}
+    for task in study.GRIDS:
+        for model in study.MODELS:
+            for seed in study.SEEDS:
+                for quick in (False, True):
+                    argv = study.training_args(task, model, seed, tmp_path / "m", tmp_path / "o", quick=quick, study_dir=tmp_path)
+                    compiled = not quick and (task, model, seed) not in eager
+                    value = argv[argv.index("--compile_model") + 1] if "--compile_model" in argv else "false"
+                    assert argv.count("--compile_model") <= 1 and value == str(compiled).lower(), (task, model, seed, quick)
+    for search, spec in study.SEARCHES.items():
+        candidate, variant = next(iter(spec["candidates"])), next(iter(spec["variants"]))
+        argv = study_search.search_args(search, candidate, variant, tmp_path / "m", tmp_path / "o")
+        assert argv[argv.index("--compile_model") + 1] == "true"
+        quick = study_search.search_args(search, candidate, variant, tmp_path / "m", tmp_path / "o", quick=True)
+        assert quick.count("--compile_model") == 1 and quick[quick.index("--compile_model") + 1] == "false"
 
 
 def test_model_configs_differ_only_in_the_declared_fields():
