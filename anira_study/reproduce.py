@@ -93,6 +93,18 @@ def with_seed(recipe: dict, seed: int) -> dict:
     return recipe
 
 
+def with_compile_model(recipe: dict, compile_model: bool) -> dict:
+    """The recipe trained with the compiled training forward (`compile_model` True) or the eager one, whatever it
+    stored: how it executes, not what it computes (equal within float rounding; docs/training.md). Said in its notes."""
+    recipe = dict(recipe)
+    stored = _get(recipe["train_args"], "--compile_model") or "false"
+    recipe["train_args"] = _set(recipe["train_args"], "--compile_model", str(compile_model).lower())
+    if stored != str(compile_model).lower():
+        change = f"Trained with --compile_model {str(compile_model).lower()} in place of the stored recipe's {stored}."
+        recipe["notes"] = f"{change} {recipe['notes']}" if recipe.get("notes") else change
+    return recipe
+
+
 # A continuation stage always starts from the previous stage's weights with the first stage's seed.
 STAGE_FIXED_FLAGS = ("--model_name_or_path", "--from_scratch", "--output_dir", "--resume_from_checkpoint", "--seed")
 
@@ -251,7 +263,8 @@ def _comparable(command: str) -> list[str]:
     """A stage's `train.py` command without what depends on the machine or the work folder (a one-stage model
     trained in `work_dir`, its first stage as part of a staged recipe in `work_dir/stage1`)."""
     argv = shlex.split(command)[2:]  # drop "python examples/train.py"
-    dropped, kept, skipping = {"--output_dir", "--use_cpu", "--bf16", "--resume_from_checkpoint"}, [], False
+    dropped = {"--output_dir", "--use_cpu", "--bf16", "--resume_from_checkpoint", "--compile_model"}  # compiled: the same model
+    kept, skipping = [], False
     for arg in argv:  # a flag may take several values (--train_sizes 3 4 5 6)
         skipping = arg in dropped if arg.startswith("--") else skipping
         if not skipping:
@@ -347,7 +360,8 @@ def machine() -> str:
 
 
 def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Path | None = None, target: str | Path | None = None,
-              quick: bool = False, batch_scale: int = 1, seed: int | None = None, continue_folder: bool = False) -> dict:
+              quick: bool = False, batch_scale: int = 1, seed: int | None = None, continue_folder: bool = False,
+              compile_model: bool | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -362,6 +376,11 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     run_name = name + ("" if seed is None else f"-seed{seed}") + ("-quick" if quick else "")
     if seed is not None:
         recipe = with_seed(recipe, seed)
+    if compile_model is not None:
+        if quick:
+            raise ValueError("--quick trains eager (a few minutes, which compiling would take longer than): drop "
+                             "--compile_model or --quick")
+        recipe = with_compile_model(recipe, compile_model)
     work_dir = Path(work_dir or Path("outputs/reproduce") / run_name)
     target = Path(target or (work_dir / "folder" if quick or seed is not None else folder))
     cuda = torch.cuda.is_available()

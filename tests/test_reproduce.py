@@ -1,12 +1,13 @@
 """examples/reproduce.py and anira_study.reproduce: one command retrains a named model and writes its folder."""
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from anira_study.reproduce import load_recipe, training_argv, with_seed
+from anira_study.reproduce import _comparable, load_recipe, stage_runs, training_argv, with_compile_model, with_seed
 
 from conftest import load_script  # noqa: E402
 
@@ -117,6 +118,22 @@ def test_another_seed_trains_the_recipe_into_its_own_folder_and_says_so(tmp_path
     assert "python examples/reproduce.py anira-o-depo --seed 5 --quick" in card
     stored = load_recipe(ROOT / "hub_configs/anira-o-depo")["train_args"]
     assert f"Trained with --seed 5 in place of the stored recipe's {stored[stored.index('--seed') + 1]}." in card
+
+
+def test_the_compiled_forward_is_a_switch_of_execution_not_of_the_recipe(tmp_path):
+    recipe = load_recipe(ROOT / "hub_configs/anira-o-depo")
+    compiled = with_compile_model(recipe, True)
+    (_, argv), = stage_runs(compiled, tmp_path)
+    assert argv.count("--compile_model") == 1 and argv[argv.index("--compile_model") + 1] == "true"
+    assert compiled["notes"].startswith("Trained with --compile_model true in place of the stored recipe's false.")
+    assert with_compile_model(recipe, False).get("notes") == recipe.get("notes")  # the stored recipe's own path: no note
+    (_, eager), = stage_runs(recipe, tmp_path)
+    # a folder trained compiled continues as the recipe's (continue_folder compares commands without it)
+    assert _comparable("python examples/train.py " + shlex.join(argv)) == _comparable("python examples/train.py " + shlex.join(eager))
+    (_, quick), = stage_runs(compiled, tmp_path, quick=True)
+    assert quick[quick.index("--compile_model") + 1] == "false"  # a quick run never compiles
+    with pytest.raises(ValueError, match="--quick trains eager"):
+        load_script("reproduce").main(["anira-o-depo", "--quick", "--compile_model", "true", "--work_dir", str(tmp_path)])
 
 
 @pytest.mark.parametrize("seed", [-1, "3", 1.5, True])
