@@ -41,6 +41,9 @@ def run_numbers(summary: dict) -> dict:
     need_seen = need["per_split"].get(SEEN, need["overall"])
     numbers["uniform_seen_accuracy"] = {u["depth"]: u["accuracy"] for u in need_seen["uniform"]}
     numbers["oracle_gain_matched"] = need_seen["oracle"]["gain_matched"]["value"]
+    argv = summary.get("train_args") or []  # how it trained (protocol v5): the compiled training forward, or eager
+    compiled = "--compile_model" in argv and argv[argv.index("--compile_model") + 1] == "true"
+    numbers["training_forward"] = "compiled" if compiled else "eager"
     if "adaptive" in need_seen:
         adaptive = need_seen["adaptive"]
         numbers |= {"adaptive_gain": adaptive["gain"]["value"], "adaptive_gain_interval": adaptive["gain"]["interval"],

@@ -149,8 +149,8 @@ def format_study(result: dict) -> str:
              "Per run (accuracy of the generated answer on the test prompts; depth at the answer positions; rho over "
              "prompts with its bootstrap interval; gains from the depth-need analysis on the seen sizes):", "",
              "| model | seed | seen accuracy per size | unseen accuracy | seen depth per size | rho (seen) | "
-             "adaptive gain | oracle gain (matched) | F1 | F2 | penalty on from step |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "adaptive gain | oracle gain (matched) | F1 | F2 | penalty on from step | training forward |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for model, m in result["models"].items():
         for seed, n in m["seeds"].items():
             rho, gain = rho_cell(n), gain_cell(n)
@@ -160,12 +160,14 @@ def format_study(result: dict) -> str:
                 f"{' / '.join(_fmt(v) for v in n['unseen_accuracy'].values())} | "
                 f"{' / '.join(_fmt(v) for v in n['seen_depth'].values())} | {rho} | {gain if adaptive else '-'} | "
                 f"{_fmt(n['oracle_gain_matched'])} | {('yes' if finding_1(n) else 'no') if adaptive else '-'} | "
-                f"{('yes' if finding_2(n) else 'no') if adaptive else '-'} | {_onset_cell(n) if adaptive else '-'} |")
+                f"{('yes' if finding_2(n) else 'no') if adaptive else '-'} | {_onset_cell(n) if adaptive else '-'} | "
+                f"{n.get('training_forward', 'eager')} |")
     lines += ["", "Penalty on from step: the adaptive models' compute penalty is 0 until the validation probe's token "
                   "accuracy, pooled over the seen sizes, reaches 0.9, then ramps (the protocol's gate); the first probe "
                   "step with a penalty above 0, "
                   "or never: such a run trained on the LM and iteration losses alone, and any fall of its depth is "
-                  "theirs."]
+                  "theirs. Training forward: compiled (`--compile_model`, protocol v5) or eager, equal within float "
+                  "rounding."]
     lines += ["", "Over seeds (mean, range, and a t-interval over training runs, not over prompts):", "",
               "| model | pooled seen accuracy | lowest seen-size accuracy | pooled seen depth | rho (seen) | adaptive gain | "
               "F1 holds | F2 holds | depth pays |", "|---|---|---|---|---|---|---|---|---|"]

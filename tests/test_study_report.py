@@ -1,6 +1,7 @@
 """The study over seeds (anira_study.study_report): the figures' bands over a grid in progress, the main job's
 answer, the report's cells."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -125,10 +126,12 @@ def test_the_report_says_when_each_adaptive_runs_compute_penalty_came_on_or_that
                     probe=[record(200, 0.0), record(400, 0.0), record(600, 0.0006), record(800, 0.003)])
     write_study_run(tmp_path, "depo", "anira-e", 0, {1: 1.0, 2: 0.8}, {1: 3.0, 2: 3.0}, probe=[record(200, 0.0), record(400, 0.0)])
     write_study_run(tmp_path, "depo", "fixed-6", 0, {1: 1.0, 2: 0.9}, {1: 6.0, 2: 6.0}, probe=[record(200, 0.01)])
+    report = tmp_path / "depo" / "runs" / "anira-o-seed0" / "report.json"  # trained with the compiled forward (v5)
+    report.write_text(json.dumps(json.loads(report.read_text()) | {"train_args": ["--seed", "0", "--compile_model", "true"]}))
     assert study_findings.penalty_onset(read_probe_log(tmp_path / "depo" / "runs" / "anira-o-seed0" / "probe_log.jsonl")) == 600
     assert study_findings.penalty_onset([]) is None  # no probe log
     per_run = [line for line in study_report.study_report("depo", tmp_path)["markdown"].splitlines()
                if line.startswith(("| anira-", "| fixed-")) and line.split(" | ")[1] == "0"]  # (model, seed 0) rows
     rows = {line.split(" | ")[0].lstrip("| "): line for line in per_run}
-    assert rows["anira-o"].endswith("| 600 |") and rows["anira-e"].endswith("| never |")
-    assert rows["fixed-6"].endswith("| - | - | - |")
+    assert rows["anira-o"].endswith("| 600 | compiled |") and rows["anira-e"].endswith("| never | eager |")
+    assert rows["fixed-6"].endswith("| - | - | - | eager |")
