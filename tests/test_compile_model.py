@@ -2,8 +2,10 @@
 ANIRA-E with the exact router gradient and of ANIRA-O (every halting objective, tokens at different depths, iterations
 over no rows) compiled as one graph gives eager's losses, depths and gradients (float32 and float64, within rounding),
 packed batches of other rows and lengths reuse that graph, and ANIRA-E's router_gradient="next" is refused with a
-ValueError that names the problem."""
+ValueError that names the problem. `ANIRA_TEST_DEVICE=cuda` runs the comparisons with eager on a GPU (the compiled
+forward is measured on CPU only so far)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from anira_study.arguments import ModelArguments
 from anira_study.data import PackedAnswerCollator
 from anira_study.trainer import compile_model, load_model_and_tokenizer
 
+DEVICE = torch.device(os.environ.get("ANIRA_TEST_DEVICE", "cpu"))
 EXACT = dict(depth_mode="early", router_gradient="full", router_sampling="gumbel", iteration_loss_weight=0.5,
              compute_penalty=0.01)
 
@@ -30,10 +33,14 @@ def packed_batch(seed: int, samples: int, longest: int) -> dict:
     return PackedAnswerCollator(pad_token_id=0, pack_length=2 * longest)(rows)
 
 
+def on_device(batch: dict) -> dict:
+    return {name: value.to(DEVICE) for name, value in batch.items()}
+
+
 def step(model, batch: dict, seed: int, **kwargs):
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)  # the Gumbel noise: compiled, drawn by eager's generator (fallback_random)
-    out = model(**batch, **kwargs)
+    out = model(**on_device(batch), **kwargs)
     out.loss.backward()
     terms = {name: getattr(out, name).detach() for name in ("loss", "lm_loss", "iteration_loss", "compute_loss", "depths")
              if getattr(out, name) is not None}
@@ -42,7 +49,7 @@ def step(model, batch: dict, seed: int, **kwargs):
 
 def online_model(dtype, halting_bias: float | None = None, **config):
     """A tiny model (tiny_model: large random controller weights); `halting_bias` set, the halting head's bias."""
-    model = tiny_model(dtype=dtype, recurrence="fast", **config).train()
+    model = tiny_model(dtype=dtype, recurrence="fast", **config).to(DEVICE).train()
     if halting_bias is not None:
         torch.nn.init.constant_(model.model.depth_controller.halting_head.bias, halting_bias)
     return model
@@ -58,7 +65,7 @@ def check_equal_to_eager(dtype, rtol, atol, batches, items: bool, halting_bias: 
     for index, batch in enumerate(batches):
         for model in (eager, compiled):  # a penalty schedule's ramp: a new weight every step, and no recompilation
             model.config.compute_penalty = 0.01 * index
-        kwargs = {"num_items_in_batch": torch.tensor(17 + index)} if items else {}
+        kwargs = {"num_items_in_batch": torch.tensor(17 + index, device=DEVICE)} if items else {}
         terms, grads = step(eager, batch, index, **kwargs)
         compiled_terms, compiled_grads = step(compiled, batch, index, **kwargs)
         assert compiled_terms.keys() == terms.keys()
@@ -73,7 +80,7 @@ def check_equal_to_eager(dtype, rtol, atol, batches, items: bool, halting_bias: 
     assert not counters["graph_break"]
     frames = counters["frames"]["total"]
     with torch.no_grad():
-        ids = batches[0]["input_ids"][:2]
+        ids = batches[0]["input_ids"][:2].to(DEVICE)
         assert torch.equal(compiled.eval()(input_ids=ids).logits, eager.eval()(input_ids=ids).logits)
     assert counters["frames"]["total"] == frames, "evaluation should run the eager forward"
 
@@ -108,7 +115,7 @@ def iterations_computed(halting_bias, **config) -> list[list[int]]:
     those that halted after the previous one)."""
     counts = []
     for batch in BATCHES:
-        depths = online_model(torch.float32, halting_bias, **config)(**batch).depths
+        depths = online_model(torch.float32, halting_bias, **config)(**on_device(batch)).depths.cpu()
         depths = depths[depths > 0]
         counts.append([int((depths >= t - 1).sum()) if t > 1 else int(depths.numel())
                        for t in range(1, config["max_depth"] + 1)])
