@@ -96,11 +96,11 @@ def with_seed(recipe: dict, seed: int) -> dict:
 def with_compile_model(recipe: dict, compile_model: bool) -> dict:
     """The recipe trained with the compiled training forward (`compile_model` True) or the eager one, whatever it
     stored: how it executes, not what it computes (equal within float rounding; docs/training.md). Said in its notes."""
-    recipe = dict(recipe)
+    recipe, value = dict(recipe), str(compile_model).lower()
     stored = _get(recipe["train_args"], "--compile_model") or "false"
-    recipe["train_args"] = _set(recipe["train_args"], "--compile_model", str(compile_model).lower())
-    if stored != str(compile_model).lower():
-        change = f"Trained with --compile_model {str(compile_model).lower()} in place of the stored recipe's {stored}."
+    recipe["train_args"] = _set(recipe["train_args"], "--compile_model", value)
+    if stored != value:
+        change = f"Trained with --compile_model {value} in place of the stored recipe's {stored}."
         recipe["notes"] = f"{change} {recipe['notes']}" if recipe.get("notes") else change
     return recipe
 

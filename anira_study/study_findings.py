@@ -10,6 +10,7 @@ the seeds each finding holds in and writes them down.
 import json
 from pathlib import Path
 
+from .reproduce import _get
 from .study import RUNS_FILE, SEEDS, SEEN, STUDY_DIR, UNSEEN, grid_state, run_name
 
 FINDING_1_ACCURACY, FINDING_1_RHO = 0.9, 0.6  # PROTOCOL.md, "What counts as a finding holding"
@@ -41,8 +42,7 @@ def run_numbers(summary: dict) -> dict:
     need_seen = need["per_split"].get(SEEN, need["overall"])
     numbers["uniform_seen_accuracy"] = {u["depth"]: u["accuracy"] for u in need_seen["uniform"]}
     numbers["oracle_gain_matched"] = need_seen["oracle"]["gain_matched"]["value"]
-    argv = summary.get("train_args") or []  # how it trained (protocol v5): the compiled training forward, or eager
-    compiled = "--compile_model" in argv and argv[argv.index("--compile_model") + 1] == "true"
+    compiled = _get(summary.get("train_args") or [], "--compile_model") == "true"  # protocol v5: how it trained
     numbers["training_forward"] = "compiled" if compiled else "eager"
     if "adaptive" in need_seen:
         adaptive = need_seen["adaptive"]

@@ -13,8 +13,9 @@ import json
 import time
 from pathlib import Path
 
-from .study import (COMMON_ARGS, execution_args, RUNNER_LOCK, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
-                    _overridden, _run_processes, _train_resumable, locked, protocol_version, write_model_folder)
+from .study import (COMMON_ARGS, RUNNER_LOCK, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
+                    _overridden, _run_processes, _train_resumable, execution_args, locked, protocol_version,
+                    write_model_folder)
 from .study_report import _fmt
 
 

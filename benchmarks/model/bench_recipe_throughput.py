@@ -137,6 +137,10 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
     return result
 
 
+LABELS = {"padded": "padded", "packed": "packed", "compiled": "packed + compile", "layers": "packed + compiled layers",
+          "whole": "packed + compiled model"}  # each arm as the table names it
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", nargs="+", default=["anira-o-brevo", "anira-e-depo"])
@@ -161,18 +165,13 @@ def main() -> None:
     print("| recipe | weights | arm | step (ms) | samples / core-s | answer tokens / core-s | padding share | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        for arm in [arm for arm in ("padded", "packed", "compiled", "layers", "whole") if arm in r]:
+        for arm, label in [(arm, label) for arm, label in LABELS.items() if arm in r]:
             a = r[arm]
-            speedup = {"padded": "1.00", "packed": f"{r.get('speedup', 0):.2f}", "compiled": f"{r.get('compiled_speedup', 0):.2f}",
-                       "layers": f"{r.get('layers_speedup', 0):.2f}", "whole": f"{r.get('whole_speedup', 0):.2f}"}[arm]
-            if arm == "compiled":
-                arm = f"packed + compile (first step {a['first_step_s']:.0f} s)"
-            if arm == "layers":
-                arm = f"packed + compiled layers (first step {a['first_step_s']:.0f} s)"
-            if arm == "whole":
-                arm = f"packed + compiled model (first step {a['first_step_s']:.0f} s)"
-            print(f"| {r['recipe']} | {r['weights']} | {arm} | {a['step_ms']:.1f} | {a['samples_per_s']:.0f} | "
-                  f"{a['answer_tokens_per_s']:.0f} | {a['padding_share']:.2f} | {speedup} |")
+            speedup = r.get("speedup" if arm == "packed" else f"{arm}_speedup", 1.0)  # over padded
+            if "first_step_s" in a:  # a compiled arm
+                label += f" (first step {a['first_step_s']:.0f} s)"
+            print(f"| {r['recipe']} | {r['weights']} | {label} | {a['step_ms']:.1f} | {a['samples_per_s']:.0f} | "
+                  f"{a['answer_tokens_per_s']:.0f} | {a['padding_share']:.2f} | {speedup:.2f} |")
     for r in results:
         for arm in [arm for arm in ("compiled", "layers", "whole") if r.get(arm, {}).get("max_loss_rel_diff") is not None]:
             print(f"{r['recipe']} {r['weights']} {arm}: losses within {r[arm]['max_loss_rel_diff']:.1e} (relative) of the "
