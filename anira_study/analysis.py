@@ -37,24 +37,32 @@ def _log_lines(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def _final_lineage(records: list[dict]) -> list[dict]:
+    """The records of the training that produced the final weights. A run resumed from a checkpoint appends again
+    from the checkpoint's step, after records the interrupted process wrote past it: a probe record whose step is not
+    above the last one's starts a new segment, and the records at or after its step before it (probes and events
+    alike) belong to the abandoned one and are dropped."""
+    kept = []
+    for record in records:
+        probes = [r["step"] for r in kept if "event" not in r]
+        if "event" not in record and probes and record["step"] <= probes[-1]:
+            kept = [r for r in kept if r["step"] < record["step"]]
+        kept.append(record)
+    return kept
+
+
 def read_probe_log(path: str | Path) -> list[dict]:
     """The probe records `DepthProbeCallback` wrote (event records, which carry an `event` field, are left out:
-    `read_probe_events`); a resumed run's repeated steps keep the last record."""
-    by_step = {}
-    for record in _log_lines(path):
-        if "event" not in record:
-            by_step[record["step"]] = record
-    return [by_step[step] for step in sorted(by_step)]
+    `read_probe_events`), by step; of a resumed run, those of the segment it resumed from (`_final_lineage`)."""
+    return sorted((r for r in _final_lineage(_log_lines(path)) if "event" not in r), key=lambda r: r["step"])
 
 
 def read_probe_events(path: str | Path, event: str | None = None) -> list[dict]:
     """The event records of a probe log (e.g. `curriculum_unlock`: step, unlocked size, the values that unlocked
-    it), of one kind when `event` is given, by step; a resumed run's repeated (event, step) keeps the last."""
-    by_key = {}
-    for record in _log_lines(path):
-        if "event" in record and (event is None or record["event"] == event):
-            by_key[(record["step"], record["event"])] = record
-    return [by_key[key] for key in sorted(by_key)]
+    it), of one kind when `event` is given, by step; of a resumed run, those of the final lineage only, so an unlock
+    that the interrupted process logged and the resumed one did not is not reported."""
+    return sorted((r for r in _final_lineage(_log_lines(path)) if "event" in r and event in (None, r["event"])),
+                  key=lambda r: r["step"])
 
 
 def training_phases(records: list[dict], accuracy_level: float = 0.9) -> dict:

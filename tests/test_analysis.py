@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anira_study.analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log, token_table, training_phases
+from anira_study.analysis import (FEATURE_GROUPS, depth_feature_importance, read_probe_events, read_probe_log, token_table,
+                                  training_phases)
 from anira_study.figures import plot_complexity, plot_training_dynamics
 
 from conftest import load_script  # noqa: E402
@@ -74,6 +75,22 @@ def test_training_phases_find_the_learning_phase_then_the_compute_reduction(tmp_
     phases = training_phases(records)
     assert phases["learned_step"] == 30 and phases["depth_when_learned"] == 3.9
     assert phases["final_depth"] == 2.0 and phases["depth_reduction"] == pytest.approx(1.9)
+
+
+def test_a_resumed_runs_log_keeps_the_segment_it_resumed_from(tmp_path):
+    """An interrupted process logged steps 30-50 and an unlock at 40 past its last checkpoint (20); the resumed one
+    logged 30-50 again and unlocked at 50: the readers give the resumed segment's probes and its unlock only."""
+    def probe(step, depth):
+        return {"step": step, "probe/token_accuracy": 0.5, "probe/answer_depth": depth}
+
+    lines = [probe(10, 6.0), probe(20, 5.0), probe(30, 4.0), probe(40, 4.0),
+             {"event": "curriculum_unlock", "step": 40, "unlocked_size": 2}, probe(50, 4.0),
+             probe(30, 3.0), probe(40, 3.0), probe(50, 3.0), {"event": "curriculum_unlock", "step": 50, "unlocked_size": 2}]
+    path = tmp_path / "probe_log.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert [(r["step"], r["probe/answer_depth"]) for r in read_probe_log(path)] == [(10, 6.0), (20, 5.0), (30, 3.0), (40, 3.0), (50, 3.0)]
+    assert [(e["step"], e["unlocked_size"]) for e in read_probe_events(path)] == [(50, 2)]
+    assert read_probe_events(path, "penalty_on") == []
 
 
 def test_figures_are_written(tmp_path):
