@@ -52,6 +52,29 @@ def run_numbers(summary: dict) -> dict:
     return numbers
 
 
+def curriculum_steps(summary: dict, events: list[dict]) -> dict[int, int | dict | None] | None:
+    """The step from which a run trained on each seen size: the smallest from step 0, each other from the probe step the
+    curriculum unlocked it; None: never (the run never trained on it); `{"by": step}` where the log holds no unlock of
+    the size but one of a larger size at `step` (sizes unlock in order; runs started before unlocks were logged as
+    events lack the early ones). None for a run without a curriculum (every seen size from step 0). `events`: the
+    run's `curriculum_unlock` records (`analysis.read_probe_events`)."""
+    if _get(summary.get("train_args") or [], "--curriculum_accuracy") is None:
+        return None
+    sizes = sorted(int(c) for c in summary["report"][SEEN]["per_complexity"])
+    unlocked = {}
+    for event in events:
+        unlocked.setdefault(int(event["unlocked_size"]), event["step"])
+    steps, later = {}, None
+    for size in reversed(sizes):
+        if size == sizes[0]:
+            steps[size] = 0
+        elif size in unlocked:
+            steps[size] = later = unlocked[size] if later is None else min(unlocked[size], later)
+        else:
+            steps[size] = None if later is None else {"by": later}
+    return {size: steps[size] for size in sizes}
+
+
 def penalty_onset(records: list[dict]) -> int | None:
     """The first probe step at which an adaptive run's compute penalty was above 0 (the gate opens when the validation
     probe's pooled token accuracy reaches 0.9, then ramps), None when it never was: such a run trained on the LM and
@@ -124,8 +147,11 @@ def depth_needed(per_model: dict[str, dict[int, dict]], seeds=SEEDS) -> dict | N
     met = [sum(shallow) >= need, sum(rising) >= need]
     possible = [sum(shallow) + len(seeds) - len(shallow) >= need, sum(rising) + len(seeds) - len(rising) >= need]
     holds = True if all(met) else False if not all(possible) else None
+    untrained = [seed for seed, n in sorted(per_model.get("fixed-1", {}).items())
+                 if (n.get("trained_from_step") or {}).get(max(n["seen_accuracy"]), 0) is None]
     return {"fixed_1_largest_accuracy": largest, "fixed_1_below": sum(shallow), "fixed_1_seeds": len(shallow),
-            "fixed_6_rising": sum(rising), "fixed_6_seeds": len(rising), "holds": holds}
+            "fixed_1_never_trained_there": untrained, "fixed_6_rising": sum(rising), "fixed_6_seeds": len(rising),
+            "holds": holds}
 
 
 def finding_5(online: dict, early: dict) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .study import (GRIDS, MODELS, PROTOCOL_FILE, RUNS_FILE, SEEDS, SEEN, SHIPPED_SEED, STUDY_DIR, UNSEEN, grid_state,
                     protocol_version, read_runs, run_name)
 from .study_findings import (FINDING_1_ACCURACY, FINDING_1_RHO, FINDING_4_FALL, FINDING_4_HOLDS, FINDING_5_TOLERANCE,
-                             GAIN_GOAL, MANO_MARKER_GRIDS, depth_needed, depth_pays, finding_1, finding_2, finding_3,
+                             GAIN_GOAL, MANO_MARKER_GRIDS, curriculum_steps, depth_needed, depth_pays, finding_1, finding_2, finding_3,
                              finding_4_phases, finding_5, mano_marker_finding, penalty_onset, run_numbers)
 
 
@@ -41,10 +41,16 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
     per_model: dict[str, dict[int, dict]] = {}
     for entry in entries:
         folder = study_dir / task / entry["folder"]
-        numbers = run_numbers(json.loads((folder / "report.json").read_text())) | {"steps": entry["steps"]}
+        summary = json.loads((folder / "report.json").read_text())
+        numbers = run_numbers(summary) | {"steps": entry["steps"]}
+        from .analysis import read_probe_events
+        from .curriculum import UNLOCK_EVENT
+        from .trainer import PROBE_LOG_FILE
+
+        events = read_probe_events(folder / PROBE_LOG_FILE, UNLOCK_EVENT) if (folder / PROBE_LOG_FILE).exists() else []
+        numbers["trained_from_step"] = curriculum_steps(summary, events)
         if MODELS[entry["model"]][0] != "fixed":
             from .analysis import read_probe_log
-            from .trainer import PROBE_LOG_FILE
 
             log = read_probe_log(folder / PROBE_LOG_FILE) if (folder / PROBE_LOG_FILE).exists() else []
             numbers["penalty_from_step"] = penalty_onset(log)
@@ -133,6 +139,26 @@ def _over(stat: dict | None) -> str:
     return f"{_fmt(stat['mean'])} (range {_span(stat)}, {interval}, {stat['seeds']} seeds)"
 
 
+def _trained_cell(n: dict) -> str:
+    steps = n.get("trained_from_step")
+    cell = lambda v: "never" if v is None else f"by {v['by']}" if isinstance(v, dict) else str(v)  # noqa: E731
+    return "-" if steps is None else " / ".join(cell(v) for v in steps.values())
+
+
+def starved_line(result: dict) -> str | None:
+    """A sentence naming the runs whose curriculum never unlocked a seen size, or None when every run trained on every
+    seen size: their accuracy at that size is that of a size they never saw."""
+    starved = [(model, seed, [size for size, step in n["trained_from_step"].items() if step is None])
+               for model, m in result["models"].items() for seed, n in m["seeds"].items() if n.get("trained_from_step")]
+    curricular = len(starved)
+    starved = [(model, seed, sizes) for model, seed, sizes in starved if sizes]
+    if not starved:
+        return None
+    named = ", ".join(f"{model} seed {seed} ({', '.join(map(str, sizes))})" for model, seed, sizes in starved)
+    return (f"In {len(starved)} of {curricular} runs the curriculum never unlocked a seen size, so the run never trained on it "
+            f"and its accuracy there is that of a size it never saw: {named}.")
+
+
 def depth_needed_line(needed: dict) -> str:
     """`depth_needed`'s counts and verdict in one sentence (the report and the main job)."""
     verdict = {True: "holds", False: "does not hold", None: "undecided (seeds to come)"}[needed["holds"]]
@@ -140,7 +166,16 @@ def depth_needed_line(needed: dict) -> str:
     return (f"Depth is needed: `fixed-1`'s accuracy at the largest seen size {values or '-'}, below {FINDING_1_ACCURACY} in "
             f"{needed['fixed_1_below']} of {needed['fixed_1_seeds']} seeds; `fixed-6`'s weights more accurate there at their "
             f"full depth than at one iteration in {needed['fixed_6_rising']} of {needed['fixed_6_seeds']} (each needed in at "
-            f"least {len(SEEDS) - 1} of {len(SEEDS)}): {verdict}.")
+            f"least {len(SEEDS) - 1} of {len(SEEDS)}): {verdict}." + _untrained_note(needed))
+
+
+def _untrained_note(needed: dict) -> str:
+    seeds = needed.get("fixed_1_never_trained_there") or []
+    if not seeds:
+        return ""
+    return (f" (`fixed-1` never trained on that size in seed{'s' if len(seeds) > 1 else ''} "
+            f"{', '.join(map(str, seeds))}: its curriculum never unlocked it, so there its accuracy is not a measure of what "
+            "one iteration can learn.)")
 
 
 def format_study(result: dict) -> str:
@@ -149,8 +184,9 @@ def format_study(result: dict) -> str:
              "Per run (accuracy of the generated answer on the test prompts; depth at the answer positions; rho over "
              "prompts with its bootstrap interval; gains from the depth-need analysis on the seen sizes):", "",
              "| model | seed | seen accuracy per size | unseen accuracy | seen depth per size | rho (seen) | "
-             "adaptive gain | oracle gain (matched) | F1 | F2 | penalty on from step | training forward |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "adaptive gain | oracle gain (matched) | F1 | F2 | penalty on from step | seen sizes trained from step | "
+             "training forward |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for model, m in result["models"].items():
         for seed, n in m["seeds"].items():
             rho, gain = rho_cell(n), gain_cell(n)
@@ -161,13 +197,19 @@ def format_study(result: dict) -> str:
                 f"{' / '.join(_fmt(v) for v in n['seen_depth'].values())} | {rho} | {gain if adaptive else '-'} | "
                 f"{_fmt(n['oracle_gain_matched'])} | {('yes' if finding_1(n) else 'no') if adaptive else '-'} | "
                 f"{('yes' if finding_2(n) else 'no') if adaptive else '-'} | {_onset_cell(n) if adaptive else '-'} | "
-                f"{n.get('training_forward', 'eager')} |")
+                f"{_trained_cell(n)} | {n.get('training_forward', 'eager')} |")
     lines += ["", "Penalty on from step: the adaptive models' compute penalty is 0 until the validation probe's token "
                   "accuracy, pooled over the seen sizes, reaches 0.9, then ramps (the protocol's gate); the first probe "
                   "step with a penalty above 0, "
                   "or never: such a run trained on the LM and iteration losses alone, and any fall of its depth is "
-                  "theirs. Training forward: compiled (`--compile_model`, protocol v5) or eager, equal within float "
-                  "rounding."]
+                  "theirs. Seen sizes trained from step: the step from which the complexity curriculum put each seen "
+                  "size in the training batches (the smallest from 0, the others when the validation probe unlocked them; "
+                  "never: the run never trained on that size; by t: unlocked at t or before, the log holding only a "
+                  "larger size's unlock at t); - without a curriculum. Training forward: compiled (`--compile_model`, "
+                  "protocol v5) or eager, equal within float rounding."]
+    starved = starved_line(result)
+    if starved:
+        lines += ["", starved]
     lines += ["", "Over seeds (mean, range, and a t-interval over training runs, not over prompts):", "",
               "| model | pooled seen accuracy | lowest seen-size accuracy | pooled seen depth | rho (seen) | adaptive gain | "
               "F1 holds | F2 holds | depth pays |", "|---|---|---|---|---|---|---|---|---|"]

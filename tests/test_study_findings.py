@@ -34,8 +34,8 @@ def test_depth_is_needed_counts_fixed_1_below_0_9_and_fixed_6_rising_in_2_of_3_s
     write_study_run(tmp_path, "depo", "fixed-1", 0, {1: 1.0, 2: 0.898}, {1: 1.0, 2: 1.0})  # 0.898 prints as 0.90
     write_study_run(tmp_path, "depo", "fixed-6", 0, {1: 1.0, 2: 0.8}, {1: 6.0, 2: 6.0}, uniform_largest={1: 0.1, 6: 0.3})
     needed = study_report.study_summary("depo", tmp_path)["findings"]["depth_needed"]
-    assert needed == {"fixed_1_largest_accuracy": {0: 0.898}, "fixed_1_below": 1, "fixed_1_seeds": 1, "fixed_6_rising": 1,
-                      "fixed_6_seeds": 1, "holds": None}
+    assert needed == {"fixed_1_largest_accuracy": {0: 0.898}, "fixed_1_below": 1, "fixed_1_seeds": 1,
+                      "fixed_1_never_trained_there": [], "fixed_6_rising": 1, "fixed_6_seeds": 1, "holds": None}
     write_study_run(tmp_path, "depo", "fixed-1", 1, {1: 1.0, 2: 0.95}, {1: 1.0, 2: 1.0})
     write_study_run(tmp_path, "depo", "fixed-1", 2, {1: 1.0, 2: 0.90}, {1: 1.0, 2: 1.0})  # 0.90 is not below 0.9
     result = study_report.study_summary("depo", tmp_path)

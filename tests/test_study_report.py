@@ -133,5 +133,36 @@ def test_the_report_says_when_each_adaptive_runs_compute_penalty_came_on_or_that
     per_run = [line for line in study_report.study_report("depo", tmp_path)["markdown"].splitlines()
                if line.startswith(("| anira-", "| fixed-")) and line.split(" | ")[1] == "0"]  # (model, seed 0) rows
     rows = {line.split(" | ")[0].lstrip("| "): line for line in per_run}
-    assert rows["anira-o"].endswith("| 600 | compiled |") and rows["anira-e"].endswith("| never | eager |")
-    assert rows["fixed-6"].endswith("| - | - | - | eager |")
+    assert rows["anira-o"].endswith("| 600 | - | compiled |") and rows["anira-e"].endswith("| never | - | eager |")
+    assert rows["fixed-6"].endswith("| - | - | - | - | eager |")
+
+
+def test_the_report_says_from_which_step_each_run_trained_on_each_seen_size_and_names_runs_that_never_did(tmp_path):
+    """A curriculum unlocks the next size when the validation probe allows: the row gives each seen size's first step
+    (a size whose own unlock the log lacks, but a larger size's it holds, 'by' that step), and a sentence names the
+    runs that never trained on a seen size; the depth-needed line says when fixed-1 never trained on the largest."""
+    from conftest import write_study_run
+
+    def unlock(step, size):
+        return {"event": "curriculum_unlock", "step": step, "unlocked_size": size}
+
+    probe = [{"step": 200, "probe/compute_penalty": 0.0, "probe/mean_depth": 2.0}]
+    sizes = (1, 2, 3)
+    accuracy, depth = {1: 1.0, 2: 0.9, 3: 0.5}, {1: 1.0, 2: 1.0, 3: 1.0}
+    write_study_run(tmp_path, "depo", "fixed-1", 0, accuracy, depth, train_sizes=sizes, probe=[*probe, unlock(400, 2)])
+    write_study_run(tmp_path, "depo", "fixed-3", 0, accuracy, depth, train_sizes=sizes, probe=[*probe, unlock(800, 3)])
+    write_study_run(tmp_path, "depo", "fixed-6", 0, accuracy, depth, train_sizes=sizes, probe=probe)  # no curriculum
+    for model in ("fixed-1", "fixed-3"):
+        report = tmp_path / "depo" / "runs" / f"{model}-seed0" / "report.json"
+        report.write_text(json.dumps(json.loads(report.read_text()) | {"train_args": ["--curriculum_accuracy", "0.8"]}))
+    result = study_report.study_summary("depo", tmp_path)
+    cells = {model: result["models"][model]["seeds"]["0"]["trained_from_step"] for model in ("fixed-1", "fixed-3", "fixed-6")}
+    assert cells == {"fixed-1": {1: 0, 2: 400, 3: None}, "fixed-3": {1: 0, 2: {"by": 800}, 3: 800}, "fixed-6": None}
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in result["markdown"].splitlines() if line.startswith("| fixed-")
+            and line.split(" | ")[1] == "0"}
+    assert rows["fixed-1"].endswith("| 0 / 400 / never | eager |") and rows["fixed-3"].endswith("| 0 / by 800 / 800 | eager |")
+    assert rows["fixed-6"].endswith("| - | eager |")
+    assert ("In 1 of 2 runs the curriculum never unlocked a seen size, so the run never trained on it and its accuracy "
+            "there is that of a size it never saw: fixed-1 seed 0 (3).") in result["markdown"]
+    assert result["findings"]["depth_needed"]["fixed_1_never_trained_there"] == [0]
+    assert "(`fixed-1` never trained on that size in seed 0: its curriculum never unlocked it" in result["markdown"]
