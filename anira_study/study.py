@@ -58,11 +58,11 @@ COMMON_ARGS = ["--learning_rate", "3e-3", "--warmup_steps", "200", "--lr_schedul
                "--probe_per_size", "64", "--logging_steps", "200", "--save_steps", "1000", "--report_to", "none",
                "--disable_tqdm", "true", "--padding_free", "true"]
 ADAPTIVE_ARGS = ["--penalty_gate_accuracy", "0.9", "--penalty_ramp_steps", "1000"]
+DEPO_PARAMS = {"num_nodes": 8, "num_queries": 6, "supervise_all_queries": True, "edge_format": "token", "hop_format": "unary"}
 GRIDS = {
     "depo": dict(
         family="depo", max_position_embeddings=256,
-        data=["--task", "depo", "--task_params", json.dumps({"num_nodes": 8, "num_queries": 6, "supervise_all_queries": True,
-                                                               "edge_format": "token", "hop_format": "unary"}),
+        data=["--task", "depo", "--task_params", json.dumps(DEPO_PARAMS),
               "--train_sizes", "1", "2", "3", "4", "--extrapolation_sizes", "5", "6", "--num_train", "100000",
               "--num_test_per_size", "500", "--task_seed", "0"],
         schedule=["--max_steps", "15000", "--curriculum_accuracy", "0.8"],
@@ -88,6 +88,7 @@ SEARCH_FILE = "search.json"
 _MANO = dict(train_sizes=[1, 2, 3, 4], extrapolation_sizes=[5, 6], num_train=100_000, overrides={"--weight_decay": "0.1"})
 _CLRS = dict(num_train=100_000)
 _CURRICULUM = dict(curriculum_accuracy=0.8, curriculum_metric="answer_exact")  # unlock on whole answers, not tokens
+_DEPO = dict(task_params=DEPO_PARAMS, train_sizes=[1, 2, 3, 4], extrapolation_sizes=[5, 6], num_train=100_000)  # v1's data
 SEARCHES = {
     "mano": dict(
         task="mano", max_position_embeddings=64, steps=20_000, num_test_per_size=300,
@@ -106,6 +107,15 @@ SEARCHES = {
             "n3-6": dict(**_CLRS, **_CURRICULUM, train_sizes=[3, 4, 5, 6], extrapolation_sizes=[7, 8]),
             "n3-6-mixed": dict(**_CLRS, train_sizes=[3, 4, 5, 6], extrapolation_sizes=[7, 8]),
         }) for algorithm in ("topological_sort", "dfs")},  # the two whose serial depth grows with n (docs/tasks.md)
+    # Protocol v6: v1's DEPO data with every seen k trained from the first step (v1's size curriculum never unlocked
+    # k = 4 in 8 of its 15 runs); a candidate's `steps` overrides the search's.
+    "depo-v6": dict(
+        task="depo", max_position_embeddings=256, steps=15_000, num_test_per_size=500, variants={"default": {}},
+        candidates={
+            "mixed": dict(**_DEPO),
+            "mixed-30k": dict(**_DEPO, steps=30_000),
+            "mixed-30k-lr1e-3": dict(**_DEPO, steps=30_000, overrides={"--learning_rate": "1e-3"}),
+        }),
 }
 # The searched grids: data and schedule are their search's choice in their variant (`grid_recipe`); `run` refuses
 # until the search has chosen. MANO is one grid per length-marker variant, so finding 3 is read with and without it.
@@ -113,9 +123,11 @@ GRIDS |= {
     "mano": dict(search="mano", variant="marker"),
     "mano-no-marker": dict(search="mano", variant="no-marker"),
     **{name: dict(search=name, variant="default") for name in SEARCHES if name.startswith("clrs-")},
+    "depo-v6": dict(search="depo-v6", variant="default"),
 }
 # The protocol version that declared each grid and search: a run records its grid's, and a report reads only those.
-VERSIONS = {"depo": "v1", "brevo": "v1"} | {name: "v2" for name in [*SEARCHES, *GRIDS] if name not in ("depo", "brevo")}
+VERSIONS = ({name: "v2" for name in [*SEARCHES, *GRIDS]} | {"depo": "v1", "brevo": "v1"}
+            | {"depo-v6": "v6"})  # v6: DEPO again, every seen k from the first step, the recipe chosen on validation
 # Protocol v5 (experiments/study/PROTOCOL.md): runs train with the compiled training forward (`--compile_model`: the
 # same model, data, losses and schedule, equal to eager within float rounding, as on two machines), except the runs
 # that had started before it, which finish as they began (`EAGER_RUNS`: a grid's name, every run of it; or its

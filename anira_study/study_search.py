@@ -34,10 +34,15 @@ def candidate_recipe(search: str, candidate: str, variant: str) -> tuple[list[st
     data = ["--task", spec["task"], "--task_params", json.dumps(params), "--train_sizes", *map(str, c["train_sizes"]),
             "--extrapolation_sizes", *map(str, c["extrapolation_sizes"]), "--num_train", str(c["num_train"]),
             "--num_test_per_size", str(spec["num_test_per_size"]), "--task_seed", "0"]
-    schedule = ["--max_steps", str(spec["steps"])]
+    schedule = ["--max_steps", str(candidate_steps(search, candidate))]
     if c.get("curriculum_accuracy") is not None:
         schedule += ["--curriculum_accuracy", str(c["curriculum_accuracy"]), "--curriculum_metric", c["curriculum_metric"]]
     return data, schedule, dict(c.get("overrides", {}))
+
+
+def candidate_steps(search: str, candidate: str) -> int:
+    """A candidate's step budget (the search's, unless the candidate names its own), which the grid then trains for."""
+    return SEARCHES[search]["candidates"][candidate].get("steps", SEARCHES[search]["steps"])
 
 
 def search_args(search: str, candidate: str, variant: str, model_folder: Path, output_dir: Path, quick: bool = False) -> list[str]:
@@ -125,7 +130,8 @@ def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: 
         results.sort(key=lambda r: order.get((r["candidate"], r["variant"]), len(order)))
         spec = SEARCHES[search]
         content = {"search": search, "task": spec["task"], "protocol_version": protocol_version(search), "quick": quick,
-                   "model": SEARCH_MODEL, "seed": SEARCH_SEED, "steps": spec["steps"], "accuracy": SEARCH_ACCURACY,
+                   "model": SEARCH_MODEL, "seed": SEARCH_SEED, "steps": {c: candidate_steps(search, c) for c in spec["candidates"]},
+                   "accuracy": SEARCH_ACCURACY,
                    "score": "exact match of the greedily generated answer per seen size, validation split only",
                    "rule": SELECTION_RULE,
                    "candidates": list(spec["candidates"]), "variants": list(spec["variants"]), "results": results}
@@ -198,8 +204,9 @@ def run_search(search: str, work_dir: str | Path = "outputs/study", study_dir: P
     todo = search_state(search, study_dir, quick)["pending"]
     jobs = [(f"{candidate}-{variant}", ["search-one", "--task", search, "--candidate", candidate, "--variant", variant])
             for candidate, variant in todo]
-    print(f"{search} search: {len(todo)} runs pending ({SEARCH_MODEL}, seed {SEARCH_SEED}, {SEARCHES[search]['steps']} steps): "
-          + ", ".join(name for name, _ in jobs), flush=True)
+    print(f"{search} search: {len(todo)} runs pending ({SEARCH_MODEL}, seed {SEARCH_SEED}): "
+          + ", ".join(f"{name} ({candidate_steps(search, candidate)} steps)" for (name, _), (candidate, _) in zip(jobs, todo)),
+          flush=True)
     logs = Path(work_dir) / search / "search" / "logs"
     codes = _run_processes(f"{search} search", [(f"{search} search", name, arguments, logs) for name, arguments in jobs],
                            [logs.parent / RUNNER_LOCK], work_dir, study_dir, processes, quick)
@@ -211,12 +218,13 @@ def run_search(search: str, work_dir: str | Path = "outputs/study", study_dir: P
 def format_search(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> str:
     """Markdown: every recorded run's validation exact match per seen size, then the rule's choice (or what is pending)."""
     state = search_state(search, study_dir, quick)
-    lines = [f"# {search}: recipe search ({SEARCH_MODEL}, seed {SEARCH_SEED}, {SEARCHES[search]['steps']} steps, "
-             "validation split)", "", "| candidate | variant | validation exact match per seen size (prompts) | minimum |",
-             "|---|---|---|---|"]
+    lines = [f"# {search}: recipe search ({SEARCH_MODEL}, seed {SEARCH_SEED}, validation split)", "",
+             "| candidate | variant | steps | validation exact match per seen size (prompts) | minimum |",
+             "|---|---|---|---|---|"]
     for r in state["results"]:
         cells = " / ".join(f"{c}: {_fmt(v['exact'])} ({v['prompts']})" for c, v in r["validation"].items())
-        lines.append(f"| {r['candidate']} | {r['variant']} | {cells} | {_fmt(min(v['exact'] for v in r['validation'].values()))} |")
+        lines.append(f"| {r['candidate']} | {r['variant']} | {candidate_steps(search, r['candidate']):,} | {cells} | "
+                     f"{_fmt(min(v['exact'] for v in r['validation'].values()))} |")
     choice = state["choice"]
     lines += ["", f"Chosen: {choice['candidate']} (minimum {_fmt(choice['minimum'])}): {choice['why']}." if choice
               else "Pending: " + ", ".join(f"{c}/{v}" for c, v in state["pending"]) + "."]

@@ -55,6 +55,32 @@ def test_searches_are_declared_apart_from_the_study_and_keep_mano_23_and_both_ma
         study_search.candidate_recipe("mano", "mod99", "marker")
 
 
+def test_depo_v6_searches_v1s_data_with_every_seen_k_from_the_first_step_and_its_grid_trains_the_choice(tmp_path):
+    """Protocol v6: v1's DEPO data (the same prompts, splits and test prompts), no size curriculum, each candidate its
+    own step budget, which the grid trains the chosen recipe for; declared as v6, compiled like every run from v5."""
+    v1_data = study.GRIDS["depo"]["data"]
+    for candidate, steps, rate in (("mixed", 15_000, "3e-3"), ("mixed-30k", 30_000, "3e-3"), ("mixed-30k-lr1e-3", 30_000, "1e-3")):
+        argv = study_search.search_args("depo-v6", candidate, "default", tmp_path / "m", tmp_path / "o")
+        for flag in ("--task", "--task_params", "--num_train", "--num_test_per_size", "--task_seed"):
+            assert argv[argv.index(flag) + 1] == v1_data[v1_data.index(flag) + 1], flag
+        assert argv[argv.index("--train_sizes") + 1:argv.index("--train_sizes") + 5] == ["1", "2", "3", "4"]
+        assert "--curriculum_accuracy" not in argv and argv[argv.index("--max_steps") + 1] == str(steps)
+        assert argv[argv.index("--learning_rate") + 1] == rate and argv.count("--learning_rate") == 1
+        assert argv[argv.index("--compile_model") + 1] == "true" and argv[argv.index("--seed") + 1] == str(study.SEARCH_SEED)
+    assert study.protocol_version("depo-v6") == "v6" and study.protocol_version("depo") == "v1"
+    with pytest.raises(ValueError, match="depo-v6 grid takes its recipe from a search"):
+        study.training_args("depo-v6", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+    choose("depo-v6", tmp_path, "mixed-30k")
+    saved = json.loads(study_search.search_path("depo-v6", tmp_path).read_text())
+    assert saved["steps"] == {"mixed": 15_000, "mixed-30k": 30_000, "mixed-30k-lr1e-3": 30_000}
+    assert "| mixed-30k | default | 30,000 |" in study_search.format_search("depo-v6", tmp_path)
+    argv = study.training_args("depo-v6", "anira-o", 2, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+    assert argv[argv.index("--max_steps") + 1] == "30000" and "--curriculum_accuracy" not in argv
+    assert argv[argv.index("--penalty_gate_accuracy") + 1] == "0.9" and argv[argv.index("--seed") + 1] == "2"
+    config, _ = study.model_config("depo-v6", "anira-o")
+    assert config.max_position_embeddings == 256 and config.depth_mode == "online"
+
+
 def test_run_refuses_a_searched_grid_until_its_search_has_chosen_then_trains_the_choice(tmp_path, monkeypatch):
     from conftest import load_script
 
