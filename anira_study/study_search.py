@@ -223,7 +223,7 @@ def format_search(search: str, study_dir: Path = STUDY_DIR, quick: bool = False)
              "|---|---|---|---|---|"]
     for r in state["results"]:
         cells = " / ".join(f"{c}: {_fmt(v['exact'])} ({v['prompts']})" for c, v in r["validation"].items())
-        lines.append(f"| {r['candidate']} | {r['variant']} | {candidate_steps(search, r['candidate']):,} | {cells} | "
+        lines.append(f"| {r['candidate']} | {r['variant']} | {r.get('steps') or candidate_steps(search, r['candidate']):,} | {cells} | "
                      f"{_fmt(min(v['exact'] for v in r['validation'].values()))} |")
     choice = state["choice"]
     lines += ["", f"Chosen: {choice['candidate']} (minimum {_fmt(choice['minimum'])}): {choice['why']}." if choice

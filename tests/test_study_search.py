@@ -73,7 +73,7 @@ def test_depo_v6_searches_v1s_data_with_every_seen_k_from_the_first_step_and_its
     choose("depo-v6", tmp_path, "mixed-30k")
     saved = json.loads(study_search.search_path("depo-v6", tmp_path).read_text())
     assert saved["steps"] == {"mixed": 15_000, "mixed-30k": 30_000, "mixed-30k-lr1e-3": 30_000}
-    assert "| mixed-30k | default | 30,000 |" in study_search.format_search("depo-v6", tmp_path)
+    assert "| mixed-30k | default | 30,000 |" in study_search.format_search("depo-v6", tmp_path)  # declared (no steps recorded)
     argv = study.training_args("depo-v6", "anira-o", 2, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
     assert argv[argv.index("--max_steps") + 1] == "30000" and "--curriculum_accuracy" not in argv
     assert argv[argv.index("--penalty_gate_accuracy") + 1] == "0.9" and argv[argv.index("--seed") + 1] == "2"
