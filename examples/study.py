@@ -5,6 +5,7 @@
     python examples/study.py run --task depo --models anira-o --seeds 0 --processes 1
     python examples/study.py report --task depo                  # tables and figures over seeds from runs.json
     python examples/study.py figures --task depo                 # the figures alone (a grid in progress: what exists)
+    python examples/study.py figures --task depo brevo mano clrs-topological_sort clrs-dfs   # every task's, one command
     python examples/study.py run --task depo --quick             # the whole pipeline in minutes (tests use it)
     python examples/study.py search --task mano                  # a searched grid's recipe (mano, clrs-<algorithm>)
     python examples/study.py run --task mano                     # then its grid (also mano-no-marker), as for depo
@@ -42,8 +43,10 @@ def main(argv: list[str] | None = None):
     for name in ("run", "one", "report", "figures", "ship", "search", "search-one", "operating-curve"):
         sub = commands.add_parser(name)
         sub.add_argument("--task", required=True, choices=sorted(SEARCHES if name.startswith("search") else GRIDS),
-                         nargs="+" if name == "run" else None,
-                         help="the grid (run: one or more, their runs queued grid after grid through the same processes)" if name != "search" else "the search")
+                         nargs="+" if name in ("run", "figures") else None,
+                         help={"run": "one or more grids, their runs queued grid after grid through the same processes",
+                               "figures": "one or more grids (a grid with no finished run is named and skipped)",
+                               "search": "the search"}.get(name, "the grid"))
         sub.add_argument("--study_dir", help="where runs.json and the runs' folders go (default experiments/study, "
                                              "with --quick outputs/study-quick)")
         sub.add_argument("--quick", action="store_true", help="tiny runs (minutes) through the whole pipeline")
@@ -98,7 +101,16 @@ def main(argv: list[str] | None = None):
         print("\n".join(f"wrote {folder}" for folder in folders))
         return folders
     if args.command == "figures":
-        return _figures(args.task, study_dir, args.quick)
+        if len(args.task) == 1:
+            return _figures(args.task[0], study_dir, args.quick)
+        drawn = {}
+        for task in args.task:
+            print(f"{task}:")
+            try:
+                drawn[task] = _figures(task, study_dir, args.quick)
+            except ValueError as error:  # a grid with no finished run yet: say so, draw the others
+                print(f"  no figures: {error}")
+        return drawn
     if args.command == "operating-curve":
         from anira_study.operating_curve import operating_curve_grid
 

@@ -75,6 +75,8 @@ def test_study_figures_draw_a_grid_in_progress_with_bands_over_the_seeds(tmp_pat
     assert len(drawn["training_dynamics"].axes) == 4  # anira-e and anira-o, accuracy and depth
     with pytest.raises(ValueError, match="no finished run of protocol v1.*anira-e-seed0"):
         study_report.study_curves("brevo", tmp_path)
+    several = load_script("study").main(["figures", "--task", "depo", "brevo", "--study_dir", str(tmp_path)])
+    assert list(several) == ["depo"] and [p.name for p in several["depo"]["paths"]] == [p.name for p in result["paths"]]
 
 
 def test_the_study_answer_is_pending_until_a_run_has_finished_and_then_shows_seed_0_beside_the_seed_range(tmp_path):
