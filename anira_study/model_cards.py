@@ -291,6 +291,10 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
         cells = [fmt(numbers[(row, s)]["pooled_seen_accuracy"]) if (row, s) in numbers
                  else ("pending" if (row, s) in why else "-") for s in seeds]
         lines.append(f"| {row} | {depth} | " + " | ".join(cells) + " |")
+    for grid in ship.EARLIER_GRIDS.get(task, ()):
+        lines += ["", f"The same model in an earlier protocol version's grid (`{grid}`, protocol {study.protocol_version(grid)}; "
+                      f"every seed and why the version changed): [experiments/study/{grid}/results.md]"
+                      f"(../../experiments/study/{grid}/results.md)."]
     return lines
 
 

@@ -21,7 +21,9 @@ from pathlib import Path
 from . import study
 
 HUB_VARIANTS = {"anira-e": "e", "anira-o": "o", "fixed-6": "fixed"}  # the study's shipped models: hub_configs/anira-<v>-<task>
-HUB_TASKS = ("depo", "brevo")  # the grids whose named folders the protocol ships into
+# grid -> the task suffix of the named folders it ships into (protocol v6's DEPO grid replaces v1's seed 0 there)
+HUB_TASKS = {"depo": "depo", "brevo": "brevo", "depo-v6": "depo"}
+EARLIER_GRIDS = {"depo-v6": ("depo",)}  # grids of an earlier protocol version whose runs a card links beside its own
 BASELINES = ("fixed-3", "fixed-1")  # the compute-matched baselines a shipped card reports beside its model
 CONFIG_MACHINE_FIELDS = ("transformers_version", "_name_or_path", "model_type")
 
@@ -31,7 +33,7 @@ def hub_name(task: str, model: str) -> str:
         raise ValueError(f"the study ships into hub_configs for {', '.join(HUB_TASKS)}, not {task!r}")
     if model not in HUB_VARIANTS:
         raise ValueError(f"the study ships {', '.join(HUB_VARIANTS)} in hub_configs, not {model!r}")
-    return f"anira-{HUB_VARIANTS[model]}-{task}"
+    return f"anira-{HUB_VARIANTS[model]}-{HUB_TASKS[task]}"
 
 
 def shipped_recipe(task: str, model: str, seed: int = study.SHIPPED_SEED) -> dict:

@@ -25,10 +25,17 @@ REPRODUCE_BOOKKEEPING = {"--save_strategy", "--save_total_limit", "--use_cpu"}  
 
 
 @pytest.mark.parametrize("task", ship.HUB_TASKS)
-def test_a_shipped_recipe_rebuilds_exactly_the_configuration_and_arguments_the_study_runs(tmp_path, task):
+def test_a_shipped_recipe_rebuilds_exactly_the_configuration_and_arguments_the_study_runs(tmp_path, task, monkeypatch):
     """hub_configs/build.py's recipe of a study-shipped folder, run by examples/reproduce.py, trains study.py's
-    model_config with study.py's training_args of seed 0 (quick or not), in float32 on a GPU as the study does."""
+    model_config with study.py's training_args of seed 0 (quick or not), in float32 on a GPU as the study does; a
+    searched grid (v6's DEPO) with the candidate its search chose, into the named folders of its task."""
     from test_hub_configs import load_build
+
+    from anira_study import study_search
+
+    if "search" in study.GRIDS[task]:
+        last = list(study.SEARCHES[study.GRIDS[task]["search"]]["candidates"])[-1]
+        monkeypatch.setattr(study_search, "searched_choice", lambda *args, **kwargs: last)
 
     from transformers import AutoTokenizer
 
@@ -37,7 +44,7 @@ def test_a_shipped_recipe_rebuilds_exactly_the_configuration_and_arguments_the_s
 
     build = load_build()
     for model, variant in ship.HUB_VARIANTS.items():
-        name = f"anira-{variant}-{task}"
+        name = f"anira-{variant}-{ship.HUB_TASKS[task]}"
         block = {"protocol_version": study.protocol_version(task), "task": task, "model": model, "seed": 0}
         recipe = build.study_recipe(name, {"study": block})
         assert recipe == json.loads(json.dumps(recipe))  # what recipe.json holds
@@ -53,7 +60,7 @@ def test_a_shipped_recipe_rebuilds_exactly_the_configuration_and_arguments_the_s
         (_, on_gpu), = stage_runs(recipe, tmp_path / name / "work", cuda=True, base=base)
         assert "--bf16" not in on_gpu  # the study trains in float32 everywhere
     with pytest.raises(ValueError, match="ships as anira-o-"):
-        build.study_recipe(f"anira-e-{task}", {"study": {**block, "model": "anira-o"}})
+        build.study_recipe(f"anira-e-{ship.HUB_TASKS[task]}", {"study": {**block, "model": "anira-o"}})
     with pytest.raises(ValueError, match="protocol v0"):
         build.study_recipe(name, {"study": {**block, "protocol_version": "v0"}})
 
@@ -109,6 +116,14 @@ def test_a_shipped_card_lists_every_seed_of_its_model_and_the_baselines_with_the
     retrained = "\n".join(study_seeds("anira-e-depo", {"study": {**{k: v for k, v in block.items() if k not in ("run", "commit")},
                                                                  "retrained_with": "python examples/reproduce.py anira-e-depo"}}, tmp_path))
     assert "retrained from the replicated study's recipe" in retrained and "not the study's own run" in retrained
+    assert "earlier protocol version" not in text
+    # protocol v6's DEPO grid ships into the same named folders; its card links v1's grid of the same task
+    write_study_run(tmp_path, "depo-v6", "anira-e", 0, accuracy[0], {1: 1.0, 2: 2.0, 3: 3.0})
+    assert ship.hub_name("depo-v6", "anira-e") == "anira-e-depo"
+    v6 = "\n".join(study_seeds("anira-e-depo", {"study": {**block, "task": "depo-v6", "protocol_version": "v6"}}, tmp_path))
+    assert "| 0 (shipped) | 0.95 |" in v6 and "| 1 | pending (no line in runs.json)" in v6  # v6's seeds, not v1's
+    assert ("earlier protocol version's grid (`depo`, protocol v1; every seed and why the version changed): "
+            "[experiments/study/depo/results.md](../../experiments/study/depo/results.md)") in v6
 
 
 @pytest.mark.slow
