@@ -13,8 +13,9 @@ from pathlib import Path
 from .study import (GRIDS, MODELS, PROTOCOL_FILE, RUNS_FILE, SEEDS, SEEN, SHIPPED_SEED, STUDY_DIR, UNSEEN, grid_state,
                     protocol_version, read_runs, run_name)
 from .study_findings import (FINDING_1_ACCURACY, FINDING_1_RHO, FINDING_4_FALL, FINDING_4_HOLDS, FINDING_5_TOLERANCE,
-                             GAIN_GOAL, MANO_MARKER_GRIDS, curriculum_steps, depth_needed, depth_pays, finding_1, finding_2, finding_3,
-                             finding_4_phases, finding_5, mano_marker_finding, penalty_onset, run_numbers)
+                             GAIN_GOAL, MANO_MARKER_GRIDS, curriculum_steps, depth_needed, depth_pays, finding_1,
+                             finding_2, finding_3, finding_4_phases, finding_5, mano_marker_finding, penalty_onset,
+                             run_numbers)
 
 
 # ----------------------------------------------------------------------------- the tables over seeds
@@ -33,7 +34,10 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
     """Per model, every seed's numbers and their summary over seeds; per finding, how many seeds it holds in
     (nothing is written)."""
     version = version or protocol_version(task)
+    from .analysis import read_probe_events, read_probe_log
+    from .curriculum import UNLOCK_EVENT
     from .statistics import seed_summary
+    from .trainer import PROBE_LOG_FILE
 
     entries = [r for r in read_runs(task, study_dir) if r["protocol_version"] == version and r.get("quick", False) == quick]
     if not entries:
@@ -43,16 +47,11 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
         folder = study_dir / task / entry["folder"]
         summary = json.loads((folder / "report.json").read_text())
         numbers = run_numbers(summary) | {"steps": entry["steps"]}
-        from .analysis import read_probe_events
-        from .curriculum import UNLOCK_EVENT
-        from .trainer import PROBE_LOG_FILE
-
-        events = read_probe_events(folder / PROBE_LOG_FILE, UNLOCK_EVENT) if (folder / PROBE_LOG_FILE).exists() else []
-        numbers["trained_from_step"] = curriculum_steps(summary, events)
+        logged = (folder / PROBE_LOG_FILE).exists()
+        numbers["trained_from_step"] = curriculum_steps(summary, read_probe_events(folder / PROBE_LOG_FILE, UNLOCK_EVENT)
+                                                        if logged else [])
         if MODELS[entry["model"]][0] != "fixed":
-            from .analysis import read_probe_log
-
-            log = read_probe_log(folder / PROBE_LOG_FILE) if (folder / PROBE_LOG_FILE).exists() else []
+            log = read_probe_log(folder / PROBE_LOG_FILE) if logged else []
             numbers["penalty_from_step"] = penalty_onset(log)
             numbers["phases"] = finding_4_phases(log)
         per_model.setdefault(entry["model"], {})[entry["seed"]] = numbers
