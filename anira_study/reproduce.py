@@ -326,9 +326,14 @@ def carried_phases(earlier: dict, records: list[dict]) -> dict:
     return phases
 
 
+COMMIT_ENV = "ANIRA_GIT_COMMIT"  # a copy of the tree without its .git (a remote machine) names its commit here
+
+
 def provenance() -> dict:
-    """What trains now: the git commit of this checkout (None outside one), whether its tracked files have uncommitted
-    changes, and the installed package's version (None when it is not installed)."""
+    """What trains now: the git commit of this checkout, whether its tracked files have uncommitted changes, and the
+    installed package's version (None when it is not installed). Outside a checkout, the commit `ANIRA_GIT_COMMIT`
+    names (a copy of the tree sent to another machine), with "dirty" unknown (None); None when it names none."""
+    import os
     import subprocess
     from importlib import metadata
 
@@ -338,7 +343,7 @@ def provenance() -> dict:
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
                                     text=True, check=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
-        commit, dirty = None, None
+        commit, dirty = os.environ.get(COMMIT_ENV) or None, None
     try:
         version = metadata.version("anira")
     except metadata.PackageNotFoundError:

@@ -55,6 +55,22 @@ def test_provenance_names_the_checkouts_commit_and_the_package_version():
     _assert_names_this_checkouts_commit(provenance())
 
 
+def test_provenance_outside_a_checkout_takes_the_commit_the_environment_names_or_none(monkeypatch):
+    """A copy of the tree without .git (sent to another machine to train) names its commit in ANIRA_GIT_COMMIT."""
+    import subprocess
+
+    from anira_study.reproduce import COMMIT_ENV, provenance
+
+    def no_git(*args, **kwargs):
+        raise OSError("no git here")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    monkeypatch.delenv(COMMIT_ENV, raising=False)
+    assert provenance()["training_commit"] is None and provenance()["training_commit_dirty"] is None
+    monkeypatch.setenv(COMMIT_ENV, "c" * 40)
+    assert provenance()["training_commit"] == "c" * 40 and provenance()["training_commit_dirty"] is None
+
+
 def test_cards_say_which_commit_trained_each_stage_or_that_it_was_not_recorded():
     from anira_study.model_cards import stage_commits, training_provenance
 
