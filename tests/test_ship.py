@@ -116,7 +116,12 @@ def test_a_shipped_card_lists_every_seed_of_its_model_and_the_baselines_with_the
     retrained = "\n".join(study_seeds("anira-e-depo", {"study": {**{k: v for k, v in block.items() if k not in ("run", "commit")},
                                                                  "retrained_with": "python examples/reproduce.py anira-e-depo"}}, tmp_path))
     assert "retrained from the replicated study's recipe" in retrained and "not the study's own run" in retrained
-    assert "earlier protocol version" not in text
+    assert "earlier protocol version" not in text and "never trained on" not in text  # no curriculum in these runs
+    report = tmp_path / "depo" / "runs" / "anira-e-seed1" / "report.json"  # seed 1 trained with a size curriculum
+    report.write_text(json.dumps(json.loads(report.read_text()) | {"train_args": ["--curriculum_accuracy", "0.8"]}))
+    (report.parent / "probe_log.jsonl").write_text(json.dumps({"step": 200, "probe/token_accuracy": 0.5}) + "\n")  # no unlock
+    assert ("Seen sizes a run never trained on (its size curriculum never unlocked them, so its accuracy there is that of "
+            "a size it never saw): seed 1: 2.") in "\n".join(study_seeds("anira-e-depo", {"study": block}, tmp_path))
     # protocol v6's DEPO grid ships into the same named folders; its card links v1's grid of the same task
     write_study_run(tmp_path, "depo-v6", "anira-e", 0, accuracy[0], {1: 1.0, 2: 2.0, 3: 3.0})
     assert ship.hub_name("depo-v6", "anira-e") == "anira-e-depo"
