@@ -15,7 +15,8 @@ packed batches through a copy of the model with `--compile_layers` (anira_study.
 another, through a copy with `--compile_model` (anira_study.trainer.compile_model: the whole training forward as one
 graph). A compiled arm's losses and depths are checked against the packed arm's (the same batches and weights) and
 the largest relative loss difference reported. `--weights trained` starts from the folder's trained weights (the depths of
-late training), `init` from a fresh initialisation (controllers at max_depth: early training).
+late training), `init` from a fresh initialisation (controllers at max_depth: early training), and a folder path from
+that model (a study run's `checkpoint-N`: its depths at that point of training).
 
 Reported per arm: the median CPU time of a step (this process's, one thread), samples per core-second, answer
 tokens (supervised labels) per core-second, and the share of the computed positions that are padding.
@@ -56,7 +57,7 @@ def recipe_setup(name: str, num_train: int, weights: str):
     argv += ["--output_dir", "unused"]
     parser = HfArgumentParser((ModelArguments, DataArguments, ScheduleArguments, TrainingArguments, OutputArguments))
     model_args, data_args, schedule_args, training_args, _ = parser.parse_args_into_dataclasses(args=argv)
-    model_args.model_name_or_path = str(REPO / "hub_configs" / name)
+    model_args.model_name_or_path = str(REPO / "hub_configs" / name) if weights in ("init", "trained") else weights
     model_args.from_scratch = weights == "init"
     model, tokenizer = load_model_and_tokenizer(model_args, data_args.task)
     if schedule_args.compute_penalty is not None:
@@ -144,7 +145,9 @@ LABELS = {"padded": "padded", "packed": "packed", "compiled": "packed + compile"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", nargs="+", default=["anira-o-brevo", "anira-e-depo"])
-    parser.add_argument("--weights", nargs="+", default=["init", "trained"], choices=["init", "trained"])
+    parser.add_argument("--weights", nargs="+", default=["init", "trained"],
+                        help="init (fresh), trained (the folder's weights), or a checkpoint folder of the recipe's model "
+                             "(e.g. a study run's checkpoint-N: the depths at that point of its training)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--num_train", type=int, default=4096, help="training rows built to draw the batches from")
@@ -157,6 +160,9 @@ def main() -> None:
                         help="also time the packed batches through a model with --compile_model (its first step compiles)")
     parser.add_argument("--repo", help="the checkout whose code is measured (default: this one); its hub_configs are used")
     args = parser.parse_args()
+    for weights in args.weights:
+        if weights not in ("init", "trained") and not (Path(weights) / "config.json").exists():
+            parser.error(f"--weights takes init, trained or a model folder (with config.json), not {weights!r}")
     torch.set_num_threads(1)
     results = [run(name, args.steps, args.warmup, args.num_train, weights, args.seed, args.compile, args.compile_layers,
                    args.compile_model)
