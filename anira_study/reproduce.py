@@ -105,6 +105,28 @@ def with_compile_model(recipe: dict, compile_model: bool) -> dict:
     return recipe
 
 
+def default_compile_model(recipe: dict, base_config, cuda: bool) -> tuple[bool, str]:
+    """Whether a retraining takes the compiled training forward when neither the caller nor `--quick` decides, and why:
+    yes on a CPU with a C++ compiler (inductor builds its kernels with one) when every stage's model compiles as one
+    graph and the recipe asks for no `--compile_layers`; the eager forward otherwise, and on a GPU, where the compiled
+    path has not been run yet (`ANIRA_TEST_DEVICE=cuda pytest tests/test_compile_model.py` checks it there)."""
+    import os
+    import shutil
+
+    from .trainer import whole_forward_problem
+
+    if cuda:
+        return False, "on a GPU the compiled training forward is untested: eager"
+    if _get(recipe["train_args"], "--compile_layers") == "true":
+        return False, "the recipe compiles its layers (--compile_layers): eager forward"
+    problems = [p for p in map(whole_forward_problem, stage_configs(recipe, base_config)) if p]
+    if problems:
+        return False, f"its model does not compile as one graph ({problems[0]}): eager"
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")):
+        return False, "no C++ compiler on this machine (inductor needs one): eager"
+    return True, "compiled: every stage's model compiles as one graph and a C++ compiler is here"
+
+
 # A continuation stage always starts from the previous stage's weights with the first stage's seed.
 STAGE_FIXED_FLAGS = ("--model_name_or_path", "--from_scratch", "--output_dir", "--resume_from_checkpoint", "--seed")
 
@@ -390,6 +412,12 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     target = Path(target or (work_dir / "folder" if quick or seed is not None else folder))
     cuda = torch.cuda.is_available()
     base = base_config_folder(hub_dir, name, work_dir / "base-config", recipe)  # not the trained folder's (last stage's) config
+    if compile_model is None and not quick:  # the faster path by default where it runs; --compile_model false for eager
+        from modeling_anira import AniraConfig
+
+        compile_model, why = default_compile_model(recipe, AniraConfig.from_pretrained(base), cuda)
+        print(f"[reproduce] training forward: {why}", flush=True)
+        recipe = with_compile_model(recipe, compile_model)
     runs = stage_runs(recipe, work_dir, quick, batch_scale, cuda, base)
     stage_steps, seconds, probe_log, trained_by = [], 0.0, [], []
     now = provenance()  # taken before training: the checkout may change while it runs

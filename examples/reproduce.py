@@ -5,7 +5,7 @@
     python examples/reproduce.py anira-o-depo --work_dir DIR   # where checkpoints go (default outputs/reproduce/NAME; rerun to resume)
     python examples/reproduce.py anira-o-depo --seed 0   # another training seed, into outputs/reproduce/anira-o-depo-seed0
     python examples/reproduce.py anira-o-brevo --continue_folder true   # train only the stages the folder's model lacks
-    python examples/reproduce.py anira-e-depo --compile_model true      # the compiled training forward (faster, same model)
+    python examples/reproduce.py anira-e-depo --compile_model false     # the eager training forward (the default compiles)
 
 On a GPU it trains in bf16; `--batch_scale N` multiplies batch size and learning rate. The logic lives in
 `anira_study.reproduce`.
@@ -32,8 +32,9 @@ class ReproduceArguments:
     seed: int | None = field(default=None, metadata={"help": "Train with this seed instead of the recipe's; written under outputs/ unless --target."})
     compile_model: bool | None = field(default=None, metadata={
         "help": "Train with the compiled training forward (true) or the eager one (false) whatever the recipe stored: "
-                "equal within float rounding, about 1.3 x the steps per second on CPU (docs/training.md). Default: the "
-                "recipe's (eager retraining on the machine that trained it gives the same weights bit for bit)."})
+                "equal within float rounding, 1.3-1.6 x the steps per second on CPU (docs/training.md). Default: compiled "
+                "on a CPU with a C++ compiler where the model compiles as one graph, else eager (said when it starts, "
+                "and in the card); false retrains an eager recipe bit for bit on the machine that trained it."})
     continue_folder: bool = field(default=False, metadata={
         "help": "Take the stages the folder's model already finished from the folder (weights, log, wall time) and train "
                 "only the recipe's later stages (for a recipe that gained a stage after its checkpoints were lost)."})

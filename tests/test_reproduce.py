@@ -136,6 +136,29 @@ def test_another_seed_trains_the_recipe_into_its_own_folder_and_says_so(tmp_path
     assert f"Trained with --seed 5 in place of the stored recipe's {stored[stored.index('--seed') + 1]}." in card
 
 
+def test_retraining_takes_the_compiled_forward_by_default_where_it_runs(monkeypatch):
+    """reproduce's default: compiled on a CPU with a C++ compiler when every stage's model compiles as one graph;
+    eager on a GPU (untested there), without a compiler, for ANIRA-E's router_gradient='next', with --compile_layers."""
+    import shutil
+
+    from anira_study.reproduce import default_compile_model
+    from modeling_anira import AniraConfig
+
+    recipe = load_recipe(ROOT / "hub_configs/anira-o-depo")
+    config = AniraConfig.from_pretrained(ROOT / "hub_configs/anira-o-depo")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert default_compile_model(recipe, config, cuda=False)[0] is True
+    assert default_compile_model(recipe, config, cuda=True) == (False, "on a GPU the compiled training forward is untested: eager")
+    layers = {**recipe, "train_args": [*recipe["train_args"], "--compile_layers", "true"]}
+    assert default_compile_model(layers, config, cuda=False)[0] is False
+    early = AniraConfig.from_pretrained(ROOT / "hub_configs/anira-e-depo")
+    early.router_gradient = "next"
+    compiled, why = default_compile_model(load_recipe(ROOT / "hub_configs/anira-e-depo"), early, cuda=False)
+    assert not compiled and "router_gradient='next'" in why
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert default_compile_model(recipe, config, cuda=False) == (False, "no C++ compiler on this machine (inductor needs one): eager")
+
+
 def test_the_compiled_forward_is_a_switch_of_execution_not_of_the_recipe(tmp_path):
     recipe = load_recipe(ROOT / "hub_configs/anira-o-depo")
     compiled = with_compile_model(recipe, True)
