@@ -67,18 +67,18 @@ def main() -> None:
                      "whole_equal_depths": all(r["new"][i]["whole"]["depths_equal"] for r in reps)})
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     stretch = [r for r in rows if r["weights"] != "init"]
-    total = {key: sum(mean(r[key]) for r in stretch) * args.every for key in ("base_ms", "packed_ms", "whole_ms")}
+    total = {key: sum(mean(r[f"{key}_ms"]) for r in stretch) * args.every / 1000 for key in ("base", "packed", "whole")}
     result = {"run": str(run), "recipe": args.recipe, "every": args.every, "steps_per_arm": args.steps, "repeats": args.repeats,
-              "rows": rows, "run_cpu_s": {k: v / 1000 for k, v in total.items()},
-              "whole_run_speedup": {"packed": total["base_ms"] / total["packed_ms"], "compiled": total["base_ms"] / total["whole_ms"]}}
+              "rows": rows, "run_cpu_s": total,
+              "whole_run_speedup": {"packed": total["base"] / total["packed"], "compiled": total["base"] / total["whole"]}}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print("| weights | base padded ms | packed ms | packed + compiled model ms | compiled over base |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['weights']} | {mean(r['base_ms']):.1f} | {mean(r['packed_ms']):.1f} | {mean(r['whole_ms']):.1f} | "
               f"{mean(r['base_ms']) / mean(r['whole_ms']):.2f} |")
-    print(f"whole run ({stretch[-1]['weights'] + args.every // 2} steps): base {result['run_cpu_s']['base_ms'] / 60:.0f} min, "
-          f"packed {result['run_cpu_s']['packed_ms'] / 60:.0f} min, compiled {result['run_cpu_s']['whole_ms'] / 60:.0f} min of one "
+    print(f"whole run ({stretch[-1]['weights'] + args.every // 2} steps): base {total['base'] / 60:.0f} min, "
+          f"packed {total['packed'] / 60:.0f} min, compiled {total['whole'] / 60:.0f} min of one "
           f"core; speed-up {result['whole_run_speedup']['packed']:.2f} x packed, {result['whole_run_speedup']['compiled']:.2f} x compiled")
 
 
