@@ -123,9 +123,9 @@ def test_saved_and_shipped_configs_load_without_warnings(tmp_path):
     AniraConfig(depth_mode="early", rope_parameters={"rope_type": "yarn", "factor": 2.0}).save_pretrained(tmp_path)
     folders = [tmp_path] + sorted(p.parent for p in (Path(__file__).parents[1] / "hub_configs").glob("*/config.json"))
     with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        for folder in folders:
-            AutoConfig.from_pretrained(folder)
+        warnings.simplefilter("error", UserWarning)  # a warning fails the test
+        loaded = [AutoConfig.from_pretrained(folder) for folder in folders]
+    assert len(loaded) == 13 and all(isinstance(config, AniraConfig) for config in loaded)  # 12 named folders + the saved one
 
 
 def test_num_hidden_layers_counts_layer_applications_at_full_depth():
