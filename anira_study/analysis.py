@@ -42,11 +42,12 @@ def _final_lineage(records: list[dict]) -> list[dict]:
     from the checkpoint's step, after records the interrupted process wrote past it: a probe record whose step is not
     above the last one's starts a new segment, and the records at or after its step before it (probes and events
     alike) belong to the abandoned one and are dropped."""
-    kept = []
+    kept, last_probe = [], None
     for record in records:
-        probes = [r["step"] for r in kept if "event" not in r]
-        if "event" not in record and probes and record["step"] <= probes[-1]:
-            kept = [r for r in kept if r["step"] < record["step"]]
+        if "event" not in record:
+            if last_probe is not None and record["step"] <= last_probe:
+                kept = [r for r in kept if r["step"] < record["step"]]
+            last_probe = record["step"]
         kept.append(record)
     return kept
 

@@ -246,7 +246,7 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
                          f"{study_dir / task / study.RUNS_FILE} holds no finished run of it (protocol {version}"
                          f"{', quick' if quick else ''}): pass the study's folder (--study_dir)")
     why = {(m["model"], m["seed"]): m["why"] for m in missing}
-    numbers = {key: study_findings.run_numbers(json.loads((folder / "report.json").read_text())) for key, folder in folders.items()}
+    numbers = {key: study_findings.run_folder_numbers(folder) for key, folder in folders.items()}
     seeds = sorted({s for (m, s) in set(folders) | set(why) if m in (model, *ship.BASELINES)})
     adaptive = study.MODELS[model][0] != "fixed"
 
@@ -283,7 +283,8 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
         gain, rho = study_report.gain_cell(n) if adaptive else "-", study_report.rho_cell(n)
         lines.append(f"| {seed}{shipped} | {fmt(n['pooled_seen_accuracy'])} | "
                      f"{' / '.join(fmt(v) for v in n['seen_accuracy'].values())} | {rho} | {gain} | {held(n)} |")
-    untrained = _sizes_never_trained(folders, model)
+    untrained = {seed: sizes for (m, seed), n in sorted(numbers.items())
+                 if m == model and (sizes := study_findings.sizes_never_trained(n["trained_from_step"]))}
     if untrained:
         lines += ["", "Seen sizes a run never trained on (its size curriculum never unlocked them, so its accuracy there is "
                       "that of a size it never saw): " + "; ".join(f"seed {seed}{' (shipped)' if seed == block['seed'] else ''}: "
@@ -302,25 +303,6 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
                       f"every seed and why the version changed): [experiments/study/{grid}/results.md]"
                       f"(../../experiments/study/{grid}/results.md)."]
     return lines
-
-
-def _sizes_never_trained(folders: dict, model: str) -> dict[int, list[int]]:
-    """{seed: the seen sizes its size curriculum never unlocked} over the study's finished runs of `model`
-    (`study_findings.curriculum_steps`, from each run's probe log); seeds that trained every seen size are left out."""
-    from .analysis import read_probe_events
-    from .curriculum import UNLOCK_EVENT
-    from .study_findings import curriculum_steps
-    from .trainer import PROBE_LOG_FILE
-
-    never = {}
-    for seed, folder in sorted((s, f) for (m, s), f in folders.items() if m == model):
-        log = folder / PROBE_LOG_FILE
-        steps = curriculum_steps(json.loads((folder / "report.json").read_text()),
-                                 read_probe_events(log, UNLOCK_EVENT) if log.exists() else [])
-        sizes = [size for size, step in (steps or {}).items() if step is None]
-        if sizes:
-            never[seed] = sizes
-    return never
 
 
 def trained_model_card(name: str, config, recipe: dict, summary: dict, study_dir=None) -> str:

@@ -122,7 +122,7 @@ def default_compile_model(recipe: dict, base_config, cuda: bool) -> tuple[bool, 
     problems = [p for p in map(whole_forward_problem, stage_configs(recipe, base_config)) if p]
     if problems:
         return False, f"its model does not compile as one graph ({problems[0]}): eager"
-    if not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")):
+    if not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "c++", "clang++") if c):
         return False, "no C++ compiler on this machine (inductor needs one): eager"
     return True, "compiled: every stage's model compiles as one graph and a C++ compiler is here"
 
@@ -403,11 +403,9 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
     run_name = name + ("" if seed is None else f"-seed{seed}") + ("-quick" if quick else "")
     if seed is not None:
         recipe = with_seed(recipe, seed)
-    if compile_model is not None:
-        if quick:
-            raise ValueError("--quick trains eager (a few minutes, which compiling would take longer than): drop "
-                             "--compile_model or --quick")
-        recipe = with_compile_model(recipe, compile_model)
+    if compile_model is not None and quick:
+        raise ValueError("--quick trains eager (a few minutes, which compiling would take longer than): drop "
+                         "--compile_model or --quick")
     work_dir = Path(work_dir or Path("outputs/reproduce") / run_name)
     target = Path(target or (work_dir / "folder" if quick or seed is not None else folder))
     cuda = torch.cuda.is_available()
@@ -417,6 +415,7 @@ def reproduce(name: str, hub_dir: str | Path = "hub_configs", work_dir: str | Pa
 
         compile_model, why = default_compile_model(recipe, AniraConfig.from_pretrained(base), cuda)
         print(f"[reproduce] training forward: {why}", flush=True)
+    if compile_model is not None:
         recipe = with_compile_model(recipe, compile_model)
     runs = stage_runs(recipe, work_dir, quick, batch_scale, cuda, base)
     stage_steps, seconds, probe_log, trained_by = [], 0.0, [], []

@@ -75,6 +75,24 @@ def curriculum_steps(summary: dict, events: list[dict]) -> dict[int, int | dict 
     return {size: steps[size] for size in sizes}
 
 
+def sizes_never_trained(steps: dict | None) -> list[int]:
+    """The seen sizes `curriculum_steps` says a run never trained on (none for a run without a curriculum)."""
+    return [size for size, step in (steps or {}).items() if step is None]
+
+
+def run_folder_numbers(folder: Path) -> dict:
+    """`run_numbers` of a finished run's folder (its report.json), with `trained_from_step`: `curriculum_steps` from
+    the unlock events of its probe log."""
+    from .analysis import read_probe_events
+    from .curriculum import UNLOCK_EVENT
+    from .trainer import PROBE_LOG_FILE
+
+    summary = json.loads((folder / "report.json").read_text())
+    log = folder / PROBE_LOG_FILE
+    events = read_probe_events(log, UNLOCK_EVENT) if log.exists() else []
+    return run_numbers(summary) | {"trained_from_step": curriculum_steps(summary, events)}
+
+
 def penalty_onset(records: list[dict]) -> int | None:
     """The first probe step at which an adaptive run's compute penalty was above 0 (the gate opens when the validation
     probe's pooled token accuracy reaches 0.9, then ramps), None when it never was: such a run trained on the LM and
@@ -148,7 +166,7 @@ def depth_needed(per_model: dict[str, dict[int, dict]], seeds=SEEDS) -> dict | N
     possible = [sum(shallow) + len(seeds) - len(shallow) >= need, sum(rising) + len(seeds) - len(rising) >= need]
     holds = True if all(met) else False if not all(possible) else None
     untrained = [seed for seed, n in sorted(per_model.get("fixed-1", {}).items())
-                 if (n.get("trained_from_step") or {}).get(max(n["seen_accuracy"]), 0) is None]
+                 if max(n["seen_accuracy"]) in sizes_never_trained(n.get("trained_from_step"))]
     return {"fixed_1_largest_accuracy": largest, "fixed_1_below": sum(shallow), "fixed_1_seeds": len(shallow),
             "fixed_1_never_trained_there": untrained, "fixed_6_rising": sum(rising), "fixed_6_seeds": len(rising),
             "holds": holds}

@@ -13,9 +13,9 @@ from pathlib import Path
 from .study import (GRIDS, MODELS, PROTOCOL_FILE, RUNS_FILE, SEEDS, SEEN, SHIPPED_SEED, STUDY_DIR, UNSEEN, grid_state,
                     protocol_version, read_runs, run_name)
 from .study_findings import (FINDING_1_ACCURACY, FINDING_1_RHO, FINDING_4_FALL, FINDING_4_HOLDS, FINDING_5_TOLERANCE,
-                             GAIN_GOAL, MANO_MARKER_GRIDS, curriculum_steps, depth_needed, depth_pays, finding_1,
-                             finding_2, finding_3, finding_4_phases, finding_5, mano_marker_finding, penalty_onset,
-                             run_numbers)
+                             GAIN_GOAL, MANO_MARKER_GRIDS, depth_needed, depth_pays, finding_1, finding_2, finding_3,
+                             finding_4_phases, finding_5, mano_marker_finding, penalty_onset, run_folder_numbers,
+                             sizes_never_trained)
 
 
 # ----------------------------------------------------------------------------- the tables over seeds
@@ -34,8 +34,7 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
     """Per model, every seed's numbers and their summary over seeds; per finding, how many seeds it holds in
     (nothing is written)."""
     version = version or protocol_version(task)
-    from .analysis import read_probe_events, read_probe_log
-    from .curriculum import UNLOCK_EVENT
+    from .analysis import read_probe_log
     from .statistics import seed_summary
     from .trainer import PROBE_LOG_FILE
 
@@ -45,13 +44,9 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
     per_model: dict[str, dict[int, dict]] = {}
     for entry in entries:
         folder = study_dir / task / entry["folder"]
-        summary = json.loads((folder / "report.json").read_text())
-        numbers = run_numbers(summary) | {"steps": entry["steps"]}
-        logged = (folder / PROBE_LOG_FILE).exists()
-        numbers["trained_from_step"] = curriculum_steps(summary, read_probe_events(folder / PROBE_LOG_FILE, UNLOCK_EVENT)
-                                                        if logged else [])
+        numbers = run_folder_numbers(folder) | {"steps": entry["steps"]}
         if MODELS[entry["model"]][0] != "fixed":
-            log = read_probe_log(folder / PROBE_LOG_FILE) if logged else []
+            log = read_probe_log(folder / PROBE_LOG_FILE) if (folder / PROBE_LOG_FILE).exists() else []
             numbers["penalty_from_step"] = penalty_onset(log)
             numbers["phases"] = finding_4_phases(log)
         per_model.setdefault(entry["model"], {})[entry["seed"]] = numbers
@@ -147,7 +142,7 @@ def _trained_cell(n: dict) -> str:
 def starved_line(result: dict) -> str | None:
     """A sentence naming the runs whose curriculum never unlocked a seen size, or None when every run trained on every
     seen size: their accuracy at that size is that of a size they never saw."""
-    starved = [(model, seed, [size for size, step in n["trained_from_step"].items() if step is None])
+    starved = [(model, seed, sizes_never_trained(n["trained_from_step"]))
                for model, m in result["models"].items() for seed, n in m["seeds"].items() if n.get("trained_from_step")]
     curricular = len(starved)
     starved = [(model, seed, sizes) for model, seed, sizes in starved if sizes]
