@@ -447,15 +447,20 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
     return [(task, model, seed, code) for (task, model, seed), (_, code) in zip(todo, codes)]
 
 
+def default_processes() -> int:
+    """Runs at a time unless told: one per core on CPU, four sharing a GPU."""
+    import torch
+
+    return 4 if torch.cuda.is_available() else (os.cpu_count() or 1)
+
+
 def _run_processes(label: str, jobs: list[tuple[str, str, list[str], Path]], locks: list[Path], work_dir, study_dir,
                    processes: int | None, quick: bool) -> list[tuple[str, int]]:
     """`examples/study.py <arguments> --work_dir --study_dir [--quick]` for each job (its label, name, arguments and
     log folder), `processes` at a time (default: the cores on CPU, four sharing a GPU), one torch thread each, logged
     to `<log folder>/<name>.log`; [(name, exit code)] in job order. A failed job is reported and the others go on.
     Holds every runner lock of `locks` while it runs."""
-    import torch
-
-    processes = processes or (4 if torch.cuda.is_available() else (os.cpu_count() or 1))
+    processes = processes or default_processes()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
     def launch(job):

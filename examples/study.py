@@ -3,6 +3,7 @@
     python examples/study.py run --task depo                     # every (model, seed) of the grid; resumes
     python examples/study.py run --task depo brevo               # one queue: BREVO's runs follow DEPO's
     python examples/study.py run --task depo --models anira-o --seeds 0 --processes 1
+    python examples/study.py status --task depo brevo            # each run's step and the core-hours left, no results
     python examples/study.py report --task depo                  # tables and figures over seeds from runs.json
     python examples/study.py figures --task depo                 # the figures alone (a grid in progress: what exists)
     python examples/study.py figures --task depo brevo mano clrs-topological_sort clrs-dfs   # every task's, one command
@@ -35,24 +36,26 @@ from anira_study.ship import ship
 from anira_study.study import GRIDS, MODELS, SEARCHES, SEEDS, STUDY_DIR, run_grids, train_and_evaluate
 from anira_study.study_report import study_figures, study_report
 from anira_study.study_search import format_search, run_search, search_one
+from anira_study.study_status import format_status, grid_status
 
 
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "one", "report", "figures", "ship", "search", "search-one", "operating-curve"):
+    for name in ("run", "one", "status", "report", "figures", "ship", "search", "search-one", "operating-curve"):
         sub = commands.add_parser(name)
         sub.add_argument("--task", required=True, choices=sorted(SEARCHES if name.startswith("search") else GRIDS),
-                         nargs="+" if name in ("run", "figures") else None,
+                         nargs="+" if name in ("run", "status", "figures") else None,
                          help={"run": "one or more grids, their runs queued grid after grid through the same processes",
+                               "status": "one or more grids",
                                "figures": "one or more grids (a grid with no finished run is named and skipped)",
                                "search": "the search"}.get(name, "the grid"))
         sub.add_argument("--study_dir", help="where runs.json and the runs' folders go (default experiments/study, "
                                              "with --quick outputs/study-quick)")
         sub.add_argument("--quick", action="store_true", help="tiny runs (minutes) through the whole pipeline")
-        if name in ("run", "one", "search", "search-one"):
+        if name in ("run", "one", "status", "search", "search-one"):
             sub.add_argument("--work_dir", default="outputs/study", help="training folders (checkpoints), outside the repository")
-        if name in ("run", "search"):
+        if name in ("run", "status", "search"):
             sub.add_argument("--processes", type=int, help="runs at a time (default: the cores on CPU, 4 on a GPU)")
         if name == "search-one":
             sub.add_argument("--candidate", required=True)
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None):
         if failed:
             raise SystemExit(f"failed runs (their logs are under {args.work_dir}/<task>/logs): {', '.join(failed)}")
         return results
+    if args.command == "status":
+        statuses = [grid_status(task, args.work_dir, study_dir, args.quick) for task in args.task]
+        print("\n\n".join(format_status(status, args.processes) for status in statuses))
+        return statuses
     if args.command == "one":
         _one_thread_on_cpu()
         return train_and_evaluate(args.task, args.model, args.seed, Path(args.work_dir), study_dir, args.quick)

@@ -1,0 +1,143 @@
+"""Where a grid stands (`python examples/study.py status --task depo brevo`): each run finished, training, stopped
+or not started, its step of the recipe's budget, and the core-hours the grid still needs.
+
+A run's pace is read from its own checkpoints (the newest stretch of saves one process wrote, which leaves out the
+gap where an interrupted run waited to be resumed); a run with fewer than two checkpoints is estimated from the same
+model's runs under way, else its finished runs (steps over training seconds), else any finished run of the grid.
+"Training"
+needs both a runner holding the grid's lock and the run's log written in the last `ACTIVE_SECONDS`; a run that has
+checkpoints but is not training is "stopped" (`study.py run` resumes it). Nothing here reads a result: the table
+holds steps and times only, so it can be read while a grid runs without seeing its numbers.
+"""
+
+import statistics
+import time
+from pathlib import Path
+
+from .study import MODELS, RUNNER_LOCK, SEEDS, STUDY_DIR, default_processes, grid_recipe, protocol_version, read_runs, run_name
+
+ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)
+
+
+def checkpoints(output_dir: Path) -> list[tuple[int, float]]:
+    """(step, modification time) of every `checkpoint-N` folder of a training folder, by step."""
+    found = [(int(path.name.split("-", 1)[1]), path.stat().st_mtime) for path in Path(output_dir).glob("checkpoint-*")
+             if path.is_dir() and path.name.split("-", 1)[1].isdigit()]
+    return sorted(found)
+
+
+def seconds_per_step(saved: list[tuple[int, float]], slack: float = 3.0) -> float | None:
+    """Seconds per step over the newest stretch of checkpoints that one process wrote, or None with fewer than two:
+    walking back from the newest save, an interval more than `slack` times the median of those after it is where
+    the run waited to be resumed (or ran beside other work), and the stretch starts after it."""
+    intervals = [((t1 - t0), (s1 - s0)) for (s0, t0), (s1, t1) in zip(saved, saved[1:]) if s1 > s0 and t1 >= t0]
+    stretch = []
+    for seconds, steps in reversed(intervals):
+        if stretch and seconds / steps > slack * statistics.median(t / n for t, n in stretch):
+            break
+        stretch.append((seconds, steps))
+    return sum(t for t, _ in stretch) / sum(n for _, n in stretch) if stretch else None
+
+
+def runner_holder(lock: Path) -> str | None:
+    """The process id written in a grid's runner lock while a runner holds it, else None (no fcntl: None)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    if not lock.exists():
+        return None
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return handle.read().strip() or "unknown"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def max_steps(task: str, study_dir: Path, quick: bool) -> int | None:
+    """The grid's step budget (its search's choice for a searched grid), or None while its search has not chosen."""
+    from .reproduce import QUICK
+
+    try:
+        _, schedule, overrides = grid_recipe(task, study_dir, quick)
+    except ValueError:
+        return None
+    steps = {**dict(zip(schedule[::2], schedule[1::2])), **overrides, **(QUICK if quick else {})}.get("--max_steps")
+    return int(steps) if steps is not None else None
+
+
+def grid_status(task: str, work_dir: Path | str = "outputs/study", study_dir: Path = STUDY_DIR, quick: bool = False,
+                now: float | None = None) -> dict:
+    """Every run of the grid (each model of `MODELS` at each seed of `SEEDS`): {"run", "model", "seed", "state",
+    "step", "seconds_per_step", "core_hours_left"}, with the budget, the runner's process and the totals."""
+    work_dir, now = Path(work_dir), time.time() if now is None else now
+    version = protocol_version(task)
+    budget = max_steps(task, study_dir, quick)
+    done = {(r["model"], r["seed"]): r for r in read_runs(task, study_dir)
+            if r["protocol_version"] == version and r.get("quick", False) == quick
+            and (study_dir / task / r["folder"] / "report.json").exists()}
+    finished_pace = {model: [r["train_seconds"] / r["steps"] for r in done.values()
+                             if r["model"] == model and r.get("steps") and r.get("train_seconds")] for model in MODELS}
+    holder = runner_holder(work_dir / task / RUNNER_LOCK)
+    runs = []
+    for seed in SEEDS:
+        for model in MODELS:
+            name = run_name(model, seed)
+            row = {"run": name, "model": model, "seed": seed, "step": 0, "seconds_per_step": None, "pace_from": None,
+                   "core_hours_left": None}
+            if (model, seed) in done:
+                entry = done[(model, seed)]
+                row.update(state="finished", step=entry["steps"], core_hours_left=0.0, pace_from="its training",
+                           seconds_per_step=entry["train_seconds"] / entry["steps"] if entry.get("steps") else None)
+            else:
+                saved = checkpoints(work_dir / task / name)
+                log = work_dir / task / "logs" / f"{name}.log"
+                active = holder is not None and log.exists() and now - log.stat().st_mtime < ACTIVE_SECONDS
+                row.update(state="training" if active else ("stopped" if saved else "not started"),
+                           step=saved[-1][0] if saved else 0, seconds_per_step=seconds_per_step(saved))
+                if row["seconds_per_step"] is not None:
+                    row["pace_from"] = "its checkpoints"
+            runs.append(row)
+    # a run without a pace of its own: the same model's runs under way (today's code), else its finished runs, else
+    # every finished run of the grid
+    for row in runs:
+        if row["seconds_per_step"] is None and row["state"] != "finished":
+            under_way = [r["seconds_per_step"] for r in runs if r["model"] == row["model"] and r["pace_from"] == "its checkpoints"]
+            any_finished = [p for values in finished_pace.values() for p in values]
+            for source, paces in (("the model's runs under way", under_way), ("the model's finished runs",
+                                  finished_pace[row["model"]]), ("the grid's finished runs", any_finished)):
+                if paces:
+                    row.update(seconds_per_step=statistics.median(paces), pace_from=source)
+                    break
+        if row["state"] != "finished" and row["seconds_per_step"] is not None and budget is not None:
+            row["core_hours_left"] = max(budget - row["step"], 0) * row["seconds_per_step"] / 3600
+    unfinished = [r for r in runs if r["state"] != "finished"]
+    left = [r["core_hours_left"] for r in unfinished]
+    return {"task": task, "protocol_version": version, "max_steps": budget, "runner": holder, "runs": runs,
+            "finished": len(runs) - len(unfinished),
+            "core_hours_left": sum(left) if all(x is not None for x in left) else None}
+
+
+def format_status(status: dict, processes: int | None = None) -> str:
+    """A grid's status as a heading line and a markdown table; the hours on `processes` (default: as `run`'s) assume
+    the runs left share them evenly."""
+    processes = processes or default_processes()
+    counts = {state: sum(r["state"] == state for r in status["runs"]) for state in ("training", "stopped", "not started")}
+    left = status["core_hours_left"]
+    budget = status["max_steps"]
+    head = (f"{status['task']} (protocol {status['protocol_version']}): {status['finished']} of {len(status['runs'])} runs "
+            f"finished, " + ", ".join(f"{n} {state}" for state, n in counts.items()) + "; "
+            + (f"about {left:.1f} core-hours left ({left / processes:.1f} h on {processes} processes)" if left is not None
+               else "core-hours left unknown" + ("" if budget else " (the grid's search has not chosen its recipe)"))
+            + (f"; runner: process {status['runner']}" if status["runner"] else "; no runner"))
+    lines = [head, "", "| run | state | step | of | steps per core-hour | core-hours left |", "|---|---|---|---|---|---|"]
+    for r in status["runs"]:
+        pace = f"{3600 / r['seconds_per_step']:,.0f}" if r["seconds_per_step"] else "-"
+        if r["pace_from"] not in (None, "its checkpoints", "its training"):
+            pace += " (est.)"
+        left = "-" if r["core_hours_left"] is None or r["state"] == "finished" else f"{r['core_hours_left']:.2f}"
+        lines.append(f"| {r['run']} | {r['state']} | {r['step']} | {budget or '?'} | {pace} | {left} |")
+    return "\n".join(lines)

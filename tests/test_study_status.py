@@ -1,0 +1,103 @@
+"""`study.py status` (anira_study.study_status): each run's state and step, and the core-hours a grid still needs,
+from runs.json, the training folders' checkpoints and the runner's lock."""
+
+import os
+import time
+
+import pytest
+
+from anira_study import study
+from anira_study.study_status import format_status, grid_status, seconds_per_step
+
+
+def test_the_pace_is_the_newest_stretch_one_process_wrote():
+    # 100 s, then a wait of 4,900 s (resumed later), then 100 s and 120 s per 1,000 steps
+    saved = [(1000, 0.0), (2000, 100.0), (3000, 5000.0), (4000, 5100.0), (5000, 5220.0)]
+    assert seconds_per_step(saved) == pytest.approx(220 / 2000)
+    assert seconds_per_step(saved[:2]) == pytest.approx(0.1)  # one interval: its own pace
+    assert seconds_per_step(saved[:1]) is None and seconds_per_step([]) is None
+    # steady saves: every interval counts
+    steady = [(s, 0.05 * s) for s in range(500, 5001, 500)]
+    assert seconds_per_step(steady) == pytest.approx(0.05)
+
+
+def finished_run(study_dir, task, model, seed, steps, seconds):
+    folder = study_dir / task / "runs" / study.run_name(model, seed)
+    folder.mkdir(parents=True)
+    (folder / "report.json").write_text("{}")
+    study.record_run(task, {"run": study.run_name(model, seed), "model": model, "depth_mode": study.MODELS[model][0],
+                            "max_depth": 6, "seed": seed, "steps": steps, "train_seconds": seconds,
+                            "protocol_version": study.protocol_version(task), "quick": False, "machine": "test",
+                            "commit": "0" * 40, "date": "2026-12-07 00:00 UTC",
+                            "folder": f"runs/{study.run_name(model, seed)}"}, study_dir)
+
+
+def training_folder(work_dir, task, name, saves, log_age):
+    """Checkpoints at {step: seconds before now} and the run's log written `log_age` seconds ago."""
+    now = time.time()
+    for step, age in saves.items():
+        path = work_dir / task / name / f"checkpoint-{step}"
+        path.mkdir(parents=True)
+        os.utime(path, (now - age, now - age))
+    log = work_dir / task / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("training\n")
+    os.utime(log, (now - log_age, now - log_age))
+
+
+def test_a_grid_in_progress(tmp_path):
+    study_dir, work_dir = tmp_path / "study", tmp_path / "work"
+    finished_run(study_dir, "brevo", "fixed-6", 0, 40000, 4000.0)  # 0.1 s per step
+    # anira-e seed 0: 30 s per 1,000 steps since it was resumed; its log written a minute ago
+    training_folder(work_dir, "brevo", "anira-e-seed0", {1000: 20000, 2000: 90, 3000: 60, 4000: 30}, log_age=60)
+    # anira-o seed 0: one checkpoint, log written two hours ago
+    training_folder(work_dir, "brevo", "anira-o-seed0", {1000: 7200}, log_age=7200)
+
+    idle = {r["run"]: r for r in grid_status("brevo", work_dir, study_dir)["runs"]}
+    assert idle["anira-e-seed0"]["state"] == "stopped"  # no runner holds the grid's lock
+    with study.runner_lock(work_dir / "brevo" / study.RUNNER_LOCK):
+        status = grid_status("brevo", work_dir, study_dir)
+    runs = {r["run"]: r for r in status["runs"]}
+    assert status["max_steps"] == 40000 and status["finished"] == 1 and status["runner"] == str(os.getpid())
+    assert len(runs) == len(study.MODELS) * len(study.SEEDS)
+    e, o = runs["anira-e-seed0"], runs["anira-o-seed0"]
+    assert (e["state"], e["step"], e["pace_from"]) == ("training", 4000, "its checkpoints")
+    assert e["seconds_per_step"] == pytest.approx(0.03, rel=1e-3)
+    assert e["core_hours_left"] == pytest.approx(36000 * 0.03 / 3600, rel=1e-3)
+    # a run with one checkpoint and an old log: stopped; no pace of its own, nor another anira-o's: the grid's finished
+    assert (o["state"], o["step"], o["pace_from"]) == ("stopped", 1000, "the grid's finished runs")
+    assert o["core_hours_left"] == pytest.approx(39000 * 0.1 / 3600)
+    # not started: the same model's run under way first, then the model's finished runs
+    assert runs["anira-e-seed1"]["state"] == "not started"
+    assert runs["anira-e-seed1"]["pace_from"] == "the model's runs under way"
+    assert runs["anira-e-seed1"]["core_hours_left"] == pytest.approx(40000 * 0.03 / 3600, rel=1e-3)
+    assert runs["fixed-6-seed2"]["pace_from"] == "the model's finished runs"
+    assert runs["fixed-6-seed0"]["state"] == "finished" and runs["fixed-6-seed0"]["step"] == 40000
+    assert status["core_hours_left"] == pytest.approx(sum(r["core_hours_left"] for r in status["runs"]))
+
+    text = format_status(status, processes=2)
+    assert text.splitlines()[0].startswith("brevo (protocol v1): 1 of 15 runs finished, 1 training, 1 stopped, 12 not started")
+    assert f"about {status['core_hours_left']:.1f} core-hours left ({status['core_hours_left'] / 2:.1f} h on 2 processes)" in text
+    assert "| anira-e-seed0 | training | 4000 | 40000 | 120,000 | 0.30 |" in text
+    assert "| anira-o-seed0 | stopped | 1000 | 40000 | 36,000 (est.) | 1.08 |" in text
+
+
+def test_a_grid_whose_search_has_not_chosen_says_so(tmp_path):
+    status = grid_status("depo-v6", tmp_path / "work", tmp_path / "study")
+    assert status["max_steps"] is None and status["core_hours_left"] is None and status["finished"] == 0
+    assert all(r["state"] == "not started" and r["core_hours_left"] is None for r in status["runs"])
+    assert "core-hours left unknown (the grid's search has not chosen its recipe); no runner" in format_status(status, 2)
+
+
+def test_the_status_command(tmp_path, capsys):
+    from conftest import load_script
+
+    finished_run(tmp_path / "study", "depo", "fixed-1", 2, 15000, 1500.0)
+    statuses = load_script("study").main(["status", "--task", "depo", "brevo", "--study_dir", str(tmp_path / "study"),
+                                          "--work_dir", str(tmp_path / "work"), "--processes", "3"])
+    assert [s["task"] for s in statuses] == ["depo", "brevo"]
+    out = capsys.readouterr().out
+    assert "depo (protocol v1): 1 of 15 runs finished" in out and "h on 3 processes" in out
+    assert "brevo (protocol v1): 0 of 15 runs finished, 0 training, 0 stopped, 15 not started; core-hours left unknown" in out
+    # depo: every other run estimated from fixed-1-seed2's 0.1 s per step
+    assert statuses[0]["core_hours_left"] == pytest.approx(14 * 15000 * 0.1 / 3600)
