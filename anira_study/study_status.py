@@ -4,10 +4,9 @@ or not started, its step of the recipe's budget, and the core-hours the grid sti
 A run's pace is read from its own checkpoints (the newest stretch of saves one process wrote, which leaves out the
 gap where an interrupted run waited to be resumed); a run with fewer than two checkpoints is estimated from the same
 model's runs under way, else its finished runs (steps over training seconds), else any finished run of the grid.
-"Training"
-needs both a runner holding the grid's lock and the run's log written in the last `ACTIVE_SECONDS`; a run that has
-checkpoints but is not training is "stopped" (`study.py run` resumes it). Nothing here reads a result: the table
-holds steps and times only, so it can be read while a grid runs without seeing its numbers.
+"Training" needs both a runner holding the grid's lock and the run's log written in the last `ACTIVE_SECONDS`; a run
+that has checkpoints but is not training is "stopped" (`study.py run` resumes it). Nothing here reads a result: the
+table holds steps and times only, so it can be read while a grid runs without seeing its numbers.
 """
 
 import statistics
