@@ -13,7 +13,9 @@ import statistics
 import time
 from pathlib import Path
 
-from .study import MODELS, RUNNER_LOCK, SEEDS, STUDY_DIR, default_processes, grid_recipe, protocol_version, read_runs, run_name
+from .reproduce import QUICK
+from .study import (GRIDS, MODELS, RUNNER_LOCK, SEARCHES, SEEDS, STUDY_DIR, default_processes, grid_recipe,
+                    protocol_version, read_runs, run_name)
 
 ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)
 
@@ -58,8 +60,6 @@ def runner_holder(lock: Path) -> str | None:
 
 def max_steps(task: str, study_dir: Path, quick: bool) -> int | None:
     """The grid's step budget (its search's choice for a searched grid), or None while its search has not chosen."""
-    from .reproduce import QUICK
-
     try:
         _, schedule, overrides = grid_recipe(task, study_dir, quick)
     except ValueError:
@@ -68,69 +68,107 @@ def max_steps(task: str, study_dir: Path, quick: bool) -> int | None:
     return int(steps) if steps is not None else None
 
 
+def _runs_status(planned: list[dict], base: Path, holder: str | None, now: float) -> list[dict]:
+    """Each planned run {"run", "group", "budget", "finished": its record (steps, train_seconds) or None} with its
+    state, step, pace and core-hours left; its training folder is `base/<run>`, its log `base/logs/<run>.log`. A run
+    without a pace of its own takes its group's runs under way (today's code), else its group's finished runs, else
+    every finished run's."""
+    runs = []
+    for plan in planned:
+        row = {"run": plan["run"], "group": plan["group"], "budget": plan["budget"], "step": 0, "seconds_per_step": None,
+               "pace_from": None, "core_hours_left": None}
+        entry = plan["finished"]
+        if entry is not None:
+            timed = entry.get("steps") and entry.get("train_seconds")
+            row.update(state="finished", step=entry.get("steps"), core_hours_left=0.0, pace_from="its training",
+                       seconds_per_step=entry["train_seconds"] / entry["steps"] if timed else None)
+        else:
+            saved = checkpoints(base / plan["run"])
+            log = base / "logs" / f"{plan['run']}.log"
+            active = holder is not None and log.exists() and now - log.stat().st_mtime < ACTIVE_SECONDS
+            row.update(state="training" if active else ("stopped" if saved else "not started"),
+                       step=saved[-1][0] if saved else 0, seconds_per_step=seconds_per_step(saved))
+            if row["seconds_per_step"] is not None:
+                row["pace_from"] = "its checkpoints"
+        runs.append(row)
+    finished = [r for r in runs if r["state"] == "finished" and r["seconds_per_step"] is not None]
+    for row in runs:
+        if row["state"] == "finished":
+            continue
+        if row["seconds_per_step"] is None:
+            for source, paces in (
+                    ("its group's runs under way", [r["seconds_per_step"] for r in runs
+                                                    if r["group"] == row["group"] and r["pace_from"] == "its checkpoints"]),
+                    ("its group's finished runs", [r["seconds_per_step"] for r in finished if r["group"] == row["group"]]),
+                    ("every finished run", [r["seconds_per_step"] for r in finished])):
+                if paces:
+                    row.update(seconds_per_step=statistics.median(paces), pace_from=source)
+                    break
+        if row["seconds_per_step"] is not None and row["budget"] is not None:
+            row["core_hours_left"] = max(row["budget"] - row["step"], 0) * row["seconds_per_step"] / 3600
+    return runs
+
+
+def _totals(runs: list[dict]) -> dict:
+    left = [r["core_hours_left"] for r in runs if r["state"] != "finished"]
+    return {"finished": sum(r["state"] == "finished" for r in runs),
+            "core_hours_left": sum(left) if all(x is not None for x in left) else None}
+
+
 def grid_status(task: str, work_dir: Path | str = "outputs/study", study_dir: Path = STUDY_DIR, quick: bool = False,
                 now: float | None = None) -> dict:
-    """Every run of the grid (each model of `MODELS` at each seed of `SEEDS`): {"run", "model", "seed", "state",
-    "step", "seconds_per_step", "core_hours_left"}, with the budget, the runner's process and the totals."""
+    """Every run of the grid (each model of `MODELS` at each seed of `SEEDS`, the model its group): {"run", "group",
+    "budget", "state", "step", "seconds_per_step", "pace_from", "core_hours_left"}, with the budget, the runner's
+    process and the totals; for a searched grid whose search has not chosen, the search's status under "search"."""
     work_dir, now = Path(work_dir), time.time() if now is None else now
     version = protocol_version(task)
     budget = max_steps(task, study_dir, quick)
     done = {(r["model"], r["seed"]): r for r in read_runs(task, study_dir)
             if r["protocol_version"] == version and r.get("quick", False) == quick
             and (study_dir / task / r["folder"] / "report.json").exists()}
-    finished_pace = {model: [r["train_seconds"] / r["steps"] for r in done.values()
-                             if r["model"] == model and r.get("steps") and r.get("train_seconds")] for model in MODELS}
+    planned = [{"run": run_name(model, seed), "group": model, "budget": budget, "finished": done.get((model, seed))}
+               for seed in SEEDS for model in MODELS]
     holder = runner_holder(work_dir / task / RUNNER_LOCK)
-    runs = []
-    for seed in SEEDS:
-        for model in MODELS:
-            name = run_name(model, seed)
-            row = {"run": name, "model": model, "seed": seed, "step": 0, "seconds_per_step": None, "pace_from": None,
-                   "core_hours_left": None}
-            if (model, seed) in done:
-                entry = done[(model, seed)]
-                row.update(state="finished", step=entry["steps"], core_hours_left=0.0, pace_from="its training",
-                           seconds_per_step=entry["train_seconds"] / entry["steps"] if entry.get("steps") else None)
-            else:
-                saved = checkpoints(work_dir / task / name)
-                log = work_dir / task / "logs" / f"{name}.log"
-                active = holder is not None and log.exists() and now - log.stat().st_mtime < ACTIVE_SECONDS
-                row.update(state="training" if active else ("stopped" if saved else "not started"),
-                           step=saved[-1][0] if saved else 0, seconds_per_step=seconds_per_step(saved))
-                if row["seconds_per_step"] is not None:
-                    row["pace_from"] = "its checkpoints"
-            runs.append(row)
-    # a run without a pace of its own: the same model's runs under way (today's code), else its finished runs, else
-    # every finished run of the grid
-    for row in runs:
-        if row["seconds_per_step"] is None and row["state"] != "finished":
-            under_way = [r["seconds_per_step"] for r in runs if r["model"] == row["model"] and r["pace_from"] == "its checkpoints"]
-            any_finished = [p for values in finished_pace.values() for p in values]
-            for source, paces in (("the model's runs under way", under_way), ("the model's finished runs",
-                                  finished_pace[row["model"]]), ("the grid's finished runs", any_finished)):
-                if paces:
-                    row.update(seconds_per_step=statistics.median(paces), pace_from=source)
-                    break
-        if row["state"] != "finished" and row["seconds_per_step"] is not None and budget is not None:
-            row["core_hours_left"] = max(budget - row["step"], 0) * row["seconds_per_step"] / 3600
-    unfinished = [r for r in runs if r["state"] != "finished"]
-    left = [r["core_hours_left"] for r in unfinished]
-    return {"task": task, "protocol_version": version, "max_steps": budget, "runner": holder, "runs": runs,
-            "finished": len(runs) - len(unfinished),
-            "core_hours_left": sum(left) if all(x is not None for x in left) else None}
+    runs = _runs_status(planned, work_dir / task, holder, now)
+    status = {"name": task, "kind": "grid", "protocol_version": version, "max_steps": budget, "runner": holder,
+              "runs": runs, **_totals(runs)}
+    search = GRIDS[task].get("search")
+    if search is not None and budget is None:
+        status["search"] = search_status(search, work_dir, study_dir, quick, now)
+    return status
+
+
+def search_status(search: str, work_dir: Path | str = "outputs/study", study_dir: Path = STUDY_DIR, quick: bool = False,
+                  now: float | None = None) -> dict:
+    """Every declared run of a recipe search (candidate x variant, all `SEARCH_MODEL`, one group), as `grid_status`'s."""
+    from .study_search import SEARCH_MODEL, candidate_steps, search_state
+
+    work_dir, now = Path(work_dir), time.time() if now is None else now
+    state = search_state(search, study_dir, quick)
+    recorded = {(r["candidate"], r["variant"]): r for r in state["results"]}
+    spec = SEARCHES[search]
+    steps = lambda candidate: int(QUICK["--max_steps"]) if quick else candidate_steps(search, candidate)  # noqa: E731
+    planned = [{"run": f"{candidate}-{variant}", "group": SEARCH_MODEL, "budget": steps(candidate),
+                "finished": recorded.get((candidate, variant))}
+               for candidate in spec["candidates"] for variant in spec["variants"]]
+    base = work_dir / search / "search"
+    holder = runner_holder(base / RUNNER_LOCK)
+    runs = _runs_status(planned, base, holder, now)
+    return {"name": f"{search} search", "kind": "search", "protocol_version": protocol_version(search), "runner": holder,
+            "runs": runs, "choice": state["choice"]["candidate"] if state["choice"] else None, **_totals(runs)}
 
 
 def format_status(status: dict, processes: int | None = None) -> str:
-    """A grid's status as a heading line and a markdown table; the hours on `processes` (default: as `run`'s) assume
-    the runs left share them evenly."""
+    """A grid's (or search's) status as a heading line and a markdown table, a searched grid's search first while it
+    has not chosen; the hours on `processes` (default: as `run`'s) assume the runs left share them evenly."""
     processes = processes or default_processes()
     counts = {state: sum(r["state"] == state for r in status["runs"]) for state in ("training", "stopped", "not started")}
     left = status["core_hours_left"]
-    budget = status["max_steps"]
-    head = (f"{status['task']} (protocol {status['protocol_version']}): {status['finished']} of {len(status['runs'])} runs "
+    why_unknown = " (the grid's search has not chosen its recipe)" if "search" in status else ""
+    head = (f"{status['name']} (protocol {status['protocol_version']}): {status['finished']} of {len(status['runs'])} runs "
             f"finished, " + ", ".join(f"{n} {state}" for state, n in counts.items()) + "; "
             + (f"about {left:.1f} core-hours left ({left / processes:.1f} h on {processes} processes)" if left is not None
-               else "core-hours left unknown" + ("" if budget else " (the grid's search has not chosen its recipe)"))
+               else f"core-hours left unknown{why_unknown}")
             + (f"; runner: process {status['runner']}" if status["runner"] else "; no runner"))
     lines = [head, "", "| run | state | step | of | steps per core-hour | core-hours left |", "|---|---|---|---|---|---|"]
     for r in status["runs"]:
@@ -138,5 +176,6 @@ def format_status(status: dict, processes: int | None = None) -> str:
         if r["pace_from"] not in (None, "its checkpoints", "its training"):
             pace += " (est.)"
         left = "-" if r["core_hours_left"] is None or r["state"] == "finished" else f"{r['core_hours_left']:.2f}"
-        lines.append(f"| {r['run']} | {r['state']} | {r['step']} | {budget or '?'} | {pace} | {left} |")
-    return "\n".join(lines)
+        lines.append(f"| {r['run']} | {r['state']} | {r['step']} | {r['budget'] or '?'} | {pace} | {left} |")
+    text = "\n".join(lines)
+    return format_status(status["search"], processes) + "\n\n" + text if "search" in status else text

@@ -65,13 +65,13 @@ def test_a_grid_in_progress(tmp_path):
     assert e["seconds_per_step"] == pytest.approx(0.03, rel=1e-3)
     assert e["core_hours_left"] == pytest.approx(36000 * 0.03 / 3600, rel=1e-3)
     # a run with one checkpoint and an old log: stopped; no pace of its own, nor another anira-o's: the grid's finished
-    assert (o["state"], o["step"], o["pace_from"]) == ("stopped", 1000, "the grid's finished runs")
+    assert (o["state"], o["step"], o["pace_from"]) == ("stopped", 1000, "every finished run")
     assert o["core_hours_left"] == pytest.approx(39000 * 0.1 / 3600)
     # not started: the same model's run under way first, then the model's finished runs
     assert runs["anira-e-seed1"]["state"] == "not started"
-    assert runs["anira-e-seed1"]["pace_from"] == "the model's runs under way"
+    assert runs["anira-e-seed1"]["pace_from"] == "its group's runs under way"
     assert runs["anira-e-seed1"]["core_hours_left"] == pytest.approx(40000 * 0.03 / 3600, rel=1e-3)
-    assert runs["fixed-6-seed2"]["pace_from"] == "the model's finished runs"
+    assert runs["fixed-6-seed2"]["pace_from"] == "its group's finished runs"
     assert runs["fixed-6-seed0"]["state"] == "finished" and runs["fixed-6-seed0"]["step"] == 40000
     assert status["core_hours_left"] == pytest.approx(sum(r["core_hours_left"] for r in status["runs"]))
 
@@ -82,11 +82,37 @@ def test_a_grid_in_progress(tmp_path):
     assert "| anira-o-seed0 | stopped | 1000 | 40000 | 36,000 (est.) | 1.08 |" in text
 
 
-def test_a_grid_whose_search_has_not_chosen_says_so(tmp_path):
-    status = grid_status("depo-v6", tmp_path / "work", tmp_path / "study")
+def test_a_grid_whose_search_has_not_chosen_shows_its_search_first(tmp_path):
+    from test_study_search import choose
+
+    from anira_study import study_search
+
+    work_dir, study_dir = tmp_path / "work", tmp_path / "study"
+    # the search's first candidate recorded (its steps and seconds), the second training since it was resumed
+    first, second, third = [f"{c}-default" for c in study.SEARCHES["depo-v6"]["candidates"]]
+    entry = {"candidate": "mixed", "variant": "default", "recipe": study_search._recipe_record("depo-v6", "mixed", "default"),
+             "validation": {"1": {"exact": 0.5, "prompts": 10, "interval": [0.2, 0.8]}}, "steps": 15000, "train_seconds": 3000.0}
+    study_search.record_search("depo-v6", entry, study_dir)
+    base = work_dir / "depo-v6" / "search"
+    training_folder(base.parent, "search", second, {1000: 500, 2000: 300, 3000: 100}, log_age=10)
+    with study.runner_lock(base / study.RUNNER_LOCK):
+        status = grid_status("depo-v6", work_dir, study_dir)
     assert status["max_steps"] is None and status["core_hours_left"] is None and status["finished"] == 0
     assert all(r["state"] == "not started" and r["core_hours_left"] is None for r in status["runs"])
-    assert "core-hours left unknown (the grid's search has not chosen its recipe); no runner" in format_status(status, 2)
+    search = {r["run"]: r for r in status["search"]["runs"]}
+    assert status["search"]["finished"] == 1 and status["search"]["choice"] is None
+    assert search[first]["state"] == "finished" and search[first]["seconds_per_step"] == pytest.approx(0.2)
+    assert (search[second]["state"], search[second]["step"], search[second]["budget"]) == ("training", 3000, 30000)
+    assert search[second]["core_hours_left"] == pytest.approx(27000 * 0.2 / 3600, rel=1e-3)  # its own 200 s per 1,000
+    assert search[third]["pace_from"] == "its group's runs under way"  # the same model as the run under way
+    text = format_status(status, 2)
+    assert text.index("depo-v6 search (protocol v6): 1 of 3 runs finished, 1 training, 0 stopped, 1 not started") \
+        < text.index("depo-v6 (protocol v6): 0 of 15 runs finished")
+    assert "core-hours left unknown (the grid's search has not chosen its recipe); no runner" in text
+    choose("depo-v6", study_dir)  # once the search has chosen, the grid's budget is the choice's and the search is gone
+    chosen = grid_status("depo-v6", work_dir, study_dir)
+    choice = study_search.searched_choice("depo-v6", study_dir)
+    assert "search" not in chosen and chosen["max_steps"] == study_search.candidate_steps("depo-v6", choice)
 
 
 def test_the_status_command(tmp_path, capsys):
@@ -95,7 +121,7 @@ def test_the_status_command(tmp_path, capsys):
     finished_run(tmp_path / "study", "depo", "fixed-1", 2, 15000, 1500.0)
     statuses = load_script("study").main(["status", "--task", "depo", "brevo", "--study_dir", str(tmp_path / "study"),
                                           "--work_dir", str(tmp_path / "work"), "--processes", "3"])
-    assert [s["task"] for s in statuses] == ["depo", "brevo"]
+    assert [s["name"] for s in statuses] == ["depo", "brevo"]
     out = capsys.readouterr().out
     assert "depo (protocol v1): 1 of 15 runs finished" in out and "h on 3 processes" in out
     assert "brevo (protocol v1): 0 of 15 runs finished, 0 training, 0 stopped, 15 not started; core-hours left unknown" in out
