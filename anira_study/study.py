@@ -37,6 +37,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_DIR = REPO / "experiments" / "study"
@@ -427,24 +428,45 @@ def run_grid(task: str, models: list[str] | None = None, seeds: list[int] | None
 
 def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int] | None = None,
               work_dir: str | Path = "outputs/study", study_dir: Path = STUDY_DIR, processes: int | None = None,
-              quick: bool = False) -> list[tuple[str, str, int, int]]:
+              quick: bool = False) -> list[tuple[str, str, int, int | None]]:
     """`run_grid` for several grids through one pool of processes: the runs queue grid after grid (each seed-major),
-    so a core that the first grid's last runs leave free starts the next grid's instead of waiting for them. Every
-    grid is checked before anything runs; returns (task, model, seed, exit code) per run."""
+    so a core that the first grid's last runs leave free starts the next grid's instead of waiting for them. A
+    searched grid whose search has not chosen queues the search's pending runs first (once for grids sharing a
+    search), and its own runs wait until the search has chosen (each run reads the choice when it starts), the
+    processes taking the queue's later runs meanwhile. Every grid is checked before anything runs; returns (task,
+    model, seed, exit code) per run, the code None for a run never started (its search ended without a choice)."""
+    from .study_search import search_state
+
     models, seeds = list(models or MODELS), list(SEEDS if seeds is None else seeds)
-    todo = []
+    jobs, runs, locks, queued_searches = [], [], [Path(work_dir) / task / RUNNER_LOCK for task in tasks], set()
     for task in tasks:
         for model in models:
             model_config(task, model)  # a bad task or model name fails here, before anything runs
-        grid_recipe(task, study_dir, quick)  # so does a searched grid whose search has not chosen
+        search, ready = GRIDS[task].get("search"), None
+        if search is not None and search_state(search, study_dir, quick)["choice"] is None:
+            if search not in queued_searches:
+                queued_searches.add(search)
+                pending = search_state(search, study_dir, quick)["pending"]
+                print(f"{task}: its recipe search first, {len(pending)} runs pending: "
+                      + ", ".join(f"{c}-{v}" for c, v in pending), flush=True)
+                logs = Path(work_dir) / search / "search" / "logs"
+                locks.append(logs.parent / RUNNER_LOCK)
+                jobs += [Job(f"{search} search", f"{c}-{v}", ["search-one", "--task", search, "--candidate", c, "--variant", v],
+                             logs) for c, v in pending]
+                runs += [None] * len(pending)
+
+            def ready(search=search):
+                return search_state(search, study_dir, quick)["choice"] is not None
+        else:
+            grid_recipe(task, study_dir, quick)
         pending = pending_runs(task, models, seeds, study_dir, quick)
-        print(f"{task}: {len(pending)} runs pending: " + ", ".join(run_name(model, seed) for model, seed in pending), flush=True)
-        todo += [(task, model, seed) for model, seed in pending]
-    jobs = [(task, run_name(model, seed), ["one", "--task", task, "--model", model, "--seed", str(seed)], Path(work_dir) / task / "logs")
-            for task, model, seed in todo]
-    codes = _run_processes(", ".join(tasks), jobs, [Path(work_dir) / task / RUNNER_LOCK for task in tasks], work_dir, study_dir,
-                           processes, quick)
-    return [(task, model, seed, code) for (task, model, seed), (_, code) in zip(todo, codes)]
+        print(f"{task}: {len(pending)} runs pending" + (" (after its search)" if ready else "") + ": "
+              + ", ".join(run_name(model, seed) for model, seed in pending), flush=True)
+        jobs += [Job(task, run_name(model, seed), ["one", "--task", task, "--model", model, "--seed", str(seed)],
+                     Path(work_dir) / task / "logs", ready) for model, seed in pending]
+        runs += [(task, model, seed) for model, seed in pending]
+    codes = _run_processes(", ".join(tasks), jobs, locks, work_dir, study_dir, processes, quick)
+    return [(*run, code) for run, (_, code) in zip(runs, codes) if run is not None]
 
 
 def default_processes() -> int:
@@ -454,31 +476,73 @@ def default_processes() -> int:
     return 4 if torch.cuda.is_available() else (os.cpu_count() or 1)
 
 
-def _run_processes(label: str, jobs: list[tuple[str, str, list[str], Path]], locks: list[Path], work_dir, study_dir,
-                   processes: int | None, quick: bool) -> list[tuple[str, int]]:
-    """`examples/study.py <arguments> --work_dir --study_dir [--quick]` for each job (its label, name, arguments and
-    log folder), `processes` at a time (default: the cores on CPU, four sharing a GPU), one torch thread each, logged
-    to `<log folder>/<name>.log`; [(name, exit code)] in job order. A failed job is reported and the others go on.
-    Holds every runner lock of `locks` while it runs."""
+class Job(NamedTuple):
+    """One `examples/study.py` process of a queue: its label and name (printed, and the log's name), arguments, log
+    folder, and `ready`: None, or a predicate that holds once it may start (a searched grid's run: its search chose)."""
+    label: str
+    name: str
+    arguments: list[str]
+    logs: Path
+    ready: Callable[[], bool] | None = None
+
+
+def _run_processes(label: str, jobs: list[Job], locks: list[Path], work_dir, study_dir, processes: int | None,
+                   quick: bool) -> list[tuple[str, int | None]]:
+    """`examples/study.py <arguments> --work_dir --study_dir [--quick]` for each job, `processes` at a time (default:
+    the cores on CPU, four sharing a GPU), one torch thread each, logged to `<log folder>/<name>.log`; [(name, exit
+    code)] in job order. A free process takes the first queued job that is ready; when none is and none runs, the
+    jobs left never start (exit code None). A failed job is reported and the others go on. Holds every runner lock of
+    `locks` while it runs."""
     processes = processes or default_processes()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    codes: list[int | None] = [None] * len(jobs)
+    state = ["queued"] * len(jobs)  # queued, running, done, never
+    changed = threading.Condition()
 
-    def launch(job):
-        job_label, name, arguments, logs = job
-        command = [sys.executable, str(REPO / "examples" / "study.py"), *arguments, "--work_dir", str(work_dir),
+    def launch(job: Job) -> int:
+        command = [sys.executable, str(REPO / "examples" / "study.py"), *job.arguments, "--work_dir", str(work_dir),
                    "--study_dir", str(study_dir)] + (["--quick"] if quick else [])
-        logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"{name}.log", "a") as log:
+        job.logs.mkdir(parents=True, exist_ok=True)
+        with open(job.logs / f"{job.name}.log", "a") as log:
             code = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-        print(f"{job_label} {name}: {'done' if code == 0 else f'FAILED (exit {code}, log {log.name})'}", flush=True)
-        return name, code
+        print(f"{job.label} {job.name}: {'done' if code == 0 else f'FAILED (exit {code}, log {log.name})'}", flush=True)
+        return code
+
+    def take() -> int | None:
+        with changed:
+            while True:
+                queued = [i for i, s in enumerate(state) if s == "queued"]
+                ready = next((i for i in queued if jobs[i].ready is None or jobs[i].ready()), None)
+                if ready is not None:
+                    state[ready] = "running"
+                    return ready
+                if not queued:
+                    return None
+                if "running" not in state:  # nothing left can make them ready
+                    for i in queued:
+                        state[i] = "never"
+                        print(f"{jobs[i].label} {jobs[i].name}: not started (what it waits for did not happen)", flush=True)
+                    changed.notify_all()
+                    return None
+                changed.wait()
+
+    def work() -> None:
+        while (i := take()) is not None:
+            try:
+                codes[i] = launch(jobs[i])
+            finally:
+                with changed:
+                    state[i] = "done"
+                    changed.notify_all()
 
     with contextlib.ExitStack() as stack:
         for path in locks:
             stack.enter_context(runner_lock(path))
         print(f"{label}: {processes} at a time", flush=True)
         with ThreadPoolExecutor(max_workers=processes) as pool:
-            return list(pool.map(launch, jobs))
+            for future in [pool.submit(work) for _ in range(processes)]:
+                future.result()
+    return [(job.name, code) for job, code in zip(jobs, codes)]
 
 
 RUNNER_LOCK = "runner.lock"

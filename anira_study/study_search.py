@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .study import (COMMON_ARGS, RUNNER_LOCK, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
-                    _overridden, _run_processes, _train_resumable, execution_args, locked, protocol_version,
+                    Job, _overridden, _run_processes, _train_resumable, execution_args, locked, protocol_version,
                     write_model_folder)
 from .study_report import _fmt
 
@@ -208,7 +208,7 @@ def run_search(search: str, work_dir: str | Path = "outputs/study", study_dir: P
           + ", ".join(f"{name} ({candidate_steps(search, candidate)} steps)" for (name, _), (candidate, _) in zip(jobs, todo)),
           flush=True)
     logs = Path(work_dir) / search / "search" / "logs"
-    codes = _run_processes(f"{search} search", [(f"{search} search", name, arguments, logs) for name, arguments in jobs],
+    codes = _run_processes(f"{search} search", [Job(f"{search} search", name, arguments, logs) for name, arguments in jobs],
                            [logs.parent / RUNNER_LOCK], work_dir, study_dir, processes, quick)
     state = search_state(search, study_dir, quick)
     state["exit_codes"] = dict(codes)

@@ -10,21 +10,23 @@
     python examples/study.py run --task depo --quick             # the whole pipeline in minutes (tests use it)
     python examples/study.py search --task mano                  # a searched grid's recipe (mano, clrs-<algorithm>)
     python examples/study.py run --task mano                     # then its grid (also mano-no-marker), as for depo
+    python examples/study.py run --task brevo depo-v6 mano       # one queue; a search not yet run goes first, its grid after
     python examples/study.py ship --task depo                    # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
     python examples/study.py operating-curve --task depo         # v3: every anira-o run at halting thresholds 0.1-0.9
 
 `run` trains one process per core on CPU (several per GPU), checkpoints as it goes (run it again after an
 interruption), evaluates each finished run on the test prompts, and writes its weights and report under
 experiments/study/<task>/runs/ with a line in runs.json. `ship` copies the protocol's shipped runs (seed 0 of anira-e,
-anira-o and fixed-6) into hub_configs/anira-{e,o,fixed}-<task> and writes their recipes and cards (hub_configs/build.py);
-it refuses, naming them, while any of the three has not finished (`anira_study.ship`). `search` trains a search's
-declared candidates (`fixed-6`, search seed 100), scores each on the validation split only, and writes every
-candidate's numbers and the rule's choice to experiments/study/<search>/search/search.json; `run` on a searched grid
-refuses until it exists. `operating-curve` scores every finished anira-o run at halting thresholds 0.1-0.9 against its
-weights at every uniform depth, picks a threshold on the validation split by the protocol's rule and reports the gain
-there on test (`anira_study.operating_curve`, written to each run folder's operating_curve.json and the grid's
-operating_curve.md). The logic lives in `anira_study.study` (the grids and their runs), `anira_study.study_search`
-(the recipe searches) and `anira_study.study_report` (the tables and figures over seeds).
+anira-o and fixed-6) into hub_configs/anira-{e,o,fixed}-<task> and writes their recipes and cards
+(hub_configs/build.py); it refuses, naming them, while any of the three has not finished (`anira_study.ship`).
+`search` trains a search's declared candidates (`fixed-6`, search seed 100), scores each on the validation split only,
+and writes every candidate's numbers and the rule's choice to experiments/study/<search>/search/search.json; `run` on
+a searched grid whose search has not chosen queues the search's runs first and starts the grid's once it has chosen.
+`operating-curve` scores every finished anira-o run at halting thresholds 0.1-0.9 against its weights at every uniform
+depth, picks a threshold on the validation split by the protocol's rule and reports the gain there on test
+(`anira_study.operating_curve`, written to each run folder's operating_curve.json and the grid's operating_curve.md).
+The logic lives in `anira_study.study` (the grids and their runs), `anira_study.study_search` (the recipe searches)
+and `anira_study.study_report` (the tables and figures over seeds).
 """
 
 import argparse
@@ -91,9 +93,13 @@ def main(argv: list[str] | None = None):
         if any(seed < 0 for seed in args.seeds):
             raise ValueError(f"--seeds must be >= 0, got {args.seeds}")
         results = run_grids(args.task, args.models, args.seeds, args.work_dir, study_dir, args.processes, args.quick)
-        failed = [f"{task}/{model}-seed{seed}" for task, model, seed, code in results if code != 0]
-        if failed:
-            raise SystemExit(f"failed runs (their logs are under {args.work_dir}/<task>/logs): {', '.join(failed)}")
+        failed = [f"{task}/{model}-seed{seed}" for task, model, seed, code in results if code not in (0, None)]
+        unstarted = [f"{task}/{model}-seed{seed}" for task, model, seed, code in results if code is None]
+        if failed or unstarted:
+            raise SystemExit("; ".join(
+                ([f"failed runs (their logs are under {args.work_dir}/<task>/logs): {', '.join(failed)}"] if failed else [])
+                + ([f"not started, their search having chosen no recipe (a search run failed: its log is under "
+                    f"{args.work_dir}/<search>/search/logs): {', '.join(unstarted)}"] if unstarted else [])))
         return results
     if args.command == "status":
         statuses = [grid_status(task, args.work_dir, study_dir, args.quick) for task in args.task]

@@ -81,15 +81,9 @@ def test_depo_v6_searches_v1s_data_with_every_seen_k_from_the_first_step_and_its
     assert config.max_position_embeddings == 256 and config.depth_mode == "online"
 
 
-def test_run_refuses_a_searched_grid_until_its_search_has_chosen_then_trains_the_choice(tmp_path, monkeypatch):
-    from conftest import load_script
-
-    script = load_script("study")
-    for call in (lambda: study.training_args("mano", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path),
-                 lambda: study.run_grid("mano", ["fixed-1"], [0], tmp_path / "work", tmp_path),
-                 lambda: script.main(["run", "--task", "mano", "--study_dir", str(tmp_path), "--work_dir", str(tmp_path / "w")])):
-        with pytest.raises(ValueError, match=r"mano grid takes its recipe from a search.*no result.*study.py search --task mano"):
-            call()
+def test_a_searched_grids_run_refuses_to_train_until_its_search_has_chosen_then_trains_the_choice(tmp_path):
+    with pytest.raises(ValueError, match=r"mano grid takes its recipe from a search.*no result.*study.py search --task mano"):
+        study.training_args("mano", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
     record("mano", tmp_path, "mod23", "marker", {1: 1.0, 2: 1.0})
     with pytest.raises(ValueError, match="1 of 8 candidate runs done"):
         study.training_args("mano", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
@@ -112,6 +106,71 @@ def test_run_refuses_a_searched_grid_until_its_search_has_chosen_then_trains_the
     assert study_search.search_state("mano", tmp_path)["pending"] == [("mod11", "marker")]
     with pytest.raises(ValueError, match="7 of 8 candidate runs done"):
         study.training_args("mano", "anira-e", 1, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+
+
+def fake_processes(monkeypatch, study_dir, fail=(), seconds=0.05):
+    """subprocess.run standing in for `study.py search-one` (records the candidate's line, the last candidate the only
+    one above the bar) and `study.py one`; a search run named in `fail` exits 1 and records nothing. Returns the
+    (kind, task, name, start, end) of every process, in start order."""
+    import subprocess
+    import threading
+    import time
+
+    events, lock = [], threading.Lock()
+
+    def fake_run(command, cwd, env, stdout, stderr):
+        kind, task = command[2], command[command.index("--task") + 1]
+        if kind == "search-one":
+            candidate, variant = command[command.index("--candidate") + 1], command[command.index("--variant") + 1]
+            name = f"{candidate}-{variant}"
+        else:
+            name = f"{command[command.index('--model') + 1]}-seed{command[command.index('--seed') + 1]}"
+        start = time.monotonic()
+        time.sleep(seconds)
+        if kind == "search-one" and name not in fail:
+            last = list(study.SEARCHES[task]["candidates"])[-1]
+            record(task, study_dir, candidate, variant, {1: 1.0, 2: 0.95 if candidate == last else 0.5})
+        with lock:
+            events.append((kind, task, name, start, time.monotonic()))
+        return subprocess.CompletedProcess(command, 1 if name in fail else 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    return events
+
+
+def test_run_queues_a_searched_grids_search_first_and_its_runs_after_the_choice(tmp_path, monkeypatch, capsys):
+    """`run --task depo-v6 depo`: depo-v6's search runs first; depo-v6's runs wait for the search's choice while the
+    free process takes depo's; every run of depo-v6 starts after the last search run ended."""
+    from conftest import load_script
+
+    events = fake_processes(monkeypatch, tmp_path)
+    results = load_script("study").main(["run", "--task", "depo-v6", "depo", "--models", "fixed-1", "--study_dir",
+                                         str(tmp_path), "--work_dir", str(tmp_path / "w"), "--processes", "2"])
+    assert [(task, seed, code) for task, _, seed, code in results] == [(t, s, 0) for t in ("depo-v6", "depo") for s in (0, 1, 2)]
+    search_runs = [e for e in events if e[0] == "search-one"]
+    grid_runs = [e for e in events if e[0] == "one" and e[1] == "depo-v6"]
+    assert len(search_runs) == len(study.SEARCHES["depo-v6"]["candidates"]) and len(grid_runs) == 3
+    assert min(e[3] for e in grid_runs) >= max(e[4] for e in search_runs)  # after the choice
+    # while the search's last run trained, the other process took depo's runs (queued after depo-v6's)
+    assert any(e[1] == "depo" and e[3] < max(e[4] for e in search_runs) for e in events)
+    assert study_search.search_state("depo-v6", tmp_path)["choice"]["candidate"] == "mixed-30k-lr1e-3"
+    assert (tmp_path / "w" / "depo-v6" / "search" / "logs" / "mixed-default.log").exists()
+    assert "depo-v6: 3 runs pending (after its search)" in capsys.readouterr().out
+
+
+def test_a_search_that_fails_leaves_its_grids_runs_unstarted_and_the_command_says_so(tmp_path, monkeypatch, capsys):
+    from conftest import load_script
+
+    events = fake_processes(monkeypatch, tmp_path, fail={"mod23-marker"})
+    with pytest.raises(SystemExit, match="not started.*mano/fixed-1-seed0.*mano-no-marker/fixed-1-seed0"):
+        load_script("study").main(["run", "--task", "mano", "mano-no-marker", "--models", "fixed-1", "--seeds", "0",
+                                   "--study_dir", str(tmp_path), "--work_dir", str(tmp_path / "w"), "--processes", "2"])
+    # the search ran once for both grids, every declared run but the failed one recorded; no grid run started
+    assert sorted(e[2] for e in events) == sorted(f"{c}-{v}" for c in study.SEARCHES["mano"]["candidates"]
+                                                  for v in study.SEARCHES["mano"]["variants"])
+    assert study_search.search_state("mano", tmp_path)["pending"] == [("mod23", "marker")]
+    out = capsys.readouterr().out
+    assert "mano search mod23-marker: FAILED" in out and "mano fixed-1-seed0: not started" in out
 
 
 def test_the_search_launches_its_pending_runs_several_at_a_time_and_skips_recorded_ones(tmp_path, monkeypatch):
