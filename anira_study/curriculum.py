@@ -47,10 +47,21 @@ class ComplexityCurriculum(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> dict:
+    def row_index(self, index: int) -> int:
+        """The dataset row that curriculum index `index` draws."""
         sizes = self.unlocked_sizes
         rows = self.rows[sizes[index % len(sizes)]]
-        return self.dataset[rows[(index // len(sizes)) % len(rows)]]
+        return rows[(index // len(sizes)) % len(rows)]
+
+    def __getitem__(self, index: int) -> dict:
+        return self.dataset[self.row_index(index)]
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A batch's rows in one read of the dataset (the DataLoader's batched fetch), the rows `__getitem__` gives."""
+        rows = [self.row_index(index) for index in indices]
+        if hasattr(self.dataset, "__getitems__"):
+            return self.dataset.__getitems__(rows)
+        return [self.dataset[row] for row in rows]
 
 
 class CurriculumCallback(TrainerCallback):

@@ -88,24 +88,27 @@ class PackedAnswerCollator:
             else:
                 bins.append([i])
                 room.append(capacity - lengths[i])
-        width = capacity
-        input_ids = torch.full((len(bins), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(bins), width), -100, dtype=torch.long)
-        attention_mask = torch.zeros((len(bins), width), dtype=torch.long)
-        position_ids = torch.zeros((len(bins), width), dtype=torch.long)
-        for b, members in enumerate(bins):
-            start = 0
+        # each packed row as Python lists, made into tensors once (a tensor write per sample cost more than the packing)
+        input_ids, labels, attention_mask, position_ids = [], [], [], []
+        for members in bins:
+            ids, targets, positions = [], [], []
             for i in members:
-                n = lengths[i]
-                input_ids[b, start:start + n] = torch.as_tensor(rows[i]["input_ids"])
-                labels[b, start:start + n] = torch.as_tensor(rows[i].get("labels", rows[i]["input_ids"]))
-                labels[b, start] = -100
-                attention_mask[b, start:start + n] = 1
-                position_ids[b, start:start + n] = torch.arange(n)
-                start += n
-            last = lengths[members[-1]]
-            position_ids[b, start:] = torch.arange(last, last + width - start)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids, "labels": labels}
+                sample = _as_list(rows[i]["input_ids"])
+                ids += sample
+                targets += [-100, *(_as_list(rows[i]["labels"]) if "labels" in rows[i] else sample)[1:]]
+                positions += range(lengths[i])
+            filled, last = len(ids), lengths[members[-1]]
+            input_ids.append(ids + [self.pad_token_id] * (capacity - filled))
+            labels.append(targets + [-100] * (capacity - filled))
+            attention_mask.append([1] * filled + [0] * (capacity - filled))
+            position_ids.append(positions + list(range(last, last + capacity - filled)))
+        return {name: torch.tensor(value, dtype=torch.long) for name, value in (
+            ("input_ids", input_ids), ("attention_mask", attention_mask), ("position_ids", position_ids), ("labels", labels))}
+
+
+def _as_list(values) -> list[int]:
+    """A row's token ids as a list of ints (a dataset row's list as is; a tensor's or array's converted)."""
+    return values if isinstance(values, list) else torch.as_tensor(values).tolist()
 
 
 def make_collator(pad_token_id: int, padding_free: bool):

@@ -57,6 +57,23 @@ def test_packing_places_every_sample_once_with_restarting_positions():
     assert sorted(found) == sorted(row["input_ids"] for row in rows)
 
 
+def test_a_packed_sample_carries_its_own_labels_and_rows_of_any_sequence_type_pack_alike():
+    rows = answer_rows([9, 3, 7, 2, 5, 9, 4], seed=1)
+    batch = PackedAnswerCollator(pad_token_id=0, pack_length=12)(rows)
+    ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    for row in rows:  # each sample's labels after its first token are the row's, wherever it was packed
+        n = len(row["input_ids"])
+        at = [(r, p) for r in range(ids.shape[0]) for p in range(ids.shape[1] - n + 1)
+              if ids[r, p:p + n].tolist() == row["input_ids"] and bool(mask[r, p:p + n].all())]
+        assert any(labels[r, p + 1:p + n].tolist() == row["labels"][1:] for r, p in at)
+    for convert in (torch.tensor, tuple):  # tensors (a torch-formatted dataset) and tuples give the same batch
+        again = PackedAnswerCollator(0, pack_length=12)([{k: convert(v) for k, v in row.items()} for row in rows])
+        assert all(torch.equal(again[k], batch[k]) and again[k].dtype == torch.long for k in batch)
+    unlabelled = PackedAnswerCollator(0, pack_length=12)([{"input_ids": row["input_ids"]} for row in rows])
+    # without labels every token after a sample's first is a target
+    assert torch.equal(unlabelled["labels"] != -100, (batch["attention_mask"] == 1) & (batch["position_ids"] != 0))
+
+
 def test_packing_refuses_a_pack_length_shorter_than_a_sample_and_an_empty_row():
     with pytest.raises(ValueError, match="pack_length 4 is shorter than a sample of 9 tokens"):
         PackedAnswerCollator(0, pack_length=4)(answer_rows([9, 3]))

@@ -183,6 +183,13 @@ def test_curriculum_draws_unlocked_sizes_only_and_unlocks_on_validation_accuracy
     callback.on_step_end(None, state, None)
     assert curriculum.unlocked_sizes == [1, 2]  # one size per probe, even though 2 looks learned too
     assert {curriculum[i]["complexity"] for i in range(len(curriculum))} == {1, 2}
+    # the DataLoader's batched fetch gives the rows one by one indexing gives, in the batch's order
+    batch = [5, 0, 3, 3, 2]
+    assert curriculum.__getitems__(batch) == [curriculum[i] for i in batch]
+    assert [row["complexity"] for row in curriculum.__getitems__(batch)] == [2, 1, 2, 2, 1]
+    columns = type("Columns", (), {"__len__": lambda self: len(rows), "__getitem__": lambda self, key: rows[key]})()
+    plain = ComplexityCurriculum(columns, [1, 2, 3], unlocked=2)  # a dataset without a batched read: row by row
+    assert not hasattr(columns, "__getitems__") and plain.__getitems__(batch) == curriculum.__getitems__(batch)
 
 
 def test_probe_reports_teacher_forced_exact_match_and_content_accuracy_per_size(monkeypatch):
