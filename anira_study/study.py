@@ -47,13 +47,28 @@ SEEDS = (0, 1, 2)
 SHAPE = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=4, num_prelude_layers=1,
              num_core_layers=1, num_coda_layers=1, injection="add", min_depth=1, max_depth=6)
 ADAPTIVE = dict(iteration_loss_weight=0.5, compute_penalty=0.003)
+PAPER_OBJECTIVE = dict(iteration_loss_weight=0.0, compute_penalty=0.003)  # loss = LM loss + compute penalty only
 MODELS = {  # name: (depth_mode, config fields)
     "anira-e": ("early", dict(**ADAPTIVE, depth_init_bias=0.0, router_gradient="full", router_sampling="gumbel")),
     "anira-o": ("online", dict(**ADAPTIVE, depth_init_bias=3.0, halting_objective="straight_through", halting_threshold=0.5)),
     "fixed-6": ("fixed", dict(iteration_loss_weight=0.0)),
     "fixed-3": ("fixed", dict(iteration_loss_weight=0.0, max_depth=3)),
     "fixed-1": ("fixed", dict(iteration_loss_weight=0.0, max_depth=1)),
+    # Protocol v6, amended before its runs: ANIRA-E and ANIRA-O with the paper's objective (LM loss + compute penalty,
+    # no iteration loss), beside the two above (experiments/o_depth_collapse: the iteration loss takes ANIRA-O to one
+    # iteration within a few hundred steps, before it learns)
+    "anira-e-paper": ("early", dict(**PAPER_OBJECTIVE, depth_init_bias=0.0, router_gradient="full", router_sampling="gumbel")),
+    "anira-o-paper": ("online", dict(**PAPER_OBJECTIVE, depth_init_bias=3.0, halting_objective="straight_through",
+                                     halting_threshold=0.5)),
 }
+V1_MODELS = ("anira-e", "anira-o", "fixed-6", "fixed-3", "fixed-1")  # a grid's models unless it names its own
+
+
+def grid_models(task: str) -> list[str]:
+    """The models of a grid (`GRIDS[task]["models"]`, else `V1_MODELS`), in its order."""
+    if task not in GRIDS:
+        raise ValueError(f"the study has grids for {sorted(GRIDS)}, not {task!r}")
+    return list(GRIDS[task].get("models", V1_MODELS))
 COMMON_ARGS = ["--learning_rate", "3e-3", "--warmup_steps", "200", "--lr_scheduler_type", "cosine", "--weight_decay", "0.0",
                "--max_grad_norm", "1.0", "--per_device_train_batch_size", "64", "--probe_steps", "200",
                "--probe_per_size", "64", "--logging_steps", "200", "--save_steps", "1000", "--report_to", "none",
@@ -124,7 +139,7 @@ GRIDS |= {
     "mano": dict(search="mano", variant="marker"),
     "mano-no-marker": dict(search="mano", variant="no-marker"),
     **{name: dict(search=name, variant="default") for name in SEARCHES if name.startswith("clrs-")},
-    "depo-v6": dict(search="depo-v6", variant="default"),
+    "depo-v6": dict(search="depo-v6", variant="default", models=[*V1_MODELS, "anira-e-paper", "anira-o-paper"]),
 }
 # The protocol version that declared each grid and search: a run records its grid's, and a report reads only those.
 VERSIONS = ({name: "v2" for name in [*SEARCHES, *GRIDS]} | {"depo": "v1", "brevo": "v1"}
@@ -223,6 +238,8 @@ def training_args(task: str, model: str, seed: int, model_folder: Path, output_d
                   study_dir: Path = STUDY_DIR) -> list[str]:
     """The `examples/train.py` arguments of one run: the grid's data and schedule (a searched grid's: its search's
     choice, read from `study_dir`), the model's penalty schedule; quick: `examples/reproduce.py --quick`'s minutes."""
+    if model not in grid_models(task):
+        raise ValueError(f"the {task} grid's models are {grid_models(task)}, not {model!r}")
     data, schedule, overrides = grid_recipe(task, study_dir, quick)
     argv = ["--model_name_or_path", str(model_folder), "--output_dir", str(output_dir), "--seed", str(seed),
             *data, *schedule, *COMMON_ARGS, *execution_args(task, model, seed)]
@@ -398,15 +415,16 @@ def pending_runs(task: str, models: list[str], seeds: list[int], study_dir: Path
 
 def grid_state(task: str, study_dir: Path = STUDY_DIR, version: str | None = None, quick: bool = False,
                seeds=SEEDS) -> tuple[dict[tuple[str, int], Path], list[dict]]:
-    """The finished runs of a grid, {(model, seed): its folder}, and the runs the grid (every model of `MODELS` at
-    every seed of `seeds`) still lacks, [{"run", "model", "seed", "why"}]: no line in runs.json, or a line whose folder
+    """The finished runs of a grid, {(model, seed): its folder}, and the runs the grid (every model of `grid_models`
+    at every seed of `seeds`) still lacks, [{"run", "model", "seed", "why"}]: no line in runs.json, or a line whose folder
     holds no report.json. Runs outside the grid (another seed) count as finished when their report is there."""
     version = version or protocol_version(task)
     finished, missing = {}, []
     entries = {(r["model"], r["seed"]): r for r in read_runs(task, study_dir)
                if r["protocol_version"] == version and r.get("quick", False) == quick}
-    for model, seed in sorted(set(entries) | {(m, s) for m in MODELS for s in seeds},
-                              key=lambda key: (list(MODELS).index(key[0]) if key[0] in MODELS else len(MODELS), key)):
+    models = grid_models(task)
+    for model, seed in sorted(set(entries) | {(m, s) for m in models for s in seeds},
+                              key=lambda key: (models.index(key[0]) if key[0] in models else len(models), key)):
         entry = entries.get((model, seed))
         folder = study_dir / task / entry["folder"] if entry else None
         if entry is None:
@@ -429,7 +447,8 @@ def run_grid(task: str, models: list[str] | None = None, seeds: list[int] | None
 def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int] | None = None,
               work_dir: str | Path = "outputs/study", study_dir: Path = STUDY_DIR, processes: int | None = None,
               quick: bool = False) -> list[tuple[str, str, int, int | None]]:
-    """`run_grid` for several grids through one pool of processes: the runs queue grid after grid (each seed-major),
+    """`run_grid` for several grids through one pool of processes (`models`: those of each grid's models to run,
+    default all): the runs queue grid after grid (each seed-major),
     so a core that the first grid's last runs leave free starts the next grid's instead of waiting for them. A
     searched grid whose search has not chosen queues the search's pending runs first (once for grids sharing a
     search), and its own runs wait until the search has chosen (each run reads the choice when it starts), the
@@ -437,11 +456,13 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
     model, seed, exit code) per run, the code None for a run never started (its search ended without a choice)."""
     from .study_search import search_state
 
-    models, seeds = list(models or MODELS), list(SEEDS if seeds is None else seeds)
+    seeds = list(SEEDS if seeds is None else seeds)
     jobs, runs, locks, queued_searches = [], [], [Path(work_dir) / task / RUNNER_LOCK for task in tasks], set()
     for task in tasks:
-        for model in models:
-            model_config(task, model)  # a bad task or model name fails here, before anything runs
+        outside = sorted(set(models or []) - set(grid_models(task)))
+        if outside:  # a bad task or model name fails here, before anything runs
+            raise ValueError(f"the {task} grid's models are {grid_models(task)}, not {outside}")
+        task_models = [m for m in grid_models(task) if models is None or m in models]
         search, ready = GRIDS[task].get("search"), None
         if search is not None and search_state(search, study_dir, quick)["choice"] is None:
             if search not in queued_searches:
@@ -459,7 +480,7 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
                 return search_state(search, study_dir, quick)["choice"] is not None
         else:
             grid_recipe(task, study_dir, quick)
-        pending = pending_runs(task, models, seeds, study_dir, quick)
+        pending = pending_runs(task, task_models, seeds, study_dir, quick)
         print(f"{task}: {len(pending)} runs pending" + (" (after its search)" if ready else "") + ": "
               + ", ".join(run_name(model, seed) for model, seed in pending), flush=True)
         jobs += [Job(task, run_name(model, seed), ["one", "--task", task, "--model", model, "--seed", str(seed)],

@@ -128,6 +128,30 @@ def finding_4_phases(records: list[dict]) -> dict | None:
             "verdict": verdict}
 
 
+# Protocol v6 as amended: each controller with the iteration loss beside its twin with the paper's objective (no
+# iteration loss), read through v4's verdicts; the declared rule is ANIRA-O's pair.
+ITERATION_LOSS_PAIRS = (("anira-o", "anira-o-paper"), ("anira-e", "anira-e-paper"))
+ITERATION_LOSS_FALL_FIRST = "compute fell first"
+
+
+def iteration_loss_phases(per_model: dict[str, dict[int, dict]]) -> dict | None:
+    """Whether the iteration loss makes compute fall before learning: per seed that has both runs of a pair, v4's
+    verdict with the iteration loss and without it; ANIRA-O's seed holds where its verdict is "compute fell first"
+    and its twin's is not. {"pairs": {"with / without": {seed: [verdict, verdict]}}, "holds_seeds", "seeds"} (the
+    counts ANIRA-O's pair's), or None when no twin has run."""
+    pairs = {}
+    for with_loss, without in ITERATION_LOSS_PAIRS:
+        seeds = sorted(set(per_model.get(with_loss, {})) & set(per_model.get(without, {})))
+        if seeds:
+            verdict = lambda model, seed: (per_model[model][seed].get("phases") or {}).get("verdict")  # noqa: E731
+            pairs[f"{with_loss} / {without}"] = {seed: [verdict(with_loss, seed), verdict(without, seed)] for seed in seeds}
+    if not pairs:
+        return None
+    online = pairs.get("anira-o / anira-o-paper", {})
+    holds = [a == ITERATION_LOSS_FALL_FIRST and b != ITERATION_LOSS_FALL_FIRST for a, b in online.values()]
+    return {"pairs": pairs, "holds_seeds": sum(holds), "seeds": len(holds)}
+
+
 def finding_1(n: dict) -> bool:
     """Depth follows complexity: every seen size answered >= 0.9 and rho(depth, size) on seen sizes >= 0.6."""
     return min(n["seen_accuracy"].values()) >= FINDING_1_ACCURACY and n["rho_seen"] >= FINDING_1_RHO

@@ -10,12 +10,12 @@
 import json
 from pathlib import Path
 
-from .study import (GRIDS, MODELS, PROTOCOL_FILE, RUNS_FILE, SEEDS, SEEN, SHIPPED_SEED, STUDY_DIR, UNSEEN, grid_state,
-                    protocol_version, read_runs, run_name)
+from .study import (GRIDS, MODELS, PROTOCOL_FILE, RUNS_FILE, SEEDS, SEEN, SHIPPED_SEED, STUDY_DIR, UNSEEN, grid_models,
+                    grid_state, protocol_version, read_runs, run_name)
 from .study_findings import (FINDING_1_ACCURACY, FINDING_1_RHO, FINDING_4_FALL, FINDING_4_HOLDS, FINDING_5_TOLERANCE,
                              GAIN_GOAL, MANO_MARKER_GRIDS, depth_needed, depth_pays, finding_1, finding_2, finding_3,
-                             finding_4_phases, finding_5, mano_marker_finding, penalty_onset, run_folder_numbers,
-                             sizes_never_trained)
+                             finding_4_phases, finding_5, iteration_loss_phases, mano_marker_finding, penalty_onset,
+                             run_folder_numbers, sizes_never_trained)
 
 
 # ----------------------------------------------------------------------------- the tables over seeds
@@ -84,6 +84,9 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
         three = [finding_3(per_model["anira-o"][s], per_model["anira-e"][s]) for s in pairs]
         if any(value is not None for value in three):
             findings["finding_3_seeds"] = sum(bool(value) for value in three)
+    twins = iteration_loss_phases(per_model)
+    if twins is not None:
+        findings["iteration_loss_phases"] = twins
     if task in MANO_MARKER_GRIDS.values() and version == protocol_version(task):  # finding 3 reads both MANO grids
         findings["finding_3_marker"] = mano_marker_finding(study_dir, quick)
     from .operating_curve import grid_counts
@@ -231,6 +234,16 @@ def format_study(result: dict) -> str:
                            if "finding_4_seeds" in m)
         lines += ["", f"Finding 4 ({FINDING_4_HOLDS!r}, less than half of a fall of at least {FINDING_4_FALL:g} iteration "
                       f"before the learned step, nothing forcing it): {counts}."]
+    twins = result["findings"].get("iteration_loss_phases")
+    if twins:
+        lines += ["", "The iteration loss and the order of the phases (protocol v6, amended: each controller with the "
+                      "iteration loss beside its twin with the paper's objective, v4's verdicts):", "",
+                  "| seed | " + " | ".join(twins["pairs"]) + " |", "|---" * (len(twins["pairs"]) + 1) + "|"]
+        for seed in sorted({s for pair in twins["pairs"].values() for s in pair}):
+            lines.append(f"| {seed} | " + " | ".join(" / ".join(str(v) for v in pair[seed]) if seed in pair else "-"
+                                                     for pair in twins["pairs"].values()) + " |")
+        lines += ["", f"The iteration loss makes ANIRA-O's compute fall first (its verdict 'compute fell first', its twin's "
+                      f"not; needed in at least 2 of 3 seeds): {twins['holds_seeds']} of {twins['seeds']} seeds."]
     curve = result.get("operating_curve")
     if curve:
         lines += ["", f"Depth pays for ANIRA-O at a halting threshold chosen on validation (protocol v3, the same weights "
@@ -406,7 +419,7 @@ def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str | None = N
                 "text": f"The replicated study ({PROTOCOL_FILE}) has no grid for {task} (its grids: {', '.join(GRIDS)})."}
     version = version or protocol_version(task)
     folders, missing = grid_state(task, study_dir, version)
-    expected = len(MODELS) * len(SEEDS)
+    expected = len(grid_models(task)) * len(SEEDS)
     if not folders:
         return {"status": "pending", "task": task, "protocol": PROTOCOL_FILE, "missing": [m["run"] for m in missing],
                 "text": f"The replicated study's runs on {task} are pending: none of its {expected} runs (protocol {version}, "
@@ -420,7 +433,7 @@ def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str | None = N
     lines = [f"| model | seed {SHIPPED_SEED}: seen accuracy | seen depth | rho(depth, size), seen | unseen accuracy | "
              "adaptive gain | oracle gain (matched) | over seeds: seen accuracy | rho, seen | adaptive gain | F1 holds |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    order = {model: i for i, model in enumerate(MODELS)}
+    order = {model: i for i, model in enumerate(grid_models(task))}
     result["models"] = dict(sorted(result["models"].items(), key=lambda item: order.get(item[0], len(order))))
     for model, m in result["models"].items():
         n = m["seeds"].get(str(SHIPPED_SEED))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .reproduce import QUICK
-from .study import (GRIDS, MODELS, RUNNER_LOCK, SEARCHES, SEEDS, STUDY_DIR, default_processes, grid_recipe,
+from .study import (GRIDS, RUNNER_LOCK, SEARCHES, SEEDS, STUDY_DIR, default_processes, grid_models, grid_recipe,
                     protocol_version, read_runs, run_name)
 
 ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)
@@ -117,7 +117,7 @@ def _totals(runs: list[dict]) -> dict:
 
 def grid_status(task: str, work_dir: Path | str = "outputs/study", study_dir: Path = STUDY_DIR, quick: bool = False,
                 now: float | None = None) -> dict:
-    """Every run of the grid (each model of `MODELS` at each seed of `SEEDS`, the model its group): {"run", "group",
+    """Every run of the grid (each of `grid_models` at each seed of `SEEDS`, the model its group): {"run", "group",
     "budget", "state", "step", "seconds_per_step", "pace_from", "core_hours_left"}, with the budget, the runner's
     process and the totals; for a searched grid whose search has not chosen, the search's status under "search"."""
     work_dir, now = Path(work_dir), time.time() if now is None else now
@@ -127,7 +127,7 @@ def grid_status(task: str, work_dir: Path | str = "outputs/study", study_dir: Pa
             if r["protocol_version"] == version and r.get("quick", False) == quick
             and (study_dir / task / r["folder"] / "report.json").exists()}
     planned = [{"run": run_name(model, seed), "group": model, "budget": budget, "finished": done.get((model, seed))}
-               for seed in SEEDS for model in MODELS]
+               for seed in SEEDS for model in grid_models(task)]
     holder = runner_holder(work_dir / task / RUNNER_LOCK)
     runs = _runs_status(planned, work_dir / task, holder, now)
     status = {"name": task, "kind": "grid", "protocol_version": version, "max_steps": budget, "runner": holder,

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None):
             sub.add_argument("--candidate", required=True)
             sub.add_argument("--variant", required=True)
         if name == "run":
-            sub.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+            sub.add_argument("--models", nargs="+", choices=list(MODELS), help="those of each grid's models to run (default: all)")
             sub.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
         if name == "one":
             sub.add_argument("--model", required=True, choices=list(MODELS))

@@ -24,12 +24,29 @@ def test_every_model_of_a_grid_trains_on_the_same_data_and_schedule(tmp_path):
         choose(search, tmp_path)
     for task in study.GRIDS:
         argvs = {model: recipe_only(study.training_args(task, model, 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path))
-                 for model in study.MODELS}
+                 for model in study.grid_models(task)}
         adaptive = [a for m, a in argvs.items() if study.MODELS[m][0] != "fixed"]
         fixed = [a for m, a in argvs.items() if study.MODELS[m][0] == "fixed"]
         assert all(a == adaptive[0] for a in adaptive) and all(a == fixed[0] for a in fixed)
         assert adaptive[0] == fixed[0] + study.ADAPTIVE_ARGS  # only the penalty schedule differs
         assert "--resume_from_checkpoint" not in fixed[0] and "--seed" in fixed[0]
+
+
+def test_a_grid_trains_its_own_models_and_refuses_others(tmp_path):
+    """v1's grids train the five models of V1_MODELS; DEPO v6 adds ANIRA-E and ANIRA-O with the paper's objective,
+    which differ from their pair in the iteration loss alone; a model outside a grid is refused by name."""
+    assert study.grid_models("depo") == study.grid_models("brevo") == list(study.V1_MODELS)
+    assert study.grid_models("depo-v6") == [*study.V1_MODELS, "anira-e-paper", "anira-o-paper"]
+    for paper, pair in (("anira-e-paper", "anira-e"), ("anira-o-paper", "anira-o")):
+        a, b = (study.model_config("depo-v6", m)[0].to_dict() for m in (paper, pair))
+        assert {k for k in a if a[k] != b.get(k)} == {"iteration_loss_weight"}
+        assert (a["iteration_loss_weight"], b["iteration_loss_weight"], a["compute_penalty"]) == (0.0, 0.5, 0.003)
+    _, missing = study.grid_state("depo-v6", tmp_path)
+    assert len(missing) == 7 * len(study.SEEDS) and {m["model"] for m in missing} >= {"anira-o-paper"}
+    with pytest.raises(ValueError, match=r"the brevo grid's models are \['anira-e', .*not \['anira-o-paper'\]"):
+        study.run_grids(["brevo"], ["anira-o-paper"], [0], tmp_path / "w", tmp_path)
+    with pytest.raises(ValueError, match=r"the depo grid's models are .*not 'anira-e-paper'"):
+        study.training_args("depo", "anira-e-paper", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
 
 
 def test_runs_train_compiled_except_those_started_before_and_quick_ones(tmp_path):
@@ -45,7 +62,7 @@ def test_runs_train_compiled_except_those_started_before_and_quick_ones(tmp_path
     eager = {("depo", model, seed) for model in study.MODELS for seed in study.SEEDS}
     eager |= {("brevo", "anira-e", 0), ("brevo", "anira-o", 0)}
     for task in study.GRIDS:
-        for model in study.MODELS:
+        for model in study.grid_models(task):
             for seed in study.SEEDS:
                 for quick in (False, True):
                     argv = study.training_args(task, model, seed, tmp_path / "m", tmp_path / "o", quick=quick, study_dir=tmp_path)
@@ -219,8 +236,9 @@ def test_run_takes_several_grids_and_names_a_failed_run_with_its_grid(tmp_path, 
 
     def fake_grids(tasks, models, seeds, work_dir, study_dir, processes, quick):
         asked.append(list(tasks))
+        assert models is None  # every model of each grid
         return [(task, model, seed, 1 if (task, model, seed) == ("brevo", "fixed-1", 2) else 0)
-                for task in tasks for model in models for seed in seeds]
+                for task in tasks for model in study.grid_models(task) for seed in seeds]
 
     monkeypatch.setattr(script, "run_grids", fake_grids)
     with pytest.raises(SystemExit, match=r"failed runs .*: brevo/fixed-1-seed2$"):

@@ -130,3 +130,19 @@ def test_finding_4_reads_the_fall_of_depth_before_and_after_the_learned_step(tmp
     assert phases["learned_step"] == 600 and phases["verdict"] == verdict
     assert (phases["d0"], phases["dl"], phases["dend"]) == (depth[0], depth[2], depth[-1])
     assert study_findings.finding_4_phases([]) is None  # no probe log
+
+
+def test_the_iteration_loss_rule_counts_anira_o_seeds_whose_compute_fell_first_and_whose_twin_did_not():
+    """Protocol v6 as amended: per seed, ANIRA-O's v4 verdict with the iteration loss against its twin's without."""
+    fell, held, flat = "compute fell first", study_findings.FINDING_4_HOLDS, "no compute phase"
+    run = lambda verdict: {"phases": {"verdict": verdict}}  # noqa: E731
+    per_model = {"anira-o": {0: run(fell), 1: run(fell), 2: run(held)},
+                 "anira-o-paper": {0: run(flat), 1: run(fell), 2: run(flat)},
+                 "anira-e": {0: run(flat)}, "anira-e-paper": {0: run(held)}, "fixed-6": {0: {}}}
+    twins = study_findings.iteration_loss_phases(per_model)
+    assert (twins["holds_seeds"], twins["seeds"]) == (1, 3)  # seed 0 only: seed 1's twin fell first too, seed 2's O did not
+    assert twins["pairs"]["anira-o / anira-o-paper"] == {0: [fell, flat], 1: [fell, fell], 2: [held, flat]}
+    assert twins["pairs"]["anira-e / anira-e-paper"] == {0: [flat, held]}
+    del per_model["anira-o-paper"][0]  # a seed counts only where both runs are in
+    assert study_findings.iteration_loss_phases(per_model)["seeds"] == 2
+    assert study_findings.iteration_loss_phases({"anira-o": per_model["anira-o"]}) is None  # no twin: no comparison

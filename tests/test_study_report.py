@@ -168,3 +168,23 @@ def test_the_report_says_from_which_step_each_run_trained_on_each_seen_size_and_
             "there is that of a size it never saw: fixed-1 seed 0 (3).") in result["markdown"]
     assert result["findings"]["depth_needed"]["fixed_1_never_trained_there"] == [0]
     assert "(`fixed-1` never trained on that size in seed 0: its curriculum never unlocked it" in result["markdown"]
+
+
+def test_the_report_sets_each_controller_beside_its_paper_objective_twin_when_the_grid_has_them(tmp_path):
+    """DEPO v6 (amended): anira-o and anira-o-paper's v4 verdicts per seed, and the declared rule's count."""
+    from conftest import write_study_run
+
+    def probe(depths, accuracies):  # every 200 steps: the v4 verdict reads the depth at the first, learned and last probe
+        return [{"step": 200 * (i + 1), "probe/token_accuracy": a, "probe/answer_depth": d, "probe/mean_depth": d,
+                 "probe/compute_penalty": 0.0} for i, (d, a) in enumerate(zip(depths, accuracies))]
+
+    learning = [0.2, 0.5, 0.9, 0.95, 0.95]
+    write_study_run(tmp_path, "depo-v6", "anira-o", 0, {1: 1.0, 2: 0.8}, {1: 1.0, 2: 1.0}, probe=probe([6, 1, 1, 1, 1], learning))
+    write_study_run(tmp_path, "depo-v6", "anira-o-paper", 0, {1: 1.0, 2: 0.8}, {1: 6.0, 2: 6.0},
+                    probe=probe([6, 6, 6, 5.8, 5.8], learning))
+    markdown = study_report.study_report("depo-v6", tmp_path)["markdown"]
+    assert "| seed | anira-o / anira-o-paper |" in markdown
+    assert "| 0 | compute fell first / no compute phase |" in markdown
+    assert "The iteration loss makes ANIRA-O's compute fall first" in markdown
+    assert "needed in at least 2 of 3 seeds): 1 of 1 seeds." in markdown
+    assert "anira-o-paper | 0 |" in markdown  # the twin has its rows in the per-run tables too
