@@ -448,12 +448,12 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
               work_dir: str | Path = "outputs/study", study_dir: Path = STUDY_DIR, processes: int | None = None,
               quick: bool = False) -> list[tuple[str, str, int, int | None]]:
     """`run_grid` for several grids through one pool of processes (`models`: those of each grid's models to run,
-    default all): the runs queue grid after grid (each seed-major),
-    so a core that the first grid's last runs leave free starts the next grid's instead of waiting for them. A
-    searched grid whose search has not chosen queues the search's pending runs first (once for grids sharing a
-    search), and its own runs wait until the search has chosen (each run reads the choice when it starts), the
-    processes taking the queue's later runs meanwhile. Every grid is checked before anything runs; returns (task,
-    model, seed, exit code) per run, the code None for a run never started (its search ended without a choice)."""
+    default all): the runs queue grid after grid (each seed-major), so a core that the first grid's last runs leave
+    free starts the next grid's instead of waiting for them. A searched grid whose search has not chosen queues the
+    search's pending runs first (once for grids sharing a search), and its own runs wait until the search has chosen
+    (each run reads the choice when it starts), the processes taking the queue's later runs meanwhile. Every grid is
+    checked before anything runs; returns (task, model, seed, exit code) per run, the code None for a run never
+    started (its search ended without a choice)."""
     from .study_search import search_state
 
     seeds = list(SEEDS if seeds is None else seeds)
