@@ -134,6 +134,12 @@ def test_compiled_online_model_trains_as_eager_float32(halting_bias):
     check_equal_to_eager(torch.float32, 2e-5, 2e-6, BATCHES, True, halting_bias, **ONLINE)
 
 
+@pytest.mark.parametrize("config", [ONLINE, pytest.param(EXACT, marks=pytest.mark.slow)], ids=["online", "early-full"])
+def test_compiled_adaptive_models_with_the_papers_objective_train_as_eager(config):
+    """The study's anira-e-paper and anira-o-paper: no iteration loss, so no readouts in the graph."""
+    check_equal_to_eager(torch.float32, 2e-5, 2e-6, BATCHES, True, **{**config, "iteration_loss_weight": 0.0})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", ["act", "pondernet"])
 def test_compiled_online_objectives_train_as_eager(objective):
