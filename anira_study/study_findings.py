@@ -139,11 +139,13 @@ def iteration_loss_phases(per_model: dict[str, dict[int, dict]]) -> dict | None:
     verdict with the iteration loss and without it; ANIRA-O's seed holds where its verdict is "compute fell first"
     and its twin's is not. {"pairs": {"with / without": {seed: [verdict, verdict]}}, "holds_seeds", "seeds"} (the
     counts ANIRA-O's pair's), or None when no twin has run."""
+    def verdict(model: str, seed: int) -> str | None:
+        return (per_model[model][seed].get("phases") or {}).get("verdict")
+
     pairs = {}
     for with_loss, without in ITERATION_LOSS_PAIRS:
         seeds = sorted(set(per_model.get(with_loss, {})) & set(per_model.get(without, {})))
         if seeds:
-            verdict = lambda model, seed: (per_model[model][seed].get("phases") or {}).get("verdict")  # noqa: E731
             pairs[f"{with_loss} / {without}"] = {seed: [verdict(with_loss, seed), verdict(without, seed)] for seed in seeds}
     if not pairs:
         return None
