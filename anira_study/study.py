@@ -69,6 +69,8 @@ def grid_models(task: str) -> list[str]:
     if task not in GRIDS:
         raise ValueError(f"the study has grids for {sorted(GRIDS)}, not {task!r}")
     return list(GRIDS[task].get("models", V1_MODELS))
+
+
 COMMON_ARGS = ["--learning_rate", "3e-3", "--warmup_steps", "200", "--lr_scheduler_type", "cosine", "--weight_decay", "0.0",
                "--max_grad_norm", "1.0", "--per_device_train_batch_size", "64", "--probe_steps", "200",
                "--probe_per_size", "64", "--logging_steps", "200", "--save_steps", "1000", "--report_to", "none",
@@ -454,27 +456,27 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
     (each run reads the choice when it starts), the processes taking the queue's later runs meanwhile. Every grid is
     checked before anything runs; returns (task, model, seed, exit code) per run, the code None for a run never
     started (its search ended without a choice)."""
-    from .study_search import search_state
+    from .study_search import search_jobs, search_state
 
     seeds = list(SEEDS if seeds is None else seeds)
     jobs, runs, locks, queued_searches = [], [], [Path(work_dir) / task / RUNNER_LOCK for task in tasks], set()
     for task in tasks:
-        outside = sorted(set(models or []) - set(grid_models(task)))
+        own = grid_models(task)
+        outside = sorted(set(models or []) - set(own))
         if outside:  # a bad task or model name fails here, before anything runs
-            raise ValueError(f"the {task} grid's models are {grid_models(task)}, not {outside}")
-        task_models = [m for m in grid_models(task) if models is None or m in models]
+            raise ValueError(f"the {task} grid's models are {own}, not {outside}")
+        task_models = [m for m in own if models is None or m in models]
         search, ready = GRIDS[task].get("search"), None
-        if search is not None and search_state(search, study_dir, quick)["choice"] is None:
+        state = search_state(search, study_dir, quick) if search is not None else None
+        if state is not None and state["choice"] is None:
             if search not in queued_searches:
                 queued_searches.add(search)
-                pending = search_state(search, study_dir, quick)["pending"]
-                print(f"{task}: its recipe search first, {len(pending)} runs pending: "
-                      + ", ".join(f"{c}-{v}" for c, v in pending), flush=True)
-                logs = Path(work_dir) / search / "search" / "logs"
-                locks.append(logs.parent / RUNNER_LOCK)
-                jobs += [Job(f"{search} search", f"{c}-{v}", ["search-one", "--task", search, "--candidate", c, "--variant", v],
-                             logs) for c, v in pending]
-                runs += [None] * len(pending)
+                search_runs, lock = search_jobs(search, state["pending"], work_dir)
+                print(f"{task}: its recipe search first, {len(search_runs)} runs pending: "
+                      + ", ".join(job.name for job in search_runs), flush=True)
+                locks.append(lock)
+                jobs += search_runs
+                runs += [None] * len(search_runs)
 
             def ready(search=search):
                 return search_state(search, study_dir, quick)["choice"] is not None

@@ -57,6 +57,24 @@ def search_path(search: str, study_dir: Path = STUDY_DIR, quick: bool = False) -
     return Path(study_dir) / search / "search" / ("search-quick.json" if quick else SEARCH_FILE)
 
 
+def search_work_dir(search: str, work_dir: str | Path) -> Path:
+    """Where a search's runs train (`<candidate>-<variant>/`, `search_run_name`), log (`logs/`) and lock (`runner.lock`)."""
+    return Path(work_dir) / search / "search"
+
+
+def search_run_name(candidate: str, variant: str) -> str:
+    return f"{candidate}-{variant}"
+
+
+def search_jobs(search: str, pending: list[tuple[str, str]], work_dir: str | Path) -> tuple[list[Job], Path]:
+    """The `examples/study.py search-one` process of each pending (candidate, variant), and the search's runner lock."""
+    base = search_work_dir(search, work_dir)
+    jobs = [Job(f"{search} search", search_run_name(candidate, variant),
+                ["search-one", "--task", search, "--candidate", candidate, "--variant", variant], base / "logs")
+            for candidate, variant in pending]
+    return jobs, base / RUNNER_LOCK
+
+
 SELECTION_RULE = (f"the first candidate in the declared order whose validation exact match is >= {SEARCH_ACCURACY} at every "
                   "seen size of every variant; if none is, the candidate with the highest minimum over its variants and "
                   "seen sizes; a tie goes to the earlier candidate; a size without validation prompts counts as 0")
@@ -167,8 +185,8 @@ def search_one(search: str, candidate: str, variant: str, work_dir: Path, study_
     from .reproduce import machine, provenance
     from .statistics import wilson_interval
 
-    base = Path(work_dir) / search / "search"
-    output_dir = base / f"{candidate}-{variant}"
+    base = search_work_dir(search, work_dir)
+    output_dir = base / search_run_name(candidate, variant)
     model_folder = write_model_folder(search, SEARCH_MODEL, base / "configs" / SEARCH_MODEL)
     argv = search_args(search, candidate, variant, model_folder, output_dir, quick)
     _train_resumable(argv, output_dir)
@@ -202,14 +220,11 @@ def run_search(search: str, work_dir: str | Path = "outputs/study", study_dir: P
     if search not in SEARCHES:
         raise ValueError(f"the study's recipe searches are {sorted(SEARCHES)}, not {search!r}")
     todo = search_state(search, study_dir, quick)["pending"]
-    jobs = [(f"{candidate}-{variant}", ["search-one", "--task", search, "--candidate", candidate, "--variant", variant])
-            for candidate, variant in todo]
+    jobs, lock = search_jobs(search, todo, work_dir)
     print(f"{search} search: {len(todo)} runs pending ({SEARCH_MODEL}, seed {SEARCH_SEED}): "
-          + ", ".join(f"{name} ({candidate_steps(search, candidate)} steps)" for (name, _), (candidate, _) in zip(jobs, todo)),
+          + ", ".join(f"{job.name} ({candidate_steps(search, candidate)} steps)" for job, (candidate, _) in zip(jobs, todo)),
           flush=True)
-    logs = Path(work_dir) / search / "search" / "logs"
-    codes = _run_processes(f"{search} search", [Job(f"{search} search", name, arguments, logs) for name, arguments in jobs],
-                           [logs.parent / RUNNER_LOCK], work_dir, study_dir, processes, quick)
+    codes = _run_processes(f"{search} search", jobs, [lock], work_dir, study_dir, processes, quick)
     state = search_state(search, study_dir, quick)
     state["exit_codes"] = dict(codes)
     return state

@@ -13,9 +13,9 @@ import statistics
 import time
 from pathlib import Path
 
-from .reproduce import QUICK
-from .study import (GRIDS, RUNNER_LOCK, SEARCHES, SEEDS, STUDY_DIR, default_processes, grid_models, grid_recipe,
-                    protocol_version, read_runs, run_name)
+from .reproduce import _get
+from .study import (GRIDS, RUNNER_LOCK, SEARCHES, SEEDS, STUDY_DIR, _overridden, default_processes, grid_models,
+                    grid_recipe, protocol_version, read_runs, run_name)
 
 ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)
 
@@ -58,14 +58,20 @@ def runner_holder(lock: Path) -> str | None:
     return None
 
 
+def _budget(schedule: list[str], overrides: dict[str, str], quick: bool) -> int | None:
+    """The `--max_steps` a run of this schedule trains for (its overrides and, quick, the quick runs' applied as
+    `training_args` applies them)."""
+    steps = _get(_overridden(schedule, overrides, quick), "--max_steps")
+    return int(steps) if steps is not None else None
+
+
 def max_steps(task: str, study_dir: Path, quick: bool) -> int | None:
     """The grid's step budget (its search's choice for a searched grid), or None while its search has not chosen."""
     try:
         _, schedule, overrides = grid_recipe(task, study_dir, quick)
     except ValueError:
         return None
-    steps = {**dict(zip(schedule[::2], schedule[1::2])), **overrides, **(QUICK if quick else {})}.get("--max_steps")
-    return int(steps) if steps is not None else None
+    return _budget(schedule, overrides, quick)
 
 
 def _runs_status(planned: list[dict], base: Path, holder: str | None, now: float) -> list[dict]:
@@ -141,17 +147,17 @@ def grid_status(task: str, work_dir: Path | str = "outputs/study", study_dir: Pa
 def search_status(search: str, work_dir: Path | str = "outputs/study", study_dir: Path = STUDY_DIR, quick: bool = False,
                   now: float | None = None) -> dict:
     """Every declared run of a recipe search (candidate x variant, all `SEARCH_MODEL`, one group), as `grid_status`'s."""
-    from .study_search import SEARCH_MODEL, candidate_steps, search_state
+    from .study_search import SEARCH_MODEL, candidate_recipe, search_run_name, search_state, search_work_dir
 
     work_dir, now = Path(work_dir), time.time() if now is None else now
     state = search_state(search, study_dir, quick)
     recorded = {(r["candidate"], r["variant"]): r for r in state["results"]}
     spec = SEARCHES[search]
-    steps = lambda candidate: int(QUICK["--max_steps"]) if quick else candidate_steps(search, candidate)  # noqa: E731
-    planned = [{"run": f"{candidate}-{variant}", "group": SEARCH_MODEL, "budget": steps(candidate),
+    planned = [{"run": search_run_name(candidate, variant), "group": SEARCH_MODEL,
+                "budget": _budget(*candidate_recipe(search, candidate, variant)[1:], quick),
                 "finished": recorded.get((candidate, variant))}
                for candidate in spec["candidates"] for variant in spec["variants"]]
-    base = work_dir / search / "search"
+    base = search_work_dir(search, work_dir)
     holder = runner_holder(base / RUNNER_LOCK)
     runs = _runs_status(planned, base, holder, now)
     return {"name": f"{search} search", "kind": "search", "protocol_version": protocol_version(search), "runner": holder,

@@ -30,8 +30,7 @@ def load_from(checkout: Path, module: str):
     """`anira_study.<module>` of another checkout, loaded under a private name (its relative imports resolved to
     this checkout's package, whose other modules the two share)."""
     path = checkout / "anira_study" / f"{module}.py"
-    spec = importlib.util.spec_from_file_location(f"anira_study._before_{module}", path,
-                                                  submodule_search_locations=None)
+    spec = importlib.util.spec_from_file_location(f"anira_study._before_{module}", path)
     loaded = importlib.util.module_from_spec(spec)
     loaded.__package__ = "anira_study"
     spec.loader.exec_module(loaded)

@@ -11,6 +11,7 @@ holds checkpoints resumes from its last (pass `--resume_from_checkpoint last` af
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -52,7 +53,7 @@ def main() -> None:
         train_from_argv(argv)
         return
     child = subprocess.Popen([sys.executable, __file__, *own, "--child", "--", *extra], cwd=REPO,
-                             env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     target = args.output_dir / f"checkpoint-{args.stop}"
     while not target.exists() and child.poll() is None:
         time.sleep(5)
