@@ -290,28 +290,34 @@ def _finished(output_dir: Path) -> bool:
     return (output_dir / "model.safetensors").exists() and (output_dir / "anira_data.json").exists()
 
 
-def _train_resumable(argv: list[str], output_dir: Path) -> None:
-    """Trains `argv` into `output_dir`: from its last checkpoint when it has one, not at all when it has finished;
-    appends this piece's wall time to wall_times.json and its provenance to training_commits.json."""
+def _train_resumable(argv: list[str], output_dir: Path, parked: Path | None = None) -> None:
+    """Trains `argv` into `output_dir`: from its last checkpoint when it has one, else from the run's parked
+    checkpoint when `parked` holds one (`study_parking`), not at all when it has finished; appends this piece's wall
+    time to wall_times.json and its provenance to training_commits.json."""
     from transformers.trainer_utils import get_last_checkpoint
 
     from .reproduce import provenance
+    from .study_parking import PIECE_FILE, WALL_TIMES_FILE, unpark
     from .trainer import train_from_argv
 
     if _finished(output_dir):
         return
-    times_file = output_dir / "wall_times.json"
+    if parked is not None and (checkpoint := unpark(parked, output_dir)) is not None:
+        print(f"{output_dir.name}: resuming from its parked checkpoint {checkpoint.name}", flush=True)
+    times_file = output_dir / WALL_TIMES_FILE
     commits_file = output_dir / "training_commits.json"  # the provenance of every piece of the training (resumed runs)
     output_dir.mkdir(parents=True, exist_ok=True)
     commits = json.loads(commits_file.read_text()) if commits_file.exists() else []
     commits_file.write_text(json.dumps(commits + [provenance()]))
     resume = output_dir.is_dir() and get_last_checkpoint(str(output_dir)) is not None
     start = time.time()
+    (output_dir / PIECE_FILE).write_text(json.dumps({"started": start}))  # `study.py park` times the piece under way
     # a folder with no checkpoint yet (interrupted before the first save) starts over
     restart = ["--resume_from_checkpoint", "last"] if resume else (["--overwrite_output_dir", "true"] if output_dir.exists() else [])
     train_from_argv(argv + restart)
     times = json.loads(times_file.read_text()) if times_file.exists() else []
     times_file.write_text(json.dumps(times + [time.time() - start]))
+    (output_dir / PIECE_FILE).unlink()
 
 
 def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_dir: Path = STUDY_DIR, quick: bool = False,
@@ -325,6 +331,7 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     from .depth_need import depth_need_for_folder
     from .evaluation import evaluation_report, format_table, load_eval_data
     from .reproduce import machine, provenance
+    from .study_parking import mark_landed, parked_folder
     from .trainer import PROBE_LOG_FILE
 
     name = run_name(model, seed)
@@ -333,7 +340,8 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     argv = training_args(task, model, seed, model_folder, output_dir, quick, study_dir)
     times_file = output_dir / "wall_times.json"
     commits_file = output_dir / "training_commits.json"
-    _train_resumable(argv, output_dir)
+    parked = parked_folder(output_dir, work_dir, study_dir)
+    _train_resumable(argv, output_dir, parked)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     trained = AutoModelForCausalLM.from_pretrained(output_dir).to(device)
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
@@ -377,6 +385,7 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
                                             "protocol_version", "quick", "machine", "commit", "date")}
     entry["folder"] = str(target.relative_to(study_dir / task))
     record_run(task, entry, study_dir)
+    mark_landed(output_dir, parked, str(target))
     if not quick and Path(study_dir).resolve() == STUDY_DIR.resolve():
         refresh_after_run(task, study_dir)
     return summary

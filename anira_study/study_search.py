@@ -184,12 +184,14 @@ def search_one(search: str, candidate: str, variant: str, work_dir: Path, study_
     from .evaluation import generated_correct, load_eval_data
     from .reproduce import machine, provenance
     from .statistics import wilson_interval
+    from .study_parking import mark_landed, parked_folder
 
     base = search_work_dir(search, work_dir)
     output_dir = base / search_run_name(candidate, variant)
     model_folder = write_model_folder(search, SEARCH_MODEL, base / "configs" / SEARCH_MODEL)
     argv = search_args(search, candidate, variant, model_folder, output_dir, quick)
-    _train_resumable(argv, output_dir)
+    parked = parked_folder(output_dir, work_dir, study_dir)
+    _train_resumable(argv, output_dir, parked)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     trained = AutoModelForCausalLM.from_pretrained(output_dir).to(device)
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
@@ -209,6 +211,7 @@ def search_one(search: str, candidate: str, variant: str, work_dir: Path, study_
              "machine": machine(), "commit": provenance()["training_commit"],
              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "train_args": argv}
     record_search(search, entry, study_dir, quick)
+    mark_landed(output_dir, parked, str(search_path(search, study_dir, quick)))
     return entry
 
 

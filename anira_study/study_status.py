@@ -5,7 +5,8 @@ A run's pace is read from its own checkpoints (the newest stretch of saves one p
 gap where an interrupted run waited to be resumed); a run with fewer than two checkpoints is estimated from the same
 model's runs under way, else its finished runs (steps over training seconds), else any finished run of the grid.
 "Training" needs both a runner holding the grid's lock and the run's log written in the last `ACTIVE_SECONDS`; a run
-that has checkpoints but is not training is "stopped" (`study.py run` resumes it). Nothing here reads a result: the
+that has checkpoints but is not training is "stopped" (`study.py run` resumes it), one whose only checkpoint is
+parked in the repository "parked" (`run` resumes it from there). Nothing here reads a result: the
 table holds steps and times only, so it can be read while a grid runs without seeing its numbers.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from .reproduce import _get
 from .study import (GRIDS, RUNNER_LOCK, SEARCHES, SEEDS, STUDY_DIR, _overridden, default_processes, grid_models,
                     grid_recipe, protocol_version, read_runs, run_name)
+from .study_parking import PARKED, parked_folder
 
 ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)
 
@@ -74,11 +76,12 @@ def max_steps(task: str, study_dir: Path, quick: bool) -> int | None:
     return _budget(schedule, overrides, quick)
 
 
-def _runs_status(planned: list[dict], base: Path, holder: str | None, now: float) -> list[dict]:
+def _runs_status(planned: list[dict], base: Path, holder: str | None, now: float, parked: Path) -> list[dict]:
     """Each planned run {"run", "group", "budget", "finished": its record (steps, train_seconds) or None} with its
-    state, step, pace and core-hours left; its training folder is `base/<run>`, its log `base/logs/<run>.log`. A run
-    without a pace of its own takes its group's runs under way (today's code), else its group's finished runs, else
-    every finished run's."""
+    state, step, pace and core-hours left; its training folder is `base/<run>`, its log `base/logs/<run>.log`, its
+    parked checkpoint (`study_parking`) under `parked/<run>`: a run with no checkpoint of its own but a parked one is
+    "parked" at the parked step. A run without a pace of its own takes its group's runs under way (today's code), else
+    its group's finished runs, else every finished run's."""
     runs = []
     for plan in planned:
         row = {"run": plan["run"], "group": plan["group"], "budget": plan["budget"], "step": 0, "seconds_per_step": None,
@@ -92,8 +95,9 @@ def _runs_status(planned: list[dict], base: Path, holder: str | None, now: float
             saved = checkpoints(base / plan["run"])
             log = base / "logs" / f"{plan['run']}.log"
             active = holder is not None and log.exists() and now - log.stat().st_mtime < ACTIVE_SECONDS
-            row.update(state="training" if active else ("stopped" if saved else "not started"),
-                       step=saved[-1][0] if saved else 0, seconds_per_step=seconds_per_step(saved))
+            kept = checkpoints(parked / plan["run"]) if not saved else []
+            row.update(state="training" if active else ("stopped" if saved else "parked" if kept else "not started"),
+                       step=saved[-1][0] if saved else kept[-1][0] if kept else 0, seconds_per_step=seconds_per_step(saved))
             if row["seconds_per_step"] is not None:
                 row["pace_from"] = "its checkpoints"
         runs.append(row)
@@ -135,7 +139,7 @@ def grid_status(task: str, work_dir: Path | str = "outputs/study", study_dir: Pa
     planned = [{"run": run_name(model, seed), "group": model, "budget": budget, "finished": done.get((model, seed))}
                for seed in SEEDS for model in grid_models(task)]
     holder = runner_holder(work_dir / task / RUNNER_LOCK)
-    runs = _runs_status(planned, work_dir / task, holder, now)
+    runs = _runs_status(planned, work_dir / task, holder, now, Path(study_dir) / PARKED / task)
     status = {"name": task, "kind": "grid", "protocol_version": version, "max_steps": budget, "runner": holder,
               "runs": runs, **_totals(runs)}
     search = GRIDS[task].get("search")
@@ -159,7 +163,7 @@ def search_status(search: str, work_dir: Path | str = "outputs/study", study_dir
                for candidate in spec["candidates"] for variant in spec["variants"]]
     base = search_work_dir(search, work_dir)
     holder = runner_holder(base / RUNNER_LOCK)
-    runs = _runs_status(planned, base, holder, now)
+    runs = _runs_status(planned, base, holder, now, parked_folder(base, work_dir, study_dir))
     return {"name": f"{search} search", "kind": "search", "protocol_version": protocol_version(search), "runner": holder,
             "runs": runs, "choice": state["choice"]["candidate"] if state["choice"] else None, **_totals(runs)}
 
@@ -168,7 +172,8 @@ def format_status(status: dict, processes: int | None = None) -> str:
     """A grid's (or search's) status as a heading line and a markdown table, a searched grid's search first while it
     has not chosen; the hours on `processes` (default: as `run`'s) assume the runs left share them evenly."""
     processes = processes or default_processes()
-    counts = {state: sum(r["state"] == state for r in status["runs"]) for state in ("training", "stopped", "not started")}
+    counts = {state: sum(r["state"] == state for r in status["runs"]) for state in ("training", "stopped", "parked", "not started")}
+    counts = {state: n for state, n in counts.items() if n or state != "parked"}
     left = status["core_hours_left"]
     why_unknown = " (the grid's search has not chosen its recipe)" if "search" in status else ""
     head = (f"{status['name']} (protocol {status['protocol_version']}): {status['finished']} of {len(status['runs'])} runs "

@@ -13,6 +13,7 @@
     python examples/study.py run --task brevo depo-v6 mano       # one queue; a search not yet run goes first, its grid after
     python examples/study.py ship --task depo                    # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
     python examples/study.py operating-curve --task depo         # v3: every anira-o run at halting thresholds 0.1-0.9
+    python examples/study.py park                                # unfinished runs' newest checkpoints into the repository
 
 `run` trains one process per core on CPU (several per GPU), checkpoints as it goes (run it again after an
 interruption), evaluates each finished run on the test prompts, and writes its weights and report under
@@ -22,6 +23,8 @@ anira-o and fixed-6) into hub_configs/anira-{e,o,fixed}-<task> and writes their 
 `search` trains a search's declared candidates (`fixed-6`, search seed 100), scores each on the validation split only,
 and writes every candidate's numbers and the rule's choice to experiments/study/<search>/search/search.json; `run` on
 a searched grid whose search has not chosen queues the search's runs first and starts the grid's once it has chosen.
+`park` copies each unfinished run's newest checkpoint to experiments/study/parked/, from which `run` resumes a run whose
+training folder is gone (a fresh machine), and which a run's landing clears (`anira_study.study_parking`).
 `operating-curve` scores every finished anira-o run at halting thresholds 0.1-0.9 against its weights at every uniform
 depth, picks a threshold on the validation split by the protocol's rule and reports the gain there on test
 (`anira_study.operating_curve`, written to each run folder's operating_curve.json and the grid's operating_curve.md).
@@ -37,6 +40,7 @@ from anira_study.cli import run_script
 from anira_study.ship import ship
 from anira_study.study import GRIDS, MODELS, SEARCHES, SEEDS, STUDY_DIR, run_grids, train_and_evaluate
 from anira_study.study_report import study_figures, study_report
+from anira_study.study_parking import park
 from anira_study.study_search import format_search, run_search, search_one
 from anira_study.study_status import format_status, grid_status
 
@@ -73,10 +77,19 @@ def main(argv: list[str] | None = None):
         if name == "ship":
             sub.add_argument("--hub_dir", help="the named folders to write (default hub_configs, with --quick "
                                                "outputs/study-quick/hub_configs)")
+    park_parser = commands.add_parser("park", help="copy each unfinished run's newest checkpoint into the repository "
+                                                   "(experiments/study/parked/), where `run` resumes it from on a machine "
+                                                   "without its training folder")
+    park_parser.add_argument("--work_dir", default="outputs/study", help="training folders (checkpoints), outside the repository")
+    park_parser.add_argument("--study_dir", help="the study folder (default experiments/study)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from pathlib import Path
 
-    study_dir = Path(args.study_dir or ("outputs/study-quick" if args.quick else STUDY_DIR))
+    study_dir = Path(args.study_dir or ("outputs/study-quick" if getattr(args, "quick", False) else STUDY_DIR))
+    if args.command == "park":
+        parked = park(args.work_dir, study_dir)
+        print("\n".join(f"parked {checkpoint}" for checkpoint in parked) or f"nothing to park under {args.work_dir}")
+        return parked
     if getattr(args, "processes", None) is not None and args.processes < 1:
         raise ValueError(f"--processes must be >= 1, got {args.processes}")
     if args.command == "search":

@@ -1,0 +1,120 @@
+"""Parked checkpoints: an unfinished study run's newest checkpoint kept in the repository, so that a run survives
+the loss of its training folder (a fresh machine, a wiped scratch disk), not only an interruption.
+
+    python examples/study.py park        # after (or while) a grid runs: copy each unfinished run's newest checkpoint
+
+A run trains in `work_dir/<task>/<run>/` (a search's in `work_dir/<search>/search/<run>/`) and `park` copies its
+newest complete checkpoint, with the files the run keeps beside its checkpoints (the probe log, the training
+commits, the wall times), to the same path under `experiments/study/parked/`. When `study.py run` (or `one`,
+`search-one`) starts a run whose training folder holds no checkpoint, it resumes from the parked one; when the run
+lands, its parked copy is deleted. Checkpoints are a few megabytes at the study's widths; only the newest is kept.
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+PARKED = "parked"  # under the study folder
+PIECE_FILE = "training_piece.json"  # the start time of the piece of training under way (`study._train_resumable`)
+WALL_TIMES_FILE = "wall_times.json"
+SIDE_FILES = ("probe_log.jsonl", "training_commits.json")  # kept beside the checkpoints, copied as they are
+LANDED_FILE = "landed.json"  # written into a training folder once its run is recorded: nothing left to park
+
+
+def parked_folder(output_dir: Path | str, work_dir: Path | str, study_dir: Path | str) -> Path:
+    """Where the training folder `output_dir` (under `work_dir`) is parked."""
+    return Path(study_dir) / PARKED / Path(output_dir).resolve().relative_to(Path(work_dir).resolve())
+
+
+def complete_checkpoints(output_dir: Path | str) -> list[Path]:
+    """The `checkpoint-N` folders of a training folder whose save finished (the trainer writes trainer_state.json
+    last), by step."""
+    found = []
+    for path in Path(output_dir).glob("checkpoint-*"):
+        step = path.name.split("-", 1)[1]
+        if not (path.is_dir() and step.isdigit()):
+            continue
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((int(step), path))
+    return [path for _, path in sorted(found)]
+
+
+def park_run(output_dir: Path | str, target: Path | str) -> Path | None:
+    """Copies the newest complete checkpoint of `output_dir` and its side files to `target` (replacing what was
+    parked there); the wall times gain the piece under way up to that checkpoint's save. Returns the checkpoint
+    parked, or None when the folder has none."""
+    output_dir, target = Path(output_dir), Path(target)
+    saved = complete_checkpoints(output_dir)
+    if not saved:
+        return None
+    newest = saved[-1]
+    staging = target.with_name(target.name + ".parking")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copytree(newest, staging / newest.name)
+    for name in SIDE_FILES:
+        if (output_dir / name).exists():
+            shutil.copy2(output_dir / name, staging / name)
+    times = json.loads((output_dir / WALL_TIMES_FILE).read_text()) if (output_dir / WALL_TIMES_FILE).exists() else []
+    if (output_dir / PIECE_FILE).exists():  # a piece under way: its time up to the parked checkpoint
+        started = json.loads((output_dir / PIECE_FILE).read_text())["started"]
+        saved_at = (newest / "trainer_state.json").stat().st_mtime
+        if saved_at > started:
+            times.append(saved_at - started)
+    (staging / WALL_TIMES_FILE).write_text(json.dumps(times))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target / newest.name
+
+
+def park(work_dir: Path | str, study_dir: Path | str) -> list[Path]:
+    """Parks every run under `work_dir` that has a checkpoint and has not landed (and clears the parked copy of one
+    that has); returns the checkpoints parked."""
+    work_dir = Path(work_dir)
+    folders = sorted({path.parent for path in work_dir.glob("**/checkpoint-*")})
+    parked = []
+    for output_dir in folders:
+        if (output_dir / LANDED_FILE).exists():
+            _remove(parked_folder(output_dir, work_dir, study_dir))
+            continue
+        checkpoint = park_run(output_dir, parked_folder(output_dir, work_dir, study_dir))
+        if checkpoint is not None:
+            parked.append(checkpoint)
+    return parked
+
+
+def unpark(parked: Path | str, output_dir: Path | str) -> Path | None:
+    """Copies a parked run into its training folder when that folder has no checkpoint of its own; returns the
+    checkpoint copied, or None (nothing parked, or the folder's own checkpoints are newer work)."""
+    parked, output_dir = Path(parked), Path(output_dir)
+    saved = complete_checkpoints(parked)
+    if not saved or complete_checkpoints(output_dir):
+        return None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(saved[-1], output_dir / saved[-1].name)
+    for name in (*SIDE_FILES, WALL_TIMES_FILE):
+        if (parked / name).exists():
+            shutil.copy2(parked / name, output_dir / name)
+    return output_dir / saved[-1].name
+
+
+def mark_landed(output_dir: Path | str, parked: Path | str, record: str) -> None:
+    """After a run is recorded: its training folder says so (`park` skips it) and its parked copy goes."""
+    (Path(output_dir) / LANDED_FILE).write_text(json.dumps({"recorded_in": record,
+                                                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}))
+    _remove(parked)
+
+
+def _remove(parked: Path | str) -> None:
+    """Deletes a parked run and the folders it leaves empty, the parked root included."""
+    shutil.rmtree(parked, ignore_errors=True)
+    folder = Path(parked).parent
+    while PARKED in folder.parts and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        if folder.name == PARKED:
+            break
+        folder = folder.parent

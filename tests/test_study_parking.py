@@ -1,0 +1,104 @@
+"""Parked checkpoints (anira_study.study_parking): an unfinished run's newest checkpoint kept in the repository,
+resumed from on a machine without the run's training folder, cleared when the run lands."""
+
+import json
+import os
+import shutil
+import time
+
+import torch
+from safetensors.torch import load_file
+
+from anira_study import study
+from anira_study.study_parking import (LANDED_FILE, PIECE_FILE, WALL_TIMES_FILE, park, park_run, parked_folder,
+                                       unpark)
+from anira_study.study_status import format_status, grid_status
+
+
+def checkpoint(folder, step, complete=True, saved_ago=0.0):
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"weights %d" % step)
+    if complete:  # the trainer writes trainer_state.json last
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        os.utime(path / "trainer_state.json", (time.time() - saved_ago,) * 2)
+    return path
+
+
+def test_park_copies_the_newest_complete_checkpoint_with_the_side_files_and_the_piece_under_way(tmp_path):
+    run = tmp_path / "work" / "brevo" / "anira-e-seed2"
+    checkpoint(run, 1000, saved_ago=300)
+    checkpoint(run, 2000, saved_ago=100)
+    checkpoint(run, 3000, complete=False)  # being written
+    (run / "probe_log.jsonl").write_text('{"step": 2200}\n')
+    (run / "training_commits.json").write_text('[{"training_commit": "abc"}]')
+    (run / WALL_TIMES_FILE).write_text("[500.0]")  # an earlier piece
+    (run / PIECE_FILE).write_text(json.dumps({"started": time.time() - 1000}))  # the piece under way
+
+    target = parked_folder(run, tmp_path / "work", tmp_path / "study")
+    assert target == tmp_path / "study" / "parked" / "brevo" / "anira-e-seed2"
+    assert park_run(run, target) == target / "checkpoint-2000"
+    assert sorted(p.name for p in target.iterdir()) == ["checkpoint-2000", "probe_log.jsonl", "training_commits.json",
+                                                         WALL_TIMES_FILE]
+    earlier, piece = json.loads((target / WALL_TIMES_FILE).read_text())
+    assert earlier == 500.0 and abs(piece - 900) < 5  # started 1,000 s ago, its checkpoint saved 100 s ago
+
+    fresh = tmp_path / "elsewhere" / "anira-e-seed2"  # a machine without the training folder
+    assert unpark(target, fresh) == fresh / "checkpoint-2000"
+    assert (fresh / "checkpoint-2000" / "model.safetensors").read_bytes() == b"weights 2000"
+    assert json.loads((fresh / WALL_TIMES_FILE).read_text()) == [earlier, piece]
+    assert (fresh / "probe_log.jsonl").read_text() == '{"step": 2200}\n'
+    assert unpark(target, run) is None  # a folder with checkpoints of its own keeps them
+    assert not (run / "checkpoint-2000" / "training_commits.json").exists()
+
+
+def test_park_takes_every_unlanded_run_and_clears_the_landed(tmp_path):
+    work, study_dir = tmp_path / "work", tmp_path / "study"
+    checkpoint(work / "brevo" / "fixed-1-seed1", 5000)
+    checkpoint(work / "depo-v6" / "search" / "mixed-default", 3000)
+    landed = work / "brevo" / "fixed-3-seed1"
+    checkpoint(landed, 40000)
+    checkpoint(study_dir / "parked" / "brevo" / "fixed-3-seed1", 39000)  # parked before it landed
+    (landed / LANDED_FILE).write_text("{}")
+    checkpoint(work / "brevo" / "anira-o-seed2", 1000, complete=False)  # nothing complete: nothing to park
+
+    parked = park(work, study_dir)
+    assert sorted(str(p.relative_to(study_dir / "parked")) for p in parked) == [
+        "brevo/fixed-1-seed1/checkpoint-5000", "depo-v6/search/mixed-default/checkpoint-3000"]
+    assert not (study_dir / "parked" / "brevo" / "fixed-3-seed1").exists()
+    assert not (study_dir / "parked" / "brevo" / "anira-o-seed2").exists()
+    checkpoint(work / "brevo" / "fixed-1-seed1", 6000)
+    park(work, study_dir)  # parking again replaces the older copy
+    assert [p.name for p in (study_dir / "parked" / "brevo" / "fixed-1-seed1").glob("checkpoint-*")] == ["checkpoint-6000"]
+
+    status = grid_status("brevo", tmp_path / "fresh-work", study_dir)  # a machine with no training folders
+    runs = {r["run"]: r for r in status["runs"]}
+    assert (runs["fixed-1-seed1"]["state"], runs["fixed-1-seed1"]["step"]) == ("parked", 6000)
+    assert runs["fixed-3-seed1"]["state"] == "not started"
+    assert ", 1 parked, " in format_status(status, processes=2).splitlines()[0]
+
+
+def test_a_parked_run_resumes_on_a_fresh_machine_to_the_same_weights_and_clears_its_copy_when_it_lands(tmp_path):
+    straight = study.train_and_evaluate("depo", "fixed-1", 0, tmp_path / "work", tmp_path / "study", quick=True)
+    # the same run interrupted after its first save (step 15 of 30) on another machine, parked, that machine gone
+    interrupted = tmp_path / "other-work" / "depo" / "fixed-1-seed0"
+    interrupted.mkdir(parents=True)
+    shutil.copytree(tmp_path / "work" / "depo" / "fixed-1-seed0" / "checkpoint-15", interrupted / "checkpoint-15")
+    (interrupted / WALL_TIMES_FILE).write_text("[7.0]")
+    (interrupted / "training_commits.json").write_text('[{"training_commit": "parked piece"}]')
+    resumed_study = tmp_path / "resumed-study"
+    assert [p.name for p in park(tmp_path / "other-work", resumed_study)] == ["checkpoint-15"]
+    shutil.rmtree(tmp_path / "other-work")
+
+    resumed = study.train_and_evaluate("depo", "fixed-1", 0, tmp_path / "new-work", resumed_study, quick=True)
+    output_dir = tmp_path / "new-work" / "depo" / "fixed-1-seed0"
+    assert resumed["steps"] == straight["steps"] == 30
+    assert resumed["training_commits"][0] == {"training_commit": "parked piece"} and len(resumed["training_commits"]) == 2
+    assert resumed["train_seconds"] > 7.0 and json.loads((output_dir / WALL_TIMES_FILE).read_text())[0] == 7.0
+    assert (output_dir / "checkpoint-15").exists()  # the parked checkpoint, which it resumed from
+    weights = load_file(resumed_study / "depo" / "runs" / "fixed-1-seed0" / "model.safetensors")
+    expected = load_file(tmp_path / "study" / "depo" / "runs" / "fixed-1-seed0" / "model.safetensors")
+    assert weights.keys() == expected.keys()
+    assert all(torch.allclose(weights[k], expected[k], atol=1e-6) for k in weights)  # resumed = uninterrupted
+    assert not (resumed_study / "parked").exists() and (output_dir / LANDED_FILE).exists()
+    assert park(tmp_path / "new-work", resumed_study) == [] and not (resumed_study / "parked").exists()
