@@ -320,16 +320,29 @@ def _train_resumable(argv: list[str], output_dir: Path, parked: Path | None = No
     (output_dir / PIECE_FILE).unlink()
 
 
+def train_and_load(argv: list[str], output_dir: Path, parked: Path, device: str | None = None):
+    """Trains a run (`_train_resumable`), then loads what its evaluation needs: the trained model on `device` (default
+    cuda when there is one), its tokenizer, its evaluation data and seen sizes, and the device."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .evaluation import load_eval_data
+
+    _train_resumable(argv, output_dir, parked)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    trained = AutoModelForCausalLM.from_pretrained(output_dir).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    data, train_sizes = load_eval_data(output_dir)
+    return trained, tokenizer, data, train_sizes, device
+
+
 def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_dir: Path = STUDY_DIR, quick: bool = False,
                        device: str | None = None) -> dict:
     """One run, in this process: train (or resume, or skip when finished), evaluate on the test splits, run the
     depth-need analysis, copy the folder into `study_dir` and record it in runs.json."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from .analysis import FEATURE_GROUPS, depth_feature_importance, read_probe_log
     from .depth_need import depth_need_for_folder
-    from .evaluation import evaluation_report, format_table, load_eval_data
+    from .evaluation import evaluation_report, format_table
     from .reproduce import machine, provenance
     from .study_parking import mark_landed, parked_folder
     from .trainer import PROBE_LOG_FILE
@@ -341,11 +354,7 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     times_file = output_dir / "wall_times.json"
     commits_file = output_dir / "training_commits.json"
     parked = parked_folder(output_dir, work_dir, study_dir)
-    _train_resumable(argv, output_dir, parked)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    trained = AutoModelForCausalLM.from_pretrained(output_dir).to(device)
-    tokenizer = AutoTokenizer.from_pretrained(output_dir)
-    data, train_sizes = load_eval_data(output_dir)
+    trained, tokenizer, data, train_sizes, device = train_and_load(argv, output_dir, parked, device)
     # Finding 3 (BREVO): the depth-variance shares of static and execution-state features, on the seen sizes.
     features = FEATURE_GROUPS.get(data["train"][0]["task"]) if trained.config.depth_mode != "fixed" else None
     report = evaluation_report(trained, data, tokenizer, generate=True, keep_records=features is not None)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .study import (COMMON_ARGS, RUNNER_LOCK, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
-                    Job, _overridden, _run_processes, _train_resumable, execution_args, locked, protocol_version,
+                    Job, _overridden, _run_processes, execution_args, locked, protocol_version, train_and_load,
                     write_model_folder)
 from .study_report import _fmt
 
@@ -176,12 +176,9 @@ def search_one(search: str, candidate: str, variant: str, work_dir: Path, study_
     """One search run, in this process: train the candidate as `SEARCH_MODEL` with `SEARCH_SEED` (or resume, or skip
     when finished), then score it on the validation split (nothing else is read): the exact match of the greedily
     generated answer per seen size. Recorded in the search's file; returns the entry."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from anira_tasks.dataset import VALIDATION
 
-    from .evaluation import generated_correct, load_eval_data
+    from .evaluation import generated_correct
     from .reproduce import machine, provenance
     from .statistics import wilson_interval
     from .study_parking import mark_landed, parked_folder
@@ -191,11 +188,7 @@ def search_one(search: str, candidate: str, variant: str, work_dir: Path, study_
     model_folder = write_model_folder(search, SEARCH_MODEL, base / "configs" / SEARCH_MODEL)
     argv = search_args(search, candidate, variant, model_folder, output_dir, quick)
     parked = parked_folder(output_dir, work_dir, study_dir)
-    _train_resumable(argv, output_dir, parked)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    trained = AutoModelForCausalLM.from_pretrained(output_dir).to(device)
-    tokenizer = AutoTokenizer.from_pretrained(output_dir)
-    data, train_sizes = load_eval_data(output_dir)
+    trained, tokenizer, data, train_sizes, _ = train_and_load(argv, output_dir, parked, device)
     rows = data[VALIDATION].to_list()
     correct = generated_correct(trained, rows, tokenizer)
     validation = {}
