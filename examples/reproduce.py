@@ -4,7 +4,7 @@
     python examples/reproduce.py anira-o-depo --quick    # the same pipeline in minutes, into outputs/ (tests use it)
     python examples/reproduce.py anira-o-depo --work_dir DIR   # where checkpoints go (default outputs/reproduce/NAME; rerun to resume)
     python examples/reproduce.py anira-o-depo --seed 0   # another training seed, into outputs/reproduce/anira-o-depo-seed0
-    python examples/reproduce.py anira-o-brevo --continue_folder true   # train only the stages the folder's model lacks
+    python examples/reproduce.py NAME --continue_folder true   # a recipe in stages: train only the stages the folder lacks
     python examples/reproduce.py anira-e-depo --compile_model false     # the eager training forward (the default compiles)
 
 On a GPU it trains in bf16; `--batch_scale N` multiplies batch size and learning rate. The logic lives in
