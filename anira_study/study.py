@@ -290,6 +290,45 @@ def _finished(output_dir: Path) -> bool:
     return (output_dir / "model.safetensors").exists() and (output_dir / "anira_data.json").exists()
 
 
+PATH_FLAGS = ("--model_name_or_path", "--output_dir")  # where a run reads and writes, not what it trains
+
+
+def recipe_of(argv: list[str]) -> list[str]:
+    """A run's `examples/train.py` arguments without its paths: what must not change while a folder trains."""
+    recipe = list(argv)
+    for flag in PATH_FLAGS:
+        if flag in recipe:
+            at = recipe.index(flag)
+            del recipe[at:at + 2]
+    return recipe
+
+
+def check_same_recipe(recorded: Path, argv: list[str]) -> None:
+    """Refuses to resume, or to take as finished, a training folder whose recorded recipe (`recipe_of`) is not this
+    run's: a quick run's folder, or one trained before a recipe changed, would otherwise pass for this run."""
+    if not recorded.exists():
+        return
+    before, now = json.loads(recorded.read_text()), recipe_of(argv)
+    if before != now:
+        differ = sorted(set(_pairs(before)) ^ set(_pairs(now)))
+        raise ValueError(f"{recorded.parent} holds a run trained with other arguments (differing: "
+                         f"{', '.join(' '.join(pair) for pair in differ) or 'their order'}); move that folder away "
+                         f"or give this run another --work_dir")
+
+
+def _pairs(argv: list[str]) -> list[tuple[str, ...]]:
+    """(flag, its values joined) for each flag of an argument list."""
+    pairs, flag, values = [], None, []
+    for token in argv + ["--"]:
+        if token.startswith("--"):
+            if flag is not None:
+                pairs.append((flag, " ".join(values)))
+            flag, values = token, []
+        else:
+            values.append(token)
+    return pairs
+
+
 def _train_resumable(argv: list[str], output_dir: Path, parked: Path | None = None) -> None:
     """Trains `argv` into `output_dir`: from its last checkpoint when it has one, else from the run's parked
     checkpoint when `parked` holds one (`study_parking`), not at all when it has finished; appends this piece's wall
@@ -297,16 +336,18 @@ def _train_resumable(argv: list[str], output_dir: Path, parked: Path | None = No
     from transformers.trainer_utils import get_last_checkpoint
 
     from .reproduce import provenance
-    from .study_parking import PIECE_FILE, WALL_TIMES_FILE, unpark
+    from .study_parking import PIECE_FILE, RUN_ARGS_FILE, WALL_TIMES_FILE, unpark
     from .trainer import train_from_argv
 
-    if _finished(output_dir):
-        return
     if parked is not None and (checkpoint := unpark(parked, output_dir)) is not None:
         print(f"{output_dir.name}: resuming from its parked checkpoint {checkpoint.name}", flush=True)
+    check_same_recipe(output_dir / RUN_ARGS_FILE, argv)
+    if _finished(output_dir):
+        return
     times_file = output_dir / WALL_TIMES_FILE
     commits_file = output_dir / "training_commits.json"  # the provenance of every piece of the training (resumed runs)
     output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RUN_ARGS_FILE).write_text(json.dumps(recipe_of(argv)))
     commits = json.loads(commits_file.read_text()) if commits_file.exists() else []
     commits_file.write_text(json.dumps(commits + [provenance()]))
     resume = output_dir.is_dir() and get_last_checkpoint(str(output_dir)) is not None

@@ -18,7 +18,8 @@ from pathlib import Path
 PARKED = "parked"  # under the study folder
 PIECE_FILE = "training_piece.json"  # the start time of the piece of training under way (`study._train_resumable`)
 WALL_TIMES_FILE = "wall_times.json"
-SIDE_FILES = ("probe_log.jsonl", "training_commits.json")  # kept beside the checkpoints, copied as they are
+RUN_ARGS_FILE = "study_args.json"  # the recipe a training folder holds (`study._train_resumable` checks it on resume)
+SIDE_FILES = ("probe_log.jsonl", "training_commits.json", RUN_ARGS_FILE)  # kept beside the checkpoints, copied as they are
 LANDED_FILE = "landed.json"  # written into a training folder once its run is recorded: nothing left to park
 
 

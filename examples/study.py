@@ -7,7 +7,7 @@
     python examples/study.py report --task depo                  # tables and figures over seeds from runs.json
     python examples/study.py figures --task depo                 # the figures alone (a grid in progress: what exists)
     python examples/study.py figures --task depo brevo mano clrs-topological_sort clrs-dfs   # every task's, one command
-    python examples/study.py run --task depo --quick             # the whole pipeline in minutes (tests use it)
+    python examples/study.py run --task depo --quick             # the whole pipeline in minutes, in outputs/study-quick/
     python examples/study.py search --task mano                  # a searched grid's recipe (mano, clrs-<algorithm>)
     python examples/study.py run --task mano                     # then its grid (also mano-no-marker), as for depo
     python examples/study.py run --task brevo depo-v6 mano       # one queue; a search not yet run goes first, its grid after
@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None):
                                              "with --quick outputs/study-quick)")
         sub.add_argument("--quick", action="store_true", help="tiny runs (minutes) through the whole pipeline")
         if name in ("run", "one", "status", "search", "search-one"):
-            sub.add_argument("--work_dir", default="outputs/study", help="training folders (checkpoints), outside the repository")
+            sub.add_argument("--work_dir", help="training folders (checkpoints), outside the repository (default "
+                                                "outputs/study, with --quick outputs/study-quick/work: a quick run's "
+                                                "folder is never a real run's)")
         if name in ("run", "status", "search"):
             sub.add_argument("--processes", type=int, help="runs at a time (default: the cores on CPU, 4 on a GPU)")
         if name == "search-one":
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None):
     from pathlib import Path
 
     study_dir = Path(args.study_dir or ("outputs/study-quick" if getattr(args, "quick", False) else STUDY_DIR))
+    if "work_dir" in vars(args) and args.work_dir is None:
+        args.work_dir = "outputs/study-quick/work" if args.quick else "outputs/study"
     if args.command == "park":
         parked = park(args.work_dir, study_dir)
         print("\n".join(f"parked {checkpoint}" for checkpoint in parked) or f"nothing to park under {args.work_dir}")

@@ -122,6 +122,30 @@ def test_a_quick_run_trains_evaluates_records_and_reports(tmp_path):
         study_report.study_report("brevo", tmp_path / "study")
 
 
+def test_a_training_folder_of_another_recipe_is_neither_resumed_nor_taken_as_finished(tmp_path):
+    """A quick run's folder where the real run would train (the same work folder) is refused, finished or not,
+    naming the arguments that differ; the same recipe from other paths resumes."""
+    study.train_and_evaluate("depo", "fixed-1", 0, tmp_path / "work", tmp_path / "study", quick=True)
+    output_dir = tmp_path / "work" / "depo" / "fixed-1-seed0"
+    real = study.training_args("depo", "fixed-1", 0, tmp_path / "configs", output_dir)
+    with pytest.raises(ValueError, match=r"holds a run trained with other arguments \(differing: .*--max_steps 15000"):
+        study._train_resumable(real, output_dir)
+    assert study.recipe_of(real) != json.loads((output_dir / "study_args.json").read_text())
+    quick = study.training_args("depo", "fixed-1", 0, tmp_path / "elsewhere" / "configs", output_dir, quick=True)
+    study._train_resumable(quick, output_dir)  # finished, same recipe: nothing to do, no error
+
+
+def test_quick_runs_train_in_their_own_work_folder_by_default(tmp_path, monkeypatch):
+    from conftest import load_script
+
+    script = load_script("study")
+    asked = []
+    monkeypatch.setattr(script, "run_grids", lambda tasks, models, seeds, work_dir, *rest: asked.append(work_dir) or [])
+    script.main(["run", "--task", "depo", "--quick", "--study_dir", str(tmp_path)])
+    script.main(["run", "--task", "depo", "--study_dir", str(tmp_path)])
+    assert asked == ["outputs/study-quick/work", "outputs/study"]
+
+
 def test_a_brevo_run_of_an_adaptive_model_reports_finding_3s_feature_shares_on_seen_sizes(tmp_path):
     summary = study.train_and_evaluate("brevo", "anira-o", 0, tmp_path / "work", tmp_path / "study", quick=True)
     shares = summary["feature_importance"]["all_tokens"]["share"]
