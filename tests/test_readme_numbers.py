@@ -128,3 +128,26 @@ def test_the_depth_need_table_matches_each_reports_depth_need():
             assert cells[3] == f"{need['adaptive']['accuracy']:.2f} at {need['adaptive']['mean_depth']:.2f}", cells[0]
         gain = need["oracle"]["gain_matched"]
         assert cells[6].startswith(f"{gain['value']:.2f} [{gain['interval'][0]:.2f}, {gain['interval'][1]:.2f}]"), cells[0]
+
+
+@pytest.mark.parametrize("task,page", [("depo", README), ("brevo", README), ("brevo", RESULTS)],
+                         ids=["README-depo", "README-brevo", "results-brevo"])
+def test_the_run_count_a_grids_findings_rest_on_is_the_grids(task, page):
+    """Where a page states a grid's findings, the number of runs it says they rest on ("15 runs", "9 of 15 runs") is
+    the number in the grid's summary.json (and, for a grid in progress, the grid's size): a landed run makes a stale
+    count fail here."""
+    from anira_study import study
+
+    summary = json.loads((ROOT / "experiments" / "study" / task / "summary.json").read_text())
+    size = len(study.grid_models(task)) * len(study.SEEDS)
+    heading = {"depo": "**From seeds: the replicated study on the repaired DEPO**", "brevo": "**From seeds, in progress: BREVO**"}
+    text = page.read_text()
+    if page == RESULTS:
+        text = text.split("\n## BREVO\n")[1].split("\n### ")[0]
+        counted = re.search(r"\((\d+) of (\d+) runs on ", text)
+    else:
+        counted = re.search(re.escape(heading[task]) + r" \((\d+)(?: of (\d+))? runs", text)
+    assert counted, f"{page.relative_to(ROOT)} states no run count for {task}"
+    done, of = int(counted[1]), int(counted[2] or counted[1])
+    assert (done, of) == (summary["runs"], size), \
+        f"{page.relative_to(ROOT)} says {done} of {of} {task} runs; summary.json has {summary['runs']} of {size}"
