@@ -56,7 +56,8 @@ def park_run(output_dir: Path | str, target: Path | str) -> Path | None:
     staging = target.with_name(target.name + ".parking")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    shutil.copytree(newest, staging / newest.name)
+    # the checkpoint less its copies of the package's modeling code (resuming reads weights and states, not code)
+    shutil.copytree(newest, staging / newest.name, ignore=shutil.ignore_patterns("*.py"))
     for name in SIDE_FILES:
         if (output_dir / name).exists():
             shutil.copy2(output_dir / name, staging / name)

@@ -19,6 +19,7 @@ def checkpoint(folder, step, complete=True, saved_ago=0.0):
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
     (path / "model.safetensors").write_bytes(b"weights %d" % step)
+    (path / "modeling_anira.py").write_text("# the package's code, copied by save_pretrained\n")
     if complete:  # the trainer writes trainer_state.json last
         (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
         os.utime(path / "trainer_state.json", (time.time() - saved_ago,) * 2)
@@ -46,6 +47,7 @@ def test_park_copies_the_newest_complete_checkpoint_with_the_side_files_and_the_
     fresh = tmp_path / "elsewhere" / "anira-e-seed2"  # a machine without the training folder
     assert unpark(target, fresh) == fresh / "checkpoint-2000"
     assert (fresh / "checkpoint-2000" / "model.safetensors").read_bytes() == b"weights 2000"
+    assert not list(target.glob("**/*.py"))  # no copies of the package's code in the repository
     assert json.loads((fresh / WALL_TIMES_FILE).read_text()) == [earlier, piece]
     assert (fresh / "probe_log.jsonl").read_text() == '{"step": 2200}\n'
     assert unpark(target, run) is None  # a folder with checkpoints of its own keeps them
