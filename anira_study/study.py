@@ -336,7 +336,7 @@ def _train_resumable(argv: list[str], output_dir: Path, parked: Path | None = No
     from transformers.trainer_utils import get_last_checkpoint
 
     from .reproduce import provenance
-    from .study_parking import PIECE_FILE, RUN_ARGS_FILE, WALL_TIMES_FILE, unpark
+    from .study_parking import COMMITS_FILE, PIECE_FILE, RUN_ARGS_FILE, WALL_TIMES_FILE, unpark
     from .trainer import train_from_argv
 
     if parked is not None and (checkpoint := unpark(parked, output_dir)) is not None:
@@ -345,7 +345,7 @@ def _train_resumable(argv: list[str], output_dir: Path, parked: Path | None = No
     if _finished(output_dir):
         return
     times_file = output_dir / WALL_TIMES_FILE
-    commits_file = output_dir / "training_commits.json"  # the provenance of every piece of the training (resumed runs)
+    commits_file = output_dir / COMMITS_FILE
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RUN_ARGS_FILE).write_text(json.dumps(recipe_of(argv)))
     commits = json.loads(commits_file.read_text()) if commits_file.exists() else []
@@ -385,15 +385,15 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     from .depth_need import depth_need_for_folder
     from .evaluation import evaluation_report, format_table
     from .reproduce import machine, provenance
-    from .study_parking import mark_landed, parked_folder
+    from .study_parking import COMMITS_FILE, WALL_TIMES_FILE, mark_landed, parked_folder
     from .trainer import PROBE_LOG_FILE
 
     name = run_name(model, seed)
     output_dir = work_dir / task / name
     model_folder = write_model_folder(task, model, work_dir / task / "configs" / model)
     argv = training_args(task, model, seed, model_folder, output_dir, quick, study_dir)
-    times_file = output_dir / "wall_times.json"
-    commits_file = output_dir / "training_commits.json"
+    times_file = output_dir / WALL_TIMES_FILE
+    commits_file = output_dir / COMMITS_FILE
     parked = parked_folder(output_dir, work_dir, study_dir)
     trained, tokenizer, data, train_sizes, device = train_and_load(argv, output_dir, parked, device)
     # Finding 3 (BREVO): the depth-variance shares of static and execution-state features, on the seen sizes.

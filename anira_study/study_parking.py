@@ -18,8 +18,9 @@ from pathlib import Path
 PARKED = "parked"  # under the study folder
 PIECE_FILE = "training_piece.json"  # the start time of the piece of training under way (`study._train_resumable`)
 WALL_TIMES_FILE = "wall_times.json"
+COMMITS_FILE = "training_commits.json"  # the provenance of every piece of a run's training
 RUN_ARGS_FILE = "study_args.json"  # the recipe a training folder holds (`study._train_resumable` checks it on resume)
-SIDE_FILES = ("probe_log.jsonl", "training_commits.json", RUN_ARGS_FILE)  # kept beside the checkpoints, copied as they are
+SIDE_FILES = ("probe_log.jsonl", COMMITS_FILE, RUN_ARGS_FILE)  # kept beside the checkpoints, copied as they are
 LANDED_FILE = "landed.json"  # written into a training folder once its run is recorded: nothing left to park
 
 
@@ -28,20 +29,24 @@ def parked_folder(output_dir: Path | str, work_dir: Path | str, study_dir: Path 
     return Path(study_dir) / PARKED / Path(output_dir).resolve().relative_to(Path(work_dir).resolve())
 
 
+def checkpoint_folders(output_dir: Path | str) -> list[tuple[int, Path]]:
+    """(step, folder) of every `checkpoint-N` folder of a training folder, by step."""
+    found = [(int(path.name.split("-", 1)[1]), path) for path in Path(output_dir).glob("checkpoint-*")
+             if path.is_dir() and path.name.split("-", 1)[1].isdigit()]
+    return sorted(found)
+
+
 def complete_checkpoints(output_dir: Path | str) -> list[Path]:
     """The `checkpoint-N` folders of a training folder whose save finished (the trainer writes trainer_state.json
     last), by step."""
     found = []
-    for path in Path(output_dir).glob("checkpoint-*"):
-        step = path.name.split("-", 1)[1]
-        if not (path.is_dir() and step.isdigit()):
-            continue
+    for _, path in checkpoint_folders(output_dir):
         try:
             json.loads((path / "trainer_state.json").read_text())
         except (OSError, ValueError):
             continue
-        found.append((int(step), path))
-    return [path for _, path in sorted(found)]
+        found.append(path)
+    return found
 
 
 def park_run(output_dir: Path | str, target: Path | str) -> Path | None:

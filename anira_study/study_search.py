@@ -181,7 +181,7 @@ def search_one(search: str, candidate: str, variant: str, work_dir: Path, study_
     from .evaluation import generated_correct
     from .reproduce import machine, provenance
     from .statistics import wilson_interval
-    from .study_parking import mark_landed, parked_folder
+    from .study_parking import WALL_TIMES_FILE, mark_landed, parked_folder
 
     base = search_work_dir(search, work_dir)
     output_dir = base / search_run_name(candidate, variant)
@@ -197,7 +197,7 @@ def search_one(search: str, candidate: str, variant: str, work_dir: Path, study_
         validation[str(size)] = {"exact": sum(hits) / len(hits) if hits else float("nan"), "prompts": len(hits),
                                  "interval": list(wilson_interval(sum(hits), len(hits)))}
     state = json.loads((output_dir / "trainer_state.json").read_text()) if (output_dir / "trainer_state.json").exists() else {}
-    times_file = output_dir / "wall_times.json"
+    times_file = output_dir / WALL_TIMES_FILE
     entry = {"candidate": candidate, "variant": variant, "recipe": _recipe_record(search, candidate, variant),
              "validation": validation, "steps": state.get("global_step"),
              "train_seconds": sum(json.loads(times_file.read_text())) if times_file.exists() else None,

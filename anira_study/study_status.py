@@ -17,16 +17,14 @@ from pathlib import Path
 from .reproduce import _get
 from .study import (GRIDS, RUNNER_LOCK, SEARCHES, SEEDS, STUDY_DIR, _overridden, default_processes, grid_models,
                     grid_recipe, protocol_version, read_runs, run_name)
-from .study_parking import PARKED, parked_folder
+from .study_parking import PARKED, checkpoint_folders, parked_folder
 
 ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)
 
 
 def checkpoints(output_dir: Path) -> list[tuple[int, float]]:
     """(step, modification time) of every `checkpoint-N` folder of a training folder, by step."""
-    found = [(int(path.name.split("-", 1)[1]), path.stat().st_mtime) for path in Path(output_dir).glob("checkpoint-*")
-             if path.is_dir() and path.name.split("-", 1)[1].isdigit()]
-    return sorted(found)
+    return [(step, path.stat().st_mtime) for step, path in checkpoint_folders(output_dir)]
 
 
 def seconds_per_step(saved: list[tuple[int, float]], slack: float = 3.0) -> float | None:

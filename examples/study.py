@@ -39,8 +39,8 @@ import modeling_anira  # noqa: F401  (registers the Auto classes)
 from anira_study.cli import run_script
 from anira_study.ship import ship
 from anira_study.study import GRIDS, MODELS, SEARCHES, SEEDS, STUDY_DIR, run_grids, train_and_evaluate
-from anira_study.study_report import study_figures, study_report
 from anira_study.study_parking import park
+from anira_study.study_report import study_figures, study_report
 from anira_study.study_search import format_search, run_search, search_one
 from anira_study.study_status import format_status, grid_status
 
