@@ -530,7 +530,7 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
         if state is not None and state["choice"] is None:
             if search not in queued_searches:
                 queued_searches.add(search)
-                search_runs, lock = search_jobs(search, state["pending"], work_dir)
+                search_runs, lock = search_jobs(search, state["pending"], work_dir, study_dir, quick)
                 print(f"{task}: its recipe search first, {len(search_runs)} runs pending: "
                       + ", ".join(job.name for job in search_runs), flush=True)
                 locks.append(lock)
@@ -560,12 +560,15 @@ def default_processes() -> int:
 
 class Job(NamedTuple):
     """One `examples/study.py` process of a queue: its label and name (printed, and the log's name), arguments, log
-    folder, and `ready`: None, or a predicate that holds once it may start (a searched grid's run: its search chose)."""
+    folder, `ready`: None, or a predicate that holds once it may start (a searched grid's run: its search chose), and
+    `cancel`: None, or a predicate that holds once it is no longer needed (a search run after the choice is decided):
+    it is then not started, or stopped if it runs."""
     label: str
     name: str
     arguments: list[str]
     logs: Path
     ready: Callable[[], bool] | None = None
+    cancel: Callable[[], bool] | None = None
 
 
 def _run_processes(label: str, jobs: list[Job], locks: list[Path], work_dir, study_dir, processes: int | None,
@@ -573,26 +576,47 @@ def _run_processes(label: str, jobs: list[Job], locks: list[Path], work_dir, stu
     """`examples/study.py <arguments> --work_dir --study_dir [--quick]` for each job, `processes` at a time (default:
     the cores on CPU, four sharing a GPU), one torch thread each, logged to `<log folder>/<name>.log`; [(name, exit
     code)] in job order. A free process takes the first queued job that is ready; when none is and none runs, the
-    jobs left never start (exit code None). A failed job is reported and the others go on. Holds every runner lock of
-    `locks` while it runs."""
+    jobs left never start (exit code None). A job whose `cancel` holds is not started (exit code None) and, when a job
+    ends, a running one whose `cancel` now holds is stopped (SIGTERM). A failed job is reported and the others go on.
+    Holds every runner lock of `locks` while it runs."""
     processes = processes or default_processes()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     codes: list[int | None] = [None] * len(jobs)
-    state = ["queued"] * len(jobs)  # queued, running, done, never
+    state = ["queued"] * len(jobs)  # queued, running, done, never, cancelled
+    running: dict[int, subprocess.Popen] = {}
     changed = threading.Condition()
 
-    def launch(job: Job) -> int:
+    def launch(i: int) -> int | None:
+        job = jobs[i]
         command = [sys.executable, str(REPO / "examples" / "study.py"), *job.arguments, "--work_dir", str(work_dir),
                    "--study_dir", str(study_dir)] + (["--quick"] if quick else [])
         job.logs.mkdir(parents=True, exist_ok=True)
         with open(job.logs / f"{job.name}.log", "a") as log:
-            code = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-        print(f"{job.label} {job.name}: {'done' if code == 0 else f'FAILED (exit {code}, log {log.name})'}", flush=True)
+            with changed:
+                if state[i] == "cancelled":  # cancelled between take() and here
+                    return None
+                running[i] = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            code = running[i].wait()
+        with changed:
+            del running[i]
+            stopped = state[i] == "cancelled"
+        print(f"{job.label} {job.name}: " + ("stopped, no longer needed" if stopped else
+                                             "done" if code == 0 else f"FAILED (exit {code}, log {log.name})"), flush=True)
         return code
+
+    def cancel_unneeded() -> None:  # under `changed`
+        for i, s in enumerate(state):
+            if s in ("queued", "running") and jobs[i].cancel is not None and jobs[i].cancel():
+                state[i] = "cancelled"
+                if i in running:
+                    running[i].terminate()
+                else:
+                    print(f"{jobs[i].label} {jobs[i].name}: not started, no longer needed", flush=True)
 
     def take() -> int | None:
         with changed:
             while True:
+                cancel_unneeded()
                 queued = [i for i, s in enumerate(state) if s == "queued"]
                 ready = next((i for i in queued if jobs[i].ready is None or jobs[i].ready()), None)
                 if ready is not None:
@@ -600,7 +624,7 @@ def _run_processes(label: str, jobs: list[Job], locks: list[Path], work_dir, stu
                     return ready
                 if not queued:
                     return None
-                if "running" not in state:  # nothing left can make them ready
+                if "running" not in state and not running:  # nothing left can make them ready
                     for i in queued:
                         state[i] = "never"
                         print(f"{jobs[i].label} {jobs[i].name}: not started (what it waits for did not happen)", flush=True)
@@ -611,10 +635,12 @@ def _run_processes(label: str, jobs: list[Job], locks: list[Path], work_dir, stu
     def work() -> None:
         while (i := take()) is not None:
             try:
-                codes[i] = launch(jobs[i])
+                codes[i] = launch(i)
             finally:
                 with changed:
-                    state[i] = "done"
+                    if state[i] == "running":
+                        state[i] = "done"
+                    cancel_unneeded()
                     changed.notify_all()
 
     with contextlib.ExitStack() as stack:

@@ -66,18 +66,28 @@ def search_run_name(candidate: str, variant: str) -> str:
     return f"{candidate}-{variant}"
 
 
-def search_jobs(search: str, pending: list[tuple[str, str]], work_dir: str | Path) -> tuple[list[Job], Path]:
-    """The `examples/study.py search-one` process of each pending (candidate, variant), and the search's runner lock."""
+def search_jobs(search: str, pending: list[tuple[str, str]], work_dir: str | Path, study_dir: Path = STUDY_DIR,
+                quick: bool = False) -> tuple[list[Job], Path]:
+    """The `examples/study.py search-one` process of each pending (candidate, variant), and the search's runner lock.
+    Each job is cancelled (not started, or stopped) once the search's choice is decided without it (`search_state`'s
+    "not_needed")."""
     base = search_work_dir(search, work_dir)
+
+    def not_needed(key):
+        return lambda: key in search_state(search, study_dir, quick)["not_needed"]
+
     jobs = [Job(f"{search} search", search_run_name(candidate, variant),
-                ["search-one", "--task", search, "--candidate", candidate, "--variant", variant], base / "logs")
+                ["search-one", "--task", search, "--candidate", candidate, "--variant", variant], base / "logs",
+                cancel=not_needed((candidate, variant)))
             for candidate, variant in pending]
     return jobs, base / RUNNER_LOCK
 
 
 SELECTION_RULE = (f"the first candidate in the declared order whose validation exact match is >= {SEARCH_ACCURACY} at every "
                   "seen size of every variant; if none is, the candidate with the highest minimum over its variants and "
-                  "seen sizes; a tie goes to the earlier candidate; a size without validation prompts counts as 0")
+                  "seen sizes; a tie goes to the earlier candidate; a size without validation prompts counts as 0; "
+                  "once a candidate passes and every earlier one has failed, the later ones are not trained "
+                  "(protocol amendment of 2026-12-07)")
 
 
 def select_recipe(validation: dict[str, dict[str, dict[int, float]]], accuracy: float = SEARCH_ACCURACY) -> dict:
@@ -102,6 +112,21 @@ def select_recipe(validation: dict[str, dict[str, dict[int, float]]], accuracy: 
             "why": f"no candidate reached {accuracy} at every seen size; the highest minimum over seen sizes and variants"}
 
 
+def decided_early(validation: dict[str, dict[str, dict[int, float]]], candidates: list[str], variants: list[str],
+                  accuracy: float = SEARCH_ACCURACY) -> dict | None:
+    """`select_recipe`'s choice before every candidate has its numbers, where they already decide it: walking the
+    declared `candidates` in order, the first that has every variant's numbers and passes, every earlier one having
+    all of its numbers and failed. None while an earlier candidate's numbers are missing, or none has passed: the
+    candidates after a passing one cannot change the rule's choice, so they need not be trained."""
+    for i, name in enumerate(candidates):
+        if set(validation.get(name, {})) != set(variants):
+            return None
+        choice = select_recipe({c: validation[c] for c in candidates[:i + 1]}, accuracy)
+        if choice["passed"]:
+            return {**choice, "why": choice["why"] + "; the candidates after it were not needed"}
+    return None
+
+
 def _declared_runs(search: str) -> list[tuple[str, str]]:
     spec = SEARCHES[search]
     return [(candidate, variant) for candidate in spec["candidates"] for variant in spec["variants"]]
@@ -114,8 +139,9 @@ def _recipe_record(search: str, candidate: str, variant: str) -> dict:
 
 def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False, recorded: list[dict] | None = None) -> dict:
     """The search's file read against the code's declaration: {"results": the recorded runs whose recipe is still the
-    declared one, "pending": the declared (candidate, variant) runs without one, "choice": `select_recipe` over the
-    results once nothing is pending, else None}. A result recorded for a recipe since changed in `SEARCHES` is pending
+    declared one, "pending": the declared (candidate, variant) runs without one that the choice may still need,
+    "not_needed": those it no longer needs (after a candidate that `decided_early` chose), "choice": `select_recipe`
+    over the results once nothing is pending (or `decided_early`'s), else None}. A result recorded for a recipe since changed in `SEARCHES` is pending
     again (and not read). `recorded`: the results to read in place of the file's (what `record_search` is writing)."""
     path = search_path(search, study_dir, quick)
     if recorded is None:
@@ -126,13 +152,15 @@ def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False, 
                and r["recipe"] == _recipe_record(search, r["candidate"], r["variant"])}
     results = [current[key] for key in _declared_runs(search) if key in current]
     pending = [key for key in _declared_runs(search) if key not in current]
-    choice = None
-    if not pending:
-        validation = {}
-        for r in results:
-            validation.setdefault(r["candidate"], {})[r["variant"]] = {int(c): v["exact"] for c, v in r["validation"].items()}
-        choice = select_recipe(validation)
-    return {"path": path, "results": results, "pending": pending, "choice": choice}
+    validation = {}
+    for r in results:
+        validation.setdefault(r["candidate"], {})[r["variant"]] = {int(c): v["exact"] for c, v in r["validation"].items()}
+    spec = SEARCHES[search]
+    choice = select_recipe(validation) if not pending else decided_early(validation, list(spec["candidates"]), list(spec["variants"]))
+    later = list(spec["candidates"])[list(spec["candidates"]).index(choice["candidate"]) + 1:] if choice else []
+    not_needed = [key for key in pending if key[0] in later]
+    return {"path": path, "results": results, "pending": [key for key in pending if key not in not_needed],
+            "not_needed": not_needed, "choice": choice}
 
 
 def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: bool = False) -> dict:
@@ -156,6 +184,7 @@ def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: 
         state = search_state(search, study_dir, quick, recorded=results)
         content["choice"] = state["choice"]
         content["pending"] = [f"{c}/{v}" for c, v in state["pending"]]
+        content["not_needed"] = [f"{c}/{v}" for c, v in state["not_needed"]]
         path.write_text(json.dumps(content, indent=2) + "\n")
         return content
 
@@ -216,7 +245,7 @@ def run_search(search: str, work_dir: str | Path = "outputs/study", study_dir: P
     if search not in SEARCHES:
         raise ValueError(f"the study's recipe searches are {sorted(SEARCHES)}, not {search!r}")
     todo = search_state(search, study_dir, quick)["pending"]
-    jobs, lock = search_jobs(search, todo, work_dir)
+    jobs, lock = search_jobs(search, todo, work_dir, study_dir, quick)
     print(f"{search} search: {len(todo)} runs pending ({SEARCH_MODEL}, seed {SEARCH_SEED}): "
           + ", ".join(f"{job.name} ({candidate_steps(search, candidate)} steps)" for job, (candidate, _) in zip(jobs, todo)),
           flush=True)
@@ -239,4 +268,7 @@ def format_search(search: str, study_dir: Path = STUDY_DIR, quick: bool = False)
     choice = state["choice"]
     lines += ["", f"Chosen: {choice['candidate']} (minimum {_fmt(choice['minimum'])}): {choice['why']}." if choice
               else "Pending: " + ", ".join(f"{c}/{v}" for c, v in state["pending"]) + "."]
+    if state["not_needed"]:
+        lines.append("Not trained to the end (an earlier candidate passed, so the rule cannot choose them): "
+                     + ", ".join(f"{c}/{v}" for c, v in state["not_needed"]) + ".")
     return "\n".join(lines)

@@ -66,6 +66,27 @@ def load_script(name: str):
     return module
 
 
+def fake_study_processes(monkeypatch, run):
+    """`subprocess.Popen` standing in for the study runner's processes (`anira_study.study._run_processes`): when the
+    runner waits for one, `run(command, env, process)` plays it and returns its exit code; `process.stopped` (an Event)
+    is set once the runner stops it."""
+    import subprocess
+    import threading
+
+    class FakeProcess:
+        def __init__(self, command, cwd, env, stdout, stderr):
+            self.command, self.env, self.stopped = command, env, threading.Event()
+
+        def wait(self):
+            self.returncode = run(self.command, self.env, self)
+            return self.returncode
+
+        def terminate(self):
+            self.stopped.set()
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProcess)
+
+
 def write_study_run(study_dir, task: str, model: str, seed: int, accuracy: dict, depth: dict, train_sizes=(1, 2),
                     oracle: dict | None = None, probe: list[dict] | None = None, rho: float = 0.7, gain: float = 1.1,
                     quick: bool = False, report: bool = True, uniform_largest: dict | None = None) -> None:

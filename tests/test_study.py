@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+from conftest import fake_study_processes
 
 from anira_study import study, study_findings, study_report
 
@@ -158,14 +159,13 @@ def test_a_brevo_run_of_an_adaptive_model_reports_finding_3s_feature_shares_on_s
 def test_the_grid_runs_pending_runs_several_at_a_time_one_thread_each_and_more_per_gpu(tmp_path, monkeypatch):
     """run_grid launches `study.py one` per pending (model, seed), at most `processes` at once: by default one per
     core on CPU and four sharing a GPU, each with one OpenMP thread."""
-    import subprocess
     import threading
 
     import torch
 
     launched, running, peak, lock = [], [0], [0], threading.Lock()
 
-    def fake_run(command, cwd, env, stdout, stderr):
+    def fake_run(command, env, process):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
@@ -174,9 +174,9 @@ def test_the_grid_runs_pending_runs_several_at_a_time_one_thread_each_and_more_p
         time.sleep(0.05)
         with lock:
             running[0] -= 1
-        return subprocess.CompletedProcess(command, 0)
+        return 0
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    fake_study_processes(monkeypatch, fake_run)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     results = study.run_grid("depo", ["anira-o", "fixed-1"], [0, 1, 2], tmp_path / "work", tmp_path / "study")
     assert [(m, s) for m, s, _ in results] == [(m, s) for s in (0, 1, 2) for m in ("anira-o", "fixed-1")]
@@ -273,19 +273,18 @@ def test_run_takes_several_grids_and_names_a_failed_run_with_its_grid(tmp_path, 
 def test_several_grids_share_one_pool_so_the_next_grid_starts_while_the_last_run_of_the_first_trains(tmp_path, monkeypatch):
     """With two processes, DEPO's slow last run does not hold BREVO back: BREVO's runs start on the free process
     while it trains; the runs still start grid after grid, seed-major, each logged under its own grid."""
-    import subprocess
     import time
 
     started, ended = {}, {}
 
-    def fake_run(command, cwd, env, stdout, stderr):
+    def fake_run(command, env, process):
         name = (command[command.index("--task") + 1], command[command.index("--seed") + 1])
         started[name] = time.monotonic()
         time.sleep({("depo", "1"): 0.3, ("depo", "2"): 1.0}.get(name, 0.05))  # depo 2 starts when depo 0 ends
         ended[name] = time.monotonic()
-        return subprocess.CompletedProcess(command, 0)
+        return 0
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    fake_study_processes(monkeypatch, fake_run)
     results = study.run_grids(["depo", "brevo"], ["fixed-1"], [0, 1, 2], tmp_path / "work", tmp_path / "study", processes=2)
     assert [(task, seed) for task, _, seed, _ in results] == [(t, s) for t in ("depo", "brevo") for s in (0, 1, 2)]
     assert set(sorted(started, key=started.get)[:3]) == {("depo", "0"), ("depo", "1"), ("depo", "2")}

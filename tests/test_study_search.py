@@ -4,6 +4,7 @@ anira_study.study's SEARCHES) and the grids that take their recipe from them."""
 import json
 
 import pytest
+from conftest import fake_study_processes
 
 from anira_study import study, study_search
 
@@ -112,13 +113,12 @@ def fake_processes(monkeypatch, study_dir, fail=(), seconds=0.05):
     """subprocess.run standing in for `study.py search-one` (records the candidate's line, the last candidate the only
     one above the bar) and `study.py one`; a search run named in `fail` exits 1 and records nothing. Returns the
     (kind, task, name, start, end) of every process, in start order."""
-    import subprocess
     import threading
     import time
 
     events, lock = [], threading.Lock()
 
-    def fake_run(command, cwd, env, stdout, stderr):
+    def fake_run(command, env, process):
         kind, task = command[2], command[command.index("--task") + 1]
         if kind == "search-one":
             candidate, variant = command[command.index("--candidate") + 1], command[command.index("--variant") + 1]
@@ -132,9 +132,9 @@ def fake_processes(monkeypatch, study_dir, fail=(), seconds=0.05):
             record(task, study_dir, candidate, variant, {1: 1.0, 2: 0.95 if candidate == last else 0.5})
         with lock:
             events.append((kind, task, name, start, time.monotonic()))
-        return subprocess.CompletedProcess(command, 1 if name in fail else 0)
+        return 1 if name in fail else 0
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    fake_study_processes(monkeypatch, fake_run)
     return events
 
 
@@ -174,7 +174,6 @@ def test_a_search_that_fails_leaves_its_grids_runs_unstarted_and_the_command_say
 
 
 def test_the_search_launches_its_pending_runs_several_at_a_time_and_skips_recorded_ones(tmp_path, monkeypatch):
-    import subprocess
     import threading
     import time
 
@@ -182,7 +181,7 @@ def test_the_search_launches_its_pending_runs_several_at_a_time_and_skips_record
 
     launched, running, peak, lock = [], [0], [0], threading.Lock()
 
-    def fake_run(command, cwd, env, stdout, stderr):
+    def fake_run(command, env, process):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
@@ -190,9 +189,9 @@ def test_the_search_launches_its_pending_runs_several_at_a_time_and_skips_record
         time.sleep(0.05)
         with lock:
             running[0] -= 1
-        return subprocess.CompletedProcess(command, 0)
+        return 0
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    fake_study_processes(monkeypatch, fake_run)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     record("clrs-dfs", tmp_path, "n4-7", "default", {4: 0.5})
     state = study_search.run_search("clrs-dfs", tmp_path / "work", tmp_path)
@@ -266,3 +265,64 @@ def test_search_runs_finishing_together_in_separate_processes_all_keep_their_lin
     saved = json.loads(study_search.search_path("mano", tmp_path).read_text())
     assert len(saved["results"]) == len(jobs) and saved["pending"] == [] and saved["rule"] == study_search.SELECTION_RULE
     assert saved["choice"]["candidate"] == "mod23" and not saved["choice"]["passed"]  # all tied at 0.5: the first
+
+
+def test_once_a_candidate_passes_after_every_earlier_one_failed_the_later_ones_are_not_needed(tmp_path):
+    """Amendment of 2026-12-07: the rule's choice is decided as soon as a candidate passes in every variant and every
+    earlier one has failed in some; the later candidates cannot change it and are listed as not needed. Until then
+    (an earlier candidate's numbers missing, or a passing candidate missing a variant) nothing is decided."""
+    record("mano", tmp_path, "mod11", "marker", {1: 1.0, 2: 1.0})
+    record("mano", tmp_path, "mod11", "no-marker", {1: 0.95, 2: 0.9})
+    state = study_search.search_state("mano", tmp_path)
+    assert state["choice"] is None and state["not_needed"] == []  # mod23, declared first, has no numbers yet
+    record("mano", tmp_path, "mod23", "marker", {1: 1.0, 2: 1.0})
+    assert study_search.search_state("mano", tmp_path)["choice"] is None  # mod23 could still pass
+    saved = record("mano", tmp_path, "mod23", "no-marker", {1: 0.95, 2: 0.85})
+    assert saved["choice"]["candidate"] == "mod11" and saved["choice"]["passed"] and saved["pending"] == []
+    assert saved["not_needed"] == ["mod7/marker", "mod7/no-marker", "mod7-curriculum/marker", "mod7-curriculum/no-marker"]
+    assert "Not trained to the end" in study_search.format_search("mano", tmp_path)
+    # the choice is the one select_recipe makes with every candidate's numbers in, whatever the later ones score
+    for candidate in ("mod7", "mod7-curriculum"):
+        for variant in ("marker", "no-marker"):
+            record("mano", tmp_path, candidate, variant, {1: 1.0, 2: 1.0})
+    assert study_search.search_state("mano", tmp_path)["choice"]["candidate"] == "mod11"
+    argv = study.training_args("mano", "anira-e", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+    assert json.loads(argv[argv.index("--task_params") + 1])["modulus"] == 11
+    # no candidate passing: nothing is decided before every run is in
+    for candidate in ("n4-7", "n3-6"):
+        record("clrs-dfs", tmp_path, candidate, "default", {4: 0.5})
+    state = study_search.search_state("clrs-dfs", tmp_path)
+    assert state["choice"] is None and state["pending"] == [("n3-6-mixed", "default")] and state["not_needed"] == []
+
+
+def test_the_runner_stops_a_search_run_the_choice_no_longer_needs_and_starts_the_grid(tmp_path, monkeypatch, capsys):
+    """`run --task depo-v6` with two processes: `mixed` passes while `mixed-30k` trains; the runner stops `mixed-30k`,
+    never starts `mixed-30k-lr1e-3`, and the grid's runs train `mixed`'s recipe."""
+    import time
+
+    launched, stopped = [], {}
+
+    def fake_run(command, env, process):
+        kind = command[2]
+        name = command[command.index("--candidate") + 1] if kind == "search-one" else command[command.index("--seed") + 1]
+        launched.append((kind, name))
+        if kind == "search-one" and name == "mixed":
+            time.sleep(0.2)
+            record("depo-v6", tmp_path, "mixed", "default", {1: 1.0, 2: 0.95, 3: 0.92, 4: 0.9})
+        elif kind == "search-one":  # trains until stopped (at most 20 s)
+            stopped[name] = process.stopped.wait(20)
+            return -15
+        return 0
+
+    fake_study_processes(monkeypatch, fake_run)
+    start = time.monotonic()
+    results = study.run_grids(["depo-v6"], ["fixed-1"], [0, 1, 2], tmp_path / "w", tmp_path, processes=2)
+    assert time.monotonic() - start < 10 and stopped == {"mixed-30k": True}
+    assert ("search-one", "mixed-30k-lr1e-3") not in launched
+    assert [(seed, code) for _, _, seed, code in results] == [(0, 0), (1, 0), (2, 0)]
+    saved = json.loads(study_search.search_path("depo-v6", tmp_path).read_text())
+    assert saved["choice"]["candidate"] == "mixed" and saved["not_needed"] == ["mixed-30k/default", "mixed-30k-lr1e-3/default"]
+    out = capsys.readouterr().out
+    assert "mixed-30k-default: stopped, no longer needed" in out and "mixed-30k-lr1e-3-default: not started, no longer needed" in out
+    argv = study.training_args("depo-v6", "fixed-1", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+    assert argv[argv.index("--max_steps") + 1] == "15000"
