@@ -107,6 +107,9 @@ _MANO = dict(train_sizes=[1, 2, 3, 4], extrapolation_sizes=[5, 6], num_train=100
 _CLRS = dict(num_train=100_000)
 _CURRICULUM = dict(curriculum_accuracy=0.8, curriculum_metric="answer_exact")  # unlock on whole answers, not tokens
 _DEPO = dict(task_params=DEPO_PARAMS, train_sizes=[1, 2, 3, 4], extrapolation_sizes=[5, 6], num_train=100_000)  # v1's data
+DEPO_SINGLE_PARAMS = {"num_nodes": 8, "num_queries": 1, "edge_format": "token", "hop_format": "unary"}
+_DEPO_V7 = dict(task_params=DEPO_SINGLE_PARAMS, train_sizes=[1, 2, 3, 4], extrapolation_sizes=[5, 6], num_train=500_000,
+                overrides={"--per_device_train_batch_size": "128"})
 SEARCHES = {
     "mano": dict(
         task="mano", max_position_embeddings=64, steps=20_000, num_test_per_size=300,
@@ -134,6 +137,17 @@ SEARCHES = {
             "mixed-30k": dict(**_DEPO, steps=30_000),
             "mixed-30k-lr1e-3": dict(**_DEPO, steps=30_000, overrides={"--learning_rate": "1e-3"}),
         }),
+    # Protocol v7: DEPO with one query per sample. v1's (and v6's) six queries share k and show five of them solved,
+    # which gives the answer away: at k = 4 = n / 2 succ^k pairs the 8 nodes, so the solved queries name the answer
+    # (by its pair, or as the one node left), and at every k they leave two or three candidates
+    # (experiments/depo_leak). One query leaves nothing to read but the edges; batch 128 for the signal it loses.
+    "depo-v7": dict(
+        task="depo", max_position_embeddings=256, steps=30_000, num_test_per_size=500, variants={"default": {}},
+        candidates={
+            "single-curriculum": dict(**_DEPO_V7, **_CURRICULUM),
+            "single-mixed": dict(**_DEPO_V7),
+            "single-curriculum-60k": dict(**_DEPO_V7, **_CURRICULUM, steps=60_000),
+        }),
 }
 # The searched grids: data and schedule are their search's choice in their variant (`grid_recipe`); `run` refuses
 # until the search has chosen. MANO is one grid per length-marker variant, so finding 3 is read with and without it.
@@ -142,10 +156,20 @@ GRIDS |= {
     "mano-no-marker": dict(search="mano", variant="no-marker"),
     **{name: dict(search=name, variant="default") for name in SEARCHES if name.startswith("clrs-")},
     "depo-v6": dict(search="depo-v6", variant="default", models=[*V1_MODELS, "anira-e-paper", "anira-o-paper"]),
+    "depo-v7": dict(search="depo-v7", variant="default", models=[*V1_MODELS, "anira-e-paper", "anira-o-paper"]),
 }
 # The protocol version that declared each grid and search: a run records its grid's, and a report reads only those.
 VERSIONS = ({name: "v2" for name in [*SEARCHES, *GRIDS]} | {"depo": "v1", "brevo": "v1"}
-            | {"depo-v6": "v6"})  # v6: DEPO again, every seen k from the first step, the recipe chosen on validation
+            | {"depo-v6": "v6"}  # v6: DEPO again, every seen k from the first step, the recipe chosen on validation
+            | {"depo-v7": "v7"})  # v7: DEPO with one query per sample, nothing solved in the prompt
+# Grids and searches withdrawn before any result of theirs was recorded: `run` and `search` refuse them, saying why.
+WITHDRAWN = {"depo-v6": "withdrawn by protocol v7 (2026-12-07) before any result: its data's solved queries give the "
+                        "answer away (experiments/depo_leak); run depo-v7"}
+
+
+def check_not_withdrawn(name: str) -> None:
+    if name in WITHDRAWN:
+        raise ValueError(f"{name} is {WITHDRAWN[name]}")
 # Protocol v5 (experiments/study/PROTOCOL.md): runs train with the compiled training forward (`--compile_model`: the
 # same model, data, losses and schedule, equal to eager within float rounding, as on two machines), except the runs
 # that had started before it, which finish as they began (`EAGER_RUNS`: a grid's name, every run of it; or its
@@ -520,6 +544,7 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
     seeds = list(SEEDS if seeds is None else seeds)
     jobs, runs, locks, queued_searches = [], [], [Path(work_dir) / task / RUNNER_LOCK for task in tasks], set()
     for task in tasks:
+        check_not_withdrawn(task)
         own = grid_models(task)
         outside = sorted(set(models or []) - set(own))
         if outside:  # a bad task or model name fails here, before anything runs

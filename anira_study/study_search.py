@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from .study import (COMMON_ARGS, RUNNER_LOCK, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
-                    Job, _overridden, _run_processes, execution_args, locked, protocol_version, train_and_load,
-                    write_model_folder)
+                    Job, _overridden, _run_processes, check_not_withdrawn, execution_args, locked, protocol_version,
+                    train_and_load, write_model_folder)
 from .study_report import _fmt
 
 
@@ -244,6 +244,7 @@ def run_search(search: str, work_dir: str | Path = "outputs/study", study_dir: P
     recorded runs are skipped, an interrupted training resumes from its checkpoint."""
     if search not in SEARCHES:
         raise ValueError(f"the study's recipe searches are {sorted(SEARCHES)}, not {search!r}")
+    check_not_withdrawn(search)
     todo = search_state(search, study_dir, quick)["pending"]
     jobs, lock = search_jobs(search, todo, work_dir, study_dir, quick)
     print(f"{search} search: {len(todo)} runs pending ({SEARCH_MODEL}, seed {SEARCH_SEED}): "

@@ -139,23 +139,23 @@ def fake_processes(monkeypatch, study_dir, fail=(), seconds=0.05):
 
 
 def test_run_queues_a_searched_grids_search_first_and_its_runs_after_the_choice(tmp_path, monkeypatch, capsys):
-    """`run --task depo-v6 depo`: depo-v6's search runs first; depo-v6's runs wait for the search's choice while the
-    free process takes depo's; every run of depo-v6 starts after the last search run ended."""
+    """`run --task depo-v7 depo`: depo-v7's search runs first; depo-v7's runs wait for the search's choice while the
+    free process takes depo's; every run of depo-v7 starts after the last search run ended."""
     from conftest import load_script
 
     events = fake_processes(monkeypatch, tmp_path)
-    results = load_script("study").main(["run", "--task", "depo-v6", "depo", "--models", "fixed-1", "--study_dir",
+    results = load_script("study").main(["run", "--task", "depo-v7", "depo", "--models", "fixed-1", "--study_dir",
                                          str(tmp_path), "--work_dir", str(tmp_path / "w"), "--processes", "2"])
-    assert [(task, seed, code) for task, _, seed, code in results] == [(t, s, 0) for t in ("depo-v6", "depo") for s in (0, 1, 2)]
+    assert [(task, seed, code) for task, _, seed, code in results] == [(t, s, 0) for t in ("depo-v7", "depo") for s in (0, 1, 2)]
     search_runs = [e for e in events if e[0] == "search-one"]
-    grid_runs = [e for e in events if e[0] == "one" and e[1] == "depo-v6"]
-    assert len(search_runs) == len(study.SEARCHES["depo-v6"]["candidates"]) and len(grid_runs) == 3
+    grid_runs = [e for e in events if e[0] == "one" and e[1] == "depo-v7"]
+    assert len(search_runs) == len(study.SEARCHES["depo-v7"]["candidates"]) and len(grid_runs) == 3
     assert min(e[3] for e in grid_runs) >= max(e[4] for e in search_runs)  # after the choice
-    # while the search's last run trained, the other process took depo's runs (queued after depo-v6's)
+    # while the search's last run trained, the other process took depo's runs (queued after depo-v7's)
     assert any(e[1] == "depo" and e[3] < max(e[4] for e in search_runs) for e in events)
-    assert study_search.search_state("depo-v6", tmp_path)["choice"]["candidate"] == "mixed-30k-lr1e-3"
-    assert (tmp_path / "w" / "depo-v6" / "search" / "logs" / "mixed-default.log").exists()
-    assert "depo-v6: 3 runs pending (after its search)" in capsys.readouterr().out
+    assert study_search.search_state("depo-v7", tmp_path)["choice"]["candidate"] == "single-curriculum-60k"
+    assert (tmp_path / "w" / "depo-v7" / "search" / "logs" / "single-curriculum-default.log").exists()
+    assert "depo-v7: 3 runs pending (after its search)" in capsys.readouterr().out
 
 
 def test_a_search_that_fails_leaves_its_grids_runs_unstarted_and_the_command_says_so(tmp_path, monkeypatch, capsys):
@@ -296,8 +296,8 @@ def test_once_a_candidate_passes_after_every_earlier_one_failed_the_later_ones_a
 
 
 def test_the_runner_stops_a_search_run_the_choice_no_longer_needs_and_starts_the_grid(tmp_path, monkeypatch, capsys):
-    """`run --task depo-v6` with two processes: `mixed` passes while `mixed-30k` trains; the runner stops `mixed-30k`,
-    never starts `mixed-30k-lr1e-3`, and the grid's runs train `mixed`'s recipe."""
+    """`run --task depo-v7` with two processes: `single-curriculum` passes while `single-mixed` trains; the runner
+    stops `single-mixed`, never starts `single-curriculum-60k`, and the grid's runs train `single-curriculum`'s recipe."""
     import time
 
     launched, stopped = [], {}
@@ -306,9 +306,9 @@ def test_the_runner_stops_a_search_run_the_choice_no_longer_needs_and_starts_the
         kind = command[2]
         name = command[command.index("--candidate") + 1] if kind == "search-one" else command[command.index("--seed") + 1]
         launched.append((kind, name))
-        if kind == "search-one" and name == "mixed":
+        if kind == "search-one" and name == "single-curriculum":
             time.sleep(0.2)
-            record("depo-v6", tmp_path, "mixed", "default", {1: 1.0, 2: 0.95, 3: 0.92, 4: 0.9})
+            record("depo-v7", tmp_path, "single-curriculum", "default", {1: 1.0, 2: 0.95, 3: 0.92, 4: 0.9})
         elif kind == "search-one":  # trains until stopped (at most 20 s)
             stopped[name] = process.stopped.wait(20)
             return -15
@@ -316,13 +316,39 @@ def test_the_runner_stops_a_search_run_the_choice_no_longer_needs_and_starts_the
 
     fake_study_processes(monkeypatch, fake_run)
     start = time.monotonic()
-    results = study.run_grids(["depo-v6"], ["fixed-1"], [0, 1, 2], tmp_path / "w", tmp_path, processes=2)
-    assert time.monotonic() - start < 10 and stopped == {"mixed-30k": True}
-    assert ("search-one", "mixed-30k-lr1e-3") not in launched
+    results = study.run_grids(["depo-v7"], ["fixed-1"], [0, 1, 2], tmp_path / "w", tmp_path, processes=2)
+    assert time.monotonic() - start < 10 and stopped == {"single-mixed": True}
+    assert ("search-one", "single-curriculum-60k") not in launched
     assert [(seed, code) for _, _, seed, code in results] == [(0, 0), (1, 0), (2, 0)]
-    saved = json.loads(study_search.search_path("depo-v6", tmp_path).read_text())
-    assert saved["choice"]["candidate"] == "mixed" and saved["not_needed"] == ["mixed-30k/default", "mixed-30k-lr1e-3/default"]
+    saved = json.loads(study_search.search_path("depo-v7", tmp_path).read_text())
+    assert saved["choice"]["candidate"] == "single-curriculum"
+    assert saved["not_needed"] == ["single-mixed/default", "single-curriculum-60k/default"]
     out = capsys.readouterr().out
-    assert "mixed-30k-default: stopped, no longer needed" in out and "mixed-30k-lr1e-3-default: not started, no longer needed" in out
-    argv = study.training_args("depo-v6", "fixed-1", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
-    assert argv[argv.index("--max_steps") + 1] == "15000"
+    assert "single-mixed-default: stopped, no longer needed" in out
+    assert "single-curriculum-60k-default: not started, no longer needed" in out
+    argv = study.training_args("depo-v7", "fixed-1", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+    assert argv[argv.index("--max_steps") + 1] == "30000" and "--curriculum_accuracy" in argv
+
+
+def test_depo_v7_asks_one_query_per_sample_and_v6_is_withdrawn(tmp_path):
+    """Protocol v7: DEPO with one query and nothing solved in the prompt (v6's six queries sharing k give the answer
+    away), batch 128, the curriculum candidates unlocking on whole answers; v6 is refused by `run` and `search`."""
+    from anira_tasks import generate_sample
+
+    for candidate, steps, curriculum in (("single-curriculum", 30_000, True), ("single-mixed", 30_000, False),
+                                         ("single-curriculum-60k", 60_000, True)):
+        argv = study_search.search_args("depo-v7", candidate, "default", tmp_path / "m", tmp_path / "o")
+        params = json.loads(argv[argv.index("--task_params") + 1])
+        assert params["num_queries"] == 1 and argv[argv.index("--max_steps") + 1] == str(steps)
+        assert argv[argv.index("--per_device_train_batch_size") + 1] == "128"
+        assert argv.count("--per_device_train_batch_size") == 1
+        assert ("--curriculum_accuracy" in argv) == curriculum
+        if curriculum:
+            assert argv[argv.index("--curriculum_metric") + 1] == "answer_exact"
+        sample = generate_sample("depo", 4, seed=3, **params)
+        assert sample.prompt.split().count("<ans>") == 1  # the query asked; none solved before it
+    assert study.protocol_version("depo-v7") == "v7" and len(study.grid_models("depo-v7")) == 7
+    with pytest.raises(ValueError, match="depo-v6 is withdrawn by protocol v7.*depo_leak.*run depo-v7"):
+        study.run_grids(["depo-v6"], ["fixed-1"], [0], tmp_path / "w", tmp_path)
+    with pytest.raises(ValueError, match="depo-v6 is withdrawn"):
+        study_search.run_search("depo-v6", tmp_path / "w", tmp_path)
