@@ -21,7 +21,8 @@ from pathlib import Path
 from . import study
 
 HUB_VARIANTS = {"anira-e": "e", "anira-o": "o", "fixed-6": "fixed"}  # the study's shipped models: hub_configs/anira-<v>-<task>
-# grid -> the task suffix of the named folders it ships into (protocol v6's DEPO grid replaces v1's seed 0 there)
+# grid -> the task suffix of the named folders it ships into (protocol v7's DEPO grid replaces v1's seed 0 there;
+# v6, withdrawn, never ran)
 HUB_TASKS = {"depo": "depo", "brevo": "brevo", "depo-v6": "depo", "depo-v7": "depo"}
 EARLIER_GRIDS = {"depo-v6": ("depo",), "depo-v7": ("depo",)}  # grids of an earlier protocol version whose runs a card links beside its own
 BASELINES = ("fixed-3", "fixed-1")  # the compute-matched baselines a shipped card reports beside its model

@@ -5,7 +5,10 @@
   pool, so 2 <= num_nodes <= 60; the context lists the n edges `a succ(a)` in shuffled order.
 - k ranges over 1..MAX_HOPS = 16 (the `<hop=k>` vocabulary); k may exceed n (the walk wraps).
 - `num_queries` (default 1) queries per sample, from distinct start nodes, all with the same k.
-  Only the last one is the answer: the earlier ones appear solved in the prompt. This keeps the
+  Only the last one is the answer: the earlier ones appear solved in the prompt, and they give it away in
+  part (succ^k is a permutation, so their answers and the query's start are ruled out; where 2k is a
+  multiple of n, succ^k pairs the nodes and they determine it: experiments/depo_leak). One query leaks
+  nothing. This keeps the
   answer one contiguous span (`answer_start`, `answer_length`) like every other task. With
   `supervise_all_queries=True` the solved queries' targets also get labels (listed in
   `Sample.prompt_label_positions`), for more training signal per sample; scoring, annotations
