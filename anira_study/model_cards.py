@@ -147,9 +147,23 @@ def limitations(name: str, config, recipe: dict, summary: dict) -> list[str]:
         seeds = (f"- **One training seed.** The weights are one run of the recipe (`--seed {seed}`): its accuracy and depth "
                  "pattern are that run's, and the intervals above are over test prompts, not over training runs. Where other "
                  "seeds of the recipe were trained, the notes above say what they gave (experiments/seeds/).")
-    return ["## Limitations", "", seeds,
-            f"- **Sizes it fails on** (accuracy below {FAIL_ACCURACY} on the test prompts): {fails}",
-            f"- **What the depth does not show.** {depth}"]
+    lines = ["## Limitations", "", seeds,
+             f"- **Sizes it fails on** (accuracy below {FAIL_ACCURACY} on the test prompts): {fails}",
+             f"- **What the depth does not show.** {depth}"]
+    if solved_queries_leak(args):
+        lines.append("- **Its prompts give part of the answer away.** Each prompt's earlier queries share k and are shown "
+                     "solved: their answers and the query's start rule out all but two or three nodes, and at k = n / 2 "
+                     "they name the answer (experiments/depo_leak). The accuracy above measures hops and that "
+                     "elimination together; the study's DEPO from protocol v7 asks one query per prompt.")
+    return lines
+
+
+def solved_queries_leak(train_args: list[str]) -> bool:
+    """Whether a recipe's DEPO prompts show solved queries that share the asked one's k (`num_queries` > 1)."""
+    if "--task" not in train_args or train_args[train_args.index("--task") + 1] != "depo":
+        return False
+    params = json.loads(train_args[train_args.index("--task_params") + 1]) if "--task_params" in train_args else {}
+    return params.get("num_queries", 1) > 1
 
 
 def stage_commits(report: dict) -> list[str | None]:

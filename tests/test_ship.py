@@ -208,3 +208,19 @@ def test_a_run_landing_after_the_ship_rewrites_the_cards_shipped_from_its_grid_o
     assert calls == [(hub, ["anira-e-depo"], tmp_path / "study")]
     assert ship.refresh_shipped_cards("brevo", tmp_path / "study", hub) == ["anira-e-brevo"] and len(calls) == 2
     assert ship.refresh_shipped_cards("mano", tmp_path / "study", hub) == [] and len(calls) == 2  # ships no folders
+
+
+def test_a_depo_card_says_when_its_prompts_show_solved_queries():
+    """A DEPO recipe with several queries sharing k (v1's data) leaks part of the answer: its card's Limitations say so;
+    one query per prompt (v7's) and other tasks do not."""
+    from anira_study import study
+    from anira_study.model_cards import solved_queries_leak
+    from anira_study.study_search import candidate_recipe
+
+    v1 = study.GRIDS["depo"]["data"]
+    v7 = candidate_recipe("depo-v7", "single-curriculum", "default")[0]
+    assert solved_queries_leak(v1) and not solved_queries_leak(v7) and not solved_queries_leak(study.GRIDS["brevo"]["data"])
+    for name in ("anira-e-depo", "anira-o-depo", "anira-fixed-depo"):
+        card = (study.REPO / "hub_configs" / name / "README.md").read_text()
+        assert "**Its prompts give part of the answer away.**" in card, name
+    assert "give part of the answer away" not in (study.REPO / "hub_configs" / "anira-e-brevo" / "README.md").read_text()
