@@ -168,8 +168,11 @@ WITHDRAWN = {"depo-v6": "withdrawn by protocol v7 (2026-12-07) before any result
 
 
 def check_not_withdrawn(name: str) -> None:
+    """A clear error for training a grid or search of `WITHDRAWN`, naming why and what replaced it."""
     if name in WITHDRAWN:
         raise ValueError(f"{name} is {WITHDRAWN[name]}")
+
+
 # Protocol v5 (experiments/study/PROTOCOL.md): runs train with the compiled training forward (`--compile_model`: the
 # same model, data, losses and schedule, equal to eager within float rounding, as on two machines), except the runs
 # that had started before it, which finish as they began (`EAGER_RUNS`: a grid's name, every run of it; or its
@@ -412,6 +415,7 @@ def train_and_evaluate(task: str, model: str, seed: int, work_dir: Path, study_d
     from .study_parking import COMMITS_FILE, WALL_TIMES_FILE, mark_landed, parked_folder
     from .trainer import PROBE_LOG_FILE
 
+    check_not_withdrawn(task)
     name = run_name(model, seed)
     output_dir = work_dir / task / name
     model_folder = write_model_folder(task, model, work_dir / task / "configs" / model)

@@ -212,6 +212,7 @@ def search_one(search: str, candidate: str, variant: str, work_dir: Path, study_
     from .statistics import wilson_interval
     from .study_parking import WALL_TIMES_FILE, mark_landed, parked_folder
 
+    check_not_withdrawn(search)
     base = search_work_dir(search, work_dir)
     output_dir = base / search_run_name(candidate, variant)
     model_folder = write_model_folder(search, SEARCH_MODEL, base / "configs" / SEARCH_MODEL)

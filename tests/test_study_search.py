@@ -352,3 +352,7 @@ def test_depo_v7_asks_one_query_per_sample_and_v6_is_withdrawn(tmp_path):
         study.run_grids(["depo-v6"], ["fixed-1"], [0], tmp_path / "w", tmp_path)
     with pytest.raises(ValueError, match="depo-v6 is withdrawn"):
         study_search.run_search("depo-v6", tmp_path / "w", tmp_path)
+    with pytest.raises(ValueError, match="depo-v6 is withdrawn"):  # one run alone (`study.py one`, `search-one`)
+        study.train_and_evaluate("depo-v6", "fixed-1", 0, tmp_path / "w", tmp_path)
+    with pytest.raises(ValueError, match="depo-v6 is withdrawn"):
+        study_search.search_one("depo-v6", "mixed", "default", tmp_path / "w", tmp_path)
