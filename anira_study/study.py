@@ -167,6 +167,38 @@ WITHDRAWN = {"depo-v6": "withdrawn by protocol v7 (2026-12-07) before any result
                         "answer away (experiments/depo_leak); run depo-v7"}
 
 
+# Searched grids whose search chose a candidate below the bar (no candidate at SEARCH_ACCURACY everywhere) and whose
+# runs a later protocol version, written before any of them, decided to train at that choice: grid -> that version.
+# Without an entry such a grid's runs do not start (amendment of 2026-12-07 to v2's rule, before any search result).
+RUN_BELOW_BAR: dict[str, str] = {}
+
+
+def grid_may_run(task: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> str | None:
+    """None when the grid's runs may start (a written grid, or a searched one whose search chose a passing candidate
+    or whose below-bar choice a protocol version accepted, `RUN_BELOW_BAR`); else why not."""
+    from .study_search import search_state
+
+    search = GRIDS[task].get("search")
+    if search is None:
+        return None
+    choice = search_state(search, study_dir, quick)["choice"]
+    if choice is None:
+        return f"its search {search!r} has not chosen"
+    if choice["passed"] or task in RUN_BELOW_BAR or quick:
+        return None
+    return (f"its search chose {choice['candidate']} below the bar (minimum {choice['minimum']:.2f} < {SEARCH_ACCURACY}): "
+            f"the grid waits for a protocol version that decides, before any of its runs, whether it runs "
+            f"(RUN_BELOW_BAR) or how its recipe changes")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Writes `text` to `path` so that a reader never sees it half written (the runner's threads read the index files
+    that the run processes write): a temporary file beside it, then a rename."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
 def check_not_withdrawn(name: str) -> None:
     """A clear error for training a grid or search of `WITHDRAWN`, naming why and what replaced it."""
     if name in WITHDRAWN:
@@ -285,11 +317,11 @@ def read_runs(task: str, study_dir: Path = STUDY_DIR) -> list[dict]:
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """Holds `path` (created empty if missing) under an exclusive lock between this process's threads and, where
-    the platform has fcntl, between processes: a grid's runs are separate processes, and two that finish together
-    must not lose one's line. `write_text` keeps the file's inode, so the file itself is the lock."""
+    """Holds `path` under an exclusive lock between this process's threads and, where the platform has fcntl, between
+    processes: a grid's runs are separate processes, and two that finish together must not lose one's line. The lock
+    is a file beside it (`.<name>.lock`, ignored by git), since `write_atomically` replaces the file itself."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _lock, open(path, "a") as handle:
+    with _lock, open(path.with_name(f".{path.name}.lock"), "a") as handle:
         try:
             import fcntl
         except ImportError:  # no fcntl (Windows): threads only
@@ -310,7 +342,7 @@ def record_run(task: str, entry: dict, study_dir: Path = STUDY_DIR) -> None:
                 if (r["run"], r["protocol_version"]) != (entry["run"], entry["protocol_version"])]
         runs.append(entry)
         runs.sort(key=lambda r: (r["protocol_version"], r["model"], r["seed"]))
-        path.write_text(json.dumps(runs, indent=2) + "\n")
+        write_atomically(path, json.dumps(runs, indent=2) + "\n")
 
 
 def _finished(output_dir: Path) -> bool:
@@ -570,11 +602,18 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
                 return search_state(search, study_dir, quick)["choice"] is not None
         else:
             grid_recipe(task, study_dir, quick)
+            if (why := grid_may_run(task, study_dir, quick)) is not None:
+                print(f"{task}: not started: {why}", flush=True)
+                continue
         pending = pending_runs(task, task_models, seeds, study_dir, quick)
         print(f"{task}: {len(pending)} runs pending" + (" (after its search)" if ready else "") + ": "
               + ", ".join(run_name(model, seed) for model, seed in pending), flush=True)
+        def below_bar(task=task):
+            why = grid_may_run(task, study_dir, quick)
+            return why if why is not None and "below the bar" in why else None
+
         jobs += [Job(task, run_name(model, seed), ["one", "--task", task, "--model", model, "--seed", str(seed)],
-                     Path(work_dir) / task / "logs", ready) for model, seed in pending]
+                     Path(work_dir) / task / "logs", ready, below_bar if ready else None) for model, seed in pending]
         runs += [(task, model, seed) for model, seed in pending]
     codes = _run_processes(", ".join(tasks), jobs, locks, work_dir, study_dir, processes, quick)
     return [(*run, code) for run, (_, code) in zip(runs, codes) if run is not None]
@@ -590,14 +629,14 @@ def default_processes() -> int:
 class Job(NamedTuple):
     """One `examples/study.py` process of a queue: its label and name (printed, and the log's name), arguments, log
     folder, `ready`: None, or a predicate that holds once it may start (a searched grid's run: its search chose), and
-    `cancel`: None, or a predicate that holds once it is no longer needed (a search run after the choice is decided):
-    it is then not started, or stopped if it runs."""
+    `cancel`: None, or a function that gives a reason once the job is not to run (a search run after the choice is
+    decided; a searched grid's run whose search chose below the bar): it is then not started, or stopped if it runs."""
     label: str
     name: str
     arguments: list[str]
     logs: Path
     ready: Callable[[], bool] | None = None
-    cancel: Callable[[], bool] | None = None
+    cancel: Callable[[], str | None] | None = None
 
 
 def _run_processes(label: str, jobs: list[Job], locks: list[Path], work_dir, study_dir, processes: int | None,
@@ -605,14 +644,15 @@ def _run_processes(label: str, jobs: list[Job], locks: list[Path], work_dir, stu
     """`examples/study.py <arguments> --work_dir --study_dir [--quick]` for each job, `processes` at a time (default:
     the cores on CPU, four sharing a GPU), one torch thread each, logged to `<log folder>/<name>.log`; [(name, exit
     code)] in job order. A free process takes the first queued job that is ready; when none is and none runs, the
-    jobs left never start (exit code None). A job whose `cancel` holds is not started (exit code None) and, when a job
-    ends, a running one whose `cancel` now holds is stopped (SIGTERM). A failed job is reported and the others go on.
+    jobs left never start (exit code None). A job whose `cancel` gives a reason is not started (exit code None) and,
+    when a job ends, a running one whose `cancel` now gives one is stopped (SIGTERM); the reason is printed. A failed job is reported and the others go on.
     Holds every runner lock of `locks` while it runs."""
     processes = processes or default_processes()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     codes: list[int | None] = [None] * len(jobs)
     state = ["queued"] * len(jobs)  # queued, running, done, never, cancelled
     running: dict[int, subprocess.Popen] = {}
+    reasons: dict[int, str] = {}
     changed = threading.Condition()
 
     def launch(i: int) -> int | None:
@@ -629,18 +669,18 @@ def _run_processes(label: str, jobs: list[Job], locks: list[Path], work_dir, stu
         with changed:
             del running[i]
             stopped = state[i] == "cancelled"
-        print(f"{job.label} {job.name}: " + ("stopped, no longer needed" if stopped else
+        print(f"{job.label} {job.name}: " + (f"stopped: {reasons[i]}" if stopped else
                                              "done" if code == 0 else f"FAILED (exit {code}, log {log.name})"), flush=True)
         return code
 
     def cancel_unneeded() -> None:  # under `changed`
         for i, s in enumerate(state):
-            if s in ("queued", "running") and jobs[i].cancel is not None and jobs[i].cancel():
-                state[i] = "cancelled"
+            if s in ("queued", "running") and jobs[i].cancel is not None and (reason := jobs[i].cancel()):
+                state[i], reasons[i] = "cancelled", reason
                 if i in running:
                     running[i].terminate()
                 else:
-                    print(f"{jobs[i].label} {jobs[i].name}: not started, no longer needed", flush=True)
+                    print(f"{jobs[i].label} {jobs[i].name}: not started: {reason}", flush=True)
 
     def take() -> int | None:
         with changed:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .study import (COMMON_ARGS, RUNNER_LOCK, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
                     Job, _overridden, _run_processes, check_not_withdrawn, execution_args, locked, protocol_version,
-                    train_and_load, write_model_folder)
+                    train_and_load, write_atomically, write_model_folder)
 from .study_report import _fmt
 
 
@@ -74,7 +74,8 @@ def search_jobs(search: str, pending: list[tuple[str, str]], work_dir: str | Pat
     base = search_work_dir(search, work_dir)
 
     def not_needed(key):
-        return lambda: key in search_state(search, study_dir, quick)["not_needed"]
+        why = "no longer needed (an earlier candidate passed, so the rule cannot choose it)"
+        return lambda: why if key in search_state(search, study_dir, quick)["not_needed"] else None
 
     jobs = [Job(f"{search} search", search_run_name(candidate, variant),
                 ["search-one", "--task", search, "--candidate", candidate, "--variant", variant], base / "logs",
@@ -169,7 +170,7 @@ def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: 
     keeps two that finish together from losing one's line (`locked`)."""
     path = search_path(search, study_dir, quick)
     with locked(path):
-        text = path.read_text()
+        text = path.read_text() if path.exists() else ""
         old = json.loads(text)["results"] if text.strip() else []
         results = [r for r in old if (r["candidate"], r["variant"]) != (entry["candidate"], entry["variant"])] + [entry]
         order = {key: i for i, key in enumerate(_declared_runs(search))}
@@ -185,7 +186,7 @@ def record_search(search: str, entry: dict, study_dir: Path = STUDY_DIR, quick: 
         content["choice"] = state["choice"]
         content["pending"] = [f"{c}/{v}" for c, v in state["pending"]]
         content["not_needed"] = [f"{c}/{v}" for c, v in state["not_needed"]]
-        path.write_text(json.dumps(content, indent=2) + "\n")
+        write_atomically(path, json.dumps(content, indent=2) + "\n")
         return content
 
 

@@ -324,8 +324,8 @@ def test_the_runner_stops_a_search_run_the_choice_no_longer_needs_and_starts_the
     assert saved["choice"]["candidate"] == "single-curriculum"
     assert saved["not_needed"] == ["single-mixed/default", "single-curriculum-60k/default"]
     out = capsys.readouterr().out
-    assert "single-mixed-default: stopped, no longer needed" in out
-    assert "single-curriculum-60k-default: not started, no longer needed" in out
+    assert "single-mixed-default: stopped: no longer needed" in out
+    assert "single-curriculum-60k-default: not started: no longer needed" in out
     argv = study.training_args("depo-v7", "fixed-1", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
     assert argv[argv.index("--max_steps") + 1] == "30000" and "--curriculum_accuracy" in argv
 
@@ -356,3 +356,34 @@ def test_depo_v7_asks_one_query_per_sample_and_v6_is_withdrawn(tmp_path):
         study.train_and_evaluate("depo-v6", "fixed-1", 0, tmp_path / "w", tmp_path)
     with pytest.raises(ValueError, match="depo-v6 is withdrawn"):
         study_search.search_one("depo-v6", "mixed", "default", tmp_path / "w", tmp_path)
+
+
+def test_a_grid_whose_search_chose_below_the_bar_waits_for_a_protocol_decision(tmp_path, monkeypatch, capsys):
+    """Amendment of 2026-12-07: when no candidate reaches the bar, the rule still chooses (the highest minimum), but the
+    grid's runs start only once a protocol version has accepted that choice (`study.RUN_BELOW_BAR`); the queue goes on
+    with the other grids meanwhile."""
+    launched = []
+
+    def fake_run(command, env, process):
+        kind, task = command[2], command[command.index("--task") + 1]
+        launched.append((kind, task))
+        if kind == "search-one":
+            candidate = command[command.index("--candidate") + 1]
+            record(task, tmp_path, candidate, "default", {1: 0.6, 2: 0.3})
+        return 0
+
+    fake_study_processes(monkeypatch, fake_run)
+    results = study.run_grids(["depo-v7", "depo"], ["fixed-1"], [0, 1], tmp_path / "w", tmp_path, processes=2)
+    assert [(task, code) for task, _, _, code in results] == [("depo-v7", None)] * 2 + [("depo", 0)] * 2
+    assert launched.count(("search-one", "depo-v7")) == 3 and ("one", "depo-v7") not in launched
+    assert "anira" not in capsys.readouterr().out.split("below the bar")[0][-60:]  # the message names the grid's run
+    assert study_search.search_state("depo-v7", tmp_path)["choice"]["passed"] is False
+    assert "below the bar" in study.grid_may_run("depo-v7", tmp_path)
+    out = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: out.append(" ".join(map(str, a))))
+    study.run_grids(["depo-v7"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)  # chosen already: not queued
+    assert any("depo-v7: not started: its search chose single-curriculum below the bar" in line for line in out)
+    assert ("one", "depo-v7") not in launched
+    monkeypatch.setitem(study.RUN_BELOW_BAR, "depo-v7", "v8")
+    study.run_grids(["depo-v7"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)
+    assert ("one", "depo-v7") in launched
