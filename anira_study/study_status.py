@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .reproduce import _get
 from .study import (GRIDS, RUNNER_LOCK, SEARCHES, SEEDS, STUDY_DIR, _overridden, default_processes, grid_models,
-                    grid_recipe, protocol_version, read_runs, run_name)
+                    grid_may_run, grid_recipe, protocol_version, read_runs, run_name)
 from .study_parking import PARKED, checkpoint_folders, parked_folder
 
 ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)
@@ -143,6 +143,8 @@ def grid_status(task: str, work_dir: Path | str = "outputs/study", study_dir: Pa
     search = GRIDS[task].get("search")
     if search is not None and budget is None:
         status["search"] = search_status(search, work_dir, study_dir, quick, now)
+    elif search is not None and status["finished"] < len(runs):
+        status["waits"] = grid_may_run(task, study_dir, quick)  # None, or why its runs do not start
     return status
 
 
@@ -186,5 +188,7 @@ def format_status(status: dict, processes: int | None = None) -> str:
             pace += " (est.)"
         left = "-" if r["core_hours_left"] is None or r["state"] == "finished" else f"{r['core_hours_left']:.2f}"
         lines.append(f"| {r['run']} | {r['state']} | {r['step']} | {r['budget'] or '?'} | {pace} | {left} |")
+    if status.get("waits"):
+        lines[1:1] = ["", f"Its runs do not start: {status['waits']}."]
     text = "\n".join(lines)
     return format_status(status["search"], processes) + "\n\n" + text if "search" in status else text

@@ -127,3 +127,16 @@ def test_the_status_command(tmp_path, capsys):
     assert "brevo (protocol v1): 0 of 15 runs finished, 0 training, 0 stopped, 15 not started; core-hours left unknown" in out
     # depo: every other run estimated from fixed-1-seed2's 0.1 s per step
     assert statuses[0]["core_hours_left"] == pytest.approx(14 * 15000 * 0.1 / 3600)
+
+
+def test_a_grid_whose_search_chose_below_the_bar_says_its_runs_wait(tmp_path):
+    from test_study_search import record
+
+    study_dir = tmp_path / "study"
+    for candidate in study.SEARCHES["depo-v7"]["candidates"]:
+        record("depo-v7", study_dir, candidate, "default", {1: 0.5, 2: 0.2})
+    status = grid_status("depo-v7", tmp_path / "work", study_dir)
+    assert "below the bar" in status["waits"] and status["max_steps"] == 30000
+    assert "Its runs do not start: its search chose single-curriculum below the bar" in format_status(status, 2)
+    record("depo-v7", study_dir, "single-curriculum", "default", {1: 0.95, 2: 0.9})  # passing: nothing waits
+    assert grid_status("depo-v7", tmp_path / "work", study_dir)["waits"] is None
