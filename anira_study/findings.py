@@ -71,11 +71,23 @@ def findings(args, runs: dict) -> list[str]:
         lines.append(f"F5: seen-size accuracy {e_name} {_seen(e['report'], 'generated_accuracy'):.2f} at mean answer depth "
                      f"{_seen(e['report'], 'mean_depth'):.2f}, {o_name} {_seen(o['report'], 'generated_accuracy'):.2f} at "
                      f"{_seen(o['report'], 'mean_depth'):.2f}.")
+    lines += data_caveats(args.task, args.task_params)
     for name, run in runs.items():
         if run["time_guard_fired_at_step"] is not None:
             lines.append(f"NOTE {name}: the wall-time guard stopped training at step {run['time_guard_fired_at_step']} of "
                          f"{run['max_steps']}: this table is not the deterministic one of the seed.")
     return lines
+
+
+def data_caveats(task: str, task_params: str) -> list[str]:
+    """What the task's prompts give away, as NOTE lines: a DEPO whose prompts show solved queries sharing k."""
+    from .model_cards import solved_queries_leak
+
+    if not solved_queries_leak(["--task", task, "--task_params", task_params]):
+        return []
+    return ["NOTE: each prompt's earlier queries share k and are shown solved: they leave two or three candidate answers "
+            "and name it where 2k is a multiple of the node count (k = 4 on 8 nodes), so accuracy at the larger k "
+            "measures hops and that elimination together (experiments/depo_leak)."]
 
 
 def print_summary(args, summary: dict) -> None:

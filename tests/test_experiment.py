@@ -128,3 +128,17 @@ def test_the_main_job_runs_on_the_studys_depo_so_the_shipped_depo_folders_are_sc
     root = Path(__file__).resolve().parents[1]
     for name in ("anira-e-depo", "anira-o-depo", "anira-fixed-depo"):
         assert other_task(args, root / "hub_configs" / name) is None, name
+
+
+def test_the_main_job_says_when_its_depo_prompts_show_solved_queries():
+    """The main job's DEPO (the study's v1 data, six queries sharing k) gives part of the answer away: its findings
+    carry a NOTE saying so; one query per prompt, or another task, carries none."""
+    import json
+
+    from anira_study.experiment import ExperimentArguments
+    from anira_study.findings import data_caveats
+
+    default = ExperimentArguments()
+    assert any("experiments/depo_leak" in line for line in data_caveats(default.task, default.task_params))
+    single = json.dumps({**json.loads(default.task_params), "num_queries": 1, "supervise_all_queries": False})
+    assert data_caveats("depo", single) == [] and data_caveats("brevo", "{}") == []
