@@ -13,9 +13,10 @@ import json
 import time
 from pathlib import Path
 
-from .study import (COMMON_ARGS, RUNNER_LOCK, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
-                    Job, _overridden, _run_processes, check_not_withdrawn, execution_args, locked, protocol_version,
-                    train_and_load, write_atomically, write_model_folder)
+from .study import (COMMON_ARGS, SEARCH_ACCURACY, SEARCH_FILE, SEARCH_MODEL, SEARCH_SEED, SEARCHES, STUDY_DIR,
+                    _overridden, check_not_withdrawn, execution_args, locked, protocol_version, train_and_load,
+                    write_atomically, write_model_folder)
+from .study_runner import RUNNER_LOCK, Job, run_processes
 from .study_report import _fmt
 
 
@@ -252,7 +253,7 @@ def run_search(search: str, work_dir: str | Path = "outputs/study", study_dir: P
     print(f"{search} search: {len(todo)} runs pending ({SEARCH_MODEL}, seed {SEARCH_SEED}): "
           + ", ".join(f"{job.name} ({candidate_steps(search, candidate)} steps)" for job, (candidate, _) in zip(jobs, todo)),
           flush=True)
-    codes = _run_processes(f"{search} search", jobs, [lock], work_dir, study_dir, processes, quick)
+    codes = run_processes(f"{search} search", jobs, [lock], work_dir, study_dir, processes, quick)
     state = search_state(search, study_dir, quick)
     state["exit_codes"] = dict(codes)
     return state

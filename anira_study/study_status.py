@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from .reproduce import _get
-from .study import (GRIDS, RUNNER_LOCK, SEARCHES, SEEDS, STUDY_DIR, _overridden, default_processes, grid_models,
-                    grid_may_run, grid_recipe, protocol_version, read_runs, run_name)
+from .study import (GRIDS, SEARCHES, SEEDS, STUDY_DIR, _overridden, grid_models, grid_may_run, grid_recipe,
+                    protocol_version, read_runs, run_name)
+from .study_runner import RUNNER_LOCK, default_processes
 from .study_parking import PARKED, checkpoint_folders, parked_folder
 
 ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)

@@ -67,7 +67,7 @@ def load_script(name: str):
 
 
 def fake_study_processes(monkeypatch, run):
-    """`subprocess.Popen` standing in for the study runner's processes (`anira_study.study._run_processes`): when the
+    """`subprocess.Popen` standing in for the study runner's processes (`anira_study.study_runner.run_processes`): when the
     runner waits for one, `run(command, env, process)` plays it and returns its exit code; `process.stopped` (an Event)
     is set once the runner stops it."""
     import subprocess

@@ -7,7 +7,7 @@ import os
 import pytest
 from conftest import fake_study_processes
 
-from anira_study import study, study_findings, study_report
+from anira_study import study, study_findings, study_report, study_runner
 
 
 def recipe_only(argv: list[str]) -> list[str]:
@@ -223,7 +223,7 @@ def test_every_grid_and_search_has_a_protocol_version_whose_section_is_written()
 
 
 def _hold_runner_lock(path, ready, release):
-    with study.runner_lock(path):
+    with study_runner.runner_lock(path):
         ready.set()
         release.wait(30)
 
@@ -235,18 +235,18 @@ def test_a_second_runner_of_the_same_grid_is_refused_while_the_first_runs(tmp_pa
 
     context = multiprocessing.get_context("fork")
     ready, release = context.Event(), context.Event()
-    path = tmp_path / "depo" / study.RUNNER_LOCK
+    path = tmp_path / "depo" / study_runner.RUNNER_LOCK
     holder = context.Process(target=_hold_runner_lock, args=(path, ready, release))
     holder.start()
     try:
         assert ready.wait(30)
         with pytest.raises(RuntimeError, match=f"another runner \\(process {holder.pid}\\)"):
-            with study.runner_lock(path):
+            with study_runner.runner_lock(path):
                 pass
     finally:
         release.set()
         holder.join(30)
-    with study.runner_lock(path):  # free again
+    with study_runner.runner_lock(path):  # free again
         assert path.read_text().strip() == str(os.getpid())
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from anira_study import study
+from anira_study import study, study_runner
 from anira_study.study_status import format_status, grid_status, seconds_per_step
 
 
@@ -55,7 +55,7 @@ def test_a_grid_in_progress(tmp_path):
 
     idle = {r["run"]: r for r in grid_status("brevo", work_dir, study_dir)["runs"]}
     assert idle["anira-e-seed0"]["state"] == "stopped"  # no runner holds the grid's lock
-    with study.runner_lock(work_dir / "brevo" / study.RUNNER_LOCK):
+    with study_runner.runner_lock(work_dir / "brevo" / study_runner.RUNNER_LOCK):
         status = grid_status("brevo", work_dir, study_dir)
     runs = {r["run"]: r for r in status["runs"]}
     assert status["max_steps"] == 40000 and status["finished"] == 1 and status["runner"] == str(os.getpid())
@@ -95,7 +95,7 @@ def test_a_grid_whose_search_has_not_chosen_shows_its_search_first(tmp_path):
     study_search.record_search("depo-v6", entry, study_dir)
     base = work_dir / "depo-v6" / "search"
     training_folder(base.parent, "search", second, {1000: 500, 2000: 300, 3000: 100}, log_age=10)
-    with study.runner_lock(base / study.RUNNER_LOCK):
+    with study_runner.runner_lock(base / study_runner.RUNNER_LOCK):
         status = grid_status("depo-v6", work_dir, study_dir)
     assert status["max_steps"] is None and status["core_hours_left"] is None and status["finished"] == 0
     assert all(r["state"] == "not started" and r["core_hours_left"] is None for r in status["runs"])
