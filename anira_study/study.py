@@ -170,18 +170,15 @@ WITHDRAWN = {"depo-v6": "withdrawn by protocol v7 (2026-12-07) before any result
 RUN_BELOW_BAR: dict[str, str] = {}
 
 
-def grid_may_run(task: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> str | None:
-    """None when the grid's runs may start (a written grid, or a searched one whose search chose a passing candidate
-    or whose below-bar choice a protocol version accepted, `RUN_BELOW_BAR`); else why not."""
+def waits_for_decision(task: str, study_dir: Path = STUDY_DIR, quick: bool = False) -> str | None:
+    """Why a searched grid's runs do not start although its search has chosen (a choice below the bar that no protocol
+    version has accepted in `RUN_BELOW_BAR`), or None: a written grid, a search not yet chosen (its runs wait for
+    that anyway), a passing choice, an accepted one, a quick run."""
     from .study_search import search_state
 
     search = GRIDS[task].get("search")
-    if search is None:
-        return None
-    choice = search_state(search, study_dir, quick)["choice"]
-    if choice is None:
-        return f"its search {search!r} has not chosen"
-    if choice["passed"] or task in RUN_BELOW_BAR or quick:
+    choice = search_state(search, study_dir, quick)["choice"] if search is not None else None
+    if choice is None or choice["passed"] or task in RUN_BELOW_BAR or quick:
         return None
     return (f"its search chose {choice['candidate']} below the bar (minimum {choice['minimum']:.2f} < {SEARCH_ACCURACY}): "
             f"the grid waits for a protocol version that decides, before any of its runs, whether it runs "
@@ -599,18 +596,17 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
                 return search_state(search, study_dir, quick)["choice"] is not None
         else:
             grid_recipe(task, study_dir, quick)
-            if (why := grid_may_run(task, study_dir, quick)) is not None:
+            if (why := waits_for_decision(task, study_dir, quick)) is not None:
                 print(f"{task}: not started: {why}", flush=True)
                 continue
         pending = pending_runs(task, task_models, seeds, study_dir, quick)
         print(f"{task}: {len(pending)} runs pending" + (" (after its search)" if ready else "") + ": "
               + ", ".join(run_name(model, seed) for model, seed in pending), flush=True)
-        def below_bar(task=task):
-            why = grid_may_run(task, study_dir, quick)
-            return why if why is not None and "below the bar" in why else None
+        def waits(task=task):
+            return waits_for_decision(task, study_dir, quick)
 
         jobs += [Job(task, run_name(model, seed), ["one", "--task", task, "--model", model, "--seed", str(seed)],
-                     Path(work_dir) / task / "logs", ready, below_bar if ready else None) for model, seed in pending]
+                     Path(work_dir) / task / "logs", ready, waits if ready else None) for model, seed in pending]
         runs += [(task, model, seed) for model, seed in pending]
     codes = run_processes(", ".join(tasks), jobs, locks, work_dir, study_dir, processes, quick)
     return [(*run, code) for run, (_, code) in zip(runs, codes) if run is not None]

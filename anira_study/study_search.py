@@ -143,8 +143,8 @@ def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False, 
     """The search's file read against the code's declaration: {"results": the recorded runs whose recipe is still the
     declared one, "pending": the declared (candidate, variant) runs without one that the choice may still need,
     "not_needed": those it no longer needs (after a candidate that `decided_early` chose), "choice": `select_recipe`
-    over the results once nothing is pending (or `decided_early`'s), else None}. A result recorded for a recipe since changed in `SEARCHES` is pending
-    again (and not read). `recorded`: the results to read in place of the file's (what `record_search` is writing)."""
+    over the results once nothing is pending (or `decided_early`'s), else None}. A result recorded for a recipe since
+    changed in `SEARCHES` is pending again (and not read). `recorded`: the results to read in place of the file's (what `record_search` is writing)."""
     path = search_path(search, study_dir, quick)
     if recorded is None:
         text = path.read_text() if path.exists() else ""
@@ -157,9 +157,9 @@ def search_state(search: str, study_dir: Path = STUDY_DIR, quick: bool = False, 
     validation = {}
     for r in results:
         validation.setdefault(r["candidate"], {})[r["variant"]] = {int(c): v["exact"] for c, v in r["validation"].items()}
-    spec = SEARCHES[search]
-    choice = select_recipe(validation) if not pending else decided_early(validation, list(spec["candidates"]), list(spec["variants"]))
-    later = list(spec["candidates"])[list(spec["candidates"]).index(choice["candidate"]) + 1:] if choice else []
+    candidates, variants = list(SEARCHES[search]["candidates"]), list(SEARCHES[search]["variants"])
+    choice = select_recipe(validation) if not pending else decided_early(validation, candidates, variants)
+    later = candidates[candidates.index(choice["candidate"]) + 1:] if choice else []
     not_needed = [key for key in pending if key[0] in later]
     return {"path": path, "results": results, "pending": [key for key in pending if key not in not_needed],
             "not_needed": not_needed, "choice": choice}

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from .reproduce import _get
-from .study import (GRIDS, SEARCHES, SEEDS, STUDY_DIR, _overridden, grid_models, grid_may_run, grid_recipe,
-                    protocol_version, read_runs, run_name)
+from .study import (GRIDS, SEARCHES, SEEDS, STUDY_DIR, _overridden, grid_models, grid_recipe,
+                    protocol_version, read_runs, run_name, waits_for_decision)
 from .study_runner import RUNNER_LOCK, default_processes
 from .study_parking import PARKED, checkpoint_folders, parked_folder
 
@@ -145,7 +145,7 @@ def grid_status(task: str, work_dir: Path | str = "outputs/study", study_dir: Pa
     if search is not None and budget is None:
         status["search"] = search_status(search, work_dir, study_dir, quick, now)
     elif search is not None and status["finished"] < len(runs):
-        status["waits"] = grid_may_run(task, study_dir, quick)  # None, or why its runs do not start
+        status["waits"] = waits_for_decision(task, study_dir, quick)  # None, or why its runs do not start
     return status
 
 

@@ -378,7 +378,7 @@ def test_a_grid_whose_search_chose_below_the_bar_waits_for_a_protocol_decision(t
     assert launched.count(("search-one", "depo-v7")) == 3 and ("one", "depo-v7") not in launched
     assert "anira" not in capsys.readouterr().out.split("below the bar")[0][-60:]  # the message names the grid's run
     assert study_search.search_state("depo-v7", tmp_path)["choice"]["passed"] is False
-    assert "below the bar" in study.grid_may_run("depo-v7", tmp_path)
+    assert "below the bar" in study.waits_for_decision("depo-v7", tmp_path)
     out = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: out.append(" ".join(map(str, a))))
     study.run_grids(["depo-v7"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)  # chosen already: not queued
