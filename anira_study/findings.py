@@ -5,6 +5,7 @@ a pattern when something did (a curriculum, a penalty gate, controllers started 
 that the schedule imposes is not a finding.
 """
 
+import json
 import math
 from pathlib import Path
 
@@ -81,9 +82,9 @@ def findings(args, runs: dict) -> list[str]:
 
 def data_caveats(task: str, task_params: str) -> list[str]:
     """What the task's prompts give away, as NOTE lines: a DEPO whose prompts show solved queries sharing k."""
-    from .model_cards import solved_queries_leak
+    from anira_tasks import depo
 
-    if not solved_queries_leak(["--task", task, "--task_params", task_params]):
+    if task != "depo" or not depo.solved_queries_shown(**json.loads(task_params)):
         return []
     return ["NOTE: each prompt's earlier queries share k and are shown solved: they leave two or three candidate answers "
             "and name it where 2k is a multiple of the node count (k = 4 on 8 nodes), so accuracy at the larger k "

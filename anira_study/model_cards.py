@@ -159,11 +159,13 @@ def limitations(name: str, config, recipe: dict, summary: dict) -> list[str]:
 
 
 def solved_queries_leak(train_args: list[str]) -> bool:
-    """Whether a recipe's DEPO prompts show solved queries that share the asked one's k (`num_queries` > 1)."""
+    """Whether a recipe's DEPO prompts show solved queries that share the asked one's k (`depo.solved_queries_shown`)."""
+    from anira_tasks import depo
+
     if "--task" not in train_args or train_args[train_args.index("--task") + 1] != "depo":
         return False
     params = json.loads(train_args[train_args.index("--task_params") + 1]) if "--task_params" in train_args else {}
-    return params.get("num_queries", 1) > 1
+    return depo.solved_queries_shown(**params)
 
 
 def stage_commits(report: dict) -> list[str | None]:

@@ -54,6 +54,12 @@ def hop_count(hops: int, hop_format: str) -> list[str]:
     return [hop_marker(hops)] if hop_format == "marker" else [hop_marker(1)] * hops
 
 
+def solved_queries_shown(num_queries: int = 1, **_) -> bool:
+    """Whether a prompt of these parameters shows solved queries before the asked one; sharing its k, they give the
+    answer away in part (the module's docstring, `num_queries`)."""
+    return num_queries > 1
+
+
 def check_params(complexity: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False,
                  edge_format: str = "pair", hop_format: str = "marker") -> None:
     check_int("hops (complexity)", complexity, 1, MAX_HOPS)
