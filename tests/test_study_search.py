@@ -127,11 +127,12 @@ def fake_processes(monkeypatch, study_dir, fail=(), seconds=0.05):
             name = f"{command[command.index('--model') + 1]}-seed{command[command.index('--seed') + 1]}"
         start = time.monotonic()
         time.sleep(seconds)
+        end = time.monotonic()  # a search run's last act is recording its line: once it is there, others may start
         if kind == "search-one" and name not in fail:
             last = list(study.SEARCHES[task]["candidates"])[-1]
             record(task, study_dir, candidate, variant, {1: 1.0, 2: 0.95 if candidate == last else 0.5})
         with lock:
-            events.append((kind, task, name, start, time.monotonic()))
+            events.append((kind, task, name, start, end))
         return 1 if name in fail else 0
 
     fake_study_processes(monkeypatch, fake_run)
