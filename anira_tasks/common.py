@@ -33,6 +33,9 @@ class Sample:
     # Prompt symbols that are supervised too (labels on them): DEPO's solved earlier queries when
     # `supervise_all_queries` is on. Indices into prompt.split(); empty for every other task.
     prompt_label_positions: list[int] = field(default_factory=list)
+    # The symbols those positions are labelled with, where they are not the prompt's own (DEPO's earlier queries
+    # with `show_solved_answers=False`: the answer is the label, not the input); empty: the prompt's symbols.
+    prompt_label_symbols: list[str] = field(default_factory=list)
     # Whatever the scorer needs besides prompt/answer (e.g. BREVO's edges); plain data only.
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -153,15 +153,18 @@ def _generate_planned(task: str, task_params: dict, heldout_fraction: float, pla
     return samples
 
 
-def sample_to_row(sample: Sample, input_ids: list[int]) -> dict:
-    """The dataset row of a sample given its token ids (one token per symbol)."""
+def sample_to_row(sample: Sample, input_ids: list[int], label_ids: list[int] | None = None) -> dict:
+    """The dataset row of a sample given its token ids (one token per symbol), and those of its
+    `prompt_label_symbols` where it has them."""
     answer_start = sample.prompt.count(" ") + 1
     answer_length = sample.answer.count(" ") + 1
     if len(input_ids) != answer_start + answer_length + sample.has_eos:
         raise ValueError(f"tokenization of {sample.text!r} is not one token per symbol")
+    if len(label_ids or []) != len(sample.prompt_label_symbols):
+        raise ValueError(f"{len(sample.prompt_label_symbols)} prompt label symbols need as many ids, got {label_ids}")
     labels = [-100] * answer_start + input_ids[answer_start:]
-    for position in sample.prompt_label_positions:
-        labels[position] = input_ids[position]
+    for i, position in enumerate(sample.prompt_label_positions):
+        labels[position] = label_ids[i] if label_ids else input_ids[position]
     return {
         "task": sample.task,
         "complexity": sample.complexity,
@@ -181,9 +184,21 @@ def _table(samples: list[Sample], tokenizer, schema: pa.Schema) -> pa.Table:
     from tokenization import encode_texts
 
     ids = encode_texts(tokenizer, [sample.text for sample in samples])
-    rows = [sample_to_row(sample, sample_ids) for sample, sample_ids in zip(samples, ids)]
+    rows = [sample_to_row(sample, sample_ids, _symbol_ids(tokenizer, sample.prompt_label_symbols))
+            for sample, sample_ids in zip(samples, ids)]
     columns = [pa.array([row[field.name] for row in rows], type=field.type) for field in schema]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _symbol_ids(tokenizer, symbols: list[str]) -> list[int] | None:
+    """The token ids of symbols (None for none); a symbol outside the vocabulary is an error, not `<unk>`."""
+    if not symbols:
+        return None
+    ids = tokenizer.convert_tokens_to_ids(symbols)
+    unknown = [s for s, i in zip(symbols, ids) if i is None or (i == tokenizer.unk_token_id and s != tokenizer.unk_token)]
+    if unknown:
+        raise ValueError(f"label symbols outside the tokenizer's vocabulary: {unknown}")
+    return ids
 
 
 def _build_train_chunk(spec: TaskSpec, tokenizer, schema: pa.Schema, plan: list[tuple[int, int]]) -> tuple[pa.Table, int]:

@@ -13,6 +13,11 @@
   `supervise_all_queries=True` the solved queries' targets also get labels (listed in
   `Sample.prompt_label_positions`), for more training signal per sample; scoring, annotations
   and `answer_start` still refer to the last query.
+- `show_solved_answers` (default True, as above). False writes the earlier queries without their answers
+  (`... <hop=1> a <ans> <hop=1> b <ans> ...`): nothing in the prompt says where any node goes in k hops, so
+  the asked query's answer is as hidden as with one query, while `supervise_all_queries` still labels every
+  query (the label of an earlier query sits on the symbol that follows its `<ans>`,
+  `Sample.prompt_label_symbols`): one query's information, several queries' training signal per sample.
 - Annotations: `hops` (k) and `num_nodes` (n) for the answer symbol.
 - `edge_format`: `"pair"` (default, the format above: each edge is two node symbols) or `"token"`
   (each edge is one symbol `a>b`, e.g. `v3>v7`). With pairs, every node appears twice in the edge
@@ -54,14 +59,14 @@ def hop_count(hops: int, hop_format: str) -> list[str]:
     return [hop_marker(hops)] if hop_format == "marker" else [hop_marker(1)] * hops
 
 
-def solved_queries_shown(num_queries: int = 1, **_) -> bool:
+def solved_queries_shown(num_queries: int = 1, show_solved_answers: bool = True, **_) -> bool:
     """Whether a prompt of these parameters shows solved queries before the asked one; sharing its k, they give the
     answer away in part (the module's docstring, `num_queries`)."""
-    return num_queries > 1
+    return num_queries > 1 and show_solved_answers
 
 
 def check_params(complexity: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False,
-                 edge_format: str = "pair", hop_format: str = "marker") -> None:
+                 edge_format: str = "pair", hop_format: str = "marker", show_solved_answers: bool = True) -> None:
     check_int("hops (complexity)", complexity, 1, MAX_HOPS)
     check_int("num_nodes", num_nodes, MIN_NODES)
     if edge_format not in EDGE_FORMATS:
@@ -73,11 +78,12 @@ def check_params(complexity: int, num_nodes: int = DEFAULT_NUM_NODES, num_querie
         raise ValueError(f"num_nodes = {num_nodes} exceeds the DEPO node pool of {pool} symbols (edge_format {edge_format!r})")
     check_int("num_queries", num_queries, 1, num_nodes)
     check_bool("supervise_all_queries", supervise_all_queries)
+    check_bool("show_solved_answers", show_solved_answers)
 
 
 def generate(complexity: int, seed: int, num_nodes: int = DEFAULT_NUM_NODES, num_queries: int = 1, supervise_all_queries: bool = False,
-             edge_format: str = "pair", hop_format: str = "marker") -> Sample:
-    check_params(complexity, num_nodes, num_queries, supervise_all_queries, edge_format, hop_format)
+             edge_format: str = "pair", hop_format: str = "marker", show_solved_answers: bool = True) -> Sample:
+    check_params(complexity, num_nodes, num_queries, supervise_all_queries, edge_format, hop_format, show_solved_answers)
     rng = random.Random(seed)
     hops = complexity
     pool = NODE_SYMBOLS[:EDGE_POOL_SIZE] if edge_format == "token" else NODE_SYMBOLS
@@ -89,10 +95,15 @@ def generate(complexity: int, seed: int, num_nodes: int = DEFAULT_NUM_NODES, num
         prompt = [BOS] + [f"{a}>{b}" for a, b in edges]
     else:
         prompt = [BOS] + [s for edge in edges for s in edge]
-    solved_targets = []
+    solved_targets, hidden_answers = [], []
     for start in starts[:-1]:
-        prompt += [*hop_count(hops, hop_format), cycle[start], ANSWER, cycle[(start + hops) % num_nodes]]
-        solved_targets.append(len(prompt) - 1)
+        prompt += [*hop_count(hops, hop_format), cycle[start], ANSWER]
+        target = cycle[(start + hops) % num_nodes]
+        if show_solved_answers:
+            prompt.append(target)
+        else:
+            hidden_answers.append(target)
+        solved_targets.append(len(prompt) - 1 if show_solved_answers else len(prompt))  # the symbol after `<ans>`
     prompt += [*hop_count(hops, hop_format), cycle[starts[-1]], ANSWER]
     return Sample(
         task="depo",
@@ -102,6 +113,7 @@ def generate(complexity: int, seed: int, num_nodes: int = DEFAULT_NUM_NODES, num
         answer=cycle[(starts[-1] + hops) % num_nodes],
         annotations={"hops": [hops], "num_nodes": [num_nodes]},
         prompt_label_positions=solved_targets if supervise_all_queries else [],
+        prompt_label_symbols=hidden_answers if supervise_all_queries else [],
     )
 
 

@@ -98,7 +98,7 @@ TASKS: dict[str, Task] = {
         "DEPO: follow k edges of a directed cycle listed in shuffled order.",
         depo.generate, depo.check_params,
         default_params={"num_nodes": depo.DEFAULT_NUM_NODES, "num_queries": 1, "supervise_all_queries": False, "edge_format": "pair",
-                        "hop_format": "marker"},
+                        "hop_format": "marker", "show_solved_answers": True},
     ),
     **{
         name: Task(
