@@ -154,7 +154,7 @@ def limitations(name: str, config, recipe: dict, summary: dict) -> list[str]:
         lines.append("- **Its prompts give part of the answer away.** Each prompt's earlier queries share k and are shown "
                      "solved: their answers and the query's start rule out all but two or three nodes, and at k = n / 2 "
                      "they name the answer (experiments/depo_leak). The accuracy above measures hops and that "
-                     "elimination together; the study's DEPO from protocol v7 asks one query per prompt.")
+                     "elimination together; the study's DEPO from protocol v7 on asks one query per prompt.")
     return lines
 
 

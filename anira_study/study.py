@@ -107,6 +107,8 @@ _DEPO = dict(task_params=DEPO_PARAMS, train_sizes=[1, 2, 3, 4], extrapolation_si
 DEPO_SINGLE_PARAMS = {"num_nodes": 8, "num_queries": 1, "edge_format": "token", "hop_format": "unary"}
 _DEPO_V7 = dict(task_params=DEPO_SINGLE_PARAMS, train_sizes=[1, 2, 3, 4], extrapolation_sizes=[5, 6], num_train=500_000,
                 overrides={"--per_device_train_batch_size": "128"})
+_DEPO_V8 = {**_DEPO_V7, "overrides": {**_DEPO_V7["overrides"], "--learning_rate": "1e-3"}}
+DEPO_HIDDEN_PARAMS = {**DEPO_SINGLE_PARAMS, "num_queries": 6, "supervise_all_queries": True, "show_solved_answers": False}
 SEARCHES = {
     "mano": dict(
         task="mano", max_position_embeddings=64, steps=20_000, num_test_per_size=300,
@@ -145,6 +147,17 @@ SEARCHES = {
             "single-mixed": dict(**_DEPO_V7),
             "single-curriculum-60k": dict(**_DEPO_V7, **_CURRICULUM, steps=60_000),
         }),
+    # Protocol v8: v7's data at learning rate 1e-3 (v7's 3e-3 held one hop near 0.8 for 30,000 steps; at 1e-3 every
+    # seen k passed 0.9 within 5,000 steps on validation: experiments/learning_rate), 15,000 steps. The third
+    # candidate writes six queries per sample with the earlier answers hidden (labels, not inputs).
+    "depo-v8": dict(
+        task="depo", max_position_embeddings=256, steps=15_000, num_test_per_size=500, variants={"default": {}},
+        candidates={
+            "single-curriculum": dict(**_DEPO_V8, **_CURRICULUM),
+            "single-mixed": dict(**_DEPO_V8),
+            "hidden-curriculum": {**_DEPO_V8, **_CURRICULUM, "task_params": DEPO_HIDDEN_PARAMS,
+                                  "overrides": {**_DEPO_V8["overrides"], "--per_device_train_batch_size": "64"}},
+        }),
 }
 # The searched grids: data and schedule are their search's choice in their variant (`grid_recipe`); `run` refuses
 # until the search has chosen. MANO is one grid per length-marker variant, so finding 3 is read with and without it.
@@ -154,14 +167,20 @@ GRIDS |= {
     **{name: dict(search=name, variant="default") for name in SEARCHES if name.startswith("clrs-")},
     "depo-v6": dict(search="depo-v6", variant="default", models=[*V1_MODELS, "anira-e-paper", "anira-o-paper"]),
     "depo-v7": dict(search="depo-v7", variant="default", models=[*V1_MODELS, "anira-e-paper", "anira-o-paper"]),
+    "depo-v8": dict(search="depo-v8", variant="default", models=[*V1_MODELS, "anira-e-paper", "anira-o-paper"]),
 }
 # The protocol version that declared each grid and search: a run records its grid's, and a report reads only those.
 VERSIONS = ({name: "v2" for name in [*SEARCHES, *GRIDS]} | {"depo": "v1", "brevo": "v1"}
             | {"depo-v6": "v6"}  # v6: DEPO again, every seen k from the first step, the recipe chosen on validation
-            | {"depo-v7": "v7"})  # v7: DEPO with one query per sample, nothing solved in the prompt
-# Grids and searches withdrawn before any result of theirs was recorded: `run` and `search` refuse them, saying why.
+            | {"depo-v7": "v7"}  # v7: DEPO with one query per sample, nothing solved in the prompt
+            | {"depo-v8": "v8"})  # v8: v7's DEPO at learning rate 1e-3
+# Grids and searches a later protocol version withdrew: `run` and `search` refuse them, saying why; whatever they
+# recorded stays reported (`status`, `report`).
 WITHDRAWN = {"depo-v6": "withdrawn by protocol v7 (2026-12-07) before any result: its data's solved queries give the "
-                        "answer away (experiments/depo_leak); run depo-v7"}
+                        "answer away (experiments/depo_leak); run depo-v7",
+             "depo-v7": "withdrawn by protocol v8 (2026-12-07) after two of its search's three candidates (both below the "
+                        "bar, reported) and before any grid run: its learning rate held one hop near 0.8 "
+                        "(experiments/learning_rate); run depo-v8"}
 
 
 # Searched grids whose search chose a candidate below the bar (no candidate at SEARCH_ACCURACY everywhere) and whose

@@ -10,7 +10,7 @@
     python examples/study.py run --task depo --quick             # the whole pipeline in minutes, in outputs/study-quick/
     python examples/study.py search --task mano                  # a searched grid's recipe (mano, clrs-<algorithm>)
     python examples/study.py run --task mano                     # then its grid (also mano-no-marker), as for depo
-    python examples/study.py run --task depo-v7 mano             # one queue; a search not yet run goes first, its grid after
+    python examples/study.py run --task depo-v8 mano             # one queue; a search not yet run goes first, its grid after
     python examples/study.py ship --task depo                    # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
     python examples/study.py operating-curve --task depo         # v3: every anira-o run at halting thresholds 0.1-0.9
     python examples/study.py park                                # unfinished runs' newest checkpoints into the repository

@@ -122,13 +122,15 @@ def test_a_shipped_card_lists_every_seed_of_its_model_and_the_baselines_with_the
     (report.parent / "probe_log.jsonl").write_text(json.dumps({"step": 200, "probe/token_accuracy": 0.5}) + "\n")  # no unlock
     assert ("Seen sizes a run never trained on (its size curriculum never unlocked them, so its accuracy there is that of "
             "a size it never saw): seed 1: 2.") in "\n".join(study_seeds("anira-e-depo", {"study": block}, tmp_path))
-    # protocol v6's DEPO grid ships into the same named folders; its card links v1's grid of the same task
-    write_study_run(tmp_path, "depo-v6", "anira-e", 0, accuracy[0], {1: 1.0, 2: 2.0, 3: 3.0})
-    assert ship.hub_name("depo-v6", "anira-e") == "anira-e-depo"
-    v6 = "\n".join(study_seeds("anira-e-depo", {"study": {**block, "task": "depo-v6", "protocol_version": "v6"}}, tmp_path))
-    assert "| 0 (shipped) | 0.95 |" in v6 and "| 1 | pending (no line in runs.json)" in v6  # v6's seeds, not v1's
+    # protocol v8's DEPO grid ships into the same named folders; its card links v1's grid of the same task
+    write_study_run(tmp_path, "depo-v8", "anira-e", 0, accuracy[0], {1: 1.0, 2: 2.0, 3: 3.0})
+    assert ship.hub_name("depo-v8", "anira-e") == "anira-e-depo"
+    v8 = "\n".join(study_seeds("anira-e-depo", {"study": {**block, "task": "depo-v8", "protocol_version": "v8"}}, tmp_path))
+    assert "| 0 (shipped) | 0.95 |" in v8 and "| 1 | pending (no line in runs.json)" in v8  # v8's seeds, not v1's
     assert ("earlier protocol version's grid (`depo`, protocol v1; every seed and why the version changed): "
-            "[experiments/study/depo/results.md](../../experiments/study/depo/results.md)") in v6
+            "[experiments/study/depo/results.md](../../experiments/study/depo/results.md)") in v8
+    with pytest.raises(ValueError, match="not 'depo-v7'"):  # a withdrawn grid ships nothing
+        ship.hub_name("depo-v7", "anira-e")
 
 
 @pytest.mark.slow
@@ -212,14 +214,16 @@ def test_a_run_landing_after_the_ship_rewrites_the_cards_shipped_from_its_grid_o
 
 def test_a_depo_card_says_when_its_prompts_show_solved_queries():
     """A DEPO recipe with several queries sharing k (v1's data) leaks part of the answer: its card's Limitations say so;
-    one query per prompt (v7's) and other tasks do not."""
+    one query per prompt (v7's), the earlier answers hidden (v8's `hidden-curriculum`) and other tasks do not."""
     from anira_study import study
     from anira_study.model_cards import solved_queries_leak
     from anira_study.study_search import candidate_recipe
 
     v1 = study.GRIDS["depo"]["data"]
     v7 = candidate_recipe("depo-v7", "single-curriculum", "default")[0]
-    assert solved_queries_leak(v1) and not solved_queries_leak(v7) and not solved_queries_leak(study.GRIDS["brevo"]["data"])
+    hidden = candidate_recipe("depo-v8", "hidden-curriculum", "default")[0]  # six queries, the earlier answers hidden
+    assert solved_queries_leak(v1) and not solved_queries_leak(study.GRIDS["brevo"]["data"])
+    assert not solved_queries_leak(v7) and not solved_queries_leak(hidden)
     for name in ("anira-e-depo", "anira-o-depo", "anira-fixed-depo"):
         card = (study.REPO / "hub_configs" / name / "README.md").read_text()
         assert "**Its prompts give part of the answer away.**" in card, name

@@ -140,23 +140,23 @@ def fake_processes(monkeypatch, study_dir, fail=(), seconds=0.05):
 
 
 def test_run_queues_a_searched_grids_search_first_and_its_runs_after_the_choice(tmp_path, monkeypatch, capsys):
-    """`run --task depo-v7 depo`: depo-v7's search runs first; depo-v7's runs wait for the search's choice while the
-    free process takes depo's; every run of depo-v7 starts after the last search run ended."""
+    """`run --task depo-v8 depo`: depo-v8's search runs first; depo-v8's runs wait for the search's choice while the
+    free process takes depo's; every run of depo-v8 starts after the last search run ended."""
     from conftest import load_script
 
     events = fake_processes(monkeypatch, tmp_path)
-    results = load_script("study").main(["run", "--task", "depo-v7", "depo", "--models", "fixed-1", "--study_dir",
+    results = load_script("study").main(["run", "--task", "depo-v8", "depo", "--models", "fixed-1", "--study_dir",
                                          str(tmp_path), "--work_dir", str(tmp_path / "w"), "--processes", "2"])
-    assert [(task, seed, code) for task, _, seed, code in results] == [(t, s, 0) for t in ("depo-v7", "depo") for s in (0, 1, 2)]
+    assert [(task, seed, code) for task, _, seed, code in results] == [(t, s, 0) for t in ("depo-v8", "depo") for s in (0, 1, 2)]
     search_runs = [e for e in events if e[0] == "search-one"]
-    grid_runs = [e for e in events if e[0] == "one" and e[1] == "depo-v7"]
-    assert len(search_runs) == len(study.SEARCHES["depo-v7"]["candidates"]) and len(grid_runs) == 3
+    grid_runs = [e for e in events if e[0] == "one" and e[1] == "depo-v8"]
+    assert len(search_runs) == len(study.SEARCHES["depo-v8"]["candidates"]) and len(grid_runs) == 3
     assert min(e[3] for e in grid_runs) >= max(e[4] for e in search_runs)  # after the choice
-    # while the search's last run trained, the other process took depo's runs (queued after depo-v7's)
+    # while the search's last run trained, the other process took depo's runs (queued after depo-v8's)
     assert any(e[1] == "depo" and e[3] < max(e[4] for e in search_runs) for e in events)
-    assert study_search.search_state("depo-v7", tmp_path)["choice"]["candidate"] == "single-curriculum-60k"
-    assert (tmp_path / "w" / "depo-v7" / "search" / "logs" / "single-curriculum-default.log").exists()
-    assert "depo-v7: 3 runs pending (after its search)" in capsys.readouterr().out
+    assert study_search.search_state("depo-v8", tmp_path)["choice"]["candidate"] == "hidden-curriculum"
+    assert (tmp_path / "w" / "depo-v8" / "search" / "logs" / "single-curriculum-default.log").exists()
+    assert "depo-v8: 3 runs pending (after its search)" in capsys.readouterr().out
 
 
 def test_a_search_that_fails_leaves_its_grids_runs_unstarted_and_the_command_says_so(tmp_path, monkeypatch, capsys):
@@ -297,8 +297,8 @@ def test_once_a_candidate_passes_after_every_earlier_one_failed_the_later_ones_a
 
 
 def test_the_runner_stops_a_search_run_the_choice_no_longer_needs_and_starts_the_grid(tmp_path, monkeypatch, capsys):
-    """`run --task depo-v7` with two processes: `single-curriculum` passes while `single-mixed` trains; the runner
-    stops `single-mixed`, never starts `single-curriculum-60k`, and the grid's runs train `single-curriculum`'s recipe."""
+    """`run --task depo-v8` with two processes: `single-curriculum` passes while `single-mixed` trains; the runner
+    stops `single-mixed`, never starts `hidden-curriculum`, and the grid's runs train `single-curriculum`'s recipe."""
     import time
 
     launched, stopped = [], {}
@@ -309,7 +309,7 @@ def test_the_runner_stops_a_search_run_the_choice_no_longer_needs_and_starts_the
         launched.append((kind, name))
         if kind == "search-one" and name == "single-curriculum":
             time.sleep(0.2)
-            record("depo-v7", tmp_path, "single-curriculum", "default", {1: 1.0, 2: 0.95, 3: 0.92, 4: 0.9})
+            record("depo-v8", tmp_path, "single-curriculum", "default", {1: 1.0, 2: 0.95, 3: 0.92, 4: 0.9})
         elif kind == "search-one":  # trains until stopped (at most 20 s)
             stopped[name] = process.stopped.wait(20)
             return -15
@@ -317,46 +317,54 @@ def test_the_runner_stops_a_search_run_the_choice_no_longer_needs_and_starts_the
 
     fake_study_processes(monkeypatch, fake_run)
     start = time.monotonic()
-    results = study.run_grids(["depo-v7"], ["fixed-1"], [0, 1, 2], tmp_path / "w", tmp_path, processes=2)
+    results = study.run_grids(["depo-v8"], ["fixed-1"], [0, 1, 2], tmp_path / "w", tmp_path, processes=2)
     assert time.monotonic() - start < 10 and stopped == {"single-mixed": True}
-    assert ("search-one", "single-curriculum-60k") not in launched
+    assert ("search-one", "hidden-curriculum") not in launched
     assert [(seed, code) for _, _, seed, code in results] == [(0, 0), (1, 0), (2, 0)]
-    saved = json.loads(study_search.search_path("depo-v7", tmp_path).read_text())
+    saved = json.loads(study_search.search_path("depo-v8", tmp_path).read_text())
     assert saved["choice"]["candidate"] == "single-curriculum"
-    assert saved["not_needed"] == ["single-mixed/default", "single-curriculum-60k/default"]
+    assert saved["not_needed"] == ["single-mixed/default", "hidden-curriculum/default"]
     out = capsys.readouterr().out
     assert "single-mixed-default: stopped: no longer needed" in out
-    assert "single-curriculum-60k-default: not started: no longer needed" in out
-    argv = study.training_args("depo-v7", "fixed-1", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
-    assert argv[argv.index("--max_steps") + 1] == "30000" and "--curriculum_accuracy" in argv
+    assert "hidden-curriculum-default: not started: no longer needed" in out
+    argv = study.training_args("depo-v8", "fixed-1", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+    assert argv[argv.index("--max_steps") + 1] == "15000" and "--curriculum_accuracy" in argv
 
 
-def test_depo_v7_asks_one_query_per_sample_and_v6_is_withdrawn(tmp_path):
-    """Protocol v7: DEPO with one query and nothing solved in the prompt (v6's six queries sharing k give the answer
-    away), batch 128, the curriculum candidates unlocking on whole answers; v6 is refused by `run` and `search`."""
+def test_depo_v8_trains_v7s_data_at_learning_rate_1e_3_and_v6_v7_are_withdrawn(tmp_path):
+    """Protocols v7 and v8: DEPO with nothing solved in the prompt (v6's six queries sharing k give the answer away):
+    one query per sample at batch 128, or six with the earlier answers hidden at batch 64 (v8's third candidate), the
+    curriculum candidates unlocking on whole answers; v8 at learning rate 1e-3 for 15,000 steps. v6 and v7 are refused
+    by `run`, `search`, `one` and `search-one`, naming what replaced them."""
     from anira_tasks import generate_sample
 
-    for candidate, steps, curriculum in (("single-curriculum", 30_000, True), ("single-mixed", 30_000, False),
-                                         ("single-curriculum-60k", 60_000, True)):
-        argv = study_search.search_args("depo-v7", candidate, "default", tmp_path / "m", tmp_path / "o")
+    for candidate, queries, batch, curriculum in (("single-curriculum", 1, "128", True), ("single-mixed", 1, "128", False),
+                                                  ("hidden-curriculum", 6, "64", True)):
+        argv = study_search.search_args("depo-v8", candidate, "default", tmp_path / "m", tmp_path / "o")
         params = json.loads(argv[argv.index("--task_params") + 1])
-        assert params["num_queries"] == 1 and argv[argv.index("--max_steps") + 1] == str(steps)
-        assert argv[argv.index("--per_device_train_batch_size") + 1] == "128"
-        assert argv.count("--per_device_train_batch_size") == 1
+        assert params["num_queries"] == queries and argv[argv.index("--max_steps") + 1] == "15000"
+        assert argv[argv.index("--per_device_train_batch_size") + 1] == batch and argv[argv.index("--learning_rate") + 1] == "1e-3"
+        assert argv.count("--per_device_train_batch_size") == 1 and argv.count("--learning_rate") == 1
         assert ("--curriculum_accuracy" in argv) == curriculum
         if curriculum:
             assert argv[argv.index("--curriculum_metric") + 1] == "answer_exact"
         sample = generate_sample("depo", 4, seed=3, **params)
-        assert sample.prompt.split().count("<ans>") == 1  # the query asked; none solved before it
-    assert study.protocol_version("depo-v7") == "v7" and len(study.grid_models("depo-v7")) == 7
-    with pytest.raises(ValueError, match="depo-v6 is withdrawn by protocol v7.*depo_leak.*run depo-v7"):
-        study.run_grids(["depo-v6"], ["fixed-1"], [0], tmp_path / "w", tmp_path)
-    with pytest.raises(ValueError, match="depo-v6 is withdrawn"):
-        study_search.run_search("depo-v6", tmp_path / "w", tmp_path)
-    with pytest.raises(ValueError, match="depo-v6 is withdrawn"):  # one run alone (`study.py one`, `search-one`)
-        study.train_and_evaluate("depo-v6", "fixed-1", 0, tmp_path / "w", tmp_path)
-    with pytest.raises(ValueError, match="depo-v6 is withdrawn"):
-        study_search.search_one("depo-v6", "mixed", "default", tmp_path / "w", tmp_path)
+        symbols = sample.prompt.split()
+        assert symbols.count("<ans>") == queries and symbols[-1] == "<ans>"  # the asked query last
+        assert len(symbols) == 1 + 8 + queries * (4 + 2)  # edges and questions only: no answer written in the prompt
+        v7 = study_search.search_args("depo-v7", candidate if queries == 1 else "single-curriculum-60k", "default",
+                                      tmp_path / "m", tmp_path / "o")
+        assert v7[v7.index("--learning_rate") + 1] == "3e-3"
+    assert study.protocol_version("depo-v8") == "v8" and study.grid_models("depo-v8") == study.grid_models("depo-v7")
+    for withdrawn, by, replacement in (("depo-v6", "v7", "depo_leak.*run depo-v7"), ("depo-v7", "v8", "learning_rate.*run depo-v8")):
+        with pytest.raises(ValueError, match=f"{withdrawn} is withdrawn by protocol {by}.*{replacement}"):
+            study.run_grids([withdrawn], ["fixed-1"], [0], tmp_path / "w", tmp_path)
+        with pytest.raises(ValueError, match=f"{withdrawn} is withdrawn"):
+            study_search.run_search(withdrawn, tmp_path / "w", tmp_path)
+        with pytest.raises(ValueError, match=f"{withdrawn} is withdrawn"):  # one run alone (`study.py one`, `search-one`)
+            study.train_and_evaluate(withdrawn, "fixed-1", 0, tmp_path / "w", tmp_path)
+        with pytest.raises(ValueError, match=f"{withdrawn} is withdrawn"):
+            study_search.search_one(withdrawn, next(iter(study.SEARCHES[withdrawn]["candidates"])), "default", tmp_path / "w", tmp_path)
 
 
 def test_a_grid_whose_search_chose_below_the_bar_waits_for_a_protocol_decision(tmp_path, monkeypatch, capsys):
@@ -374,17 +382,17 @@ def test_a_grid_whose_search_chose_below_the_bar_waits_for_a_protocol_decision(t
         return 0
 
     fake_study_processes(monkeypatch, fake_run)
-    results = study.run_grids(["depo-v7", "depo"], ["fixed-1"], [0, 1], tmp_path / "w", tmp_path, processes=2)
-    assert [(task, code) for task, _, _, code in results] == [("depo-v7", None)] * 2 + [("depo", 0)] * 2
-    assert launched.count(("search-one", "depo-v7")) == 3 and ("one", "depo-v7") not in launched
+    results = study.run_grids(["depo-v8", "depo"], ["fixed-1"], [0, 1], tmp_path / "w", tmp_path, processes=2)
+    assert [(task, code) for task, _, _, code in results] == [("depo-v8", None)] * 2 + [("depo", 0)] * 2
+    assert launched.count(("search-one", "depo-v8")) == 3 and ("one", "depo-v8") not in launched
     assert "anira" not in capsys.readouterr().out.split("below the bar")[0][-60:]  # the message names the grid's run
-    assert study_search.search_state("depo-v7", tmp_path)["choice"]["passed"] is False
-    assert "below the bar" in study.waits_for_decision("depo-v7", tmp_path)
+    assert study_search.search_state("depo-v8", tmp_path)["choice"]["passed"] is False
+    assert "below the bar" in study.waits_for_decision("depo-v8", tmp_path)
     out = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: out.append(" ".join(map(str, a))))
-    study.run_grids(["depo-v7"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)  # chosen already: not queued
-    assert any("depo-v7: not started: its search chose single-curriculum below the bar" in line for line in out)
-    assert ("one", "depo-v7") not in launched
-    monkeypatch.setitem(study.RUN_BELOW_BAR, "depo-v7", "v8")
-    study.run_grids(["depo-v7"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)
-    assert ("one", "depo-v7") in launched
+    study.run_grids(["depo-v8"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)  # chosen already: not queued
+    assert any("depo-v8: not started: its search chose single-curriculum below the bar" in line for line in out)
+    assert ("one", "depo-v8") not in launched
+    monkeypatch.setitem(study.RUN_BELOW_BAR, "depo-v8", "v8")
+    study.run_grids(["depo-v8"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)
+    assert ("one", "depo-v8") in launched

@@ -133,10 +133,10 @@ def test_a_grid_whose_search_chose_below_the_bar_says_its_runs_wait(tmp_path):
     from test_study_search import record
 
     study_dir = tmp_path / "study"
-    for candidate in study.SEARCHES["depo-v7"]["candidates"]:
-        record("depo-v7", study_dir, candidate, "default", {1: 0.5, 2: 0.2})
-    status = grid_status("depo-v7", tmp_path / "work", study_dir)
-    assert "below the bar" in status["waits"] and status["max_steps"] == 30000
+    for candidate in study.SEARCHES["depo-v8"]["candidates"]:
+        record("depo-v8", study_dir, candidate, "default", {1: 0.5, 2: 0.2})
+    status = grid_status("depo-v8", tmp_path / "work", study_dir)
+    assert "below the bar" in status["waits"] and status["max_steps"] == 15000
     assert "Its runs do not start: its search chose single-curriculum below the bar" in format_status(status, 2)
-    record("depo-v7", study_dir, "single-curriculum", "default", {1: 0.95, 2: 0.9})  # passing: nothing waits
-    assert grid_status("depo-v7", tmp_path / "work", study_dir)["waits"] is None
+    record("depo-v8", study_dir, "single-curriculum", "default", {1: 0.95, 2: 0.9})  # passing: nothing waits
+    assert grid_status("depo-v8", tmp_path / "work", study_dir)["waits"] is None
