@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .reproduce import _get
-from .study import (GRIDS, SEARCHES, SEEDS, STUDY_DIR, _overridden, grid_models, grid_recipe,
+from .study import (GRIDS, SEARCHES, SEEDS, STUDY_DIR, WITHDRAWN, _overridden, grid_models, grid_recipe,
                     protocol_version, read_runs, run_name, waits_for_decision)
 from .study_runner import RUNNER_LOCK, default_processes
 from .study_parking import PARKED, checkpoint_folders, parked_folder
@@ -140,7 +140,7 @@ def grid_status(task: str, work_dir: Path | str = "outputs/study", study_dir: Pa
     holder = runner_holder(work_dir / task / RUNNER_LOCK)
     runs = _runs_status(planned, work_dir / task, holder, now, Path(study_dir) / PARKED / task)
     status = {"name": task, "kind": "grid", "protocol_version": version, "max_steps": budget, "runner": holder,
-              "runs": runs, **_totals(runs)}
+              "runs": runs, **_totals(runs), "withdrawn": WITHDRAWN.get(task)}
     search = GRIDS[task].get("search")
     if search is not None and budget is None:
         status["search"] = search_status(search, work_dir, study_dir, quick, now)
@@ -166,7 +166,8 @@ def search_status(search: str, work_dir: Path | str = "outputs/study", study_dir
     holder = runner_holder(base / RUNNER_LOCK)
     runs = _runs_status(planned, base, holder, now, parked_folder(base, work_dir, study_dir))
     return {"name": f"{search} search", "kind": "search", "protocol_version": protocol_version(search), "runner": holder,
-            "runs": runs, "choice": state["choice"]["candidate"] if state["choice"] else None, **_totals(runs)}
+            "runs": runs, "choice": state["choice"]["candidate"] if state["choice"] else None, **_totals(runs),
+            "withdrawn": WITHDRAWN.get(search)}
 
 
 def format_status(status: dict, processes: int | None = None) -> str:
@@ -179,7 +180,8 @@ def format_status(status: dict, processes: int | None = None) -> str:
     why_unknown = " (the grid's search has not chosen its recipe)" if "search" in status else ""
     head = (f"{status['name']} (protocol {status['protocol_version']}): {status['finished']} of {len(status['runs'])} runs "
             f"finished, " + ", ".join(f"{n} {state}" for state, n in counts.items()) + "; "
-            + (f"about {left:.1f} core-hours left ({left / processes:.1f} h on {processes} processes)" if left is not None
+            + (f"{status['withdrawn']}: nothing more trains" if status.get("withdrawn")
+               else f"about {left:.1f} core-hours left ({left / processes:.1f} h on {processes} processes)" if left is not None
                else f"core-hours left unknown{why_unknown}")
             + (f"; runner: process {status['runner']}" if status["runner"] else "; no runner"))
     lines = [head, "", "| run | state | step | of | steps per core-hour | core-hours left |", "|---|---|---|---|---|---|"]

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from anira_study import study, study_runner
+from anira_study import study, study_runner, study_status
 from anira_study.study_status import format_status, grid_status, seconds_per_step
 
 
@@ -89,30 +89,30 @@ def test_a_grid_whose_search_has_not_chosen_shows_its_search_first(tmp_path):
 
     work_dir, study_dir = tmp_path / "work", tmp_path / "study"
     # the search's first candidate recorded (its steps and seconds), the second training since it was resumed
-    first, second, third = [f"{c}-default" for c in study.SEARCHES["depo-v6"]["candidates"]]
-    entry = {"candidate": "mixed", "variant": "default", "recipe": study_search._recipe_record("depo-v6", "mixed", "default"),
+    first, second, third = [f"{c}-default" for c in study.SEARCHES["depo-v8"]["candidates"]]
+    entry = {"candidate": "single-curriculum", "variant": "default", "recipe": study_search._recipe_record("depo-v8", "single-curriculum", "default"),
              "validation": {"1": {"exact": 0.5, "prompts": 10, "interval": [0.2, 0.8]}}, "steps": 15000, "train_seconds": 3000.0}
-    study_search.record_search("depo-v6", entry, study_dir)
-    base = work_dir / "depo-v6" / "search"
+    study_search.record_search("depo-v8", entry, study_dir)
+    base = work_dir / "depo-v8" / "search"
     training_folder(base.parent, "search", second, {1000: 500, 2000: 300, 3000: 100}, log_age=10)
     with study_runner.runner_lock(base / study_runner.RUNNER_LOCK):
-        status = grid_status("depo-v6", work_dir, study_dir)
+        status = grid_status("depo-v8", work_dir, study_dir)
     assert status["max_steps"] is None and status["core_hours_left"] is None and status["finished"] == 0
     assert all(r["state"] == "not started" and r["core_hours_left"] is None for r in status["runs"])
     search = {r["run"]: r for r in status["search"]["runs"]}
     assert status["search"]["finished"] == 1 and status["search"]["choice"] is None
     assert search[first]["state"] == "finished" and search[first]["seconds_per_step"] == pytest.approx(0.2)
-    assert (search[second]["state"], search[second]["step"], search[second]["budget"]) == ("training", 3000, 30000)
-    assert search[second]["core_hours_left"] == pytest.approx(27000 * 0.2 / 3600, rel=1e-3)  # its own 200 s per 1,000
+    assert (search[second]["state"], search[second]["step"], search[second]["budget"]) == ("training", 3000, 15000)
+    assert search[second]["core_hours_left"] == pytest.approx(12000 * 0.2 / 3600, rel=1e-3)  # its own 200 s per 1,000
     assert search[third]["pace_from"] == "its group's runs under way"  # the same model as the run under way
     text = format_status(status, 2)
-    assert text.index("depo-v6 search (protocol v6): 1 of 3 runs finished, 1 training, 0 stopped, 1 not started") \
-        < text.index("depo-v6 (protocol v6): 0 of 21 runs finished")
+    assert text.index("depo-v8 search (protocol v8): 1 of 3 runs finished, 1 training, 0 stopped, 1 not started") \
+        < text.index("depo-v8 (protocol v8): 0 of 21 runs finished")
     assert "core-hours left unknown (the grid's search has not chosen its recipe); no runner" in text
-    choose("depo-v6", study_dir)  # once the search has chosen, the grid's budget is the choice's and the search is gone
-    chosen = grid_status("depo-v6", work_dir, study_dir)
-    choice = study_search.searched_choice("depo-v6", study_dir)
-    assert "search" not in chosen and chosen["max_steps"] == study_search.candidate_steps("depo-v6", choice)
+    choose("depo-v8", study_dir)  # once the search has chosen, the grid's budget is the choice's and the search is gone
+    chosen = grid_status("depo-v8", work_dir, study_dir)
+    choice = study_search.searched_choice("depo-v8", study_dir)
+    assert "search" not in chosen and chosen["max_steps"] == study_search.candidate_steps("depo-v8", choice)
 
 
 def test_the_status_command(tmp_path, capsys):
@@ -140,3 +140,18 @@ def test_a_grid_whose_search_chose_below_the_bar_says_its_runs_wait(tmp_path):
     assert "Its runs do not start: its search chose single-curriculum below the bar" in format_status(status, 2)
     record("depo-v8", study_dir, "single-curriculum", "default", {1: 0.95, 2: 0.9})  # passing: nothing waits
     assert grid_status("depo-v8", tmp_path / "work", study_dir)["waits"] is None
+
+
+def test_a_withdrawn_grid_and_search_say_so_in_place_of_the_hours_left(tmp_path):
+    from test_study_search import record
+
+    study_dir = tmp_path / "study"
+    record("depo-v7", study_dir, "single-curriculum", "default", {1: 0.83, 2: 0.33})  # what v7 recorded stays shown
+    search = format_status(study_status.search_status("depo-v7", tmp_path / "work", study_dir), 2)
+    grid = format_status(grid_status("depo-v8", tmp_path / "work", study_dir), 2)
+    withdrawn = format_status(grid_status("depo-v7", tmp_path / "work", study_dir), 2)
+    assert search.startswith("depo-v7 search (protocol v7): 1 of 3 runs finished") and "| single-curriculum-default | finished |" in search
+    heads = [line for line in (search + "\n" + withdrawn).split("\n") if line.startswith("depo-v7")]
+    assert len(heads) == 3  # the search's, the grid's own search shown first, the grid's
+    assert all("withdrawn by protocol v8" in head and "core-hours" not in head for head in heads)
+    assert "withdrawn" not in grid and "core-hours left" in grid
