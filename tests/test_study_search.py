@@ -396,3 +396,31 @@ def test_a_grid_whose_search_chose_below_the_bar_waits_for_a_protocol_decision(t
     monkeypatch.setitem(study.RUN_BELOW_BAR, "depo-v8", "v8")
     study.run_grids(["depo-v8"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)
     assert ("one", "depo-v8") in launched
+
+
+def test_the_learning_rate_diagnostics_train_a_search_run_with_only_the_named_changes(tmp_path):
+    """experiments/learning_rate/diagnose.py: the search run's arguments, with the sizes, steps, seed, task parameters
+    and depth asked for, and the flags after `--` taking the candidate's place (argparse keeps a repeated flag's last)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("diagnose", study.REPO / "experiments" / "learning_rate" / "diagnose.py")
+    diagnose = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnose)
+    base = study_search.search_args("depo-v7", "single-mixed", "default", tmp_path / "d" / "config", tmp_path / "d")
+    argv = diagnose.diagnostic_argv("depo-v7", "single-mixed", "default", "fixed-6", 3000, tmp_path / "d", sizes=[1],
+                                    max_depth=2, seed=7, task_params={"num_queries": 6}, extra=["--learning_rate", "1e-3"])
+    changed = {"--train_sizes": ["1"], "--max_steps": ["3000"], "--seed": ["7"]}
+    assert argv[argv.index("--train_sizes") + 1:argv.index("--extrapolation_sizes")] == ["1"]
+    assert all(argv[argv.index(flag) + 1] == value[0] for flag, value in changed.items())
+    assert json.loads(argv[argv.index("--task_params") + 1]) == {**json.loads(base[base.index("--task_params") + 1]), "num_queries": 6}
+    assert argv[-4:] == ["--config_overrides", "max_depth=2", "--learning_rate", "1e-3"]
+    unchanged = [(flag, base[i + 1]) for i, flag in enumerate(base) if flag.startswith("--")
+                 and flag not in (*changed, "--task_params", "--model_name_or_path", "--output_dir")]
+    assert all(argv[argv.index(flag) + 1] == value for flag, value in unchanged)  # the candidate's, where not named
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from anira_study.arguments import DataArguments, ModelArguments, OutputArguments, ScheduleArguments
+
+    parsed = HfArgumentParser((ModelArguments, DataArguments, ScheduleArguments, TrainingArguments, OutputArguments)
+                              ).parse_args_into_dataclasses(args=argv)
+    assert parsed[3].learning_rate == 1e-3 and parsed[3].max_steps == 3000  # what trains: the flag after `--`
