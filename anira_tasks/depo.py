@@ -98,12 +98,9 @@ def generate(complexity: int, seed: int, num_nodes: int = DEFAULT_NUM_NODES, num
     solved_targets, hidden_answers = [], []
     for start in starts[:-1]:
         prompt += [*hop_count(hops, hop_format), cycle[start], ANSWER]
+        solved_targets.append(len(prompt))  # the symbol after `<ans>`: the answer, or where it is hidden the next query's
         target = cycle[(start + hops) % num_nodes]
-        if show_solved_answers:
-            prompt.append(target)
-        else:
-            hidden_answers.append(target)
-        solved_targets.append(len(prompt) - 1 if show_solved_answers else len(prompt))  # the symbol after `<ans>`
+        (prompt if show_solved_answers else hidden_answers).append(target)
     prompt += [*hop_count(hops, hop_format), cycle[starts[-1]], ANSWER]
     return Sample(
         task="depo",
