@@ -254,3 +254,17 @@ def test_train_size_weights_set_the_training_mix_and_leave_evaluation_splits_unc
     assert abs(Counter(default["train"]["complexity"])[6] / 2_000 - 0.197) < 0.035
     for split in ("validation", "test_seen", "test_extrapolation"):
         assert weighted[split]["prompt"] == default[split]["prompt"], split
+
+
+def test_a_label_symbol_outside_the_vocabulary_is_an_error_not_unk():
+    from anira_tasks import Sample, sample_to_row
+    from anira_tasks.dataset import _symbol_ids
+
+    tokenizer = load_tokenizer("depo")
+    assert _symbol_ids(tokenizer, ["v3", "<unk>"]) == tokenizer.convert_tokens_to_ids(["v3", "<unk>"])
+    with pytest.raises(ValueError, match=r"outside the tokenizer's vocabulary: \['v99>v1'\]"):
+        _symbol_ids(tokenizer, ["v3", "v99>v1"])
+    sample = Sample("depo", 1, 0, "<bos> v0>v1 v1>v0 <hop=1> v0 <ans> <hop=1> v1 <ans>", "v0", {}, prompt_label_positions=[6],
+                    prompt_label_symbols=["v1"])
+    with pytest.raises(ValueError, match="1 prompt label symbols need as many ids"):
+        sample_to_row(sample, list(range(11)))
