@@ -13,7 +13,8 @@ the same for every arm throughout. `--compile` adds a third arm, the packed batc
 `torch.compile(model, dynamic=True)` (its first step, which compiles, is reported apart); `--compile_layers` another, the
 packed batches through a copy of the model with `--compile_layers` (anira_study.trainer.compile_layers); `--compile_model`
 another, through a copy with `--compile_model` (anira_study.trainer.compile_model: the whole training forward as one
-graph). A compiled arm's losses and depths are checked against the packed arm's (the same batches and weights) and
+graph). `--bf16` adds the packed batches under bfloat16 autocast (what `--bf16 true` gives the Trainer's forward;
+weights, gradients and AdamW stay float32), and with `--compile_model` the compiled copy under it too. A compiled arm's losses and depths are checked against the packed arm's (the same batches and weights) and
 the largest relative loss difference reported. `--weights trained` starts from the folder's trained weights (the depths of
 late training), `init` from a fresh initialisation (controllers at max_depth: early training), and a folder path from
 that model (a study run's `checkpoint-N`: its depths at that point of training).
@@ -59,6 +60,8 @@ def recipe_setup(name: str, num_train: int, weights: str):
     model_args, data_args, schedule_args, training_args, _ = parser.parse_args_into_dataclasses(args=argv)
     model_args.model_name_or_path = str(REPO / "hub_configs" / name) if weights in ("init", "trained") else weights
     model_args.from_scratch = weights == "init"
+    # the arms decide what is compiled: a recipe's own --compile_model / --compile_layers would compile every arm
+    model_args.compile_model = model_args.compile_layers = False
     model, tokenizer = load_model_and_tokenizer(model_args, data_args.task)
     if schedule_args.compute_penalty is not None:
         model.config.compute_penalty = schedule_args.compute_penalty
@@ -67,7 +70,7 @@ def recipe_setup(name: str, num_train: int, weights: str):
 
 
 def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: int, compile_arm: bool = False,
-        layers_arm: bool = False, model_arm: bool = False) -> dict:
+        layers_arm: bool = False, model_arm: bool = False, bf16_arm: bool = False) -> dict:
     torch.manual_seed(seed)
     model, tokenizer, train, training_args = recipe_setup(name, num_train, weights)
     model.train()
@@ -90,6 +93,10 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
             collators[arm] = collators["packed"]
             models[arm] = getattr(trainer, compiler)(copy.deepcopy(model))
             optimizers[arm] = torch.optim.AdamW(models[arm].parameters(), lr=0.0, weight_decay=training_args.weight_decay)
+    if bf16_arm:  # the same models and optimizers under bfloat16 autocast (arms ending in "_bf16")
+        for arm in [arm for arm in ("packed", "whole") if arm in collators]:
+            collators[f"{arm}_bf16"], models[f"{arm}_bf16"], optimizers[f"{arm}_bf16"] = (
+                collators[arm], models[arm], optimizers[arm])
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train), generator=generator).tolist()
     rows = [train[i] for i in order[: (steps + warmup) * batch_size]]
@@ -102,8 +109,10 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
         arms = list(collators) if step % 2 == 0 else list(reversed(collators))
         for arm in arms:
             batch = collators[arm](chunk)
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=arm.endswith("_bf16"))
             start = time.process_time()
-            out = models[arm](**batch)
+            with autocast:
+                out = models[arm](**batch)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(models[arm].parameters(), training_args.max_grad_norm)
             optimizers[arm].step()
@@ -127,7 +136,7 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
                        "positions_per_step": s["positions"] / steps}
     if "packed" in result:
         result["speedup"] = result["padded"]["step_ms"] / result["packed"]["step_ms"]
-    for arm in ("compiled", "layers", "whole"):  # the first step of a compiled arm holds its compilation
+    for arm in ("compiled", "layers", "whole", "packed_bf16", "whole_bf16"):  # the first step of a compiled arm holds its compilation
         if arm in result:
             result[arm]["first_step_s"] = first_step[arm]
             # the same batches and weights as the packed arm: its losses within rounding, its depths the same
@@ -139,7 +148,8 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
 
 
 LABELS = {"padded": "padded", "packed": "packed", "compiled": "packed + compile", "layers": "packed + compiled layers",
-          "whole": "packed + compiled model"}  # each arm as the table names it
+          "whole": "packed + compiled model", "packed_bf16": "packed, bf16 autocast",
+          "whole_bf16": "packed + compiled model, bf16 autocast"}  # each arm as the table names it
 
 
 def main() -> None:
@@ -158,6 +168,8 @@ def main() -> None:
                         help="also time the packed batches through a model with --compile_layers (its first step compiles)")
     parser.add_argument("--compile_model", action="store_true",
                         help="also time the packed batches through a model with --compile_model (its first step compiles)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time the packed batches (and with --compile_model the compiled copy) under bfloat16 autocast")
     parser.add_argument("--repo", help="the checkout whose code is measured (default: this one); its hub_configs are used")
     args = parser.parse_args()
     for weights in args.weights:
@@ -165,7 +177,7 @@ def main() -> None:
             parser.error(f"--weights takes init, trained or a model folder (with config.json), not {weights!r}")
     torch.set_num_threads(1)
     results = [run(name, args.steps, args.warmup, args.num_train, weights, args.seed, args.compile, args.compile_layers,
-                   args.compile_model)
+                   args.compile_model, args.bf16)
                for name in args.recipes for weights in args.weights]
     print(f"torch {torch.__version__}, 1 thread, median CPU time per step over {args.steps} steps per arm (alternating)")
     print("| recipe | weights | arm | step (ms) | samples / core-s | answer tokens / core-s | padding share | speed-up |")
@@ -179,7 +191,7 @@ def main() -> None:
             print(f"| {r['recipe']} | {r['weights']} | {label} | {a['step_ms']:.1f} | {a['samples_per_s']:.0f} | "
                   f"{a['answer_tokens_per_s']:.0f} | {a['padding_share']:.2f} | {speedup:.2f} |")
     for r in results:
-        for arm in [arm for arm in ("compiled", "layers", "whole") if r.get(arm, {}).get("max_loss_rel_diff") is not None]:
+        for arm in [arm for arm in ("compiled", "layers", "whole", "packed_bf16", "whole_bf16") if r.get(arm, {}).get("max_loss_rel_diff") is not None]:
             print(f"{r['recipe']} {r['weights']} {arm}: losses within {r[arm]['max_loss_rel_diff']:.1e} (relative) of the "
                   f"packed arm's, depths {'equal' if r[arm]['depths_equal'] else 'NOT equal'} on every step")
     if args.json:
