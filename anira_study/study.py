@@ -404,11 +404,12 @@ def _pairs(argv: list[str]) -> list[tuple[str, ...]]:
 def _train_resumable(argv: list[str], output_dir: Path, parked: Path | None = None) -> None:
     """Trains `argv` into `output_dir`: from its last checkpoint when it has one, else from the run's parked
     checkpoint when `parked` holds one (`study_parking`), not at all when it has finished; appends this piece's wall
-    time to wall_times.json and its provenance to training_commits.json."""
+    time to wall_times.json (first an interrupted piece's, up to its last save: `study_parking.wall_times`) and its
+    provenance to training_commits.json."""
     from transformers.trainer_utils import get_last_checkpoint
 
     from .reproduce import provenance
-    from .study_parking import COMMITS_FILE, PIECE_FILE, RUN_ARGS_FILE, WALL_TIMES_FILE, unpark
+    from .study_parking import COMMITS_FILE, PIECE_FILE, RUN_ARGS_FILE, WALL_TIMES_FILE, unpark, wall_times
     from .trainer import train_from_argv
 
     if parked is not None and (checkpoint := unpark(parked, output_dir)) is not None:
@@ -417,6 +418,8 @@ def _train_resumable(argv: list[str], output_dir: Path, parked: Path | None = No
     if _finished(output_dir):
         return
     times_file = output_dir / WALL_TIMES_FILE
+    if (output_dir / PIECE_FILE).exists():  # a piece interrupted before it recorded its time: up to its last save
+        times_file.write_text(json.dumps(wall_times(output_dir)))
     commits_file = output_dir / COMMITS_FILE
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RUN_ARGS_FILE).write_text(json.dumps(recipe_of(argv)))

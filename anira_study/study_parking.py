@@ -49,6 +49,21 @@ def complete_checkpoints(output_dir: Path | str) -> list[Path]:
     return found
 
 
+def wall_times(output_dir: Path | str) -> list[float]:
+    """The wall times of a run's training pieces: those recorded, and a piece that did not record its own (under way,
+    or interrupted: its `PIECE_FILE` is still there) up to its newest complete checkpoint, whose steps are all of its
+    work that a resumption keeps."""
+    output_dir = Path(output_dir)
+    times = json.loads((output_dir / WALL_TIMES_FILE).read_text()) if (output_dir / WALL_TIMES_FILE).exists() else []
+    saved = complete_checkpoints(output_dir)
+    if (output_dir / PIECE_FILE).exists() and saved:
+        started = json.loads((output_dir / PIECE_FILE).read_text())["started"]
+        saved_at = (saved[-1] / "trainer_state.json").stat().st_mtime
+        if saved_at > started:
+            times.append(saved_at - started)
+    return times
+
+
 def park_run(output_dir: Path | str, target: Path | str) -> Path | None:
     """Copies the newest complete checkpoint of `output_dir` and its side files to `target` (replacing what was
     parked there); the wall times gain the piece under way up to that checkpoint's save. Returns the checkpoint
@@ -66,13 +81,7 @@ def park_run(output_dir: Path | str, target: Path | str) -> Path | None:
     for name in SIDE_FILES:
         if (output_dir / name).exists():
             shutil.copy2(output_dir / name, staging / name)
-    times = json.loads((output_dir / WALL_TIMES_FILE).read_text()) if (output_dir / WALL_TIMES_FILE).exists() else []
-    if (output_dir / PIECE_FILE).exists():  # a piece under way: its time up to the parked checkpoint
-        started = json.loads((output_dir / PIECE_FILE).read_text())["started"]
-        saved_at = (newest / "trainer_state.json").stat().st_mtime
-        if saved_at > started:
-            times.append(saved_at - started)
-    (staging / WALL_TIMES_FILE).write_text(json.dumps(times))
+    (staging / WALL_TIMES_FILE).write_text(json.dumps(wall_times(output_dir)))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target / newest.name

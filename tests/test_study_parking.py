@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from anira_study import study
 from anira_study.study_parking import (LANDED_FILE, PIECE_FILE, WALL_TIMES_FILE, park, park_run, parked_folder,
-                                       unpark)
+                                       unpark, wall_times)
 from anira_study.study_status import format_status, grid_status
 
 
@@ -104,3 +104,25 @@ def test_a_parked_run_resumes_on_a_fresh_machine_to_the_same_weights_and_clears_
     assert all(torch.allclose(weights[k], expected[k], atol=1e-6) for k in weights)  # resumed = uninterrupted
     assert not (resumed_study / "parked").exists() and (output_dir / LANDED_FILE).exists()
     assert park(tmp_path / "new-work", resumed_study) == [] and not (resumed_study / "parked").exists()
+
+
+def test_an_interrupted_piece_counts_up_to_its_last_save_when_the_run_resumes_in_its_own_folder(tmp_path):
+    """A runner killed mid-piece (a restart, the end of a session) leaves the piece's time unrecorded; resuming in the
+    same folder records it up to the checkpoint it resumes from, as parking would have, and then its own piece."""
+    study.train_and_evaluate("depo", "fixed-1", 0, tmp_path / "work", tmp_path / "study", quick=True)
+    interrupted = tmp_path / "again" / "depo" / "fixed-1-seed0"
+    interrupted.mkdir(parents=True)
+    shutil.copytree(tmp_path / "work" / "depo" / "fixed-1-seed0" / "checkpoint-15", interrupted / "checkpoint-15")
+    saved_at = time.time() - 100
+    os.utime(interrupted / "checkpoint-15" / "trainer_state.json", (saved_at,) * 2)
+    (interrupted / WALL_TIMES_FILE).write_text("[7.0]")
+    (interrupted / PIECE_FILE).write_text(json.dumps({"started": saved_at - 40}))  # killed 100 s after its last save
+    assert wall_times(interrupted) == [7.0, 40.0]
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / PIECE_FILE).write_text(json.dumps({"started": saved_at}))  # killed before any save
+    assert wall_times(tmp_path / "bare") == []
+
+    resumed = study.train_and_evaluate("depo", "fixed-1", 0, tmp_path / "again", tmp_path / "study-again", quick=True)
+    times = json.loads((interrupted / WALL_TIMES_FILE).read_text())
+    assert times[:2] == [7.0, 40.0] and len(times) == 3 and not (interrupted / PIECE_FILE).exists()
+    assert resumed["train_seconds"] == sum(times)
