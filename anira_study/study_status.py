@@ -30,15 +30,21 @@ def checkpoints(output_dir: Path) -> list[tuple[int, float]]:
 
 def seconds_per_step(saved: list[tuple[int, float]], slack: float = 3.0) -> float | None:
     """Seconds per step over the newest stretch of checkpoints that one process wrote, or None with fewer than two:
-    walking back from the newest save, an interval more than `slack` times the median of those after it is where
-    the run waited to be resumed (or ran beside other work), and the stretch starts after it."""
+    an interval more than `slack` times slower than the fastest is one over which the run waited (stopped, paused,
+    resumed later), not its pace; walking back from the newest save, such intervals are passed over until the stretch
+    has begun, and the first one after that ends it. A single interval is its own pace."""
     intervals = [((t1 - t0), (s1 - s0)) for (s0, t0), (s1, t1) in zip(saved, saved[1:]) if s1 > s0 and t1 >= t0]
+    if not intervals:
+        return None
+    fastest = min(t / n for t, n in intervals)
     stretch = []
     for seconds, steps in reversed(intervals):
-        if stretch and seconds / steps > slack * statistics.median(t / n for t, n in stretch):
+        waited = seconds / steps > slack * fastest
+        if waited and stretch:
             break
-        stretch.append((seconds, steps))
-    return sum(t for t, _ in stretch) / sum(n for _, n in stretch) if stretch else None
+        if not waited:
+            stretch.append((seconds, steps))
+    return sum(t for t, _ in stretch) / sum(n for _, n in stretch)
 
 
 def runner_holder(lock: Path) -> str | None:

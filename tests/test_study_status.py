@@ -16,6 +16,9 @@ def test_the_pace_is_the_newest_stretch_one_process_wrote():
     assert seconds_per_step(saved) == pytest.approx(220 / 2000)
     assert seconds_per_step(saved[:2]) == pytest.approx(0.1)  # one interval: its own pace
     assert seconds_per_step(saved[:1]) is None and seconds_per_step([]) is None
+    # the newest interval spans a wait (stopped after step 3,000 and resumed much later): the pace is the stretch before
+    stopped = [(1000, 0.0), (2000, 100.0), (3000, 200.0), (4000, 5000.0)]
+    assert seconds_per_step(stopped) == pytest.approx(0.1)
     # steady saves: every interval counts
     steady = [(s, 0.05 * s) for s in range(500, 5001, 500)]
     assert seconds_per_step(steady) == pytest.approx(0.05)
