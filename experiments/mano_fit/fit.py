@@ -3,7 +3,7 @@
     python experiments/mano_fit/fit.py FOLDER [FOLDER ...] [--rows 256]
 
 FOLDER is a finished training folder (its `anira_data.json` says which data it trained on). Per seen l, the greedy
-answer's exact match (MANO's answer is one symbol: the argmax after `=`) on up to `--rows` training rows drawn with a
+answer's exact match, scored as the search scores it, on up to `--rows` training rows drawn with a
 fixed seed and on the validation split (64 prompts per l in the search's probe; here all of them); beside it chance
 (1 / modulus) and the share of the training rows' answers that are the most frequent answer (a model that always says
 it scores that). Reads the training and validation splits, never a test split.
@@ -20,35 +20,21 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 
-def answer_hits(model, rows: list[dict]) -> list[bool]:
-    """Whether the argmax after each row's prompt is its answer symbol, in batches of equal prompt length."""
-    import torch
-
-    hits = []
-    by_length: dict[int, list[dict]] = {}
-    for row in rows:
-        by_length.setdefault(row["answer_start"], []).append(row)
-    for length, group in by_length.items():
-        prompts = torch.tensor([row["input_ids"][:length] for row in group])
-        with torch.no_grad():
-            predicted = model(input_ids=prompts).logits[:, -1].argmax(-1).tolist()
-        hits += [p == row["input_ids"][length] for p, row in zip(predicted, group)]
-    return hits
-
-
 def fit(folder: Path, rows_per_size: int, seed: int = 0) -> dict:
-    from dataclasses import replace
-
+    """Per seen l: exact match on `rows_per_size` drawn training rows and on the validation prompts, scored as the
+    search scores (`anira_study.evaluation.generated_correct`: greedy generation, the task's scorer)."""
     from transformers import AutoModelForCausalLM
 
     import modeling_anira  # noqa: F401
-    from anira_tasks import TaskSpec, build_dataset_dict
+    from anira_study.evaluation import generated_correct
+    from anira_tasks import TaskSpec, build_dataset_dict, load_tokenizer
     from anira_tasks.dataset import VALIDATION
+    from anira_tasks.mano import DEFAULT_MODULUS
 
     spec = TaskSpec(**json.loads((folder / "anira_data.json").read_text()))
     data = build_dataset_dict(spec, num_proc=1)
-    model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    modulus = spec.task_params.get("modulus", 23)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder).eval(), load_tokenizer("mano")
+    modulus = spec.task_params.get("modulus", DEFAULT_MODULUS)
     train = data["train"].to_list()
     validation = data[VALIDATION].to_list()
     rng = random.Random(seed)
@@ -58,7 +44,7 @@ def fit(folder: Path, rows_per_size: int, seed: int = 0) -> dict:
         drawn = rng.sample(seen, min(rows_per_size, len(seen)))
         held = [row for row in validation if row["complexity"] == size]
         answers = Counter(row["input_ids"][row["answer_start"]] for row in seen)
-        train_hits, held_hits = answer_hits(model, drawn), answer_hits(model, held)
+        train_hits, held_hits = generated_correct(model, drawn, tokenizer), generated_correct(model, held, tokenizer)
         result["sizes"][size] = {
             "train_rows": len(seen), "train_exact": sum(train_hits) / len(train_hits), "train_drawn": len(drawn),
             "validation_exact": sum(held_hits) / len(held_hits) if held_hits else None, "validation_prompts": len(held),
