@@ -14,8 +14,9 @@ the same for every arm throughout. `--compile` adds a third arm, the packed batc
 packed batches through a copy of the model with `--compile_layers` (anira_study.trainer.compile_layers); `--compile_model`
 another, through a copy with `--compile_model` (anira_study.trainer.compile_model: the whole training forward as one
 graph). `--bf16` adds the packed batches under bfloat16 autocast (what `--bf16 true` gives the Trainer's forward;
-weights, gradients and AdamW stay float32), and with `--compile_model` the compiled copy under it too. A compiled arm's losses and depths are checked against the packed arm's (the same batches and weights) and
-the largest relative loss difference reported. `--weights trained` starts from the folder's trained weights (the depths of
+weights, gradients and AdamW stay float32), and with `--compile_model` the compiled copy under it too. A compiled or
+bfloat16 arm's losses and depths are checked against the packed arm's (the same batches and weights) and the largest
+relative loss difference reported. `--weights trained` starts from the folder's trained weights (the depths of
 late training), `init` from a fresh initialisation (controllers at max_depth: early training), and a folder path from
 that model (a study run's `checkpoint-N`: its depths at that point of training).
 
@@ -67,6 +68,9 @@ def recipe_setup(name: str, num_train: int, weights: str):
         model.config.compute_penalty = schedule_args.compute_penalty
     data, _ = load_data(data_args)
     return model, tokenizer, data["train"], training_args
+
+
+CHECKED_ARMS = ("compiled", "layers", "whole", "packed_bf16", "whole_bf16")  # checked against the packed arm
 
 
 def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: int, compile_arm: bool = False,
@@ -136,7 +140,7 @@ def run(name: str, steps: int, warmup: int, num_train: int, weights: str, seed: 
                        "positions_per_step": s["positions"] / steps}
     if "packed" in result:
         result["speedup"] = result["padded"]["step_ms"] / result["packed"]["step_ms"]
-    for arm in ("compiled", "layers", "whole", "packed_bf16", "whole_bf16"):  # the first step of a compiled arm holds its compilation
+    for arm in CHECKED_ARMS:  # the first step of a compiled arm holds its compilation
         if arm in result:
             result[arm]["first_step_s"] = first_step[arm]
             # the same batches and weights as the packed arm: its losses within rounding, its depths the same
@@ -191,7 +195,7 @@ def main() -> None:
             print(f"| {r['recipe']} | {r['weights']} | {label} | {a['step_ms']:.1f} | {a['samples_per_s']:.0f} | "
                   f"{a['answer_tokens_per_s']:.0f} | {a['padding_share']:.2f} | {speedup:.2f} |")
     for r in results:
-        for arm in [arm for arm in ("compiled", "layers", "whole", "packed_bf16", "whole_bf16") if r.get(arm, {}).get("max_loss_rel_diff") is not None]:
+        for arm in [arm for arm in CHECKED_ARMS if r.get(arm, {}).get("max_loss_rel_diff") is not None]:
             print(f"{r['recipe']} {r['weights']} {arm}: losses within {r[arm]['max_loss_rel_diff']:.1e} (relative) of the "
                   f"packed arm's, depths {'equal' if r[arm]['depths_equal'] else 'NOT equal'} on every step")
     if args.json:
