@@ -409,7 +409,7 @@ def _train_resumable(argv: list[str], output_dir: Path, parked: Path | None = No
     from transformers.trainer_utils import get_last_checkpoint
 
     from .reproduce import provenance
-    from .study_parking import COMMITS_FILE, PIECE_FILE, RUN_ARGS_FILE, WALL_TIMES_FILE, unpark, wall_times
+    from .study_parking import COMMITS_FILE, PIECE_FILE, RUN_ARGS_FILE, WALL_TIMES_FILE, piece_seconds, unpark, wall_times
     from .trainer import train_from_argv
 
     if parked is not None and (checkpoint := unpark(parked, output_dir)) is not None:
@@ -426,13 +426,14 @@ def _train_resumable(argv: list[str], output_dir: Path, parked: Path | None = No
     commits = json.loads(commits_file.read_text()) if commits_file.exists() else []
     commits_file.write_text(json.dumps(commits + [provenance()]))
     resume = output_dir.is_dir() and get_last_checkpoint(str(output_dir)) is not None
-    start = time.time()
-    (output_dir / PIECE_FILE).write_text(json.dumps({"started": start}))  # `study.py park` times the piece under way
+    # `study.py park` times the piece under way, `study.py pause` stops its process and records the pause here
+    (output_dir / PIECE_FILE).write_text(json.dumps({"started": time.time(), "pid": os.getpid()}))
     # a folder with no checkpoint yet (interrupted before the first save) starts over
     restart = ["--resume_from_checkpoint", "last"] if resume else (["--overwrite_output_dir", "true"] if output_dir.exists() else [])
     train_from_argv(argv + restart)
     times = json.loads(times_file.read_text()) if times_file.exists() else []
-    times_file.write_text(json.dumps(times + [time.time() - start]))
+    piece = json.loads((output_dir / PIECE_FILE).read_text())
+    times_file.write_text(json.dumps(times + [piece_seconds(piece, time.time())]))
     (output_dir / PIECE_FILE).unlink()
 
 

@@ -8,10 +8,19 @@ newest complete checkpoint, with the files the run keeps beside its checkpoints 
 commits, the wall times), to the same path under `experiments/study/parked/`. When `study.py run` (or `one`,
 `search-one`) starts a run whose training folder holds no checkpoint, it resumes from the parked one; when the run
 lands, its parked copy is deleted. Checkpoints are a few megabytes at the study's widths; only the newest is kept.
+
+    python examples/study.py pause       # stop every training under way (SIGSTOP), e.g. to time something alone
+    python examples/study.py resume      # let them go on (SIGCONT); the pause is not counted as training time
+
+A run's wall time is the sum of its training pieces (`WALL_TIMES_FILE`). The piece under way is described by its
+`PIECE_FILE` (start time, process, pauses): `pause_runs` and `resume_runs` record each pause there, and a piece's
+time (`piece_seconds`) leaves its pauses out, whether it ends on its own, is parked, or was interrupted.
 """
 
 import json
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -49,19 +58,127 @@ def complete_checkpoints(output_dir: Path | str) -> list[Path]:
     return found
 
 
+def piece_seconds(piece: dict, end: float) -> float:
+    """The training time of a piece (`PIECE_FILE`'s contents) from its start to `end`, less the part of each pause
+    that falls in between (a pause not yet resumed lasts to `end`)."""
+    paused = sum(max(0.0, min(end if stop is None else stop, end) - max(start, piece["started"]))
+                 for start, stop in piece.get("pauses", []))
+    return end - piece["started"] - paused
+
+
 def wall_times(output_dir: Path | str) -> list[float]:
     """The wall times of a run's training pieces: those recorded, and a piece that did not record its own (under way,
     or interrupted: its `PIECE_FILE` is still there) up to its newest complete checkpoint, whose steps are all of its
-    work that a resumption keeps."""
+    work that a resumption keeps; pauses left out."""
     output_dir = Path(output_dir)
     times = json.loads((output_dir / WALL_TIMES_FILE).read_text()) if (output_dir / WALL_TIMES_FILE).exists() else []
     saved = complete_checkpoints(output_dir)
     if (output_dir / PIECE_FILE).exists() and saved:
-        started = json.loads((output_dir / PIECE_FILE).read_text())["started"]
+        piece = json.loads((output_dir / PIECE_FILE).read_text())
         saved_at = (saved[-1] / "trainer_state.json").stat().st_mtime
-        if saved_at > started:
-            times.append(saved_at - started)
+        if saved_at > piece["started"]:
+            times.append(piece_seconds(piece, saved_at))
     return times
+
+
+def pause_runs(work_dir: Path | str) -> list[Path]:
+    """Stops (SIGSTOP) the process of every piece of training under way below `work_dir`, with the processes it
+    started, and records the pause in its `PIECE_FILE`; returns the training folders paused. A piece already paused,
+    or whose process has ended, is left as it is."""
+    paused = []
+    for piece_file in sorted(Path(work_dir).glob(f"**/{PIECE_FILE}")):
+        piece = _read_piece(piece_file)
+        if (piece is None or "pid" not in piece or _open_pause(piece) or not _started_by(piece["pid"], piece["started"])
+                or not _signal(piece["pid"], signal.SIGSTOP)):
+            continue
+        if not piece_file.exists():  # the piece ended between reading and stopping: nothing to pause
+            _signal(piece["pid"], signal.SIGCONT)
+            continue
+        piece["pauses"] = piece.get("pauses", []) + [[time.time(), None]]
+        _write_piece(piece_file, piece)
+        paused.append(piece_file.parent)
+    return paused
+
+
+def resume_runs(work_dir: Path | str) -> list[Path]:
+    """Ends every pause recorded below `work_dir` (`pause_runs`): the pause gets its end time, the processes go on
+    (SIGCONT); returns the training folders resumed."""
+    resumed = []
+    for piece_file in sorted(Path(work_dir).glob(f"**/{PIECE_FILE}")):
+        piece = _read_piece(piece_file)
+        if piece is None or not _open_pause(piece):
+            continue
+        piece["pauses"][-1][1] = time.time()
+        _write_piece(piece_file, piece)
+        _signal(piece["pid"], signal.SIGCONT)
+        resumed.append(piece_file.parent)
+    return resumed
+
+
+def _read_piece(piece_file: Path) -> dict | None:
+    try:
+        return json.loads(piece_file.read_text())
+    except (OSError, ValueError):  # the piece ended meanwhile
+        return None
+
+
+def _write_piece(piece_file: Path, piece: dict) -> None:
+    temporary = piece_file.with_name(f".{piece_file.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(piece))
+    os.replace(temporary, piece_file)
+
+
+def _open_pause(piece: dict) -> bool:
+    return bool(piece.get("pauses")) and piece["pauses"][-1][1] is None
+
+
+def _signal(pid: int, signum: int) -> bool:
+    """Sends `signum` to `pid` and the processes below it (its compile and data workers; children first when stopping,
+    last when continuing, so that none runs while its parent is stopped); False when `pid` is not running."""
+    family = _descendants(pid)
+    order = [*family, pid] if signum == signal.SIGSTOP else [pid, *family]
+    sent = False
+    for target in order:
+        try:
+            os.kill(target, signum)
+            sent = sent or target == pid
+        except ProcessLookupError:
+            continue
+    return sent
+
+
+def _started_by(pid: int, when: float) -> bool:
+    """Whether process `pid` runs and had started by time `when`: the process that wrote a piece's file, not a later one
+    given the number of an interrupted piece's process (read from /proc on Linux; elsewhere, whether it runs)."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        booted = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return False  # Linux, and no such process
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return booted + ticks / os.sysconf("SC_CLK_TCK") <= when + 1.0  # btime is whole seconds
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid`, read from /proc (Linux); none elsewhere."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def park_run(output_dir: Path | str, target: Path | str) -> Path | None:

@@ -14,6 +14,7 @@
     python examples/study.py ship --task depo                    # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
     python examples/study.py operating-curve --task depo         # v3: every anira-o run at halting thresholds 0.1-0.9
     python examples/study.py park                                # unfinished runs' newest checkpoints into the repository
+    python examples/study.py pause                               # stop the trainings under way (SIGSTOP); `resume`
 
 `run` trains one process per core on CPU (several per GPU), checkpoints as it goes (run it again after an
 interruption), evaluates each finished run on the test prompts, and writes its weights and report under
@@ -24,7 +25,9 @@ anira-o and fixed-6) into hub_configs/anira-{e,o,fixed}-<task> and writes their 
 and writes every candidate's numbers and the rule's choice to experiments/study/<search>/search/search.json; `run` on
 a searched grid whose search has not chosen queues the search's runs first and starts the grid's once it has chosen.
 `park` copies each unfinished run's newest checkpoint to experiments/study/parked/, from which `run` resumes a run whose
-training folder is gone (a fresh machine), and which a run's landing clears (`anira_study.study_parking`).
+training folder is gone (a fresh machine), and which a run's landing clears (`anira_study.study_parking`). `pause`
+stops every training under way, to time something or run the tests alone, and `resume` lets them go on; a run's wall
+time leaves the pause out.
 `operating-curve` scores every finished anira-o run at halting thresholds 0.1-0.9 against its weights at every uniform
 depth, picks a threshold on the validation split by the protocol's rule and reports the gain there on test
 (`anira_study.operating_curve`, written to each run folder's operating_curve.json and the grid's operating_curve.md).
@@ -39,7 +42,7 @@ import modeling_anira  # noqa: F401  (registers the Auto classes)
 from anira_study.cli import run_script
 from anira_study.ship import ship
 from anira_study.study import GRIDS, MODELS, SEARCHES, SEEDS, STUDY_DIR, run_grids, train_and_evaluate
-from anira_study.study_parking import park
+from anira_study.study_parking import park, pause_runs, resume_runs
 from anira_study.study_report import study_figures, study_report
 from anira_study.study_search import format_search, run_search, search_one
 from anira_study.study_status import format_status, grid_status
@@ -84,6 +87,10 @@ def main(argv: list[str] | None = None):
                                                    "without its training folder")
     park_parser.add_argument("--work_dir", default="outputs/study", help="training folders (checkpoints), outside the repository")
     park_parser.add_argument("--study_dir", help="the study folder (default experiments/study)")
+    for name, help in (("pause", "stop every training under way (SIGSTOP), recording the pause so that it is not counted as "
+                                 "training time"), ("resume", "let the paused trainings go on (SIGCONT)")):
+        pause_parser = commands.add_parser(name, help=help)
+        pause_parser.add_argument("--work_dir", default="outputs/study", help="training folders (checkpoints)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from pathlib import Path
 
@@ -94,6 +101,10 @@ def main(argv: list[str] | None = None):
         parked = park(args.work_dir, study_dir)
         print("\n".join(f"parked {checkpoint}" for checkpoint in parked) or f"nothing to park under {args.work_dir}")
         return parked
+    if args.command in ("pause", "resume"):
+        folders = (pause_runs if args.command == "pause" else resume_runs)(args.work_dir)
+        print("\n".join(f"{args.command}d {folder}" for folder in folders) or f"nothing to {args.command} under {args.work_dir}")
+        return folders
     if getattr(args, "processes", None) is not None and args.processes < 1:
         raise ValueError(f"--processes must be >= 1, got {args.processes}")
     if args.command == "search":

@@ -4,14 +4,19 @@ resumed from on a machine without the run's training folder, cleared when the ru
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
+
+import pytest
 
 import torch
 from safetensors.torch import load_file
 
 from anira_study import study
 from anira_study.study_parking import (LANDED_FILE, PIECE_FILE, WALL_TIMES_FILE, park, park_run, parked_folder,
-                                       unpark, wall_times)
+                                       pause_runs, piece_seconds, resume_runs, unpark, wall_times)
 from anira_study.study_status import format_status, grid_status
 
 
@@ -126,3 +131,85 @@ def test_an_interrupted_piece_counts_up_to_its_last_save_when_the_run_resumes_in
     times = json.loads((interrupted / WALL_TIMES_FILE).read_text())
     assert times[:2] == [7.0, 40.0] and len(times) == 3 and not (interrupted / PIECE_FILE).exists()
     assert resumed["train_seconds"] == sum(times)
+
+
+def test_a_piece_s_time_leaves_out_the_part_of_each_pause_within_it(tmp_path):
+    piece = {"started": 100.0, "pauses": [[90.0, 110.0], [150.0, 160.0], [190.0, None]]}
+    assert piece_seconds(piece, 200.0) == 100.0 - 10.0 - 10.0 - 10.0  # the first pause from the start, the last to the end
+    assert piece_seconds(piece, 155.0) == 55.0 - 10.0 - 5.0  # a pause after `end` does not count
+    assert piece_seconds({"started": 100.0}, 130.0) == 30.0
+    run = tmp_path / "run"
+    checkpoint(run, 1000, saved_ago=100.0)  # saved 100 s ago; paused for 60 s of the 500 s before it
+    started = time.time() - 600.0
+    (run / PIECE_FILE).write_text(json.dumps({"started": started, "pid": 1, "pauses": [[started + 10, started + 70]]}))
+    assert wall_times(run) == pytest.approx([440.0], abs=0.1)
+
+
+def process_state(pid, awaited=None):
+    """The process's state letter (T: stopped); with `awaited`, after waiting up to 5 s for it (signals land
+    asynchronously)."""
+    deadline = time.time() + 5
+    while True:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if awaited is None or (state == "T") == (awaited == "T") or time.time() > deadline:
+            return state
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_pause_stops_a_training_process_and_its_piece_s_time_leaves_the_pause_out(tmp_path):
+    """`study.py pause` stops the process that wrote a piece (and its children), `resume` lets it go on, and the time
+    the piece records when it ends (as `study._train_resumable` does) is its wall time less the pause."""
+    run = tmp_path / "work" / "depo" / "fixed-1-seed0"
+    run.mkdir(parents=True)
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import json, os, subprocess, sys, time
+from pathlib import Path
+from anira_study.study_parking import PIECE_FILE, piece_seconds
+run = Path({str(run)!r})
+started = time.time()
+(run / PIECE_FILE).write_text(json.dumps({{"started": started, "pid": os.getpid()}}))
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a process it started
+(run / "worker").write_text(str(worker.pid))
+while not (run / "done").exists():
+    time.sleep(0.01)
+worker.kill()
+piece = json.loads((run / PIECE_FILE).read_text())
+(run / "result").write_text(json.dumps([piece_seconds(piece, time.time()), time.time() - started]))
+"""])
+    try:
+        deadline = time.time() + 30
+        while not (run / "worker").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        worker = int((run / "worker").read_text())
+        assert pause_runs(tmp_path / "work") == [run]
+        assert process_state(child.pid, "T") == "T" and process_state(worker, "T") == "T"
+        assert pause_runs(tmp_path / "work") == []  # already paused
+        time.sleep(1.0)
+        assert resume_runs(tmp_path / "work") == [run]
+        assert process_state(child.pid, "R") != "T" and process_state(worker, "S") != "T"
+        assert resume_runs(tmp_path / "work") == []
+        (start, stop), = json.loads((run / PIECE_FILE).read_text())["pauses"]
+        assert stop - start >= 1.0
+        (run / "done").write_text("")
+        assert child.wait(timeout=30) == 0
+        seconds, wall = json.loads((run / "result").read_text())
+        assert seconds == pytest.approx(wall - (stop - start), abs=0.05)
+    finally:
+        child.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process starts from /proc (Linux)")
+def test_pause_leaves_alone_a_process_that_started_after_the_piece_whose_number_it_holds(tmp_path):
+    """An interrupted piece's file names a process that has ended; its number may belong to another process since."""
+    run = tmp_path / "work" / "depo" / "fixed-1-seed0"
+    run.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / PIECE_FILE).write_text(json.dumps({"started": time.time() - 3600, "pid": other.pid}))
+        assert pause_runs(tmp_path / "work") == []
+        time.sleep(0.2)
+        assert process_state(other.pid) != "T"
+        assert "pauses" not in json.loads((run / PIECE_FILE).read_text())
+    finally:
+        other.kill()
