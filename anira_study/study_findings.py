@@ -213,8 +213,15 @@ def finding_3(online: dict, early: dict, scope: str = "all_tokens") -> bool | No
     return online[f"{key}_interval"][0] > early[f"{key}_interval"][1]
 
 
-# Finding 3 on MANO (PROTOCOL.md, version 2): one grid with the length marker `<l=..>`, one with `<q>` in its place.
-MANO_MARKER_GRIDS = {"marker": "mano", "no_marker": "mano-no-marker"}
+# Finding 3 on MANO (PROTOCOL.md, version 2): one grid with the length marker `<l=..>`, one with `<q>` in its place;
+# per protocol version that declared such a pair.
+MANO_MARKER_GRIDS = {"v2": {"marker": "mano", "no_marker": "mano-no-marker"},
+                     "v9": {"marker": "mano-v9", "no_marker": "mano-v9-no-marker"}}
+
+
+def mano_marker_pair(task: str) -> dict | None:
+    """The pair of MANO grids (`MANO_MARKER_GRIDS`) that grid `task` belongs to, or None."""
+    return next((pair for pair in MANO_MARKER_GRIDS.values() if task in pair.values()), None)
 MANO_MARKER_RULE = ("per seed, rho(depth, l) on seen sizes of ANIRA-E and ANIRA-O in both grids; drop = rho with the marker "
                     "minus rho with `<q>`; holds when (a) ANIRA-E's rho falls beyond its intervals (its interval with the "
                     "marker wholly above its interval with `<q>`) and (b) the drops' difference (ANIRA-E's drop minus "
@@ -261,15 +268,15 @@ def finding_3_marker(early_marker: dict, early_plain: dict, online_marker: dict,
             "difference_interval": interval, "early_apart": early_apart, "holds": holds, "why": why}
 
 
-def mano_marker_finding(study_dir: Path = STUDY_DIR, quick: bool = False, seeds=SEEDS) -> dict:
-    """Finding 3 on MANO over seeds, across the two MANO grids (`MANO_MARKER_GRIDS`): per seed whose four runs
-    (anira-e and anira-o in `mano` and in `mano-no-marker`) have finished, their seen-size rho with its interval and
+def mano_marker_finding(grids: dict, study_dir: Path = STUDY_DIR, quick: bool = False, seeds=SEEDS) -> dict:
+    """Finding 3 on MANO over seeds, across a pair of MANO grids (`grids`, one of `MANO_MARKER_GRIDS`): per seed whose
+    four runs (anira-e and anira-o in the grid with the marker and in the one without) have finished, their seen-size rho with its interval and
     `finding_3_marker`'s verdict; the other seeds (every seed of `seeds`, and any other seed with one of the four
     runs) are pending, each with the runs it lacks and why. {"rule", "seeds" {seed: {...}}, "holds_seeds",
     "decided_seeds", "pending" [{"seed", "missing"}]}; nothing is run or written."""
     models = ("anira-e", "anira-o")
     finished, missing = {}, {}
-    for variant, grid in MANO_MARKER_GRIDS.items():
+    for variant, grid in grids.items():
         folders, lacking = grid_state(grid, study_dir, quick=quick, seeds=seeds)
         for (model, seed), folder in folders.items():
             if model in models:
@@ -278,23 +285,23 @@ def mano_marker_finding(study_dir: Path = STUDY_DIR, quick: bool = False, seeds=
     every_seed = sorted({seed for _, _, seed in finished} | set(seeds))
     decided, pending = {}, []
     for seed in every_seed:
-        keys = [(variant, model, seed) for model in models for variant in MANO_MARKER_GRIDS]
+        keys = [(variant, model, seed) for model in models for variant in grids]
         if not all(key in finished for key in keys):
             pending.append({"seed": seed, "missing": [
-                f"{MANO_MARKER_GRIDS[v]}/{run_name(m, s)} ({missing.get((v, m, s), f'no line in {RUNS_FILE}')})"
+                f"{grids[v]}/{run_name(m, s)} ({missing.get((v, m, s), f'no line in {RUNS_FILE}')})"
                 for v, m, s in keys if (v, m, s) not in finished]})
             continue
         numbers = {key: run_numbers(json.loads((finished[key] / "report.json").read_text())) for key in keys}
         sizes = {key: sorted(n["seen_accuracy"]) for key, n in numbers.items()}
         if len({tuple(v) for v in sizes.values()}) > 1:
             raise ValueError(f"MANO seed {seed}: the four runs' seen sizes differ ("
-                             + ", ".join(f"{MANO_MARKER_GRIDS[v]}/{run_name(m, s)}: {sizes[(v, m, s)]}" for v, m, s in keys)
+                             + ", ".join(f"{grids[v]}/{run_name(m, s)}: {sizes[(v, m, s)]}" for v, m, s in keys)
                              + "); finding 3 compares rho on the same seen sizes")
         rho = {f"{model.replace('anira-', '')}_{variant}": {"rho": numbers[(variant, model, seed)]["rho_seen"],
                                                              "interval": numbers[(variant, model, seed)]["rho_seen_interval"]}
-               for model in models for variant in MANO_MARKER_GRIDS}
+               for model in models for variant in grids}
         decided[str(seed)] = {"rho_seen": rho, **finding_3_marker(
             numbers[("marker", "anira-e", seed)], numbers[("no_marker", "anira-e", seed)],
             numbers[("marker", "anira-o", seed)], numbers[("no_marker", "anira-o", seed)])}
-    return {"grids": MANO_MARKER_GRIDS, "rule": MANO_MARKER_RULE, "seeds": decided,
+    return {"grids": grids, "rule": MANO_MARKER_RULE, "seeds": decided,
             "holds_seeds": sum(d["holds"] for d in decided.values()), "decided_seeds": len(decided), "pending": pending}

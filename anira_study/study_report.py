@@ -13,8 +13,8 @@ from pathlib import Path
 from .study import (GRIDS, MODELS, PROTOCOL_FILE, RUNS_FILE, SEEDS, SEEN, SHIPPED_SEED, STUDY_DIR, UNSEEN, grid_models,
                     grid_state, protocol_version, read_runs, run_name)
 from .study_findings import (FINDING_1_ACCURACY, FINDING_1_RHO, FINDING_4_FALL, FINDING_4_HOLDS, FINDING_5_TOLERANCE,
-                             GAIN_GOAL, MANO_MARKER_GRIDS, depth_needed, depth_pays, finding_1, finding_2, finding_3,
-                             finding_4_phases, finding_5, iteration_loss_phases, mano_marker_finding, penalty_onset,
+                             GAIN_GOAL, depth_needed, depth_pays, finding_1, finding_2, finding_3, finding_4_phases,
+                             finding_5, iteration_loss_phases, mano_marker_finding, mano_marker_pair, penalty_onset,
                              run_folder_numbers, sizes_never_trained)
 
 
@@ -87,8 +87,8 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
     twins = iteration_loss_phases(per_model)
     if twins is not None:
         findings["iteration_loss_phases"] = twins
-    if task in MANO_MARKER_GRIDS.values() and version == protocol_version(task):  # finding 3 reads both MANO grids
-        findings["finding_3_marker"] = mano_marker_finding(study_dir, quick)
+    if mano_marker_pair(task) is not None and version == protocol_version(task):  # finding 3 reads both MANO grids
+        findings["finding_3_marker"] = mano_marker_finding(mano_marker_pair(task), study_dir, quick)
     from .operating_curve import grid_counts
 
     result = {"task": task, "protocol_version": version, "runs": len(entries), "models": models, "findings": findings,

@@ -6,11 +6,11 @@
     python examples/study.py status --task depo brevo            # each run's step and the core-hours left, no results
     python examples/study.py report --task depo                  # tables and figures over seeds from runs.json
     python examples/study.py figures --task depo                 # the figures alone (a grid in progress: what exists)
-    python examples/study.py figures --task depo brevo mano clrs-topological_sort clrs-dfs   # every task's, one command
+    python examples/study.py figures --task depo brevo mano-v9 clrs-topological_sort clrs-dfs   # every task's, one command
     python examples/study.py run --task depo --quick             # the whole pipeline in minutes, in outputs/study-quick/
-    python examples/study.py search --task mano                  # a searched grid's recipe (mano, clrs-<algorithm>)
-    python examples/study.py run --task mano                     # then its grid (also mano-no-marker), as for depo
-    python examples/study.py run --task depo-v8 mano             # one queue; a search not yet run goes first, its grid after
+    python examples/study.py search --task mano-v9               # a searched grid's recipe (mano-v9, clrs-<algorithm>)
+    python examples/study.py run --task mano-v9                  # then its grid (also mano-v9-no-marker), as for depo
+    python examples/study.py run --task depo-v8 mano-v9          # one queue; a search not yet run goes first, its grid after
     python examples/study.py ship --task depo                    # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
     python examples/study.py operating-curve --task depo         # v3: every anira-o run at halting thresholds 0.1-0.9
     python examples/study.py park                                # unfinished runs' newest checkpoints into the repository

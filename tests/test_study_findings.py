@@ -81,34 +81,40 @@ def test_mano_finding_3_needs_anira_e_to_fall_beyond_its_intervals_and_the_drops
 
 
 def test_mano_report_counts_finding_3_per_seed_across_both_grids_and_names_the_runs_a_seed_lacks(tmp_path):
-    """Seed 0 holds, seed 1 does not (the drops' interval reaches 0), seed 2 lacks mano-no-marker's anira-o (and, at
-    first, mano's anira-e report): the report of either grid shows the same section, in results.md and summary.json."""
+    """Seed 0 holds, seed 1 does not (the drops' interval reaches 0), seed 2 lacks mano-v9-no-marker's anira-o (and,
+    at first, mano-v9's anira-e report): the report of either grid shows the same section, in results.md and
+    summary.json."""
     from conftest import write_study_run
 
-    rhos = {0: {"mano": (0.8, 0.7), "mano-no-marker": (0.3, 0.7)}, 1: {"mano": (0.8, 0.7), "mano-no-marker": (0.4, 0.65)},
-            2: {"mano": (0.8, 0.7), "mano-no-marker": (0.3, 0.7)}}
+    rhos = {0: {"mano-v9": (0.8, 0.7), "mano-v9-no-marker": (0.3, 0.7)},
+            1: {"mano-v9": (0.8, 0.7), "mano-v9-no-marker": (0.4, 0.65)},
+            2: {"mano-v9": (0.8, 0.7), "mano-v9-no-marker": (0.3, 0.7)}}
     for seed, grids in rhos.items():
         for grid, (early, online) in grids.items():
             for model, rho in (("anira-e", early), ("anira-o", online)):
-                if (seed, grid, model) != (2, "mano-no-marker", "anira-o"):
+                if (seed, grid, model) != (2, "mano-v9-no-marker", "anira-o"):
                     write_study_run(tmp_path, grid, model, seed, {1: 1.0, 2: 0.9}, {1: 2.0, 2: 3.0}, rho=rho,
-                                    report=(seed, grid, model) != (2, "mano", "anira-e"))
-    finding = study_findings.mano_marker_finding(tmp_path)
+                                    report=(seed, grid, model) != (2, "mano-v9", "anira-e"))
+    assert study_findings.mano_marker_pair("mano-v9-no-marker") == {"marker": "mano-v9", "no_marker": "mano-v9-no-marker"}
+    assert study_findings.mano_marker_pair("mano") == {"marker": "mano", "no_marker": "mano-no-marker"}  # v2's, reported
+    finding = study_findings.mano_marker_finding(study_findings.MANO_MARKER_GRIDS["v9"], tmp_path)
     assert {seed: d["holds"] for seed, d in finding["seeds"].items()} == {"0": True, "1": False}
     assert (finding["holds_seeds"], finding["decided_seeds"]) == (1, 2)
     assert finding["seeds"]["0"]["rho_seen"]["e_no_marker"] == {"rho": 0.3, "interval": [pytest.approx(0.2), 0.4]}
     [pending] = finding["pending"]
     assert pending["seed"] == 2 and pending["missing"] == [
-        "mano/anira-e-seed2 (runs/anira-e-seed2/report.json is missing)", "mano-no-marker/anira-o-seed2 (no line in runs.json)"]
-    write_study_run(tmp_path, "mano", "anira-e", 2, {1: 1.0, 2: 0.9}, {1: 2.0, 2: 3.0}, rho=0.8)  # study_summary reads every line's report
-    for grid in ("mano", "mano-no-marker"):
+        "mano-v9/anira-e-seed2 (runs/anira-e-seed2/report.json is missing)",
+        "mano-v9-no-marker/anira-o-seed2 (no line in runs.json)"]
+    # study_summary reads every line's report
+    write_study_run(tmp_path, "mano-v9", "anira-e", 2, {1: 1.0, 2: 0.9}, {1: 2.0, 2: 3.0}, rho=0.8)
+    for grid in ("mano-v9", "mano-v9-no-marker"):
         report = study_report.study_report(grid, tmp_path)
         written = json.loads((tmp_path / grid / "summary.json").read_text())["findings"]["finding_3_marker"]
         assert written["holds_seeds"] == 1 and written["pending"][0]["seed"] == 2
         markdown = (tmp_path / grid / "results.md").read_text()
         assert report["markdown"] in markdown and "Finding 3 on MANO holds in 1 of 2 seeds" in markdown
         assert "| 0 | 0.80 [0.70, 0.90] | 0.30 [0.20, 0.40] | 0.50 [0.30, 0.70] |" in markdown
-        assert "mano-no-marker/anira-o-seed2 (no line in runs.json)" in markdown
+        assert "mano-v9-no-marker/anira-o-seed2 (no line in runs.json)" in markdown
     write_study_run(tmp_path, "depo", "anira-e", 0, {1: 1.0, 2: 0.9}, {1: 2.0, 2: 3.0})
     assert "finding_3_marker" not in study_report.study_summary("depo", tmp_path)["findings"]  # MANO's grids only
 

@@ -46,7 +46,7 @@ def test_the_rule_picks_the_first_candidate_over_the_bar_else_the_highest_minimu
 
 def test_searches_are_declared_apart_from_the_study_and_keep_mano_23_and_both_markers_reachable():
     assert study.SEARCH_SEED not in study.SEEDS and study.SEARCH_MODEL in study.MODELS
-    assert {"mano", "clrs-topological_sort", "clrs-dfs"} <= set(study.SEARCHES)
+    assert {"mano", "mano-v9", "clrs-topological_sort", "clrs-dfs"} <= set(study.SEARCHES)
     moduli = {c["task_params"]["modulus"] for c in study.SEARCHES["mano"]["candidates"].values()}
     assert 23 in moduli
     markers = {study.GRIDS[g]["variant"]: json.loads(study_search.candidate_recipe("mano", "mod23", study.GRIDS[g]["variant"])[0][3])
@@ -54,6 +54,24 @@ def test_searches_are_declared_apart_from_the_study_and_keep_mano_23_and_both_ma
     assert markers["marker"]["use_length_marker"] is True and markers["no-marker"]["use_length_marker"] is False
     with pytest.raises(ValueError, match="candidates are"):
         study_search.candidate_recipe("mano", "mod99", "marker")
+
+
+def test_mano_v9_searches_v2s_data_for_60000_steps_in_both_variants_and_withdraws_v2s_grids(tmp_path):
+    """Protocol v9: v2's MANO data (100,000 rows, l = 1-4 seen, 5 and 6 unseen, weight decay 0.1) at moduli 11 and 7,
+    60,000 steps, both markers; the grids train the seven models of v6 on; v2's grids and search are withdrawn."""
+    assert list(study.SEARCHES["mano-v9"]["candidates"]) == ["mod11-60k", "mod7-60k", "mod7-curriculum-60k"]
+    for grid, marker in (("mano-v9", True), ("mano-v9-no-marker", False)):
+        variant = study.GRIDS[grid]["variant"]
+        for candidate, modulus in (("mod11-60k", 11), ("mod7-60k", 7), ("mod7-curriculum-60k", 7)):
+            argv = study_search.search_args("mano-v9", candidate, variant, tmp_path / "m", tmp_path / "o")
+            assert json.loads(argv[argv.index("--task_params") + 1]) == {"modulus": modulus, "use_length_marker": marker}
+            assert argv[argv.index("--max_steps") + 1] == "60000" and argv[argv.index("--weight_decay") + 1] == "0.1"
+            assert argv[argv.index("--learning_rate") + 1] == "3e-3" and argv[argv.index("--num_train") + 1] == "100000"
+            assert ("--curriculum_accuracy" in argv) == (candidate == "mod7-curriculum-60k")
+        assert study.grid_models(grid) == list(study.V6_MODELS) and study.protocol_version(grid) == "v9"
+    for withdrawn in ("mano", "mano-no-marker"):
+        with pytest.raises(ValueError, match=f"{withdrawn} is withdrawn by protocol v9.*run {withdrawn.replace('mano', 'mano-v9')}"):
+            study.check_not_withdrawn(withdrawn)
 
 
 def test_depo_v6_searches_v1s_data_with_every_seen_k_from_the_first_step_and_its_grid_trains_the_choice(tmp_path):
@@ -83,30 +101,30 @@ def test_depo_v6_searches_v1s_data_with_every_seen_k_from_the_first_step_and_its
 
 
 def test_a_searched_grids_run_refuses_to_train_until_its_search_has_chosen_then_trains_the_choice(tmp_path):
-    with pytest.raises(ValueError, match=r"mano grid takes its recipe from a search.*no result.*study.py search --task mano"):
-        study.training_args("mano", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
-    record("mano", tmp_path, "mod23", "marker", {1: 1.0, 2: 1.0})
-    with pytest.raises(ValueError, match="1 of 8 candidate runs done"):
-        study.training_args("mano", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
-    winner = choose("mano", tmp_path, "mod7")
-    saved = json.loads(study_search.search_path("mano", tmp_path).read_text())
-    assert saved["choice"]["candidate"] == winner and saved["pending"] == [] and len(saved["results"]) == 8
+    with pytest.raises(ValueError, match=r"mano-v9 grid takes its recipe from a search.*no result.*study.py search --task mano-v9"):
+        study.training_args("mano-v9", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+    record("mano-v9", tmp_path, "mod11-60k", "marker", {1: 1.0, 2: 1.0})
+    with pytest.raises(ValueError, match="1 of 6 candidate runs done"):
+        study.training_args("mano-v9", "anira-o", 0, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+    winner = choose("mano-v9", tmp_path, "mod7-60k")
+    saved = json.loads(study_search.search_path("mano-v9", tmp_path).read_text())
+    assert saved["choice"]["candidate"] == winner and saved["pending"] == [] and len(saved["results"]) == 6
     assert saved["seed"] == study.SEARCH_SEED and "validation" in saved["score"]
-    for grid, marker in (("mano", True), ("mano-no-marker", False)):
+    for grid, marker in (("mano-v9", True), ("mano-v9-no-marker", False)):
         argv = study.training_args(grid, "anira-e", 1, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
         params = json.loads(argv[argv.index("--task_params") + 1])
         assert params == {"modulus": 7, "use_length_marker": marker}
         assert argv[argv.index("--weight_decay") + 1] == "0.1" and argv[argv.index("--seed") + 1] == "1"
-        assert argv[argv.index("--max_steps") + 1] == str(study.SEARCHES["mano"]["steps"])
+        assert argv[argv.index("--max_steps") + 1] == "60000"
     # a quick search does not stand for a real one, nor a real one for a quick one
-    with pytest.raises(ValueError, match="study.py search --task mano --quick"):
-        study.training_args("mano", "anira-e", 1, tmp_path / "m", tmp_path / "o", quick=True, study_dir=tmp_path)
+    with pytest.raises(ValueError, match="study.py search --task mano-v9 --quick"):
+        study.training_args("mano-v9", "anira-e", 1, tmp_path / "m", tmp_path / "o", quick=True, study_dir=tmp_path)
     # a result recorded for a recipe the code no longer declares is not read: that run is pending again
-    stale = study_search._recipe_record("mano", "mod11", "marker") | {"seed": 5}
-    record("mano", tmp_path, "mod11", "marker", {1: 1.0, 2: 1.0}, recipe=stale)
-    assert study_search.search_state("mano", tmp_path)["pending"] == [("mod11", "marker")]
-    with pytest.raises(ValueError, match="7 of 8 candidate runs done"):
-        study.training_args("mano", "anira-e", 1, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
+    stale = study_search._recipe_record("mano-v9", "mod11-60k", "marker") | {"seed": 5}
+    record("mano-v9", tmp_path, "mod11-60k", "marker", {1: 1.0, 2: 1.0}, recipe=stale)
+    assert study_search.search_state("mano-v9", tmp_path)["pending"] == [("mod11-60k", "marker")]
+    with pytest.raises(ValueError, match="5 of 6 candidate runs done"):
+        study.training_args("mano-v9", "anira-e", 1, tmp_path / "m", tmp_path / "o", study_dir=tmp_path)
 
 
 def fake_processes(monkeypatch, study_dir, fail=(), seconds=0.05):
@@ -162,16 +180,16 @@ def test_run_queues_a_searched_grids_search_first_and_its_runs_after_the_choice(
 def test_a_search_that_fails_leaves_its_grids_runs_unstarted_and_the_command_says_so(tmp_path, monkeypatch, capsys):
     from conftest import load_script
 
-    events = fake_processes(monkeypatch, tmp_path, fail={"mod23-marker"})
-    with pytest.raises(SystemExit, match="not started.*mano/fixed-1-seed0.*mano-no-marker/fixed-1-seed0"):
-        load_script("study").main(["run", "--task", "mano", "mano-no-marker", "--models", "fixed-1", "--seeds", "0",
+    events = fake_processes(monkeypatch, tmp_path, fail={"mod11-60k-marker"})
+    with pytest.raises(SystemExit, match="not started.*mano-v9/fixed-1-seed0.*mano-v9-no-marker/fixed-1-seed0"):
+        load_script("study").main(["run", "--task", "mano-v9", "mano-v9-no-marker", "--models", "fixed-1", "--seeds", "0",
                                    "--study_dir", str(tmp_path), "--work_dir", str(tmp_path / "w"), "--processes", "2"])
     # the search ran once for both grids, every declared run but the failed one recorded; no grid run started
-    assert sorted(e[2] for e in events) == sorted(f"{c}-{v}" for c in study.SEARCHES["mano"]["candidates"]
-                                                  for v in study.SEARCHES["mano"]["variants"])
-    assert study_search.search_state("mano", tmp_path)["pending"] == [("mod23", "marker")]
+    assert sorted(e[2] for e in events) == sorted(f"{c}-{v}" for c in study.SEARCHES["mano-v9"]["candidates"]
+                                                  for v in study.SEARCHES["mano-v9"]["variants"])
+    assert study_search.search_state("mano-v9", tmp_path)["pending"] == [("mod11-60k", "marker")]
     out = capsys.readouterr().out
-    assert "mano search mod23-marker: FAILED" in out and "mano fixed-1-seed0: not started" in out
+    assert "mano-v9 search mod11-60k-marker: FAILED" in out and "mano-v9 fixed-1-seed0: not started" in out
 
 
 def test_the_search_launches_its_pending_runs_several_at_a_time_and_skips_recorded_ones(tmp_path, monkeypatch):
@@ -215,13 +233,13 @@ def test_a_quick_search_run_trains_the_search_model_and_scores_the_validation_sp
         return real(model, rows, tokenizer, batch_size)
 
     monkeypatch.setattr(evaluation, "generated_correct", spy)
-    monkeypatch.setitem(study.SEARCHES, "mano", {**study.SEARCHES["mano"], "variants": {"no-marker": {"use_length_marker": False}},
-                                                  "candidates": {"mod7": study.SEARCHES["mano"]["candidates"]["mod7"]}})
-    entry = study_search.search_one("mano", "mod7", "no-marker", tmp_path / "work", tmp_path / "study", quick=True)
+    monkeypatch.setitem(study.SEARCHES, "mano-v9", {**study.SEARCHES["mano-v9"], "variants": {"no-marker": {"use_length_marker": False}},
+                                                     "candidates": {"mod7-60k": study.SEARCHES["mano-v9"]["candidates"]["mod7-60k"]}})
+    entry = study_search.search_one("mano-v9", "mod7-60k", "no-marker", tmp_path / "work", tmp_path / "study", quick=True)
     from anira_study.evaluation import load_eval_data
     from anira_study.reproduce import QUICK
 
-    folder = tmp_path / "work" / "mano" / "search" / "mod7-no-marker"
+    folder = tmp_path / "work" / "mano-v9" / "search" / "mod7-60k-no-marker"
     data, sizes = load_eval_data(folder)
     assert {r["prompt"] for r in scored} == set(data["validation"]["prompt"])  # the whole validation split, nothing else
     assert not {r["prompt"] for r in scored} & set(data["test_seen"]["prompt"])
@@ -230,24 +248,25 @@ def test_a_quick_search_run_trains_the_search_model_and_scores_the_validation_sp
     assert argv[argv.index("--seed") + 1] == str(study.SEARCH_SEED)
     assert sorted(int(c) for c in entry["validation"]) == sizes == [1, 2, 3, 4]
     assert all(0.0 <= v["exact"] <= 1.0 and v["prompts"] > 0 for v in entry["validation"].values())
-    saved = json.loads(study_search.search_path("mano", tmp_path / "study", quick=True).read_text())
-    assert saved["choice"]["candidate"] == "mod7" and saved["quick"] is True  # the only candidate: chosen whatever it scored
-    assert "mod7" in study_search.format_search("mano", tmp_path / "study", quick=True)
-    argv = study.training_args("mano-no-marker", "anira-o", 0, tmp_path / "m", tmp_path / "o", quick=True, study_dir=tmp_path / "study")
+    saved = json.loads(study_search.search_path("mano-v9", tmp_path / "study", quick=True).read_text())
+    assert saved["choice"]["candidate"] == "mod7-60k" and saved["quick"] is True  # the only candidate: chosen whatever it scored
+    assert "mod7-60k" in study_search.format_search("mano-v9", tmp_path / "study", quick=True)
+    argv = study.training_args("mano-v9-no-marker", "anira-o", 0, tmp_path / "m", tmp_path / "o", quick=True,
+                               study_dir=tmp_path / "study")
     assert json.loads(argv[argv.index("--task_params") + 1]) == {"modulus": 7, "use_length_marker": False}
-    again = study_search.search_one("mano", "mod7", "no-marker", tmp_path / "work", tmp_path / "study", quick=True)
+    again = study_search.search_one("mano-v9", "mod7-60k", "no-marker", tmp_path / "work", tmp_path / "study", quick=True)
     assert again["train_seconds"] == entry["train_seconds"]  # resumable: a finished run is scored, not trained again
 
 
 @pytest.mark.slow
 def test_a_quick_run_of_a_searched_grid_trains_its_choice_and_records_it(tmp_path):
-    """`run --task mano-no-marker --quick` after a (synthetic) quick search: the chosen recipe, evaluated and recorded
+    """`run --task mano-v9-no-marker --quick` after a (synthetic) quick search: the chosen recipe, evaluated and recorded
     as a DEPO run is."""
-    choose("mano", tmp_path / "study", "mod7", quick=True)
-    summary = study.train_and_evaluate("mano-no-marker", "anira-e", 0, tmp_path / "work", tmp_path / "study", quick=True)
+    choose("mano-v9", tmp_path / "study", "mod7-60k", quick=True)
+    summary = study.train_and_evaluate("mano-v9-no-marker", "anira-e", 0, tmp_path / "work", tmp_path / "study", quick=True)
     argv = summary["train_args"]
     assert json.loads(argv[argv.index("--task_params") + 1]) == {"modulus": 7, "use_length_marker": False}
-    runs = json.loads((tmp_path / "study" / "mano-no-marker" / "runs.json").read_text())
+    runs = json.loads((tmp_path / "study" / "mano-v9-no-marker" / "runs.json").read_text())
     assert [(r["model"], r["seed"]) for r in runs] == [("anira-e", 0)] and summary["train_sizes"] == [1, 2, 3, 4]
     assert set(summary["report"]["test_extrapolation"]["per_complexity"]) == {5, 6}
 
@@ -393,7 +412,12 @@ def test_a_grid_whose_search_chose_below_the_bar_waits_for_a_protocol_decision(t
     study.run_grids(["depo-v8"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)  # chosen already: not queued
     assert any("depo-v8: not started: its search chose single-curriculum below the bar" in line for line in out)
     assert ("one", "depo-v8") not in launched
-    monkeypatch.setitem(study.RUN_BELOW_BAR, "depo-v8", "v8")
+    monkeypatch.setitem(study.RUN_BELOW_BAR, "depo-v8", ("v8", 0.4))  # accepted above a floor it does not reach
+    assert "below v8's floor for running there (minimum 0.30 < 0.4)" in study.waits_for_decision("depo-v8", tmp_path)
+    study.run_grids(["depo-v8"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)
+    assert ("one", "depo-v8") not in launched
+    monkeypatch.setitem(study.RUN_BELOW_BAR, "depo-v8", ("v8", 0.3))
+    assert study.waits_for_decision("depo-v8", tmp_path) is None
     study.run_grids(["depo-v8"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)
     assert ("one", "depo-v8") in launched
 
