@@ -84,7 +84,10 @@ def wall_times(output_dir: Path | str) -> list[float]:
 def pause_runs(work_dir: Path | str) -> list[Path]:
     """Stops (SIGSTOP) the process of every piece of training under way below `work_dir`, with the processes it
     started, and records the pause in its `PIECE_FILE`; returns the training folders paused. A piece already paused,
-    or whose process has ended, is left as it is."""
+    or whose process has ended, is left as it is. The runs of a runner working below `work_dir` that are not training
+    (evaluating a finished run) are stopped too; they have no training time to correct."""
+    for pid in _runners_runs(work_dir):
+        _signal(pid, signal.SIGSTOP)
     paused = []
     for piece_file in sorted(Path(work_dir).glob(f"**/{PIECE_FILE}")):
         piece = _read_piece(piece_file)
@@ -112,7 +115,19 @@ def resume_runs(work_dir: Path | str) -> list[Path]:
         _write_piece(piece_file, piece)
         _signal(piece["pid"], signal.SIGCONT)
         resumed.append(piece_file.parent)
+    for pid in _runners_runs(work_dir):
+        _signal(pid, signal.SIGCONT)
     return resumed
+
+
+def _runners_runs(work_dir: Path | str) -> list[int]:
+    """The run processes (`study.py one`, `search-one`) of every runner holding a runner lock below `work_dir`."""
+    from .study_runner import RUNNER_LOCK, runner_holder
+
+    runners = {runner_holder(lock) for lock in Path(work_dir).glob(f"**/{RUNNER_LOCK}")}
+    parents = _parents()
+    return [child for runner in runners if runner and runner.isdigit()
+            for child, parent in parents.items() if parent == int(runner)]
 
 
 def _read_piece(piece_file: Path) -> dict | None:
@@ -164,8 +179,8 @@ def _started_by(pid: int, when: float) -> bool:
     return booted + ticks / os.sysconf("SC_CLK_TCK") <= when + 1.0  # btime is whole seconds
 
 
-def _descendants(pid: int) -> list[int]:
-    """The processes below `pid`, read from /proc (Linux); none elsewhere."""
+def _parents() -> dict[int, int]:
+    """{process: its parent} of every process, read from /proc (Linux); empty elsewhere."""
     parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -173,6 +188,12 @@ def _descendants(pid: int) -> list[int]:
         except OSError:
             continue
         parents[int(stat.parent.name)] = int(fields[1])
+    return parents
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid` (Linux); none elsewhere."""
+    parents = _parents()
     found, frontier = [], [pid]
     while frontier:
         children = [child for child, parent in parents.items() if parent in frontier]

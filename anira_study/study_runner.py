@@ -150,3 +150,21 @@ def runner_lock(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def runner_holder(lock: Path) -> str | None:
+    """The process id written in a grid's runner lock while a runner holds it, else None (no fcntl: None)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    if not lock.exists():
+        return None
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return handle.read().strip() or "unknown"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None

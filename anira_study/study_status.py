@@ -17,7 +17,7 @@ from pathlib import Path
 from .reproduce import _get
 from .study import (GRIDS, SEARCHES, SEEDS, STUDY_DIR, WITHDRAWN, _overridden, grid_models, grid_recipe,
                     protocol_version, read_runs, run_name, waits_for_decision)
-from .study_runner import RUNNER_LOCK, default_processes
+from .study_runner import RUNNER_LOCK, default_processes, runner_holder
 from .study_parking import PARKED, checkpoint_folders, parked_folder
 
 ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)
@@ -45,24 +45,6 @@ def seconds_per_step(saved: list[tuple[int, float]], slack: float = 3.0) -> floa
         if not waited:
             stretch.append((seconds, steps))
     return sum(t for t, _ in stretch) / sum(n for _, n in stretch)
-
-
-def runner_holder(lock: Path) -> str | None:
-    """The process id written in a grid's runner lock while a runner holds it, else None (no fcntl: None)."""
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    if not lock.exists():
-        return None
-    with open(lock, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            return handle.read().strip() or "unknown"
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
 
 
 def _budget(schedule: list[str], overrides: dict[str, str], quick: bool) -> int | None:

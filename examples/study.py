@@ -26,8 +26,8 @@ and writes every candidate's numbers and the rule's choice to experiments/study/
 a searched grid whose search has not chosen queues the search's runs first and starts the grid's once it has chosen.
 `park` copies each unfinished run's newest checkpoint to experiments/study/parked/, from which `run` resumes a run whose
 training folder is gone (a fresh machine), and which a run's landing clears (`anira_study.study_parking`). `pause`
-stops every training under way, to time something or run the tests alone, and `resume` lets them go on; a run's wall
-time leaves the pause out.
+stops every training under way and every run a runner is evaluating, to time something or run the tests alone, and
+`resume` lets them go on; a run's wall time leaves the pause out.
 `operating-curve` scores every finished anira-o run at halting thresholds 0.1-0.9 against its weights at every uniform
 depth, picks a threshold on the validation split by the protocol's rule and reports the gain there on test
 (`anira_study.operating_curve`, written to each run folder's operating_curve.json and the grid's operating_curve.md).

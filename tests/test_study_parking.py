@@ -1,9 +1,11 @@
 """Parked checkpoints (anira_study.study_parking): an unfinished run's newest checkpoint kept in the repository,
 resumed from on a machine without the run's training folder, cleared when the run lands."""
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -213,3 +215,33 @@ def test_pause_leaves_alone_a_process_that_started_after_the_piece_whose_number_
         assert "pauses" not in json.loads((run / PIECE_FILE).read_text())
     finally:
         other.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_pause_also_stops_a_runners_run_that_is_evaluating_and_resume_lets_it_go_on(tmp_path):
+    """A run whose training has ended (no piece under way) and which evaluates still takes a core: `pause` stops every
+    run process of a runner that holds a runner lock below the work folder."""
+    work = tmp_path / "work"
+    runner = subprocess.Popen([sys.executable, "-c", f"""
+import subprocess, sys, time
+from pathlib import Path
+from anira_study.study_runner import runner_lock
+with runner_lock(Path({str(work / "depo" / "runner.lock")!r})):
+    run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a run evaluating
+    Path({str(tmp_path / "run")!r}).write_text(str(run.pid))
+    time.sleep(60)
+"""])
+    try:
+        deadline = time.time() + 30
+        while not (tmp_path / "run").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        run = int((tmp_path / "run").read_text())
+        assert pause_runs(work) == []  # no piece of training to record a pause in
+        assert process_state(run, "T") == "T" and process_state(runner.pid) != "T"  # the runner itself waits on
+        resume_runs(work)
+        assert process_state(run, "S") != "T"
+    finally:
+        runner.kill()
+        if (tmp_path / "run").exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int((tmp_path / "run").read_text()), signal.SIGKILL)
