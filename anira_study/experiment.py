@@ -15,7 +15,7 @@
    findings, and writes `report.json`.
 
 What it shows first is the replicated study's answer on the task (`anira_study.study_report.study_answer`, read from
-`study_dir/<task>/runs.json` at the start, in seconds): the shipped seed-0 models, their range over seeds and their
+`study_dir/<study_grid>/runs.json` at the start, in seconds): the shipped seed-0 models, their range over seeds and their
 depth-need gains, or, while the study has no finished run, a plain statement that it is pending. Its own
 3,000-step models come after: a short run that shows what training does in ten minutes, not the finding.
 """
@@ -35,10 +35,11 @@ MODELS = {"ANIRA-E": "early", "ANIRA-O": "online"}
 class ExperimentArguments:
     output_dir: str = field(default="outputs/experiment")
     task: str = field(default="depo")
-    # The replicated study's repaired DEPO (anira_study.study.GRIDS["depo"]; tested equal): hops in unary, so an unseen
-    # k holds no untrained symbol, and the study's answer, the shipped DEPO folders and this run share one task.
+    # The replicated study's DEPO of protocol v8 (the data its grid `depo-v8` trains; tested equal): hops in unary, so an
+    # unseen k holds no untrained symbol, and the earlier queries' answers hidden, so the prompt gives nothing away; the
+    # study's answer, the shipped DEPO folders and this run share one task.
     task_params: str = field(default='{"num_nodes": 8, "num_queries": 6, "supervise_all_queries": true, "edge_format": "token", '
-                                     '"hop_format": "unary"}')
+                                     '"hop_format": "unary", "show_solved_answers": false}')
     train_sizes: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     extrapolation_sizes: list[int] = field(default_factory=lambda: [5, 6])
     num_train: int = field(default=30_000)
@@ -53,7 +54,8 @@ class ExperimentArguments:
     max_steps: int = field(default=3000)
     max_train_minutes: float = field(default=15.0, metadata={"help": "Wall-time guard per model; the findings say when it fired."})
     per_device_train_batch_size: int = field(default=64)
-    learning_rate: float = field(default=3e-3)
+    learning_rate: float = field(default=1e-3, metadata={"help": "Protocol v8's (at 3e-3 one hop learns slowly: "
+                                                                              "experiments/learning_rate)."})
     warmup_steps: int = field(default=200)
     compute_penalty: float = field(default=0.003)
     penalty_warmup_steps: int = field(default=0)
@@ -70,7 +72,8 @@ class ExperimentArguments:
     threads: int = field(default=1, metadata={"help": "torch threads per training process (one per core is fastest)."})
     parallel: bool = field(default=True, metadata={"help": "Train the two models in two processes at once."})
     study_dir: str = field(default="experiments/study", metadata={
-        "help": "The replicated study's folder: its finished runs of --task are shown first (or that they are pending)."})
+        "help": "The replicated study's folder: its finished runs of --study_grid are shown first (or that they are pending)."})
+    study_grid: str = field(default="depo-v8", metadata={"help": "The study's grid on this job's task and prompts."})
     shipped_models: list[str] = field(
         default_factory=lambda: ["hub_configs/anira-e-depo", "hub_configs/anira-o-depo", "hub_configs/anira-fixed-depo"],
         metadata={"help": "Trained folders to evaluate on the same test prompts (those of another task, or without "
@@ -216,7 +219,7 @@ def run_experiment(args: ExperimentArguments, job_start: float | None = None) ->
     validate_experiment_arguments(args)
     from anira_study.study_report import study_answer
 
-    study = study_answer(args.task, Path(args.study_dir))  # read first: a broken study folder fails in seconds
+    study = study_answer(args.study_grid, Path(args.study_dir))  # read first: a broken study folder fails in seconds
     print(study["text"] if study["status"] != "results" else
           f"the study on {args.task}: {study['runs']} of {study['expected']} runs finished (shown first in the report)", flush=True)
     output_dir = Path(args.output_dir)
@@ -313,7 +316,7 @@ def assemble(args: ExperimentArguments, data_info: dict, runs: dict, shipped: di
     from anira_study.study_report import study_answer
 
     output_dir = Path(args.output_dir)
-    study = study or study_answer(args.task, Path(args.study_dir))
+    study = study or study_answer(args.study_grid, Path(args.study_dir))
     reports = {name: run["report"] for name, run in runs.items()}
     plot_main_job_complexity(study, reports, args.train_sizes, output_dir / "complexity.png",
                              title=f"{args.task}: accuracy and allocated depth per complexity")

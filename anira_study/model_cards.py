@@ -325,7 +325,9 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict, study_dir
     """The card of a trained named model: what it is, how to use it, what it scores (with intervals and
     counts), the exact command that trained it, its wall time and the machine. A folder the replicated study shipped
     (its report's `study` block) adds every seed of its model from the study's runs under `study_dir`."""
-    task = summary["task"]
+    args = recipe.get("train_args", [])
+    # the task the model was trained on (a study grid of a later protocol version, `depo-v8`, trains `depo`)
+    task = args[args.index("--task") + 1] if "--task" in args else summary["task"]
     report = summary["report"]
     knob = recipe.get("knob", "complexity")
     index = model_index(name, task, knob, report) if "test_seen" in report else {}

@@ -113,15 +113,17 @@ def test_a_trained_folder_is_scored_only_on_the_prompts_and_sizes_it_was_trained
     assert other_task(args, no_recipe).startswith("its task parameters are unknown")
 
 
-def test_the_main_job_runs_on_the_studys_depo_so_the_shipped_depo_folders_are_scored_beside_it():
+def test_the_main_job_runs_on_the_studys_depo_so_the_shipped_depo_folders_are_scored_beside_it(tmp_path):
+    from anira_study import study
     from anira_study.experiment import other_task
-    from anira_study.study import GRIDS
 
-    data = GRIDS["depo"]["data"]
     args = ExperimentArguments()
+    data = study.training_args(args.study_grid, "anira-e", 0, tmp_path / "m", tmp_path / "o")  # the grid's chosen recipe
+    assert args.study_grid == "depo-v8" and data[data.index("--task") + 1] == args.task
+    assert float(data[data.index("--learning_rate") + 1]) == args.learning_rate
     assert json.loads(args.task_params) == json.loads(data[data.index("--task_params") + 1])
     sizes = data[data.index("--train_sizes") + 1:data.index("--extrapolation_sizes")]
-    unseen = data[data.index("--extrapolation_sizes") + 1:data.index("--num_train")]
+    unseen = data[data.index("--extrapolation_sizes") + 1:data.index("--num_train")]  # the flags in the recipe's order
     assert args.train_sizes == [int(c) for c in sizes] and args.extrapolation_sizes == [int(c) for c in unseen]
     from pathlib import Path
 
@@ -131,14 +133,18 @@ def test_the_main_job_runs_on_the_studys_depo_so_the_shipped_depo_folders_are_sc
 
 
 def test_the_main_job_says_when_its_depo_prompts_show_solved_queries():
-    """The main job's DEPO (the study's v1 data, six queries sharing k) gives part of the answer away: its findings
-    carry a NOTE saying so; one query per prompt, or another task, carries none."""
+    """A DEPO whose six queries share k and show the earlier ones solved (the study's v1 data) gives part of the answer
+    away: the main job's findings carry a NOTE saying so; its default (v8's data, the earlier answers hidden), one
+    query per prompt, or another task, carries none."""
     import json
 
     from anira_study.experiment import ExperimentArguments
     from anira_study.findings import data_caveats
+    from anira_study.study import GRIDS
 
+    v1 = GRIDS["depo"]["data"]
+    assert any("experiments/depo_leak" in line for line in data_caveats("depo", v1[v1.index("--task_params") + 1]))
     default = ExperimentArguments()
-    assert any("experiments/depo_leak" in line for line in data_caveats(default.task, default.task_params))
+    assert data_caveats(default.task, default.task_params) == []
     single = json.dumps({**json.loads(default.task_params), "num_queries": 1, "supervise_all_queries": False})
     assert data_caveats("depo", single) == [] and data_caveats("brevo", "{}") == []

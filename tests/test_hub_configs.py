@@ -173,7 +173,7 @@ def test_trained_named_models_generate_and_report_per_token_depths(name):
     params = json.loads(args[args.index("--task_params") + 1]) if "--task_params" in args else {}
     sizes = [int(a) for a in args[args.index("--train_sizes") + 1 : args.index("--extrapolation_sizes")]]
     # any sample: the folder must generate and report the depth of every position
-    sample = generate_sample(report["task"], sizes[0], seed=12345, **params)
+    sample = generate_sample(args[args.index("--task") + 1], sizes[0], seed=12345, **params)  # a grid (depo-v8) trains a task
     ids = torch.tensor([tokenizer(sample.prompt)["input_ids"]])
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, return_dict_in_generate=True)
     tokens = tokenizer.convert_ids_to_tokens(out.sequences[0, ids.shape[1]:].tolist())
@@ -218,7 +218,8 @@ def test_trained_cards_have_model_index_limitations_and_citation_from_report(nam
     assert [r["dataset"]["config"].split("=")[1] for r in per_size] == list(report["per_complexity"])  # every seen size
     for result, (c, entry) in zip(per_size, report["per_complexity"].items()):
         assert result["task"]["type"] == "text-generation" and result["dataset"]["split"] == "test"
-        assert result["dataset"]["type"] == json.loads((HUB / name / "report.json").read_text())["task"]
+        args = json.loads((HUB / name / "recipe.json").read_text())["train_args"]
+        assert result["dataset"]["type"] == args[args.index("--task") + 1]  # the task trained, not the study's grid name
         metrics = {m["type"]: m for m in result["metrics"]}
         assert all(m["name"] for m in result["metrics"])
         assert metrics["accuracy"]["value"] == entry["generated_accuracy"]  # exactly, not rounded

@@ -99,7 +99,8 @@ def test_a_readme_table_row_matches_its_report(header, cells):
     report = load_report(name)
     columns = dict(zip(header, cells))
     sizes = per_size(report, ("test_seen",))
-    assert [int(s) for s in re.findall(r"\d+", columns["task, seen sizes"])] == [c for c, _ in sizes], name
+    # "DEPO v8, k = 1 / 2 / 3 / 4": the sizes follow the knob's "="
+    assert [int(s) for s in re.findall(r"\d+", columns["task, seen sizes"].split("=")[-1])] == [c for c, _ in sizes], name
     accuracies = columns["accuracy"].split(" / ")
     depths = columns["mean depth"].split(" / ")
     assert len(accuracies) == len(depths) == len(sizes), f"{name}: one accuracy and one depth per seen size"
@@ -130,8 +131,8 @@ def test_the_depth_need_table_matches_each_reports_depth_need():
         assert cells[6].startswith(f"{gain['value']:.2f} [{gain['interval'][0]:.2f}, {gain['interval'][1]:.2f}]"), cells[0]
 
 
-@pytest.mark.parametrize("task,page", [("depo", README), ("brevo", README), ("brevo", RESULTS)],
-                         ids=["README-depo", "README-brevo", "results-brevo"])
+@pytest.mark.parametrize("task,page", [("depo", README), ("depo-v8", README), ("brevo", README), ("brevo", RESULTS)],
+                         ids=["README-depo", "README-depo-v8", "README-brevo", "results-brevo"])
 def test_the_run_count_a_grids_findings_rest_on_is_the_grids(task, page):
     """Where a page states a grid's findings, the number of runs it says they rest on ("15 runs", "9 of 15 runs") is
     the number in the grid's summary.json (and, for a grid in progress, the grid's size): a landed run makes a stale
@@ -140,7 +141,8 @@ def test_the_run_count_a_grids_findings_rest_on_is_the_grids(task, page):
 
     summary = json.loads((ROOT / "experiments" / "study" / task / "summary.json").read_text())
     size = len(study.grid_models(task)) * len(study.SEEDS)
-    heading = {"depo": "**From seeds: the replicated study on the repaired DEPO**", "brevo": "**From seeds: BREVO**"}
+    heading = {"depo": "**From seeds: the replicated study on the repaired DEPO, protocol v1**",
+               "depo-v8": "**DEPO v8, seed 0 so far**", "brevo": "**From seeds: BREVO**"}
     text = page.read_text()
     if page == RESULTS:
         text = text.split("\n## BREVO\n")[1].split("\n### ")[0]

@@ -224,7 +224,8 @@ def test_a_depo_card_says_when_its_prompts_show_solved_queries():
     hidden = candidate_recipe("depo-v8", "hidden-curriculum", "default")[0]  # six queries, the earlier answers hidden
     assert solved_queries_leak(v1) and not solved_queries_leak(study.GRIDS["brevo"]["data"])
     assert not solved_queries_leak(v7) and not solved_queries_leak(hidden)
-    for name in ("anira-e-depo", "anira-o-depo", "anira-fixed-depo"):
+    for name in ("anira-e-depo", "anira-o-depo", "anira-fixed-depo"):  # as shipped: the statement where the data leaks
         card = (study.REPO / "hub_configs" / name / "README.md").read_text()
-        assert "**Its prompts give part of the answer away.**" in card, name
+        args = json.loads((study.REPO / "hub_configs" / name / "recipe.json").read_text())["train_args"]
+        assert ("**Its prompts give part of the answer away.**" in card) == solved_queries_leak(args), name
     assert "give part of the answer away" not in (study.REPO / "hub_configs" / "anira-e-brevo" / "README.md").read_text()
