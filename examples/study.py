@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None):
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from pathlib import Path
 
+    if args.command in ("pause", "resume"):
+        folders = (pause_runs if args.command == "pause" else resume_runs)(args.work_dir)
+        print("\n".join(f"{args.command}d {folder}" for folder in folders) or f"nothing to {args.command} under {args.work_dir}")
+        return folders
     study_dir = Path(args.study_dir or ("outputs/study-quick" if getattr(args, "quick", False) else STUDY_DIR))
     if "work_dir" in vars(args) and args.work_dir is None:
         args.work_dir = "outputs/study-quick/work" if args.quick else "outputs/study"
@@ -101,10 +105,6 @@ def main(argv: list[str] | None = None):
         parked = park(args.work_dir, study_dir)
         print("\n".join(f"parked {checkpoint}" for checkpoint in parked) or f"nothing to park under {args.work_dir}")
         return parked
-    if args.command in ("pause", "resume"):
-        folders = (pause_runs if args.command == "pause" else resume_runs)(args.work_dir)
-        print("\n".join(f"{args.command}d {folder}" for folder in folders) or f"nothing to {args.command} under {args.work_dir}")
-        return folders
     if getattr(args, "processes", None) is not None and args.processes < 1:
         raise ValueError(f"--processes must be >= 1, got {args.processes}")
     if args.command == "search":

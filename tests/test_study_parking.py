@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import torch
+from conftest import load_script
 from safetensors.torch import load_file
 
 from anira_study import study
@@ -184,11 +185,12 @@ piece = json.loads((run / PIECE_FILE).read_text())
         while not (run / "worker").exists() and time.time() < deadline:
             time.sleep(0.05)
         worker = int((run / "worker").read_text())
-        assert pause_runs(tmp_path / "work") == [run]
+        study_script = load_script("study")  # through the command line: `study.py pause`, `study.py resume`
+        assert study_script.main(["pause", "--work_dir", str(tmp_path / "work")]) == [run]
         assert process_state(child.pid, "T") == "T" and process_state(worker, "T") == "T"
         assert pause_runs(tmp_path / "work") == []  # already paused
         time.sleep(1.0)
-        assert resume_runs(tmp_path / "work") == [run]
+        assert study_script.main(["resume", "--work_dir", str(tmp_path / "work")]) == [run]
         assert process_state(child.pid, "R") != "T" and process_state(worker, "S") != "T"
         assert resume_runs(tmp_path / "work") == []
         (start, stop), = json.loads((run / PIECE_FILE).read_text())["pauses"]
