@@ -221,7 +221,7 @@ def run_experiment(args: ExperimentArguments, job_start: float | None = None) ->
 
     study = study_answer(args.study_grid, Path(args.study_dir))  # read first: a broken study folder fails in seconds
     print(study["text"] if study["status"] != "results" else
-          f"the study on {args.task}: {study['runs']} of {study['expected']} runs finished (shown first in the report)", flush=True)
+          f"the study on {args.study_grid}: {study['runs']} of {study['expected']} runs finished (shown first in the report)", flush=True)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data_path = output_dir / "data"

@@ -25,7 +25,8 @@ def test_quick_reproduction_writes_a_loadable_folder_and_resumes_instead_of_rest
     card = (folder / "README.md").read_text()
     stored = load_recipe(ROOT / "hub_configs/anira-o-depo")["train_args"]
     for text in ("## Use it", "## Results on held-out test prompts", "python examples/reproduce.py anira-o-depo",
-                 f"--seed {stored[stored.index('--seed') + 1]}", "--learning_rate 3e-3", "--penalty_gate_accuracy 0.9", "minutes of training on"):
+                 f"--seed {stored[stored.index('--seed') + 1]}", f"--learning_rate {stored[stored.index('--learning_rate') + 1]}",
+                 "--penalty_gate_accuracy 0.9", "minutes of training on"):
         assert text in card, text
     report = json.loads((folder / "report.json").read_text())
     assert report["steps"] == 30 and report["table"] == summary["table"] and (folder / "training_dynamics.png").exists()
@@ -101,8 +102,10 @@ def test_recipes_retrain_from_scratch_and_scale_for_a_gpu(tmp_path):
     assert {key: saved[key] for key in recipe["config"]} == recipe["config"]
     [(_, argv)] = stage_runs(recipe, tmp_path / "work", batch_scale=4, cuda=True, base=base)
     assert argv[argv.index("--model_name_or_path") + 1] == str(base)
+    stored = recipe["train_args"]  # batch and learning rate scale together (4 x 64, 4 x the recipe's rate)
+    assert int(stored[stored.index("--per_device_train_batch_size") + 1]) == 64
     assert argv[argv.index("--per_device_train_batch_size") + 1] == "256"
-    assert float(argv[argv.index("--learning_rate") + 1]) == pytest.approx(0.012)
+    assert float(argv[argv.index("--learning_rate") + 1]) == pytest.approx(4 * float(stored[stored.index("--learning_rate") + 1]))
     assert "--bf16" not in argv and "--use_cpu" not in argv
     with pytest.raises(ValueError, match="recipe"):
         load_recipe(ROOT / "hub_configs/anira-o-mano")
@@ -161,14 +164,18 @@ def test_retraining_takes_the_compiled_forward_by_default_where_it_runs(monkeypa
 
 def test_the_compiled_forward_is_a_switch_of_execution_not_of_the_recipe(tmp_path):
     recipe = load_recipe(ROOT / "hub_configs/anira-o-depo")
+    args = recipe["train_args"]
+    stored = "--compile_model" in args and args[args.index("--compile_model") + 1] == "true"  # the study's: compiled
+    flipped = with_compile_model(recipe, not stored)
+    (_, argv), = stage_runs(flipped, tmp_path)
+    assert argv.count("--compile_model") == 1 and argv[argv.index("--compile_model") + 1] == str(not stored).lower()
+    assert flipped["notes"].startswith(f"Trained with --compile_model {str(not stored).lower()} in place of the stored "
+                                       f"recipe's {str(stored).lower()}.")
+    assert with_compile_model(recipe, stored).get("notes") == recipe.get("notes")  # the stored recipe's own path: no note
+    (_, own), = stage_runs(recipe, tmp_path)
+    # a folder trained the other way continues as the recipe's (continue_folder compares commands without it)
+    assert _comparable("python examples/train.py " + shlex.join(argv)) == _comparable("python examples/train.py " + shlex.join(own))
     compiled = with_compile_model(recipe, True)
-    (_, argv), = stage_runs(compiled, tmp_path)
-    assert argv.count("--compile_model") == 1 and argv[argv.index("--compile_model") + 1] == "true"
-    assert compiled["notes"].startswith("Trained with --compile_model true in place of the stored recipe's false.")
-    assert with_compile_model(recipe, False).get("notes") == recipe.get("notes")  # the stored recipe's own path: no note
-    (_, eager), = stage_runs(recipe, tmp_path)
-    # a folder trained compiled continues as the recipe's (continue_folder compares commands without it)
-    assert _comparable("python examples/train.py " + shlex.join(argv)) == _comparable("python examples/train.py " + shlex.join(eager))
     (_, quick), = stage_runs(compiled, tmp_path, quick=True)
     assert quick[quick.index("--compile_model") + 1] == "false"  # a quick run never compiles
     with pytest.raises(ValueError, match="--quick trains eager"):
