@@ -54,8 +54,8 @@ class ExperimentArguments:
     max_steps: int = field(default=3000)
     max_train_minutes: float = field(default=15.0, metadata={"help": "Wall-time guard per model; the findings say when it fired."})
     per_device_train_batch_size: int = field(default=64)
-    learning_rate: float = field(default=1e-3, metadata={"help": "Protocol v8's (at 3e-3 one hop learns slowly: "
-                                                                              "experiments/learning_rate)."})
+    learning_rate: float = field(default=1e-3, metadata={
+        "help": "Protocol v8's (at 3e-3 one hop learns slowly: experiments/learning_rate)."})
     warmup_steps: int = field(default=200)
     compute_penalty: float = field(default=0.003)
     penalty_warmup_steps: int = field(default=0)
