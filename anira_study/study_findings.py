@@ -222,6 +222,8 @@ MANO_MARKER_GRIDS = {"v2": {"marker": "mano", "no_marker": "mano-no-marker"},
 def mano_marker_pair(task: str) -> dict | None:
     """The pair of MANO grids (`MANO_MARKER_GRIDS`) that grid `task` belongs to, or None."""
     return next((pair for pair in MANO_MARKER_GRIDS.values() if task in pair.values()), None)
+
+
 MANO_MARKER_RULE = ("per seed, rho(depth, l) on seen sizes of ANIRA-E and ANIRA-O in both grids; drop = rho with the marker "
                     "minus rho with `<q>`; holds when (a) ANIRA-E's rho falls beyond its intervals (its interval with the "
                     "marker wholly above its interval with `<q>`) and (b) the drops' difference (ANIRA-E's drop minus "
@@ -270,8 +272,8 @@ def finding_3_marker(early_marker: dict, early_plain: dict, online_marker: dict,
 
 def mano_marker_finding(grids: dict, study_dir: Path = STUDY_DIR, quick: bool = False, seeds=SEEDS) -> dict:
     """Finding 3 on MANO over seeds, across a pair of MANO grids (`grids`, one of `MANO_MARKER_GRIDS`): per seed whose
-    four runs (anira-e and anira-o in the grid with the marker and in the one without) have finished, their seen-size rho with its interval and
-    `finding_3_marker`'s verdict; the other seeds (every seed of `seeds`, and any other seed with one of the four
+    four runs (anira-e and anira-o in the grid with the marker and in the one without) have finished, their seen-size
+    rho with its interval and `finding_3_marker`'s verdict; the other seeds (every seed of `seeds`, and any other seed with one of the four
     runs) are pending, each with the runs it lacks and why. {"rule", "seeds" {seed: {...}}, "holds_seeds",
     "decided_seeds", "pending" [{"seed", "missing"}]}; nothing is run or written."""
     models = ("anira-e", "anira-o")

@@ -86,16 +86,17 @@ def pause_runs(work_dir: Path | str) -> list[Path]:
     started, and records the pause in its `PIECE_FILE`; returns the training folders paused. A piece already paused,
     or whose process has ended, is left as it is. The runs of a runner working below `work_dir` that are not training
     (evaluating a finished run) are stopped too; they have no training time to correct."""
-    for pid in _runners_runs(work_dir):
-        _signal(pid, signal.SIGSTOP)
+    parents = _parents()  # the process tree, read once
+    for pid in _runners_runs(work_dir, parents):
+        _signal(pid, signal.SIGSTOP, parents)
     paused = []
     for piece_file in sorted(Path(work_dir).glob(f"**/{PIECE_FILE}")):
         piece = _read_piece(piece_file)
         if (piece is None or "pid" not in piece or _open_pause(piece) or not _started_by(piece["pid"], piece["started"])
-                or not _signal(piece["pid"], signal.SIGSTOP)):
+                or not _signal(piece["pid"], signal.SIGSTOP, parents)):
             continue
         if not piece_file.exists():  # the piece ended between reading and stopping: nothing to pause
-            _signal(piece["pid"], signal.SIGCONT)
+            _signal(piece["pid"], signal.SIGCONT, parents)
             continue
         piece["pauses"] = piece.get("pauses", []) + [[time.time(), None]]
         _write_piece(piece_file, piece)
@@ -106,26 +107,26 @@ def pause_runs(work_dir: Path | str) -> list[Path]:
 def resume_runs(work_dir: Path | str) -> list[Path]:
     """Ends every pause recorded below `work_dir` (`pause_runs`): the pause gets its end time, the processes go on
     (SIGCONT); returns the training folders resumed."""
-    resumed = []
+    parents, resumed = _parents(), []
     for piece_file in sorted(Path(work_dir).glob(f"**/{PIECE_FILE}")):
         piece = _read_piece(piece_file)
         if piece is None or not _open_pause(piece):
             continue
         piece["pauses"][-1][1] = time.time()
         _write_piece(piece_file, piece)
-        _signal(piece["pid"], signal.SIGCONT)
+        _signal(piece["pid"], signal.SIGCONT, parents)
         resumed.append(piece_file.parent)
-    for pid in _runners_runs(work_dir):
-        _signal(pid, signal.SIGCONT)
+    for pid in _runners_runs(work_dir, parents):
+        _signal(pid, signal.SIGCONT, parents)
     return resumed
 
 
-def _runners_runs(work_dir: Path | str) -> list[int]:
-    """The run processes (`study.py one`, `search-one`) of every runner holding a runner lock below `work_dir`."""
+def _runners_runs(work_dir: Path | str, parents: dict[int, int]) -> list[int]:
+    """The run processes (`study.py one`, `search-one`) of every runner holding a runner lock below `work_dir`
+    (`parents`: `_parents()`)."""
     from .study_runner import RUNNER_LOCK, runner_holder
 
     runners = {runner_holder(lock) for lock in Path(work_dir).glob(f"**/{RUNNER_LOCK}")}
-    parents = _parents()
     return [child for runner in runners if runner and runner.isdigit()
             for child, parent in parents.items() if parent == int(runner)]
 
@@ -147,10 +148,11 @@ def _open_pause(piece: dict) -> bool:
     return bool(piece.get("pauses")) and piece["pauses"][-1][1] is None
 
 
-def _signal(pid: int, signum: int) -> bool:
-    """Sends `signum` to `pid` and the processes below it (its compile and data workers; children first when stopping,
-    last when continuing, so that none runs while its parent is stopped); False when `pid` is not running."""
-    family = _descendants(pid)
+def _signal(pid: int, signum: int, parents: dict[int, int]) -> bool:
+    """Sends `signum` to `pid` and the processes below it in `parents` (`_parents()`: its compile and data workers;
+    children first when stopping, last when continuing, so that none runs while its parent is stopped); False when
+    `pid` is not running."""
+    family = _descendants(pid, parents)
     order = [*family, pid] if signum == signal.SIGSTOP else [pid, *family]
     sent = False
     for target in order:
@@ -191,9 +193,8 @@ def _parents() -> dict[int, int]:
     return parents
 
 
-def _descendants(pid: int) -> list[int]:
-    """The processes below `pid` (Linux); none elsewhere."""
-    parents = _parents()
+def _descendants(pid: int, parents: dict[int, int]) -> list[int]:
+    """The processes below `pid` in `parents` (`_parents()`)."""
     found, frontier = [], [pid]
     while frontier:
         children = [child for child, parent in parents.items() if parent in frontier]

@@ -87,8 +87,9 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
     twins = iteration_loss_phases(per_model)
     if twins is not None:
         findings["iteration_loss_phases"] = twins
-    if mano_marker_pair(task) is not None and version == protocol_version(task):  # finding 3 reads both MANO grids
-        findings["finding_3_marker"] = mano_marker_finding(mano_marker_pair(task), study_dir, quick)
+    pair = mano_marker_pair(task)
+    if pair is not None and version == protocol_version(task):  # finding 3 reads both MANO grids
+        findings["finding_3_marker"] = mano_marker_finding(pair, study_dir, quick)
     from .operating_curve import grid_counts
 
     result = {"task": task, "protocol_version": version, "runs": len(entries), "models": models, "findings": findings,

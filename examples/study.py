@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None):
                                                    "without its training folder")
     park_parser.add_argument("--work_dir", default="outputs/study", help="training folders (checkpoints), outside the repository")
     park_parser.add_argument("--study_dir", help="the study folder (default experiments/study)")
-    for name, help in (("pause", "stop every training under way (SIGSTOP), recording the pause so that it is not counted as "
+    for name, text in (("pause", "stop every training under way (SIGSTOP), recording the pause so that it is not counted as "
                                  "training time"), ("resume", "let the paused trainings go on (SIGCONT)")):
-        pause_parser = commands.add_parser(name, help=help)
+        pause_parser = commands.add_parser(name, help=text)
         pause_parser.add_argument("--work_dir", default="outputs/study", help="training folders (checkpoints)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from pathlib import Path
