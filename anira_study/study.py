@@ -608,15 +608,18 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
               quick: bool = False) -> list[tuple[str, str, int, int | None]]:
     """`run_grid` for several grids through one pool of processes (`models`: those of each grid's models to run,
     default all): the runs queue grid after grid (each seed-major), so a core that the first grid's last runs leave
-    free starts the next grid's instead of waiting for them. A searched grid whose search has not chosen queues the
-    search's pending runs first (once for grids sharing a search), and its own runs wait until the search has chosen
-    (each run reads the choice when it starts), the processes taking the queue's later runs meanwhile. Every grid is
-    checked before anything runs; returns (task, model, seed, exit code) per run, the code None for a run never
-    started (its search ended without a choice)."""
+    free starts the next grid's instead of waiting for them. Searches go before the grids that wait on them: the queue
+    holds the runs of the grids that can start now (in the order named), then every pending search's runs (once for
+    grids sharing a search, in the order named), then the runs of the grids waiting on a search, which start once
+    their search has chosen (each run reads the choice when it starts), the processes taking the queue's later runs
+    meanwhile. So every search's choice, and any decision it calls for, comes before the long grids behind it. Every
+    grid is checked before anything runs; returns (task, model, seed, exit code) per run in the order named, the code
+    None for a run never started (its search ended without a choice)."""
     from .study_search import search_jobs, search_state
 
     seeds = list(SEEDS if seeds is None else seeds)
     jobs, runs, locks, queued_searches = [], [], [Path(work_dir) / task / RUNNER_LOCK for task in tasks], set()
+    places = []  # per job: 0 a grid run that can start now, 1 a search run, 2 a grid run waiting on its search
     for task in tasks:
         check_not_withdrawn(task)
         own = grid_models(task)
@@ -635,6 +638,7 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
                 locks.append(lock)
                 jobs += search_runs
                 runs += [None] * len(search_runs)
+                places += [1] * len(search_runs)
 
             def ready(search=search):
                 return search_state(search, study_dir, quick)["choice"] is not None
@@ -652,5 +656,8 @@ def run_grids(tasks: list[str], models: list[str] | None = None, seeds: list[int
         jobs += [Job(task, run_name(model, seed), ["one", "--task", task, "--model", model, "--seed", str(seed)],
                      Path(work_dir) / task / "logs", ready, waits if ready else None) for model, seed in pending]
         runs += [(task, model, seed) for model, seed in pending]
-    codes = run_processes(", ".join(tasks), jobs, locks, work_dir, study_dir, processes, quick)
-    return [(*run, code) for run, (_, code) in zip(runs, codes) if run is not None]
+        places += [2 if ready else 0] * len(pending)
+    order = sorted(range(len(jobs)), key=places.__getitem__)  # stable: the order named within each place
+    codes = dict(zip(order, run_processes(", ".join(tasks), [jobs[i] for i in order], locks, work_dir, study_dir,
+                                          processes, quick)))
+    return [(*run, codes[i][1]) for i, run in enumerate(runs) if run is not None]

@@ -10,7 +10,7 @@
     python examples/study.py run --task depo --quick             # the whole pipeline in minutes, in outputs/study-quick/
     python examples/study.py search --task mano-v9               # a searched grid's recipe (mano-v9, clrs-<algorithm>)
     python examples/study.py run --task mano-v9                  # then its grid (also mano-v9-no-marker), as for depo
-    python examples/study.py run --task depo-v8 mano-v9          # one queue; a search not yet run goes first, its grid after
+    python examples/study.py run --task depo-v8 mano-v9 clrs-dfs # one queue: ready grids, then every pending search, then their grids
     python examples/study.py ship --task depo                    # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
     python examples/study.py operating-curve --task depo         # v3: every anira-o run at halting thresholds 0.1-0.9
     python examples/study.py park                                # unfinished runs' newest checkpoints into the repository
@@ -23,7 +23,9 @@ anira-o and fixed-6) into hub_configs/anira-{e,o,fixed}-<task> and writes their 
 (hub_configs/build.py); it refuses, naming them, while any of the three has not finished (`anira_study.ship`).
 `search` trains a search's declared candidates (`fixed-6`, search seed 100), scores each on the validation split only,
 and writes every candidate's numbers and the rule's choice to experiments/study/<search>/search/search.json; `run` on
-a searched grid whose search has not chosen queues the search's runs first and starts the grid's once it has chosen.
+a searched grid whose search has not chosen queues the search's runs first and starts the grid's once it has chosen
+(with several grids, every pending search's runs go after the runs of the grids ready now and before every grid
+that waits on a search, so a search's choice never waits for another grid's long runs).
 `park` copies each unfinished run's newest checkpoint to experiments/study/parked/, from which `run` resumes a run whose
 training folder is gone (a fresh machine), and which a run's landing clears (`anira_study.study_parking`). `pause`
 stops every training under way and every run a runner is evaluating, to time something or run the tests alone, and

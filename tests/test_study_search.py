@@ -350,6 +350,27 @@ def test_the_runner_stops_a_search_run_the_choice_no_longer_needs_and_starts_the
     assert argv[argv.index("--max_steps") + 1] == "15000" and "--curriculum_accuracy" in argv
 
 
+def test_every_pending_search_runs_before_the_grids_that_wait_on_searches(tmp_path, monkeypatch):
+    """One queue of a ready grid and two searched ones: the ready grid's runs first, then both searches' runs (so the
+    second search's choice does not wait for the first grid's long runs), then the searched grids' runs, each once its
+    search has chosen; the results come back in the order the grids were named."""
+    launched = []
+
+    def fake_run(command, env, process):
+        kind, task = command[2], command[command.index("--task") + 1]
+        launched.append((kind, task))
+        if kind == "search-one":  # every candidate passes: the first decides each search, the rest are not needed
+            candidate, variant = (command[command.index(flag) + 1] for flag in ("--candidate", "--variant"))
+            record(task, tmp_path, candidate, variant, {1: 1.0, 2: 0.95})
+        return 0
+
+    fake_study_processes(monkeypatch, fake_run)
+    results = study.run_grids(["mano-v9", "depo", "clrs-dfs"], ["fixed-1"], [0], tmp_path / "w", tmp_path, processes=1)
+    assert launched == [("one", "depo"), ("search-one", "mano-v9"), ("search-one", "mano-v9"), ("search-one", "clrs-dfs"),
+                        ("one", "mano-v9"), ("one", "clrs-dfs")]
+    assert [(task, code) for task, _, _, code in results] == [("mano-v9", 0), ("depo", 0), ("clrs-dfs", 0)]
+
+
 def test_depo_v8_trains_v7s_data_at_learning_rate_1e_3_and_v6_v7_are_withdrawn(tmp_path):
     """Protocols v7 and v8: DEPO with nothing solved in the prompt (v6's six queries sharing k give the answer away):
     one query per sample at batch 128, or six with the earlier answers hidden at batch 64 (v8's third candidate), the
