@@ -1,9 +1,10 @@
 """Where a grid stands (`python examples/study.py status --task depo brevo`): each run finished, training, stopped
 or not started, its step of the recipe's budget, and the core-hours the grid still needs.
 
-A run's pace is read from its own checkpoints (the newest stretch of saves one process wrote, which leaves out the
-gap where an interrupted run waited to be resumed); a run with fewer than two checkpoints is estimated from the same
-model's runs under way, else its finished runs (steps over training seconds), else any finished run of the grid.
+A run's pace is read from its own checkpoints (`run_pace`: those its piece of training under way saved, less its
+pauses, else the newest stretch of saves one process wrote, never an interval across an interruption); a run with
+no pace of its own is estimated from the same model's runs under way, else its finished runs (steps over training
+seconds), else any finished run of the grid.
 "Training" needs both a runner holding the grid's lock and the run's log written in the last `ACTIVE_SECONDS`; a run
 that has checkpoints but is not training is "stopped" (`study.py run` resumes it), one whose only checkpoint is
 parked in the repository "parked" (`run` resumes it from there). Nothing here reads a result: the
@@ -18,7 +19,7 @@ from .reproduce import _get
 from .study import (GRIDS, SEARCHES, SEEDS, STUDY_DIR, WITHDRAWN, _overridden, grid_models, grid_recipe,
                     protocol_version, read_runs, run_name, waits_for_decision)
 from .study_runner import RUNNER_LOCK, default_processes, runner_holder
-from .study_parking import PARKED, checkpoint_folders, parked_folder
+from .study_parking import PARKED, PIECE_FILE, _read_piece, checkpoint_folders, parked_folder, piece_seconds
 
 ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)
 
@@ -45,6 +46,26 @@ def seconds_per_step(saved: list[tuple[int, float]], slack: float = 3.0) -> floa
         if not waited:
             stretch.append((seconds, steps))
     return sum(t for t, _ in stretch) / sum(n for _, n in stretch)
+
+
+def run_pace(saved: list[tuple[int, float]], piece: dict | None) -> float | None:
+    """Seconds per step of a run from its checkpoints `saved` (step, time) and its piece of training under way
+    (`PIECE_FILE`'s contents, None when none is): between the piece's first and newest saves once it has two, over
+    its time less its pauses; else the newest stretch of the saves before it (`seconds_per_step`); else, with one save
+    in the piece, from the piece's start (at the checkpoint it resumed from, or step 0) to that save, its startup
+    (data, compilation) included. A resumed run's pace is never read across its interruption and wait."""
+    if piece is None:
+        return seconds_per_step(saved)
+    started = piece["started"]
+    inside = [(step, when) for step, when in saved if when > started]
+    before = [(step, when) for step, when in saved if when <= started]
+    if len(inside) >= 2:
+        (first, first_at), (last, last_at) = inside[0], inside[-1]
+        return (piece_seconds(piece, last_at) - piece_seconds(piece, first_at)) / (last - first)
+    if (older := seconds_per_step(before)) is not None or not inside:
+        return older
+    (step, when), resumed_from = inside[0], before[-1][0] if before else 0
+    return piece_seconds(piece, when) / (step - resumed_from) if step > resumed_from else None
 
 
 def _budget(schedule: list[str], overrides: dict[str, str], quick: bool) -> int | None:
@@ -84,7 +105,9 @@ def _runs_status(planned: list[dict], base: Path, holder: str | None, now: float
             active = holder is not None and log.exists() and now - log.stat().st_mtime < ACTIVE_SECONDS
             kept = checkpoints(parked / plan["run"]) if not saved else []
             row.update(state="training" if active else ("stopped" if saved else "parked" if kept else "not started"),
-                       step=saved[-1][0] if saved else kept[-1][0] if kept else 0, seconds_per_step=seconds_per_step(saved))
+                       step=saved[-1][0] if saved else kept[-1][0] if kept else 0)
+            piece = _read_piece(base / plan["run"] / PIECE_FILE) if active else None
+            row["seconds_per_step"] = run_pace(saved, piece)
             if row["seconds_per_step"] is not None:
                 row["pace_from"] = "its checkpoints"
         runs.append(row)

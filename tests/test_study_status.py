@@ -7,7 +7,7 @@ import time
 import pytest
 
 from anira_study import study, study_runner, study_status
-from anira_study.study_status import format_status, grid_status, seconds_per_step
+from anira_study.study_status import format_status, grid_status, run_pace, seconds_per_step
 
 
 def test_the_pace_is_the_newest_stretch_one_process_wrote():
@@ -22,6 +22,27 @@ def test_the_pace_is_the_newest_stretch_one_process_wrote():
     # steady saves: every interval counts
     steady = [(s, 0.05 * s) for s in range(500, 5001, 500)]
     assert seconds_per_step(steady) == pytest.approx(0.05)
+
+
+def test_a_resumed_run_is_paced_from_its_piece_never_across_its_interruption():
+    """The piece under way (its start and pauses, as `study_parking` records them) times the saves it wrote; with one
+    save of its own, the stretch before it counts, else that save from the piece's start (the resumed checkpoint's
+    step): the interval from the last save before an interruption to the first after it is never a pace."""
+    # 1,000 steps in 240 s, interrupted; resumed at t = 3,000 from checkpoint 1000, saved 2000 at t = 3,150
+    before = [(1000, 240.0)]
+    assert run_pace(before + [(2000, 3150.0)], {"started": 3000.0}) == pytest.approx(0.15)
+    assert seconds_per_step(before + [(2000, 3150.0)]) == pytest.approx(2.91)  # what a pace across the wait would say
+    # two saves in the piece, a 500 s pause between them: (100 s of work) / 1,000 steps, the startup left out
+    piece = {"started": 3000.0, "pauses": [[3200.0, 3700.0]]}
+    assert run_pace(before + [(2000, 3150.0), (3000, 3750.0)], piece) == pytest.approx(0.1)
+    # one save in the piece and a stretch of saves before it: that stretch's pace (no startup in it)
+    older = [(1000, 100.0), (2000, 200.0), (3000, 300.0)]
+    assert run_pace(older + [(4000, 3300.0)], {"started": 3000.0}) == pytest.approx(0.1)
+    # nothing saved in the piece: the saves before it; no piece (not training): the newest stretch
+    assert run_pace(older, {"started": 3000.0}) == run_pace(older, None) == pytest.approx(0.1)
+    assert run_pace([], {"started": 3000.0}) is None and run_pace(before, {"started": 3000.0}) is None
+    # a run from scratch with one save: from the piece's start at step 0
+    assert run_pace([(1000, 3200.0)], {"started": 3000.0}) == pytest.approx(0.2)
 
 
 def finished_run(study_dir, task, model, seed, steps, seconds):
@@ -158,3 +179,19 @@ def test_a_withdrawn_grid_and_search_say_so_in_place_of_the_hours_left(tmp_path)
     assert len(heads) == 3  # the search's, the grid's own search shown first, the grid's
     assert all("withdrawn by protocol v8" in head and "core-hours" not in head for head in heads)
     assert "withdrawn" not in grid and "core-hours left" in grid
+
+
+def test_the_status_of_a_resumed_run_reads_its_piece(tmp_path):
+    """A run resumed 330 s ago from checkpoint 1000 (saved long before), checkpoint 2000 saved 30 s ago: 0.3 s per step,
+    not the 5,000 s between its two checkpoints."""
+    import json
+
+    from anira_study.study_parking import PIECE_FILE
+
+    study_dir, work_dir = tmp_path / "study", tmp_path / "work"
+    training_folder(work_dir, "brevo", "fixed-3-seed0", {1000: 5000, 2000: 30}, log_age=10)
+    (work_dir / "brevo" / "fixed-3-seed0" / PIECE_FILE).write_text(json.dumps({"started": time.time() - 330, "pid": 1}))
+    with study_runner.runner_lock(work_dir / "brevo" / study_runner.RUNNER_LOCK):
+        run = {r["run"]: r for r in grid_status("brevo", work_dir, study_dir)["runs"]}["fixed-3-seed0"]
+    assert (run["state"], run["pace_from"]) == ("training", "its checkpoints")
+    assert run["seconds_per_step"] == pytest.approx(0.3, rel=1e-2)
