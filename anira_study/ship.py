@@ -82,10 +82,12 @@ def _parameters(weights_file: Path) -> int:
 
 
 def ship(task: str, study_dir: Path = study.STUDY_DIR, hub_dir: str | Path = study.REPO / "hub_configs",
-         quick: bool = False) -> list[Path]:
+         quick: bool = False, force: bool = False) -> list[Path]:
     """Copies seed 0 of anira-e, anira-o and fixed-6 into `hub_dir/anira-{e,o,fixed}-<task>` (each folder replaced
     whole) and has hub_configs/build.py write their code, tokenizer, recipe and card. Refuses, touching nothing, while
-    any of the three has not finished, naming each and why. Returns the folders written."""
+    any of the three has not finished, naming each and why, and (unless `force`) where a folder holds another grid's
+    model of a later protocol version (`ship --task depo` would put v1's DEPO back over v8's). Returns the folders
+    written."""
     from .analysis import read_probe_log, training_phases
     from .figures import plot_training_dynamics
     from .reproduce import TRAINING_LOG_FILE, hub_build
@@ -93,6 +95,13 @@ def ship(task: str, study_dir: Path = study.STUDY_DIR, hub_dir: str | Path = stu
 
     hub_name(task, next(iter(HUB_VARIANTS)))  # a task without named folders is refused by name
     study_dir, hub_dir, seed = Path(study_dir), Path(hub_dir), study.SHIPPED_SEED
+    newer = [f"{name} holds {held['task']} (protocol {held['protocol_version']})"
+             for name, held in ((hub_name(task, m), _shipped_from(hub_dir / hub_name(task, m))) for m in HUB_VARIANTS)
+             if held and held.get("task") != task
+             and _version(held.get("protocol_version")) > _version(study.protocol_version(task))]
+    if newer and not force:
+        raise ValueError(f"cannot ship {task} (protocol {study.protocol_version(task)}): {'; '.join(newer)}, a later "
+                         "protocol's model; pass force to replace it anyway (`study.py ship --force`)")
     folders, missing = study.grid_state(task, study_dir, None, quick, seeds=(seed,))
     missing = [m for m in missing if m["model"] in HUB_VARIANTS]
     for model in HUB_VARIANTS:
@@ -137,6 +146,18 @@ def ship(task: str, study_dir: Path = study.STUDY_DIR, hub_dir: str | Path = stu
         shipped.append(target)
     hub_build(hub_dir).build_all(hub_dir, names=[p.name for p in shipped], study_dir=study_dir)
     return shipped
+
+
+def _shipped_from(folder: Path) -> dict | None:
+    """The study block of a named folder's report.json ({"task", "protocol_version", ...}), or None for a folder the
+    study did not ship."""
+    report = folder / "report.json"
+    return json.loads(report.read_text()).get("study") if report.exists() else None
+
+
+def _version(name: str | None) -> int:
+    """A protocol version's number ("v8" -> 8; none -> 0)."""
+    return int(name[1:]) if name and name[1:].isdigit() else 0
 
 
 def refresh_shipped_cards(task: str, study_dir: Path = study.STUDY_DIR, hub_dir: str | Path = study.REPO / "hub_configs",

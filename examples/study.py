@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None):
         if name == "ship":
             sub.add_argument("--hub_dir", help="the named folders to write (default hub_configs, with --quick "
                                                "outputs/study-quick/hub_configs)")
+            sub.add_argument("--force", action="store_true", help="replace named folders that hold a later protocol "
+                                                                  "version's model of another grid")
     park_parser = commands.add_parser("park", help="copy each unfinished run's newest checkpoint into the repository "
                                                    "(experiments/study/parked/), where `run` resumes it from on a machine "
                                                    "without its training folder")
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None):
         return train_and_evaluate(args.task, args.model, args.seed, Path(args.work_dir), study_dir, args.quick)
     if args.command == "ship":
         hub_dir = Path(args.hub_dir or ("outputs/study-quick/hub_configs" if args.quick else "hub_configs"))
-        folders = ship(args.task, study_dir, hub_dir, args.quick)
+        folders = ship(args.task, study_dir, hub_dir, args.quick, args.force)
         print("\n".join(f"wrote {folder}" for folder in folders))
         return folders
     if args.command == "figures":

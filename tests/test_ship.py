@@ -229,3 +229,20 @@ def test_a_depo_card_says_when_its_prompts_show_solved_queries():
         args = json.loads((study.REPO / "hub_configs" / name / "recipe.json").read_text())["train_args"]
         assert ("**Its prompts give part of the answer away.**" in card) == solved_queries_leak(args), name
     assert "give part of the answer away" not in (study.REPO / "hub_configs" / "anira-e-brevo" / "README.md").read_text()
+
+
+def test_ship_refuses_to_put_an_earlier_protocols_model_over_a_later_ones(tmp_path):
+    """The named DEPO folders hold protocol v8's seed 0: shipping v1's DEPO grid again is refused, naming what they
+    hold, unless forced; a folder of the same grid, or one the study did not ship, is no obstacle."""
+    hub = tmp_path / "hub"
+    for model in ship.HUB_VARIANTS:
+        (hub / ship.hub_name("depo", model)).mkdir(parents=True)
+        study_block = {"task": "depo-v8", "protocol_version": "v8"}
+        (hub / ship.hub_name("depo", model) / "report.json").write_text(json.dumps({"study": study_block}))
+    with pytest.raises(ValueError, match=r"cannot ship depo \(protocol v1\): anira-e-depo holds depo-v8 \(protocol v8\)"):
+        ship.ship("depo", tmp_path / "study", hub)
+    assert all((hub / ship.hub_name("depo", m) / "report.json").exists() for m in ship.HUB_VARIANTS)  # untouched
+    with pytest.raises(ValueError, match="anira-e-seed0 has not finished"):  # forced: on to the runs it needs
+        ship.ship("depo", tmp_path / "study", hub, force=True)
+    with pytest.raises(ValueError, match="anira-e-seed0 has not finished"):  # the same grid again: no refusal
+        ship.ship("depo-v8", tmp_path / "study", hub)
