@@ -92,7 +92,9 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
         findings["finding_3_marker"] = mano_marker_finding(pair, study_dir, quick)
     from .operating_curve import grid_counts
 
+    _, missing = grid_state(task, study_dir, version, quick)
     result = {"task": task, "protocol_version": version, "runs": len(entries), "models": models, "findings": findings,
+              "planned": len(grid_models(task)) * len(SEEDS), "missing": [m["run"] for m in missing],
               "operating_curve": grid_counts(task, study_dir, quick)}
     result["markdown"] = format_study(result)
     return result
@@ -178,7 +180,10 @@ def _untrained_note(needed: dict) -> str:
 
 def format_study(result: dict) -> str:
     """Markdown: one row per (model, seed), then one row per model over seeds, then the findings' seed counts."""
-    lines = [f"# {result['task']}: protocol {result['protocol_version']}, {result['runs']} runs", "",
+    missing = result.get("missing")
+    counted = f"{result['runs']} of {result['planned']} runs" if missing else f"{result['runs']} runs"
+    lines = [f"# {result['task']}: protocol {result['protocol_version']}, {counted}", "",
+             *([f"The grid is in progress; still to come: {', '.join(missing)}.", ""] if missing else []),
              "Per run (accuracy of the generated answer on the test prompts; depth at the answer positions; rho over "
              "prompts with its bootstrap interval; gains from the depth-need analysis on the seen sizes):", "",
              "| model | seed | seen accuracy per size | unseen accuracy | seen depth per size | rho (seen) | "

@@ -301,7 +301,8 @@ def test_a_landed_run_rewrites_the_grids_report_and_figures(tmp_path, capsys):
     write_study_run(tmp_path, "depo", "anira-o", 0, {1: 1.0, 2: 0.8}, {1: 1.0, 2: 2.0})
     study.refresh_after_run("depo", tmp_path, hub_dir=tmp_path / "hub")
     results = (tmp_path / "depo" / "results.md").read_text()
-    assert "| anira-o | 0 |" in results and "anira-o-seed1" not in results
+    assert "| anira-o | 0 |" in results and "| anira-o | 1 |" not in results
+    assert results.startswith("# depo: protocol v1, 1 of 15 runs\n") and "still to come: anira-e-seed0, " in results
     # this stand-in run has no weights: the operating curve (protocol v3) fails, says so, and the report still follows
     assert "protocol v3's operating curve failed" in capsys.readouterr().out
     assert (tmp_path / "depo" / "accuracy_depth.png").stat().st_size > 0
