@@ -52,7 +52,9 @@ def model_card(name: str, config, task: str, knob: str, model_name_or_path: str,
         f"max_depth = {config.max_depth} iterations), coda {config.num_coda_layers} |",
         f"| hidden_size | {config.hidden_size} (heads {config.num_attention_heads}, MLP {config.intermediate_size}) |",
         f"| vocab_size | {config.vocab_size} (word-level tokenizer of the task family) |",
-        f"| compute_penalty | {config.compute_penalty} (weight of expected depth / max_depth in the loss) |",
+        (f"| compute_penalty | {config.compute_penalty} (weight of expected depth / max_depth in the loss) |"
+         if config.depth_mode != "fixed" else
+         f"| compute_penalty | {config.compute_penalty} (a fixed depth makes the term a constant: it adds to the loss, never to the gradient) |"),
         *([f"| iteration_loss_weight | {config.iteration_loss_weight} (weight of the LM loss read out after every "
            "iteration before the last; docs/design.md) |"] if getattr(config, "iteration_loss_weight", 0) else []),
         "",
@@ -176,15 +178,33 @@ def stage_commits(report: dict) -> list[str | None]:
 
 
 def training_provenance(report: dict) -> str:
-    """The commit(s) and package version that trained the weights, or that they were not recorded."""
+    """The commit(s) and package version that trained the weights, or that they were not recorded. A one-stage run
+    trained in pieces (resumed from its checkpoints, `training_commits`) names each piece's commit and whether its
+    tree had uncommitted changes."""
     commits = stage_commits(report)
     if not any(commits):
         return "The git commit and the package version that trained these weights were not recorded at training time."
+    version = report.get("package_version")
+    package = f", package anira {version}." if version else ", package version not recorded."
+    pieces = report.get("training_commits") or []
+    if len(commits) == 1 and len(pieces) > 1:
+        groups = []  # [commit, dirty, pieces]
+        for piece in pieces:
+            key = [piece.get("training_commit"), bool(piece.get("training_commit_dirty"))]
+            if groups and groups[-1][:2] == key:
+                groups[-1][2] += 1
+            else:
+                groups.append(key + [1])
+        described = ", ".join(
+            f"`{commit[:12] if commit else 'unrecorded'}`"
+            + (f" ({'with uncommitted changes to tracked files, ' if dirty else ''}{n} pieces)" if n > 1
+               else " (with uncommitted changes to tracked files)" if dirty else "")
+            for commit, dirty, n in groups)
+        return (f"Trained in {len(pieces)} pieces, each resumed from the previous one's last checkpoint, at commits "
+                f"{described} of this repository{package}")
     grouped = _per_stage([f"commit `{commit[:12]}`" if commit else "an unrecorded commit" for commit in commits])
     dirty = " (with uncommitted changes to tracked files)" if report.get("training_commit_dirty") else ""
-    version = report.get("package_version")
-    return (f"Trained at {grouped} of this repository{dirty}"
-            + (f", package anira {version}." if version else ", package version not recorded."))
+    return f"Trained at {grouped} of this repository{dirty}{package}"
 
 
 def _usage(name: str, example_prompt: str) -> list[str]:
@@ -276,7 +296,7 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
     fmt = study_report._fmt
     if "run" in block:
         head = (f"This folder is the replicated study's run `{block['run']}` ({block['protocol']}, protocol {version}"
-                f"{', quick' if quick else ''}; trained at commit `{(block.get('commit') or 'unrecorded')[:12]}`): seed "
+                f"{', quick' if quick else ''}; the commits that trained it: [How it was trained](#how-it-was-trained)): seed "
                 f"{block['seed']} of `{model}`. The protocol declared before any run that seed {study.SHIPPED_SEED} of "
                 f"{', '.join(ship.HUB_VARIANTS)} is the model shipped here, whatever the other seeds give: it was not "
                 "chosen among seeds.")
@@ -315,9 +335,10 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
                  else ("pending" if (row, s) in why else "-") for s in seeds]
         lines.append(f"| {row} | {depth} | " + " | ".join(cells) + " |")
     for grid in ship.EARLIER_GRIDS.get(task, ()):
-        lines += ["", f"The same model in an earlier protocol version's grid (`{grid}`, protocol {study.protocol_version(grid)}; "
-                      f"every seed and why the version changed): [experiments/study/{grid}/results.md]"
-                      f"(../../experiments/study/{grid}/results.md)."]
+        lines += ["", f"The same model in an earlier protocol version's grid (`{grid}`, protocol {study.protocol_version(grid)}): "
+                      f"every seed in [experiments/study/{grid}/results.md](../../experiments/study/{grid}/results.md); "
+                      "why the version changed: [the protocol's versions](../../experiments/study/README.md#the-protocols-versions) "
+                      "(links into the repository)."]
     return lines
 
 
@@ -390,7 +411,9 @@ def trained_model_card(name: str, config, recipe: dict, summary: dict, study_dir
         retrain, runs = f"python examples/reproduce.py {name}", canonical_commands(recipe, name)
     lines += ["", "## How it was trained", "",
               f"{summary['steps']:,} steps{staged}, {summary['parameters']:,} parameters, {summary['train_seconds'] / 60:.1f} minutes of "
-              f"training on {training_machines(summary)} (folder written {summary['date']}). {training_provenance(summary)} "
+              f"training on {training_machines(summary)}"
+              + (f" ({summary['train_seconds_note']})" if summary.get("train_seconds_note") else "")
+              + f" (folder written {summary['date']}). {training_provenance(summary)} "
               f"{by}Retrain from scratch (resumes after an interruption, then writes this folder):", "", "```bash", retrain,
               "```", "", "which runs exactly:", "", "```bash", *runs, "```", ""]
     continued = summary.get("continued")

@@ -86,6 +86,13 @@ def test_cards_say_which_commit_trained_each_stage_or_that_it_was_not_recorded()
     assert training_provenance(staged) == (f"Trained at an unrecorded commit (stage 1) and commit `{a[:12]}` (stage 2) and "
                                            f"commit `{b[:12]}` (stage 3) of this repository (with uncommitted changes to "
                                            "tracked files), package anira 0.1.0.")
+    # one stage trained in pieces (a study run resumed from its checkpoints): each piece's commit and tree, in order
+    pieces = {**one, "training_commit": b, "training_commits": [
+        {"training_commit": a, "training_commit_dirty": True}, {"training_commit": a, "training_commit_dirty": True},
+        {"training_commit": a, "training_commit_dirty": False}, {"training_commit": b, "training_commit_dirty": False}]}
+    assert training_provenance(pieces) == (
+        f"Trained in 4 pieces, each resumed from the previous one's last checkpoint, at commits `{a[:12]}` (with "
+        f"uncommitted changes to tracked files, 2 pieces), `{a[:12]}`, `{b[:12]}` of this repository, package anira 0.1.0.")
 
 
 def test_recipes_retrain_from_scratch_and_scale_for_a_gpu(tmp_path):

@@ -100,7 +100,7 @@ def test_a_shipped_card_lists_every_seed_of_its_model_and_the_baselines_with_the
              "model": "anira-e", "seed": 0, "run": "anira-e-seed0", "commit": "c" * 40, "quick": False}
     lines = study_seeds("anira-e-depo", {"study": block}, tmp_path)
     text = "\n".join(lines)
-    assert "the replicated study's run `anira-e-seed0`" in text and "`cccccccccccc`" in text
+    assert "the replicated study's run `anira-e-seed0`" in text and "the commits that trained it" in text
     assert "seed 0 of anira-e, anira-o, fixed-6 is the model shipped here, whatever the other seeds give" in text
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| seed") and not line.startswith("| model")]
     seeds = rows[:3]
@@ -127,8 +127,9 @@ def test_a_shipped_card_lists_every_seed_of_its_model_and_the_baselines_with_the
     assert ship.hub_name("depo-v8", "anira-e") == "anira-e-depo"
     v8 = "\n".join(study_seeds("anira-e-depo", {"study": {**block, "task": "depo-v8", "protocol_version": "v8"}}, tmp_path))
     assert "| 0 (shipped) | 0.95 |" in v8 and "| 1 | pending (no line in runs.json)" in v8  # v8's seeds, not v1's
-    assert ("earlier protocol version's grid (`depo`, protocol v1; every seed and why the version changed): "
-            "[experiments/study/depo/results.md](../../experiments/study/depo/results.md)") in v8
+    assert ("earlier protocol version's grid (`depo`, protocol v1): every seed in "
+            "[experiments/study/depo/results.md](../../experiments/study/depo/results.md); why the version changed: "
+            "[the protocol's versions](../../experiments/study/README.md#the-protocols-versions)") in v8
     with pytest.raises(ValueError, match="not 'depo-v7'"):  # a withdrawn grid ships nothing
         ship.hub_name("depo-v7", "anira-e")
 
