@@ -52,9 +52,10 @@ def model_card(name: str, config, task: str, knob: str, model_name_or_path: str,
         f"max_depth = {config.max_depth} iterations), coda {config.num_coda_layers} |",
         f"| hidden_size | {config.hidden_size} (heads {config.num_attention_heads}, MLP {config.intermediate_size}) |",
         f"| vocab_size | {config.vocab_size} (word-level tokenizer of the task family) |",
-        (f"| compute_penalty | {config.compute_penalty} (weight of expected depth / max_depth in the loss) |"
-         if config.depth_mode != "fixed" else
-         f"| compute_penalty | {config.compute_penalty} (a fixed depth makes the term a constant: it adds to the loss, never to the gradient) |"),
+        f"| compute_penalty | {config.compute_penalty} (" + ("weight of expected depth / max_depth in the loss"
+                                                            if config.depth_mode != "fixed" else "a fixed depth makes "
+                                                            "the term a constant: it adds to the loss, never to the "
+                                                            "gradient") + ") |",
         *([f"| iteration_loss_weight | {config.iteration_loss_weight} (weight of the LM loss read out after every "
            "iteration before the last; docs/design.md) |"] if getattr(config, "iteration_loss_weight", 0) else []),
         "",

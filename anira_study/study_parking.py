@@ -91,7 +91,7 @@ def pause_runs(work_dir: Path | str) -> list[Path]:
         _signal(pid, signal.SIGSTOP, parents)
     paused = []
     for piece_file in sorted(Path(work_dir).glob(f"**/{PIECE_FILE}")):
-        piece = _read_piece(piece_file)
+        piece = read_piece(piece_file)
         if (piece is None or "pid" not in piece or _open_pause(piece) or not _started_by(piece["pid"], piece["started"])
                 or not _signal(piece["pid"], signal.SIGSTOP, parents)):
             continue
@@ -109,7 +109,7 @@ def resume_runs(work_dir: Path | str) -> list[Path]:
     (SIGCONT); returns the training folders resumed."""
     parents, resumed = _parents(), []
     for piece_file in sorted(Path(work_dir).glob(f"**/{PIECE_FILE}")):
-        piece = _read_piece(piece_file)
+        piece = read_piece(piece_file)
         if piece is None or not _open_pause(piece):
             continue
         piece["pauses"][-1][1] = time.time()
@@ -131,7 +131,8 @@ def _runners_runs(work_dir: Path | str, parents: dict[int, int]) -> list[int]:
             for child, parent in parents.items() if parent == int(runner)]
 
 
-def _read_piece(piece_file: Path) -> dict | None:
+def read_piece(piece_file: Path) -> dict | None:
+    """A piece's `PIECE_FILE` contents (start time, process, pauses), or None once the piece has ended."""
     try:
         return json.loads(piece_file.read_text())
     except (OSError, ValueError):  # the piece ended meanwhile

@@ -19,7 +19,7 @@ from .reproduce import _get
 from .study import (GRIDS, SEARCHES, SEEDS, STUDY_DIR, WITHDRAWN, _overridden, grid_models, grid_recipe,
                     protocol_version, read_runs, run_name, waits_for_decision)
 from .study_runner import RUNNER_LOCK, default_processes, runner_holder
-from .study_parking import PARKED, PIECE_FILE, _read_piece, checkpoint_folders, parked_folder, piece_seconds
+from .study_parking import PARKED, PIECE_FILE, checkpoint_folders, parked_folder, piece_seconds, read_piece
 
 ACTIVE_SECONDS = 900  # a running run writes its log at least every probe (minutes apart)
 
@@ -106,7 +106,7 @@ def _runs_status(planned: list[dict], base: Path, holder: str | None, now: float
             kept = checkpoints(parked / plan["run"]) if not saved else []
             row.update(state="training" if active else ("stopped" if saved else "parked" if kept else "not started"),
                        step=saved[-1][0] if saved else kept[-1][0] if kept else 0)
-            piece = _read_piece(base / plan["run"] / PIECE_FILE) if active else None
+            piece = read_piece(base / plan["run"] / PIECE_FILE) if active else None
             row["seconds_per_step"] = run_pace(saved, piece)
             if row["seconds_per_step"] is not None:
                 row["pace_from"] = "its checkpoints"

@@ -11,7 +11,7 @@
     python examples/study.py search --task mano-v9               # a searched grid's recipe (mano-v9, clrs-<algorithm>)
     python examples/study.py run --task mano-v9                  # then its grid (also mano-v9-no-marker), as for depo
     python examples/study.py run --task depo-v8 mano-v9 clrs-dfs # one queue: ready grids, then every pending search, then their grids
-    python examples/study.py ship --task depo                    # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
+    python examples/study.py ship --task depo-v8                 # seed 0 of anira-e, anira-o, fixed-6 into hub_configs/
     python examples/study.py operating-curve --task depo         # v3: every anira-o run at halting thresholds 0.1-0.9
     python examples/study.py park                                # unfinished runs' newest checkpoints into the repository
     python examples/study.py pause                               # stop the trainings under way (SIGSTOP); `resume`
