@@ -305,7 +305,12 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
         head = (f"This folder was retrained from the replicated study's recipe (`{block['retrained_with']}`; {block['protocol']}, "
                 f"protocol {version}): seed {block['seed']} of `{model}`, not the study's own run, whose numbers are the "
                 f"seed-{block['seed']} row below.")
-    lines = ["## Over training seeds (the replicated study)", "", head, "",
+    planned = len(study.grid_models(task)) * len(study.SEEDS)
+    progress = (f"The grid `{task}` has {len(folders)} of its {planned} runs in; this section adds each as it lands "
+                f"(every run: [experiments/study/{task}/results.md](../../experiments/study/{task}/results.md))."
+                if missing else f"The grid `{task}` is complete ({len(folders)} runs: "
+                f"[experiments/study/{task}/results.md](../../experiments/study/{task}/results.md)).")
+    lines = ["## Over training seeds (the replicated study)", "", head, "", progress, "",
              "Every seed of the study's run of this model, on the study's test prompts (greedy accuracy pooled over the seen "
              "sizes and per seen size; rho(depth, size) on seen sizes; the adaptive gain of the depth-need analysis; the "
              "protocol's findings that hold in the seed: F1 depth follows complexity, F2 no extrapolation, depth pays):", "",

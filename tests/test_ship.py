@@ -101,6 +101,7 @@ def test_a_shipped_card_lists_every_seed_of_its_model_and_the_baselines_with_the
     lines = study_seeds("anira-e-depo", {"study": block}, tmp_path)
     text = "\n".join(lines)
     assert "the replicated study's run `anira-e-seed0`" in text and "the commits that trained it" in text
+    assert "The grid `depo` has 3 of its 15 runs in; this section adds each as it lands" in text
     assert "seed 0 of anira-e, anira-o, fixed-6 is the model shipped here, whatever the other seeds give" in text
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| seed") and not line.startswith("| model")]
     seeds = rows[:3]
