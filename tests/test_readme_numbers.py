@@ -152,3 +152,27 @@ def test_the_run_count_a_grids_findings_rest_on_is_the_grids(task, page):
     done, of = int(counted[1]), int(counted[2] or counted[1])
     assert (done, of) == (summary["runs"], size), \
         f"{page.relative_to(ROOT)} says {done} of {of} {task} runs; summary.json has {summary['runs']} of {size}"
+
+
+def test_the_study_pages_grid_table_says_which_grids_are_complete():
+    """experiments/study/README.md's table of grids: a grid said to be complete has every run in its summary.json, and
+    one said to be training has some but not all; a landed last run makes a stale "training" fail here."""
+    from anira_study import study
+
+    page = ROOT / "experiments" / "study" / "README.md"
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in page.read_text().splitlines()
+            if line.startswith("| `")]
+    checked = 0
+    for cells in rows:
+        grids, status = re.findall(r"`([a-z0-9_-]+)`", cells[0]), cells[3]
+        summary = ROOT / "experiments" / "study" / grids[0] / "summary.json"
+        if not summary.exists():
+            assert status.startswith("queued"), f"{grids[0]}: no runs yet, but the page says {status!r}"
+            continue
+        done, size = json.loads(summary.read_text())["runs"], len(study.grid_models(grids[0])) * len(study.SEEDS)
+        if status.startswith("complete"):
+            assert done == size and f"({size} runs)" in status, f"{grids[0]}: {done} of {size} runs, page says {status!r}"
+        else:
+            assert status.startswith("training") and 0 < done < size, f"{grids[0]}: {done} of {size}, page says {status!r}"
+        checked += 1
+    assert checked >= 3  # depo, brevo, depo-v8
