@@ -37,8 +37,8 @@ def main() -> str:
              "`hub_configs/`. Each model retrains from scratch with `python examples/reproduce.py <name>` (its card gives the exact",
              "`examples/train.py` command). Accuracy: the greedily generated answer scored by the task; depth: mean iterations at the",
              "positions that predict answer tokens; [95 % intervals]; n: distinct test prompts (never in training or validation).",
-             "Each model is one training seed: what other seeds of the same recipes give is in `experiments/seeds/`",
-             "(`examples/reproduce.py <name> --seed S` trains one).", ""]
+             "Each model is seed 0 of the replicated study's recipe, one training seed: every seed of the same recipes is in",
+             "`experiments/study/<grid>/results.md` (`examples/reproduce.py <name> --seed S` trains another).", ""]
     for task, models in reports.items():
         lines += [f"## {task}", ""]
         for name, report in models.items():
