@@ -215,9 +215,11 @@ def test_the_search_launches_its_pending_runs_several_at_a_time_and_skips_record
     record("clrs-dfs", tmp_path, "n4-7", "default", {4: 0.5})
     state = study_search.run_search("clrs-dfs", tmp_path / "work", tmp_path)
     jobs = [c[c.index("search-one") + 1:c.index("search-one") + 7] for c in launched]
-    assert sorted(jobs) == sorted(["--task", "clrs-dfs", "--candidate", name, "--variant", "default"] for name in ("n3-6", "n3-6-mixed"))
+    assert sorted(jobs) == sorted(["--task", "clrs-dfs", "--candidate", name, "--variant", "default"]
+                                  for name in ("n3-6", "n3-6-mixed", "n4-7-lr1e-3", "n3-6-lr1e-3"))
     assert 2 <= peak[0] <= 4 and all(c[c.index("--study_dir") + 1] == str(tmp_path) for c in launched)
-    assert state["pending"] == [("n3-6", "default"), ("n3-6-mixed", "default")] and state["choice"] is None  # fake runs record nothing
+    assert state["pending"] == [(c, "default") for c in ("n3-6", "n3-6-mixed", "n4-7-lr1e-3", "n3-6-lr1e-3")]
+    assert state["choice"] is None  # fake runs record nothing
 
 
 def test_a_quick_search_run_trains_the_search_model_and_scores_the_validation_split_only(tmp_path, monkeypatch):
@@ -312,7 +314,32 @@ def test_once_a_candidate_passes_after_every_earlier_one_failed_the_later_ones_a
     for candidate in ("n4-7", "n3-6"):
         record("clrs-dfs", tmp_path, candidate, "default", {4: 0.5})
     state = study_search.search_state("clrs-dfs", tmp_path)
-    assert state["choice"] is None and state["pending"] == [("n3-6-mixed", "default")] and state["not_needed"] == []
+    assert state["choice"] is None and state["not_needed"] == []
+    assert state["pending"] == [("n3-6-mixed", "default"), ("n4-7-lr1e-3", "default"), ("n3-6-lr1e-3", "default")]
+
+
+def test_the_clrs_searches_try_v2s_candidates_at_1e_3_only_after_v2s_own(tmp_path):
+    """Amendment of 2026-12-07 (before any CLRS run): each CLRS search declares v2's three candidates, then n4-7 and
+    n3-6 at learning rate 1e-3 (otherwise the same); where one of v2's passes the choice is v2's, the new ones never
+    trained; where none does, they decide."""
+    for search in ("clrs-topological_sort", "clrs-dfs"):
+        assert list(study.SEARCHES[search]["candidates"]) == ["n4-7", "n3-6", "n3-6-mixed", "n4-7-lr1e-3", "n3-6-lr1e-3"]
+        for candidate, twin in (("n4-7-lr1e-3", "n4-7"), ("n3-6-lr1e-3", "n3-6")):
+            argv = study_search.search_args(search, candidate, "default", tmp_path / "m", tmp_path / "o")
+            same = study_search.search_args(search, twin, "default", tmp_path / "m", tmp_path / "o")
+            assert argv[argv.index("--learning_rate") + 1] == "1e-3" and argv.count("--learning_rate") == 1
+            assert same[same.index("--learning_rate") + 1] == "3e-3"
+            rest = lambda a: [x for i, x in enumerate(a) if "--learning_rate" not in a[max(i - 1, 0):i + 1]]  # noqa: E731
+            assert rest(argv) == rest(same)
+    record("clrs-dfs", tmp_path, "n3-6", "default", {3: 0.95, 4: 0.9})
+    record("clrs-dfs", tmp_path, "n4-7", "default", {4: 0.5})
+    state = study_search.search_state("clrs-dfs", tmp_path)
+    assert state["choice"]["candidate"] == "n3-6"
+    assert state["not_needed"] == [(c, "default") for c in ("n3-6-mixed", "n4-7-lr1e-3", "n3-6-lr1e-3")]
+    for candidate in ("n4-7", "n3-6", "n3-6-mixed"):
+        record("clrs-topological_sort", tmp_path, candidate, "default", {4: 0.5})
+    record("clrs-topological_sort", tmp_path, "n4-7-lr1e-3", "default", {4: 0.95, 5: 0.92})
+    assert study_search.search_state("clrs-topological_sort", tmp_path)["choice"]["candidate"] == "n4-7-lr1e-3"
 
 
 def test_the_runner_stops_a_search_run_the_choice_no_longer_needs_and_starts_the_grid(tmp_path, monkeypatch, capsys):
