@@ -128,7 +128,7 @@ SEARCHES = {
             "n4-7": dict(**_CLRS, **_CURRICULUM, train_sizes=[4, 5, 6, 7], extrapolation_sizes=[8, 10]),
             "n3-6": dict(**_CLRS, **_CURRICULUM, train_sizes=[3, 4, 5, 6], extrapolation_sizes=[7, 8]),
             "n3-6-mixed": dict(**_CLRS, train_sizes=[3, 4, 5, 6], extrapolation_sizes=[7, 8]),
-            # Amendment of 2026-12-07 (before any CLRS run): v2's candidates at learning rate 1e-3, after v2's own, so
+            # Amendment of 2026-12-07, 20:51 UTC (before any CLRS run): v2's candidates at learning rate 1e-3, after v2's own, so
             # they decide only where none of v2's passes (DEPO v7 at 3e-3 held one hop near 0.8; at 1e-3 it learned)
             "n4-7-lr1e-3": dict(**_CLRS, **_CURRICULUM, train_sizes=[4, 5, 6, 7], extrapolation_sizes=[8, 10],
                                 overrides={"--learning_rate": "1e-3"}),
