@@ -23,7 +23,8 @@ from . import study
 HUB_VARIANTS = {"anira-e": "e", "anira-o": "o", "fixed-6": "fixed"}  # the study's shipped models: hub_configs/anira-<v>-<task>
 # grid -> the task suffix of the named folders it ships into (protocol v8's DEPO grid replaces v1's seed 0 there;
 # v6 and v7, withdrawn, ship nothing)
-HUB_TASKS = {"depo": "depo", "brevo": "brevo", "depo-v8": "depo", "mano-v9": "mano"}  # withdrawn grids ship nothing
+HUB_TASKS = {"depo": "depo", "brevo": "brevo", "depo-v8": "depo", "mano-v9": "mano",  # withdrawn grids ship nothing
+             "clrs-topological_sort": "clrs"}  # the -clrs folders' task; clrs-dfs ships no named folder
 EARLIER_GRIDS = {"depo-v8": ("depo",)}  # grids of an earlier protocol version whose runs a card links beside its own
 BASELINES = ("fixed-3", "fixed-1")  # the compute-matched baselines a shipped card reports beside its model
 CONFIG_MACHINE_FIELDS = ("transformers_version", "_name_or_path", "model_type")

@@ -286,9 +286,16 @@ def _write_untrained(name: str, family: str, tokenizer, target: Path) -> list[Pa
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     ).save_pretrained(target)
     card = model_card(name, config, task, knob, f"hub_configs/{name}", f"--task {task} {sizes}")
+    from anira_study import ship
+
+    grids = [grid for grid, suffix in ship.HUB_TASKS.items() if name.endswith(f"-{suffix}")]
     notice = ("**Untrained configuration**: this folder holds no weights. "
               + (f"`python examples/reproduce.py {name}` trains it with its stored recipe (`recipe.json`).\n\n"
-                 if name in RECIPES else "Train it with the command below.\n\n"))
+                 if name in RECIPES else "Train it with the command below.\n\n")
+              + (f"The replicated study will ship here seed 0 of its grid `{grids[0]}` (a width-64 model trained from "
+                 "scratch by the study's frozen recipe, in place of this paper-sized configuration) once that grid's "
+                 "runs have finished: [experiments/study/README.md](../../experiments/study/README.md).\n\n"
+                 if grids else ""))
     card = card.replace("| field | value |", notice + "| field | value |", 1)  # first thing a reader sees
     (target / "README.md").write_text(card)
     written = [target / "config.json", target / "generation_config.json", target / "README.md"]
