@@ -1,5 +1,6 @@
 """Model cards: the README.md of a `hub_configs/` folder and of a folder `examples/train.py` saves."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -189,18 +190,13 @@ def training_provenance(report: dict) -> str:
     package = f", package anira {version}." if version else ", package version not recorded."
     pieces = report.get("training_commits") or []
     if len(commits) == 1 and len(pieces) > 1:
-        groups = []  # [commit, dirty, pieces]
-        for piece in pieces:
-            key = [piece.get("training_commit"), bool(piece.get("training_commit_dirty"))]
-            if groups and groups[-1][:2] == key:
-                groups[-1][2] += 1
-            else:
-                groups.append(key + [1])
+        runs = [(commit, dirty, len(list(group))) for (commit, dirty), group in itertools.groupby(
+            pieces, key=lambda piece: (piece.get("training_commit"), bool(piece.get("training_commit_dirty"))))]
         described = ", ".join(
             f"`{commit[:12] if commit else 'unrecorded'}`"
             + (f" ({'with uncommitted changes to tracked files, ' if dirty else ''}{n} pieces)" if n > 1
                else " (with uncommitted changes to tracked files)" if dirty else "")
-            for commit, dirty, n in groups)
+            for commit, dirty, n in runs)
         return (f"Trained in {len(pieces)} pieces, each resumed from the previous one's last checkpoint, at commits "
                 f"{described} of this repository{package}")
     grouped = _per_stage([f"commit `{commit[:12]}`" if commit else "an unrecorded commit" for commit in commits])
@@ -305,8 +301,7 @@ def study_seeds(name: str, summary: dict, study_dir) -> list[str]:
         head = (f"This folder was retrained from the replicated study's recipe (`{block['retrained_with']}`; {block['protocol']}, "
                 f"protocol {version}): seed {block['seed']} of `{model}`, not the study's own run, whose numbers are the "
                 f"seed-{block['seed']} row below.")
-    planned = len(study.grid_models(task)) * len(study.SEEDS)
-    progress = (f"The grid `{task}` has {len(folders)} of its {planned} runs in; this section adds each as it lands "
+    progress = (f"The grid `{task}` has {len(folders)} of its {study.grid_size(task)} runs in; this section adds each as it lands "
                 f"(every run: [experiments/study/{task}/results.md](../../experiments/study/{task}/results.md))."
                 if missing else f"The grid `{task}` is complete ({len(folders)} runs: "
                 f"[experiments/study/{task}/results.md](../../experiments/study/{task}/results.md)).")

@@ -172,8 +172,7 @@ def refresh_shipped_cards(task: str, study_dir: Path = study.STUDY_DIR, hub_dir:
         return names
     for model in HUB_VARIANTS:
         name = hub_name(task, model)
-        report = hub_dir / name / "report.json"
-        block = json.loads(report.read_text()).get("study") if report.exists() else None
+        block = _shipped_from(hub_dir / name)
         if block and block.get("task") == task and block.get("quick", False) == quick:
             names.append(name)
     if names:

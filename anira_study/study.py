@@ -69,6 +69,11 @@ def grid_models(task: str) -> list[str]:
     return list(GRIDS[task].get("models", V1_MODELS))
 
 
+def grid_size(task: str) -> int:
+    """The runs a grid declares: each of its models at each of the study's seeds."""
+    return len(grid_models(task)) * len(SEEDS)
+
+
 COMMON_ARGS = ["--learning_rate", "3e-3", "--warmup_steps", "200", "--lr_scheduler_type", "cosine", "--weight_decay", "0.0",
                "--max_grad_norm", "1.0", "--per_device_train_batch_size", "64", "--probe_steps", "200",
                "--probe_per_size", "64", "--logging_steps", "200", "--save_steps", "1000", "--report_to", "none",

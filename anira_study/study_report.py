@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from .study import (GRIDS, MODELS, PROTOCOL_FILE, RUNS_FILE, SEEDS, SEEN, SHIPPED_SEED, STUDY_DIR, UNSEEN, grid_models,
-                    grid_state, protocol_version, read_runs, run_name)
+                    grid_size, grid_state, protocol_version, read_runs, run_name)
 from .study_findings import (FINDING_1_ACCURACY, FINDING_1_RHO, FINDING_4_FALL, FINDING_4_HOLDS, FINDING_5_TOLERANCE,
                              GAIN_GOAL, depth_needed, depth_pays, finding_1, finding_2, finding_3, finding_4_phases,
                              finding_5, iteration_loss_phases, mano_marker_finding, mano_marker_pair, penalty_onset,
@@ -94,7 +94,7 @@ def study_summary(task: str, study_dir: Path = STUDY_DIR, version: str | None = 
 
     _, missing = grid_state(task, study_dir, version, quick)
     result = {"task": task, "protocol_version": version, "runs": len(entries), "models": models, "findings": findings,
-              "planned": len(grid_models(task)) * len(SEEDS), "missing": [m["run"] for m in missing],
+              "planned": grid_size(task), "missing": [m["run"] for m in missing],
               "operating_curve": grid_counts(task, study_dir, quick)}
     result["markdown"] = format_study(result)
     return result
@@ -425,7 +425,7 @@ def study_answer(task: str, study_dir: Path = STUDY_DIR, version: str | None = N
                 "text": f"The replicated study ({PROTOCOL_FILE}) has no grid for {task} (its grids: {', '.join(GRIDS)})."}
     version = version or protocol_version(task)
     folders, missing = grid_state(task, study_dir, version)
-    expected = len(grid_models(task)) * len(SEEDS)
+    expected = grid_size(task)
     if not folders:
         return {"status": "pending", "task": task, "protocol": PROTOCOL_FILE, "missing": [m["run"] for m in missing],
                 "text": f"The replicated study's runs on {task} are pending: none of its {expected} runs (protocol {version}, "

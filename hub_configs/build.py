@@ -294,7 +294,7 @@ def _write_untrained(name: str, family: str, tokenizer, target: Path) -> list[Pa
                  if name in RECIPES else "Train it with the command below.\n\n")
               + (f"The replicated study will ship here seed 0 of its grid `{grids[0]}` (a width-64 model trained from "
                  "scratch by the study's frozen recipe, in place of this paper-sized configuration) once that grid's "
-                 "runs have finished: [experiments/study/README.md](../../experiments/study/README.md).\n\n"
+                 "seed-0 runs of anira-e, anira-o and fixed-6 have finished: [experiments/study/README.md](../../experiments/study/README.md).\n\n"
                  if grids else ""))
     card = card.replace("| field | value |", notice + "| field | value |", 1)  # first thing a reader sees
     (target / "README.md").write_text(card)
