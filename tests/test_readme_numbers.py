@@ -176,3 +176,64 @@ def test_the_study_pages_grid_table_says_which_grids_are_complete():
             assert status.startswith("training") and 0 < done < size, f"{grids[0]}: {done} of {size}, page says {status!r}"
         checked += 1
     assert checked >= 3  # depo, brevo, depo-v8
+
+
+FINDINGS_COLUMNS = {"DEPO, protocol v1": "depo", "BREVO, protocol v1": "brevo"}
+COUNT = re.compile(r"(\d+) of (\d+)")
+
+
+def findings_table(page: Path, first_header: str) -> list[list[str]]:
+    """The rows (header first) of the markdown table on `page` whose first header cell starts with `first_header`."""
+    lines = page.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header}"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        if not set(line) <= set("|-: "):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def expected_counts(summary: dict, finding: str) -> dict[str, tuple[int, int]]:
+    """{who: (count, of)} the grid's summary.json gives a finding's row: per controller for findings 1, 2 and 4, the
+    grid's seeds (or seed pairs) for findings 3 and 5, adaptive runs for "depth pays"."""
+    models, findings = summary["models"], summary["findings"]
+    seeds = {model: len(m["seeds"]) for model, m in models.items()}
+    per_model = {"1.": "finding_1_seeds", "2.": "finding_2_seeds", "4.": "finding_4_seeds"}
+    if finding[:2] in per_model:
+        return {f"ANIRA-{m[-1].upper()}": (models[m][per_model[finding[:2]]], seeds[m]) for m in ("anira-e", "anira-o")}
+    if finding.startswith("3."):
+        return {"grid": (findings["finding_3_seeds"], findings["finding_5_pairs"])} if "finding_3_seeds" in findings else {}
+    if finding.startswith("5."):
+        return {"grid": (findings["finding_5_seeds"], findings["finding_5_pairs"])}
+    if finding.startswith("depth pays"):
+        return {"grid": (sum(models[m]["depth_pays_seeds"] for m in ("anira-e", "anira-o")),
+                         seeds["anira-e"] + seeds["anira-o"])}
+    raise AssertionError(f"unknown finding row {finding!r}")
+
+
+@pytest.mark.parametrize("column,task", FINDINGS_COLUMNS.items(), ids=FINDINGS_COLUMNS.values())
+def test_the_readmes_findings_table_counts_what_each_grids_summary_counts(column, task):
+    """README's table of findings: every "N of M" in a grid's column is its summary.json's count ("for either": both
+    controllers have it; "ANIRA-E N of M, ANIRA-O N of M": each its own), and "depth is needed" says holds exactly
+    when the summary's rule holds. A report rewritten after a landed run makes a stale cell fail here."""
+    header, *rows = findings_table(README, "finding (the protocol's rule)")
+    index = next(i for i, h in enumerate(header) if h.startswith(column))
+    summary = json.loads((ROOT / "experiments" / "study" / task / "summary.json").read_text())
+    for cells in rows:
+        finding, cell = cells[0], cells[index]
+        if finding.startswith("depth is needed"):
+            assert cell.startswith("holds") == summary["findings"]["depth_needed"]["holds"], (task, cell)
+            continue
+        expected = expected_counts(summary, finding)
+        if not expected:
+            assert not COUNT.search(cell), (task, finding, cell)
+            continue
+        named = dict((who, (int(n), int(of))) for who, n, of in re.findall(r"(ANIRA-[EO]) (\d+) of (\d+)", cell))
+        if named:
+            assert named == expected, (task, finding, cell, expected)
+        else:
+            quoted = {(int(n), int(of)) for n, of in COUNT.findall(cell)}
+            assert quoted == set(expected.values()) and ("for either" in cell) == (len(expected) == 2), \
+                (task, finding, cell, expected)
