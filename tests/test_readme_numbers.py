@@ -178,8 +178,9 @@ def test_the_study_pages_grid_table_says_which_grids_are_complete():
     assert checked >= 3  # depo, brevo, depo-v8
 
 
-FINDINGS_COLUMNS = {"DEPO, protocol v1": "depo", "BREVO, protocol v1": "brevo"}
+FINDINGS_COLUMNS = {"DEPO, protocol v1": "depo", "BREVO, protocol v1": "brevo", "DEPO v8": "depo-v8"}
 COUNT = re.compile(r"(\d+) of (\d+)")
+PAPER = "paper's objective: "  # a cell's second part: the twins trained on the paper's objective (protocol v6 on)
 
 
 def findings_table(page: Path, first_header: str) -> list[list[str]]:
@@ -195,45 +196,60 @@ def findings_table(page: Path, first_header: str) -> list[list[str]]:
     return rows
 
 
-def expected_counts(summary: dict, finding: str) -> dict[str, tuple[int, int]]:
-    """{who: (count, of)} the grid's summary.json gives a finding's row: per controller for findings 1, 2 and 4, the
-    grid's seeds (or seed pairs) for findings 3 and 5, adaptive runs for "depth pays"."""
+def expected_counts(summary: dict, finding: str, suffix: str = "") -> dict[str, tuple[int, int]]:
+    """{who: (count, of)} the grid's summary.json gives a finding's row: per controller (`anira-e<suffix>`,
+    `anira-o<suffix>`) for findings 1, 2 and 4 and "depth pays", the grid's seeds (or seed pairs) for findings 3 and 5
+    and the declared comparison of the iteration loss; {} where the grid does not test it."""
     models, findings = summary["models"], summary["findings"]
-    seeds = {model: len(m["seeds"]) for model, m in models.items()}
-    per_model = {"1.": "finding_1_seeds", "2.": "finding_2_seeds", "4.": "finding_4_seeds"}
+    per_model = {"1.": "finding_1_seeds", "2.": "finding_2_seeds", "4.": "finding_4_seeds", "de": "depth_pays_seeds"}
     if finding[:2] in per_model:
-        return {f"ANIRA-{m[-1].upper()}": (models[m][per_model[finding[:2]]], seeds[m]) for m in ("anira-e", "anira-o")}
+        return {f"ANIRA-{m[6].upper()}": (models[m][per_model[finding[:2]]], len(models[m]["seeds"]))
+                for m in (f"anira-e{suffix}", f"anira-o{suffix}")}
     if finding.startswith("3."):
         return {"grid": (findings["finding_3_seeds"], findings["finding_5_pairs"])} if "finding_3_seeds" in findings else {}
     if finding.startswith("5."):
         return {"grid": (findings["finding_5_seeds"], findings["finding_5_pairs"])}
-    if finding.startswith("depth pays"):
-        return {"grid": (sum(models[m]["depth_pays_seeds"] for m in ("anira-e", "anira-o")),
-                         seeds["anira-e"] + seeds["anira-o"])}
+    if "iteration loss" in finding:
+        phases = findings.get("iteration_loss_phases")
+        return {"grid": (phases["holds_seeds"], phases["seeds"])} if phases else {}
     raise AssertionError(f"unknown finding row {finding!r}")
+
+
+def check_counts(cell: str, expected: dict[str, tuple[int, int]], where) -> None:
+    """`cell`'s "N of M" against `expected`: "ANIRA-E N of M, ANIRA-O N of M" each its own; "N of M ... for either"
+    both; "N of M adaptive runs" their sum; a lone "N of M" the grid's; no count where nothing is expected."""
+    if not expected:
+        assert not COUNT.search(cell), where
+        return
+    named = {who: (int(n), int(of)) for who, n, of in re.findall(r"(ANIRA-[EO]) (\d+) of (\d+)", cell)}
+    quoted = {(int(n), int(of)) for n, of in COUNT.findall(cell)}
+    if named:
+        assert named == expected, (where, expected)
+    elif "adaptive runs" in cell:
+        assert quoted == {tuple(map(sum, zip(*expected.values())))}, (where, expected)
+    else:
+        assert quoted == set(expected.values()) and ("for either" in cell) == (len(expected) == 2), (where, expected)
 
 
 @pytest.mark.parametrize("column,task", FINDINGS_COLUMNS.items(), ids=FINDINGS_COLUMNS.values())
 def test_the_readmes_findings_table_counts_what_each_grids_summary_counts(column, task):
-    """README's table of findings: every "N of M" in a grid's column is its summary.json's count ("for either": both
-    controllers have it; "ANIRA-E N of M, ANIRA-O N of M": each its own), and "depth is needed" says holds exactly
-    when the summary's rule holds. A report rewritten after a landed run makes a stale cell fail here."""
+    """README's table of findings: every "N of M" in a grid's column is its summary.json's count (per controller, for
+    both "for either", summed over "adaptive runs"; after "paper's objective:", the paper-objective twins'), and
+    "depth is needed" says holds exactly when the summary's rule holds. A stale cell after a landed run fails here."""
     header, *rows = findings_table(README, "finding (the protocol's rule)")
     index = next(i for i, h in enumerate(header) if h.startswith(column))
     summary = json.loads((ROOT / "experiments" / "study" / task / "summary.json").read_text())
+    runs = summary["runs"] if summary["runs"] == summary.get("planned", summary["runs"]) else \
+        f"{summary['runs']} of {summary['planned']}"
+    assert header[index] == f"{column} ({runs} runs)", (header[index], runs)
     for cells in rows:
         finding, cell = cells[0], cells[index]
         if finding.startswith("depth is needed"):
             assert cell.startswith("holds") == summary["findings"]["depth_needed"]["holds"], (task, cell)
             continue
-        expected = expected_counts(summary, finding)
-        if not expected:
-            assert not COUNT.search(cell), (task, finding, cell)
-            continue
-        named = dict((who, (int(n), int(of))) for who, n, of in re.findall(r"(ANIRA-[EO]) (\d+) of (\d+)", cell))
-        if named:
-            assert named == expected, (task, finding, cell, expected)
-        else:
-            quoted = {(int(n), int(of)) for n, of in COUNT.findall(cell)}
-            assert quoted == set(expected.values()) and ("for either" in cell) == (len(expected) == 2), \
-                (task, finding, cell, expected)
+        own, _, paper = cell.partition(PAPER)
+        check_counts(own, expected_counts(summary, finding), (task, finding, cell))
+        if paper:
+            check_counts(paper, expected_counts(summary, finding, "-paper"), (task, finding, cell))
+        elif "anira-e-paper" in summary["models"] and finding[:2] in ("1.", "2.", "4.", "de"):
+            raise AssertionError(f"{task}, {finding}: the paper-objective twins' counts are missing ({cell!r})")
