@@ -141,7 +141,7 @@ def test_the_run_count_a_grids_findings_rest_on_is_the_grids(task, page):
 
     summary = json.loads((ROOT / "experiments" / "study" / task / "summary.json").read_text())
     size = len(study.grid_models(task)) * len(study.SEEDS)
-    heading = {"depo": "DEPO, protocol v1", "depo-v8": "**DEPO v8 so far**", "brevo": "BREVO, protocol v1"}
+    heading = {"depo": "DEPO, protocol v1", "depo-v8": "**DEPO v8**", "brevo": "BREVO, protocol v1"}
     text = page.read_text()
     if page == RESULTS:
         text = text.split("\n## BREVO\n")[1].split("\n### ")[0]
