@@ -67,3 +67,24 @@ def test_every_path_and_anchor_a_page_names_exists(page):
             missing.append(f"{path}#{anchor}")
     missing += [f"#{anchor}" for anchor in re.findall(r"\]\(#([\w-]+)\)", page.read_text()) if anchor not in anchors(page)]
     assert not missing, f"{page.relative_to(ROOT)} names what does not exist: {missing}"
+
+
+def markdown_pages() -> list[Path]:
+    """Every markdown page the repository tracks outside virtual environments and training outputs."""
+    skip = {".venv", "outputs", ".git", "node_modules"}
+    return sorted(p for p in ROOT.rglob("*.md") if not skip & set(p.relative_to(ROOT).parts))
+
+
+def test_every_markdown_tables_delimiter_row_has_its_headers_cells():
+    """A table whose delimiter row (`|---|---|`) has more or fewer cells than its header does not render as a table
+    on GitHub (or on the Hub's card pages): every table of every page keeps them equal."""
+    cells = lambda line: len(line.strip().strip("|").split("|"))
+    wrong = []
+    for page in markdown_pages():
+        lines, fenced = page.read_text().splitlines(), False
+        for i, line in enumerate(lines):
+            fenced ^= line.startswith("```")
+            if not fenced and i and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", line.strip()) and lines[i - 1].startswith("|"):
+                if cells(line) != cells(lines[i - 1]):
+                    wrong.append(f"{page.relative_to(ROOT)}:{i + 1}: {cells(lines[i - 1])} header cells, {cells(line)} below")
+    assert not wrong, "\n".join(wrong)
